@@ -1,0 +1,38 @@
+# The two commands a new user runs (see README): `make demo` and `make test`.
+# Each creates .venv, installs torch (CPU build by default; override TORCH_SPEC), builds the extension
+# against it with `pip install --no-build-isolation`, then runs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: demo test install cuda-check bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Build-time tools and torch first: the build uses the installed torch, never an isolated copy.
+$(VENV)/.build-deps: $(PY) pyproject.toml
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja "cmake>=3.25"
+	touch $@
+
+install: $(VENV)/.build-deps
+	$(PY) -m pip install -q --no-build-isolation ".[test,bench,train]"
+
+demo: install
+	$(PY) -m facenet_ext demo
+
+test: install
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Compile every .cu for sm_80 and sm_90 against the installed torch's headers (no GPU needed).
+cuda-check: $(VENV)/.build-deps
+	$(PY) tools/cuda_compile_check.py
+
+bench: install
+	$(PY) -m facenet_ext bench
+
+clean:
+	rm -rf build $(VENV) .pytest_cache

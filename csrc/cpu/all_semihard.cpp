@@ -1,0 +1,94 @@
+// all_semihard_from_sq_dist on CPU: every (a, p, n) with 0 < D_an - D_ap <= margin, in (a, p, n) order.
+// Two passes over the same loop (count per anchor-positive slot, exclusive scan, fill), so the output is
+// allocated once at its exact size and no B x B x B mask ever exists.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "common/mining_rules.h"
+#include "label_groups.h"
+
+namespace fx {
+namespace {
+
+struct Slots {
+  const int64_t* pair_offset;
+  const int64_t* out_offset;  // null in the counting pass
+  int64_t* count;             // null in the filling pass
+  int64_t *a, *p, *n;
+};
+
+template <typename T>
+void all_semihard_pass(const at::Tensor& sq_dist, const LabelGroups& g, bool exclude_self, T margin, bool squared,
+                       const Slots& s) {
+  const int64_t B = sq_dist.size(0), N = sq_dist.size(1), ld = sq_dist.stride(0);
+  const T* dist = sq_dist.data_ptr<T>();
+  const int32_t* anchor_gid = g.anchor_gid.data_ptr<int32_t>();
+  const int32_t* ref_gid = g.ref_gid.data_ptr<int32_t>();
+  const int32_t* members = g.members.data_ptr<int32_t>();
+  const int32_t* group_start = g.group_start.data_ptr<int32_t>();
+  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> metric(N);
+    for (int64_t a = begin; a < end; ++a) {
+      const int64_t slot0 = s.pair_offset[a];
+      if (s.pair_offset[a + 1] == slot0) continue;
+      const int32_t gid = anchor_gid[a];
+      const T* row = dist + a * ld;
+      for (int64_t j = 0; j < N; ++j) metric[j] = to_metric(row[j], squared);
+      int64_t q = 0;
+      for (int32_t m = group_start[gid]; m < group_start[gid + 1]; ++m) {
+        const int64_t p = members[m];
+        if (exclude_self && p == a) continue;
+        const T ap = metric[p];
+        const int64_t slot = slot0 + q++;
+        if (s.count) {
+          int64_t c = 0;
+          for (int64_t j = 0; j < N; ++j) c += (ref_gid[j] != gid) & in_semihard_window(ap, metric[j], margin);
+          s.count[slot] = c;
+        } else {
+          int64_t o = s.out_offset[slot];
+          for (int64_t j = 0; j < N; ++j)
+            if (ref_gid[j] != gid && in_semihard_window(ap, metric[j], margin)) {
+              s.a[o] = a;
+              s.p[o] = p;
+              s.n[o++] = j;
+            }
+        }
+      }
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> all_semihard_cpu(const at::Tensor& sq_dist, const at::Tensor& labels,
+                                                                 const at::Tensor& ref_labels, bool exclude_self,
+                                                                 double margin, bool squared) {
+  LabelGroups g = make_label_groups("all_semi_hard_triplets", sq_dist, labels, ref_labels, exclude_self);
+  g.num_pairs = g.pair_offset[-1].item<int64_t>();
+  const at::Tensor dist = sq_dist.stride(1) == 1 ? sq_dist : sq_dist.contiguous();
+  auto opts = labels.options().dtype(at::kLong);
+  at::Tensor counts = at::empty({g.num_pairs}, opts);
+  at::Tensor a, p, n;
+  AT_DISPATCH_FLOATING_TYPES(dist.scalar_type(), "all_semihard_cpu", [&] {
+    const auto m = static_cast<scalar_t>(margin);
+    Slots s{g.pair_offset.data_ptr<int64_t>(), nullptr, counts.data_ptr<int64_t>(), nullptr, nullptr, nullptr};
+    all_semihard_pass<scalar_t>(dist, g, exclude_self, m, squared, s);
+    const at::Tensor offsets = counts.cumsum(0) - counts;
+    const int64_t total = g.num_pairs ? (offsets[-1] + counts[-1]).item<int64_t>() : 0;
+    a = at::empty({total}, opts);
+    p = at::empty({total}, opts);
+    n = at::empty({total}, opts);
+    s = Slots{g.pair_offset.data_ptr<int64_t>(), offsets.data_ptr<int64_t>(), nullptr,
+              a.data_ptr<int64_t>(), p.data_ptr<int64_t>(), n.data_ptr<int64_t>()};
+    all_semihard_pass<scalar_t>(dist, g, exclude_self, m, squared, s);
+  });
+  return {a, p, n};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(facenet_ext, CPU, m) { m.impl("all_semihard_from_sq_dist", &all_semihard_cpu); }
+
+}  // namespace fx

@@ -1,0 +1,72 @@
+// pairwise_sq_dist on CPU: BLAS Gram matrix written into the output, then one in-place epilogue.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "common/pairwise_rules.h"
+#include "pairwise_dist_common.h"
+
+namespace fx {
+namespace {
+
+constexpr int64_t kTile = 64;
+
+// Symmetric case: each tile pair (I <= J) reads only the upper triangle of the Gram matrix and writes
+// both D_ij and D_ji from it, so the result is exactly symmetric and the diagonal exactly zero.
+// Distinct tile pairs touch disjoint elements, so they run in parallel without races.
+template <typename T>
+void symmetric_epilogue(T* out, const T* norm, int64_t B) {
+  const int64_t tiles = (B + kTile - 1) / kTile;
+  const int64_t pairs = tiles * (tiles + 1) / 2;
+  at::parallel_for(0, pairs, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      // k -> (ti, tj) with ti <= tj, enumerating row-major over the upper triangle of tiles.
+      int64_t ti = 0, rest = k;
+      while (rest >= tiles - ti) rest -= tiles - ti++;
+      const int64_t tj = ti + rest;
+      const int64_t i0 = ti * kTile, i1 = std::min(B, i0 + kTile);
+      const int64_t j0 = tj * kTile, j1 = std::min(B, j0 + kTile);
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t jstart = std::max(j0, i + 1);
+        T* row = out + i * B;
+        for (int64_t j = jstart; j < j1; ++j) {
+          const T d = sq_dist_from_gram(norm[i], norm[j], row[j]);
+          row[j] = d;
+          out[j * B + i] = d;
+        }
+        if (ti == tj) row[i] = T(0);
+      }
+    }
+  });
+}
+
+template <typename T>
+void cross_epilogue(T* out, const T* x_norm, const T* y_norm, int64_t B, int64_t N) {
+  at::parallel_for(0, B, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      T* row = out + i * N;
+      for (int64_t j = 0; j < N; ++j) row[j] = sq_dist_from_gram(x_norm[i], y_norm[j], row[j]);
+    }
+  });
+}
+
+at::Tensor pairwise_sq_dist_cpu(const at::Tensor& x, const std::optional<at::Tensor>& y) {
+  PairwiseParts parts = pairwise_gram(x, y);
+  AT_DISPATCH_FLOATING_TYPES(parts.out.scalar_type(), "pairwise_sq_dist_cpu", [&] {
+    scalar_t* out = parts.out.data_ptr<scalar_t>();
+    if (parts.symmetric) {
+      symmetric_epilogue<scalar_t>(out, parts.x_norm.data_ptr<scalar_t>(), parts.out.size(0));
+    } else {
+      cross_epilogue<scalar_t>(out, parts.x_norm.data_ptr<scalar_t>(), parts.y_norm.data_ptr<scalar_t>(),
+                               parts.out.size(0), parts.out.size(1));
+    }
+  });
+  return parts.out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(facenet_ext, CPU, m) { m.impl("pairwise_sq_dist", &pairwise_sq_dist_cpu); }
+
+}  // namespace fx

@@ -1,0 +1,135 @@
+// semihard_from_sq_dist on CPU: FaceNet eq. (4), one negative per anchor-positive pair.
+//
+// Per anchor: sort its positives' distances (the thresholds), drop every negative into the bucket
+// "number of thresholds below it", keep each bucket's closest negative, then a suffix minimum over
+// buckets answers every positive at once. O(N log K + K log K) per anchor, O(N + K) memory per thread.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+#include "common/mining_rules.h"
+#include "label_groups.h"
+
+namespace fx {
+namespace {
+
+// Buckets of every reference element of one anchor row. Positives (and the anchor itself) go to the
+// extra bucket K + 1, which nobody reads. For few thresholds a linear count vectorises across
+// elements and beats binary search; both compute count_below exactly.
+template <typename T>
+void assign_buckets(const T* row, const int32_t* ref_gid, int32_t gid, int64_t N, const T* sorted, int K,
+                    int32_t* bucket) {
+  constexpr int kLinearMax = 64;
+  if (K <= kLinearMax) {
+    for (int64_t j = 0; j < N; ++j) bucket[j] = 0;
+    for (int s = 0; s < K; ++s) {
+      const T t = sorted[s];
+      for (int64_t j = 0; j < N; ++j) bucket[j] += (t < row[j]) ? 1 : 0;
+    }
+  } else {
+    for (int64_t j = 0; j < N; ++j) bucket[j] = count_below(sorted, K, row[j]);
+  }
+  for (int64_t j = 0; j < N; ++j) bucket[j] = (ref_gid[j] == gid) ? K + 1 : bucket[j];
+}
+
+template <typename T>
+void semihard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool exclude_self, bool has_margin,
+                         T margin, bool squared, bool drop, int64_t* out_a, int64_t* out_p, int64_t* out_n) {
+  const int64_t B = sq_dist.size(0), N = sq_dist.size(1), ld = sq_dist.stride(0);
+  const T* dist = sq_dist.data_ptr<T>();
+  const int32_t* anchor_gid = g.anchor_gid.data_ptr<int32_t>();
+  const int32_t* ref_gid = g.ref_gid.data_ptr<int32_t>();
+  const int32_t* members = g.members.data_ptr<int32_t>();
+  const int32_t* group_start = g.group_start.data_ptr<int32_t>();
+  const int64_t* pair_offset = g.pair_offset.data_ptr<int64_t>();
+  constexpr T kInf = std::numeric_limits<T>::infinity();
+
+  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    std::vector<int32_t> positives, order, rank, bucket(N);
+    std::vector<T> sorted;
+    std::vector<T> best_d;
+    std::vector<int64_t> best_i;
+    for (int64_t a = begin; a < end; ++a) {
+      const int64_t slot0 = pair_offset[a];
+      const int K = static_cast<int>(pair_offset[a + 1] - slot0);
+      if (K == 0) continue;
+      const int32_t gid = anchor_gid[a];
+      const T* row = dist + a * ld;
+
+      positives.clear();
+      for (int32_t m = group_start[gid]; m < group_start[gid + 1]; ++m)
+        if (!(exclude_self && members[m] == a)) positives.push_back(members[m]);
+
+      // Thresholds in ascending order; rank[q] = sorted position of positive q (ties by q, stable).
+      order.resize(K);
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(),
+                       [&](int32_t u, int32_t v) { return row[positives[u]] < row[positives[v]]; });
+      sorted.resize(K);
+      rank.resize(K);
+      for (int s = 0; s < K; ++s) {
+        sorted[s] = row[positives[order[s]]];
+        rank[order[s]] = s;
+      }
+
+      assign_buckets(row, ref_gid, gid, N, sorted.data(), K, bucket.data());
+      best_d.assign(K + 2, kInf);
+      best_i.assign(K + 2, -1);
+      T far_d = -kInf;
+      int64_t far_i = -1;
+      for (int64_t j = 0; j < N; ++j) {  // increasing j + strict '<' = ties to the smaller index
+        const int c = bucket[j];
+        const T d = row[j];
+        if (d < best_d[c]) { best_d[c] = d; best_i[c] = j; }
+        if (c <= K && d > far_d) { far_d = d; far_i = j; }
+      }
+      // best[c] := closest negative in buckets c..K (suffix minimum, lexicographic on (d, index)).
+      for (int c = K - 1; c >= 0; --c)
+        if (best_i[c + 1] >= 0 && (best_i[c] < 0 || lex_less(best_d[c + 1], best_i[c + 1], best_d[c], best_i[c]))) {
+          best_d[c] = best_d[c + 1];
+          best_i[c] = best_i[c + 1];
+        }
+
+      for (int q = 0; q < K; ++q) {
+        const int64_t slot = slot0 + q;
+        out_a[slot] = a;
+        out_p[slot] = positives[q];
+        int64_t n = best_i[rank[q] + 1];
+        T dn = best_d[rank[q] + 1];
+        if (n < 0 && !drop) { n = far_i; dn = far_d; }  // TF-Addons: the farthest negative (-1 if none)
+        if (n >= 0 && has_margin && !inside_margin(row[positives[q]], dn, margin, squared)) n = -1;
+        out_n[slot] = n;
+      }
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> semihard_cpu(const at::Tensor& sq_dist, const at::Tensor& labels,
+                                                             const at::Tensor& ref_labels, bool exclude_self,
+                                                             std::optional<double> margin, bool squared,
+                                                             bool drop_fallback) {
+  const char* op = "semi_hard_triplets";
+  LabelGroups g = make_label_groups(op, sq_dist, labels, ref_labels, exclude_self);
+  g.num_pairs = g.pair_offset[-1].item<int64_t>();
+  const at::Tensor dist = sq_dist.stride(1) == 1 ? sq_dist : sq_dist.contiguous();
+  auto opts = labels.options().dtype(at::kLong);
+  at::Tensor a = at::empty({g.num_pairs}, opts), p = at::empty({g.num_pairs}, opts), n = at::empty({g.num_pairs}, opts);
+  AT_DISPATCH_FLOATING_TYPES(dist.scalar_type(), "semihard_cpu", [&] {
+    semihard_cpu_kernel<scalar_t>(dist, g, exclude_self, margin.has_value(), static_cast<scalar_t>(margin.value_or(0)),
+                                  squared, drop_fallback, a.data_ptr<int64_t>(), p.data_ptr<int64_t>(),
+                                  n.data_ptr<int64_t>());
+  });
+  return compact_triplets(a, p, n);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(facenet_ext, CPU, m) { m.impl("semihard_from_sq_dist", &semihard_cpu); }
+
+}  // namespace fx

@@ -1,0 +1,36 @@
+// The schemas of every facenet_ext op, declared once. Backends register kernels in
+// cpu/*.cpp (CPU) and cuda/*.cu (CUDA); python/facenet_ext/ops.py adds fake kernels and autograd.
+#include <torch/library.h>
+
+TORCH_LIBRARY(facenet_ext, m) {
+  // ||x_i - y_j||^2, clamped >= 0; exactly symmetric with a zero diagonal when y is None.
+  m.def("pairwise_sq_dist(Tensor x, Tensor? y) -> Tensor");
+
+  // Miners over a squared-distance matrix sq_dist[B, N] between anchors (labels[B]) and a reference
+  // set (ref_labels[N]). exclude_self: the reference set is the anchors themselves, so j == a is skipped.
+  // Each returns int64 (anchor, positive, negative) sorted by (anchor, positive[, negative]).
+  m.def(
+      "semihard_from_sq_dist(Tensor sq_dist, Tensor labels, Tensor ref_labels, bool exclude_self, "
+      "float? margin, bool squared, bool drop_fallback) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "batch_hard_from_sq_dist(Tensor sq_dist, Tensor labels, Tensor ref_labels, bool exclude_self) "
+      "-> (Tensor, Tensor, Tensor)");
+  m.def(
+      "all_semihard_from_sq_dist(Tensor sq_dist, Tensor labels, Tensor ref_labels, bool exclude_self, "
+      "float margin, bool squared) -> (Tensor, Tensor, Tensor)");
+
+  // Per-triplet margin loss with distances recomputed exactly from emb: (loss[T], d_ap[T], d_an[T]).
+  m.def(
+      "triplet_margin_forward(Tensor emb, Tensor anchor, Tensor positive, Tensor negative, float margin, "
+      "bool squared) -> (Tensor, Tensor, Tensor)");
+  // Gradient wrt emb, O(T*D), accumulated per row in a fixed order (deterministic, no float atomics).
+  m.def(
+      "triplet_margin_backward(Tensor grad_loss, Tensor emb, Tensor anchor, Tensor positive, "
+      "Tensor negative, Tensor loss, Tensor d_ap, Tensor d_an, bool squared) -> Tensor");
+
+  // y = sqrt(sum over the window of x^2) with zero padding (FaceNet NN2's L2 pooling).
+  m.def("l2_pool2d(Tensor x, int[2] kernel_size, int[2] stride, int[2] padding, bool ceil_mode) -> Tensor");
+  m.def(
+      "l2_pool2d_backward(Tensor grad_out, Tensor x, Tensor out, int[2] kernel_size, int[2] stride, "
+      "int[2] padding, bool ceil_mode) -> Tensor");
+}

@@ -1,0 +1,16 @@
+// Device-generic: which mined triplets touch each embedding row, in a fixed order.
+// The backward pass sums each row's contributions in this order, so gradients are bit-for-bit
+// reproducible run to run (no float atomics) and cost O(T * D).
+#pragma once
+#include <ATen/ATen.h>
+
+namespace fx {
+
+struct TripletCsr {
+  at::Tensor row_ptr;  // int64 [B + 1]
+  at::Tensor entry;    // int64 [3T]: k = role * T + t, role 0 = anchor, 1 = positive, 2 = negative
+};
+
+TripletCsr triplet_csr(const at::Tensor& anchor, const at::Tensor& positive, const at::Tensor& negative, int64_t B);
+
+}  // namespace fx
