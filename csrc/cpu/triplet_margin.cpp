@@ -14,24 +14,17 @@
 namespace fx {
 namespace {
 
-void check_emb(const char* op, const at::Tensor& emb) {
-  TORCH_CHECK(emb.dim() == 2, op, ": emb must be 2-D [B, D], got shape ", emb.sizes());
-  TORCH_CHECK(at::isFloatingType(emb.scalar_type()), op, ": emb must be floating point, got ", emb.scalar_type());
-}
-
-at::ScalarType opmath(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_margin_forward_cpu(const at::Tensor& emb_in,
                                                                           const at::Tensor& anchor,
                                                                           const at::Tensor& positive,
                                                                           const at::Tensor& negative, double margin,
                                                                           bool squared) {
   const char* op = "triplet_loss";
-  check_emb(op, emb_in);
+  check_triplet_emb(op, emb_in);
   check_triplet_indices(op, anchor, positive, negative, emb_in.size(0), emb_in.device());
   const at::Tensor emb = emb_in.contiguous();
   const int64_t T = anchor.size(0), D = emb.size(1);
-  auto out_opts = emb.options().dtype(opmath(emb.scalar_type()));
+  auto out_opts = emb.options().dtype(triplet_acc_type(emb.scalar_type()));
   at::Tensor loss = at::empty({T}, out_opts), d_ap = at::empty({T}, out_opts), d_an = at::empty({T}, out_opts);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, emb.scalar_type(), "triplet_margin_forward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -61,11 +54,11 @@ at::Tensor triplet_margin_backward_cpu(const at::Tensor& grad_loss, const at::Te
                                        const at::Tensor& positive, const at::Tensor& negative, const at::Tensor& loss,
                                        const at::Tensor& d_ap, const at::Tensor& d_an, bool squared) {
   const char* op = "triplet_loss backward";
-  check_emb(op, emb_in);
+  check_triplet_emb(op, emb_in);
   check_triplet_indices(op, anchor, positive, negative, emb_in.size(0), emb_in.device());
   const at::Tensor emb = emb_in.contiguous();
   const int64_t B = emb.size(0), D = emb.size(1), T = anchor.size(0);
-  const auto acc_type = opmath(emb.scalar_type());
+  const auto acc_type = triplet_acc_type(emb.scalar_type());
   const at::Tensor g = grad_loss.to(acc_type).contiguous();
   const TripletCsr csr = triplet_csr(anchor, positive, negative, B);
   at::Tensor grad = at::empty_like(emb);

@@ -1,0 +1,42 @@
+// Batch-hard mining on the GPU: one block per anchor reduces its row to (farthest positive, closest
+// negative) with cub::BlockReduce, ties to the smaller index like the CPU scan.
+#pragma once
+#include <cub/block/block_reduce.cuh>
+
+#include <cstdint>
+
+#include "cuda/kernels/pair_reduce.cuh"
+
+namespace fx::cuda {
+
+constexpr int kBatchHardThreads = 128;
+
+template <typename T>
+__global__ void __launch_bounds__(kBatchHardThreads)
+    batch_hard_kernel(const T* __restrict__ dist, int64_t ld, int64_t N, const int32_t* __restrict__ anchor_gid,
+                      const int32_t* __restrict__ ref_gid, bool exclude_self, int64_t* __restrict__ out_p,
+                      int64_t* __restrict__ out_n) {
+  const int64_t a = blockIdx.x;
+  const int32_t gid = anchor_gid[a];
+  const T* row = dist + a * ld;
+  DistIndex<T> pos{T(0), -1}, neg{T(0), -1};
+  for (int64_t j = threadIdx.x; j < N; j += kBatchHardThreads) {
+    const DistIndex<T> cand{row[j], static_cast<int32_t>(j)};
+    if (ref_gid[j] == gid) {
+      if (!(exclude_self && j == a)) pos = Farthest{}(pos, cand);
+    } else {
+      neg = Nearest{}(neg, cand);
+    }
+  }
+  using Reduce = cub::BlockReduce<DistIndex<T>, kBatchHardThreads>;
+  __shared__ typename Reduce::TempStorage storage;
+  const DistIndex<T> p = Reduce(storage).Reduce(pos, Farthest{});
+  __syncthreads();  // storage is reused
+  const DistIndex<T> n = Reduce(storage).Reduce(neg, Nearest{});
+  if (threadIdx.x == 0) {
+    out_p[a] = p.j;
+    out_n[a] = p.j >= 0 ? n.j : -1;
+  }
+}
+
+}  // namespace fx::cuda

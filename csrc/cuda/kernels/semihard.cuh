@@ -1,0 +1,181 @@
+// FaceNet semi-hard mining on the GPU: one block per anchor, one pass over its distance row.
+//
+// The block sorts the anchor's positive distances (the thresholds) in shared memory by rank counting,
+// then streams the row once: every negative lands in the bucket "number of thresholds below it"
+// (branchless binary search, common/mining_rules.h) and the bucket keeps its closest negative with an
+// atomicMin on a packed (distance, index) key. A suffix minimum over the buckets answers every positive.
+// Anchors with more positives than fit in shared memory are handled in chunks of positives, one pass
+// each. Results equal the CPU kernel's exactly: both compute the same argmin with the same tie rule.
+#pragma once
+#include <cub/block/block_reduce.cuh>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "common/mining_rules.h"
+#include "cuda/kernels/mining_keys.cuh"
+#include "cuda/kernels/pair_reduce.cuh"
+
+namespace fx::cuda {
+
+constexpr int kSemihardThreads = 128;
+
+// Per-bucket closest negative. float: one packed 64-bit key, one pass. double: the distance's bits
+// (a non-negative double orders like its unsigned bits) then, in a second pass, the smallest index
+// among the negatives at exactly that distance.
+template <typename T>
+struct BucketMin;
+
+template <>
+struct BucketMin<float> {
+  static constexpr bool kTwoPass = false;
+  key64* key;
+  __device__ void init(int c) { key[c] = kEmptyMinKey; }
+  __device__ void offer(int c, float d, int32_t j) { atomicMin(&key[c], min_key(d, j)); }
+  __device__ void offer_index(int, float, int32_t) {}
+  __device__ void absorb(int c, int from) { key[c] = key[from] < key[c] ? key[from] : key[c]; }
+  __device__ DistIndex<float> get(int c) const { return {key_dist(key[c]), min_key_index(key[c])}; }
+};
+
+template <>
+struct BucketMin<double> {
+  static constexpr bool kTwoPass = true;
+  key64* bits;
+  int32_t* index;
+  __device__ void init(int c) {
+    bits[c] = kEmptyMinKey;
+    index[c] = INT32_MAX;
+  }
+  __device__ static key64 to_bits(double d) { return key64(__double_as_longlong(d + 0.0)); }
+  __device__ void offer(int c, double d, int32_t) { atomicMin(&bits[c], to_bits(d)); }
+  __device__ void offer_index(int c, double d, int32_t j) {
+    if (to_bits(d) == bits[c]) atomicMin(&index[c], j);
+  }
+  __device__ void absorb(int c, int from) {
+    if (bits[from] < bits[c] || (bits[from] == bits[c] && index[from] < index[c])) {
+      bits[c] = bits[from];
+      index[c] = index[from];
+    }
+  }
+  __device__ DistIndex<double> get(int c) const {
+    if (bits[c] == kEmptyMinKey) return {0.0, -1};
+    return {__longlong_as_double((long long)bits[c]), index[c]};
+  }
+};
+
+// Shared-memory bytes for a chunk of kc positives.
+template <typename T>
+__host__ __device__ constexpr size_t semihard_smem_bytes(int kc) {
+  size_t b = size_t(kc) * (2 * sizeof(T) + sizeof(int32_t));  // thresholds, sorted copy, ranks
+  b = (b + 7) & ~size_t(7);
+  if constexpr (std::is_same_v<T, float>) return b + size_t(kc + 1) * sizeof(key64);
+  return b + size_t(kc + 1) * (sizeof(key64) + sizeof(int32_t));
+}
+
+struct SemihardArgs {
+  int64_t ld, N;
+  const int32_t *anchor_gid, *ref_gid, *members, *group_start;
+  const int64_t* pair_offset;
+  bool exclude_self, has_margin, squared, drop;
+  int chunk;  // positives per shared-memory chunk
+  int64_t *out_a, *out_p, *out_n;
+};
+
+template <typename T>
+__global__ void __launch_bounds__(kSemihardThreads) semihard_kernel(const T* __restrict__ dist, T margin,
+                                                                     SemihardArgs args) {
+  const int64_t a = blockIdx.x;
+  const int64_t slot0 = args.pair_offset[a];
+  const int K = static_cast<int>(args.pair_offset[a + 1] - slot0);
+  if (K == 0) return;
+  const int tid = threadIdx.x;
+  const int32_t gid = args.anchor_gid[a];
+  const int32_t gs = args.group_start[gid], ge = args.group_start[gid + 1];
+  const T* row = dist + a * args.ld;
+
+  // Position of the anchor among its group's members (sorted by index), skipped when exclude_self.
+  int32_t self_pos = INT32_MAX;
+  if (args.exclude_self) {
+    int32_t lo = gs, hi = ge;
+    while (lo < hi) {
+      const int32_t mid = (lo + hi) >> 1;
+      if (args.members[mid] < a) lo = mid + 1; else hi = mid;
+    }
+    self_pos = lo - gs;
+  }
+
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int chunk = args.chunk;
+  T* thr = reinterpret_cast<T*>(smem);
+  T* sorted = thr + chunk;
+  int32_t* rank_of = reinterpret_cast<int32_t*>(sorted + chunk);
+  unsigned char* tail = smem + ((size_t(chunk) * (2 * sizeof(T) + sizeof(int32_t)) + 7) & ~size_t(7));
+  BucketMin<T> buckets;
+  if constexpr (std::is_same_v<T, float>) {
+    buckets.key = reinterpret_cast<key64*>(tail);
+  } else {
+    buckets.bits = reinterpret_cast<key64*>(tail);
+    buckets.index = reinterpret_cast<int32_t*>(buckets.bits + chunk + 1);
+  }
+
+  using Reduce = cub::BlockReduce<DistIndex<T>, kSemihardThreads>;
+  __shared__ typename Reduce::TempStorage reduce_storage;
+  __shared__ DistIndex<T> farthest;
+
+  for (int c0 = 0; c0 < K; c0 += chunk) {
+    const int kc = min(chunk, K - c0);
+    for (int q = tid; q < kc; q += kSemihardThreads) {
+      const int32_t pos = c0 + q;
+      thr[q] = row[args.members[gs + pos + (pos >= self_pos ? 1 : 0)]];
+    }
+    for (int c = tid; c <= kc; c += kSemihardThreads) buckets.init(c);
+    __syncthreads();
+    for (int q = tid; q < kc; q += kSemihardThreads) {  // stable rank: ties keep positive order
+      const T t = thr[q];
+      int r = 0;
+      for (int s = 0; s < kc; ++s) r += (thr[s] < t || (thr[s] == t && s < q)) ? 1 : 0;
+      rank_of[q] = r;
+      sorted[r] = t;
+    }
+    __syncthreads();
+
+    DistIndex<T> far{T(0), -1};
+    for (int64_t j = tid; j < args.N; j += kSemihardThreads) {
+      if (args.ref_gid[j] == gid) continue;
+      const T d = row[j];
+      buckets.offer(count_below(sorted, kc, d), d, static_cast<int32_t>(j));
+      far = Farthest{}(far, DistIndex<T>{d, static_cast<int32_t>(j)});
+    }
+    __syncthreads();
+    if constexpr (BucketMin<T>::kTwoPass) {
+      for (int64_t j = tid; j < args.N; j += kSemihardThreads) {
+        if (args.ref_gid[j] == gid) continue;
+        const T d = row[j];
+        buckets.offer_index(count_below(sorted, kc, d), d, static_cast<int32_t>(j));
+      }
+      __syncthreads();
+    }
+    const DistIndex<T> far_all = Reduce(reduce_storage).Reduce(far, Farthest{});
+    if (tid == 0) {
+      farthest = far_all;
+      for (int c = kc - 1; c >= 0; --c) buckets.absorb(c, c + 1);  // suffix minimum
+    }
+    __syncthreads();
+
+    for (int q = tid; q < kc; q += kSemihardThreads) {
+      const int32_t pos = c0 + q;
+      const int32_t p = args.members[gs + pos + (pos >= self_pos ? 1 : 0)];
+      DistIndex<T> best = buckets.get(rank_of[q] + 1);
+      if (best.j < 0 && !args.drop) best = farthest;  // TF-Addons: the farthest negative
+      int64_t n = best.j;
+      if (n >= 0 && args.has_margin && !inside_margin(thr[q], best.d, margin, args.squared)) n = -1;
+      const int64_t slot = slot0 + pos;
+      args.out_a[slot] = a;
+      args.out_p[slot] = p;
+      args.out_n[slot] = n;
+    }
+    __syncthreads();  // the next chunk reuses shared memory
+  }
+}
+
+}  // namespace fx::cuda

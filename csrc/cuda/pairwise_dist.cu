@@ -1,0 +1,41 @@
+// pairwise_sq_dist on CUDA: cuBLAS Gram matrix into the output, then one in-place epilogue pass.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <torch/library.h>
+
+#include "cuda/kernels/pairwise_dist.cuh"
+#include "cuda/launch.cuh"
+#include "pairwise_dist_common.h"
+
+namespace fx {
+namespace {
+
+at::Tensor pairwise_sq_dist_cuda(const at::Tensor& x, const std::optional<at::Tensor>& y) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  PairwiseParts parts = pairwise_gram(x, y);
+  const int64_t B = parts.out.size(0), N = parts.out.size(1);
+  if (parts.out.numel() == 0) return parts.out;
+  const cudaStream_t stream = cuda::current_stream();
+  AT_DISPATCH_FLOATING_TYPES(parts.out.scalar_type(), "pairwise_sq_dist_cuda", [&] {
+    scalar_t* out = parts.out.data_ptr<scalar_t>();
+    if (parts.symmetric) {
+      const unsigned tiles = static_cast<unsigned>((B + cuda::kDistTile - 1) / cuda::kDistTile);
+      cuda::symmetric_dist_epilogue<scalar_t><<<dim3(tiles, tiles), dim3(cuda::kDistTile, cuda::kDistRows), 0, stream>>>(
+          out, parts.x_norm.data_ptr<scalar_t>(), B);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    } else {
+      const int threads = 256;
+      const int64_t blocks = std::min<int64_t>((B * N + threads - 1) / threads, 65535LL * 16);
+      cuda::cross_dist_epilogue<scalar_t><<<static_cast<unsigned>(blocks), threads, 0, stream>>>(
+          out, parts.x_norm.data_ptr<scalar_t>(), parts.y_norm.data_ptr<scalar_t>(), B, N);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+  });
+  return parts.out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(facenet_ext, CUDA, m) { m.impl("pairwise_sq_dist", &pairwise_sq_dist_cuda); }
+
+}  // namespace fx

@@ -1,0 +1,74 @@
+// Triplet margin loss forward/backward on CUDA.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <torch/library.h>
+
+#include "cuda/kernels/triplet_margin.cuh"
+#include "cuda/launch.cuh"
+#include "label_groups.h"
+#include "triplet_csr.h"
+
+namespace fx {
+namespace {
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_margin_forward_cuda(const at::Tensor& emb_in,
+                                                                           const at::Tensor& anchor,
+                                                                           const at::Tensor& positive,
+                                                                           const at::Tensor& negative, double margin,
+                                                                           bool squared) {
+  const char* op = "triplet_loss";
+  const c10::cuda::CUDAGuard guard(emb_in.device());
+  check_triplet_emb(op, emb_in);
+  check_triplet_indices(op, anchor, positive, negative, emb_in.size(0), emb_in.device());
+  const at::Tensor emb = emb_in.contiguous();
+  const int64_t T = anchor.size(0), D = emb.size(1);
+  auto out_opts = emb.options().dtype(triplet_acc_type(emb.scalar_type()));
+  at::Tensor loss = at::empty({T}, out_opts), d_ap = at::empty({T}, out_opts), d_an = at::empty({T}, out_opts);
+  if (T == 0) return {loss, d_ap, d_an};
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, emb.scalar_type(), "triplet_margin_forward_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    cuda::triplet_forward_kernel<scalar_t, acc_t>
+        <<<cuda::grid_for(T, cuda::kTripletWarps), cuda::kTripletWarps * 32, 0, cuda::current_stream()>>>(
+            emb.data_ptr<scalar_t>(), D, anchor.data_ptr<int64_t>(), positive.data_ptr<int64_t>(),
+            negative.data_ptr<int64_t>(), T, static_cast<acc_t>(margin), squared, loss.data_ptr<acc_t>(),
+            d_ap.data_ptr<acc_t>(), d_an.data_ptr<acc_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return {loss, d_ap, d_an};
+}
+
+at::Tensor triplet_margin_backward_cuda(const at::Tensor& grad_loss, const at::Tensor& emb_in, const at::Tensor& anchor,
+                                        const at::Tensor& positive, const at::Tensor& negative, const at::Tensor& loss,
+                                        const at::Tensor& d_ap, const at::Tensor& d_an, bool squared) {
+  const char* op = "triplet_loss backward";
+  const c10::cuda::CUDAGuard guard(emb_in.device());
+  check_triplet_emb(op, emb_in);
+  check_triplet_indices(op, anchor, positive, negative, emb_in.size(0), emb_in.device());
+  const at::Tensor emb = emb_in.contiguous();
+  const int64_t B = emb.size(0), D = emb.size(1), T = anchor.size(0);
+  at::Tensor grad = at::zeros_like(emb);
+  if (T == 0 || B == 0 || D == 0) return grad;
+  const at::Tensor g = grad_loss.to(triplet_acc_type(emb.scalar_type())).contiguous();
+  const TripletCsr csr = triplet_csr(anchor, positive, negative, B);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, emb.scalar_type(), "triplet_margin_backward_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    cuda::triplet_backward_kernel<scalar_t, acc_t>
+        <<<cuda::grid_for(B, cuda::kTripletWarps), cuda::kTripletWarps * 32, 0, cuda::current_stream()>>>(
+            emb.data_ptr<scalar_t>(), B, D, anchor.data_ptr<int64_t>(), positive.data_ptr<int64_t>(),
+            negative.data_ptr<int64_t>(), T, g.data_ptr<acc_t>(), loss.data_ptr<acc_t>(), d_ap.data_ptr<acc_t>(),
+            d_an.data_ptr<acc_t>(), squared, csr.row_ptr.data_ptr<int64_t>(), csr.entry.data_ptr<int64_t>(),
+            grad.data_ptr<scalar_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return grad;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(facenet_ext, CUDA, m) {
+  m.impl("triplet_margin_forward", &triplet_margin_forward_cuda);
+  m.impl("triplet_margin_backward", &triplet_margin_backward_cuda);
+}
+
+}  // namespace fx

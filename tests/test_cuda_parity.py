@@ -1,0 +1,142 @@
+"""CUDA kernels against the CPU kernels: identical indices on the same distance matrix, close values.
+
+Skipped without a GPU. The CPU kernels are themselves checked against float64 references elsewhere, so
+bit-identical mining here means the GPU runs the same rule (shared in csrc/common/).
+"""
+import pytest
+import torch
+
+import facenet_ext as fx
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+ops = torch.ops.facenet_ext
+
+
+def _labels(kind: str, B: int, gen: torch.Generator) -> torch.Tensor:
+    if kind == "balanced":  # FaceNet-style P x K
+        return torch.arange(B // 40 + 1).repeat_interleave(40)[:B]
+    if kind == "random":  # uneven identities, many singletons
+        return torch.randint(0, max(B // 3, 1), (B,), generator=gen)
+    if kind == "one_identity":
+        return torch.zeros(B, dtype=torch.long)
+    if kind == "two_big":  # > 1024 positives per anchor: the chunked shared-memory path
+        return torch.arange(B) % 2
+    raise ValueError(kind)
+
+
+def _embeddings(kind: str, B: int, dtype, gen) -> torch.Tensor:
+    if kind == "normal":
+        return torch.nn.functional.normalize(torch.randn(B, 32, generator=gen, dtype=torch.float64), dim=1).to(dtype)
+    # small integers: every distance exact in any summation order, ties everywhere
+    return torch.randint(-2, 3, (B, 8), generator=gen).to(dtype)
+
+
+CASES = [
+    ("balanced", 1800, "normal"),
+    ("balanced", 400, "ints"),
+    ("random", 500, "normal"),
+    ("random", 300, "ints"),
+    ("one_identity", 50, "normal"),
+    ("two_big", 2600, "ints"),
+    ("two_big", 2600, "normal"),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("labels_kind,B,emb_kind", CASES)
+def test_miners_identical_on_same_distances(labels_kind, B, emb_kind, dtype):
+    gen = torch.Generator().manual_seed(torch.seed() % 2**31)
+    labels = _labels(labels_kind, B, gen)
+    emb = _embeddings(emb_kind, B, dtype, gen)
+    d_cpu = fx.pairwise_sq_dist(emb)
+    d_gpu = d_cpu.cuda()
+    lab_gpu = labels.cuda()
+    variants = [
+        ("semihard", (None, True, False)),
+        ("semihard", (0.2, True, False)),
+        ("semihard", (0.3, False, True)),
+        ("batch_hard", ()),
+        ("all_semihard", (0.2, False)),
+    ]
+    if B > 1000:  # all-semihard output grows as B*K*N; the small cases cover it
+        variants = variants[:4]
+    for name, extra in variants:
+        op = {"semihard": ops.semihard_from_sq_dist, "batch_hard": ops.batch_hard_from_sq_dist,
+              "all_semihard": ops.all_semihard_from_sq_dist}[name]
+        cpu = op(d_cpu, labels, labels, True, *extra)
+        gpu = op(d_gpu, lab_gpu, lab_gpu, True, *extra)
+        for c, g, part in zip(cpu, gpu, "apn"):
+            assert g.dtype == torch.int64
+            assert torch.equal(c, g.cpu()), f"{name}{extra} {part} differs ({labels_kind}, B={B}, {emb_kind}, {dtype})"
+
+
+def test_end_to_end_exact_on_integer_embeddings():
+    gen = torch.Generator().manual_seed(torch.seed() % 2**31)
+    emb = torch.randint(-3, 4, (600, 16), generator=gen).float()
+    labels = torch.randint(0, 30, (600,), generator=gen)
+    for fn in (fx.semi_hard_triplets, fx.batch_hard_triplets, fx.all_semi_hard_triplets):
+        cpu = fn(emb, labels)
+        gpu = fn(emb.cuda(), labels.cuda())
+        assert all(torch.equal(c, g.cpu()) for c, g in zip(cpu, gpu)), fn.__name__
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_pairwise_distances_match(dtype):
+    x = torch.randn(700, 64, dtype=dtype)
+    y = torch.randn(300, 64, dtype=dtype)
+    for args in ((x,), (x, y)):
+        cpu = fx.pairwise_sq_dist(*args)
+        gpu = fx.pairwise_sq_dist(*(t.cuda() for t in args))
+        tol = 1e-4 if dtype != torch.float64 else 1e-10
+        torch.testing.assert_close(gpu.cpu(), cpu, rtol=tol, atol=tol * 100)
+    d = fx.pairwise_sq_dist(x.cuda())
+    assert torch.equal(d, d.T) and bool((d.diagonal() == 0).all()) and bool((d >= 0).all())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("squared", [True, False])
+@pytest.mark.parametrize("mining", ["semihard", "batch_hard", "all_semihard"])
+def test_triplet_loss_matches_cpu_and_is_deterministic(dtype, squared, mining):
+    emb = torch.nn.functional.normalize(torch.randn(240, 48, dtype=torch.float64), dim=1).to(dtype)
+    labels = torch.arange(12).repeat_interleave(20)
+    trip = fx.semi_hard_triplets(emb.float(), labels) if mining == "semihard" else mining
+    if mining == "semihard":
+        trip_gpu = tuple(t.cuda() for t in trip)
+    else:
+        trip_gpu = mining
+    grads = []
+    for dev, m in (("cpu", trip), ("cuda", trip_gpu), ("cuda", trip_gpu)):
+        e = emb.to(dev).requires_grad_()
+        loss = fx.triplet_loss(e, labels.to(dev), 0.2, mining=m, squared=squared)
+        loss.backward()
+        grads.append((loss.detach().cpu(), e.grad.cpu()))
+    tol = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 5e-2}[dtype]
+    if mining == "semihard" or dtype in (torch.float32, torch.float64):
+        torch.testing.assert_close(grads[1][0], grads[0][0], rtol=tol, atol=tol)
+        torch.testing.assert_close(grads[1][1].double(), grads[0][1].double(), rtol=tol, atol=tol)
+    assert torch.equal(grads[1][1], grads[2][1]), "CUDA backward is not bit-reproducible"
+
+
+def test_empty_mining_gives_zero_loss_and_grad_on_cuda():
+    emb = torch.randn(5, 8, device="cuda", requires_grad=True)
+    labels = torch.arange(5, device="cuda")  # no positives: nothing to mine
+    loss = fx.triplet_loss(emb, labels)
+    loss.backward()
+    assert loss.item() == 0.0 and bool((emb.grad == 0).all())
+
+
+def test_compile_and_opcheck_on_cuda():
+    emb = torch.nn.functional.normalize(torch.randn(64, 16, device="cuda"), dim=1)
+    labels = torch.arange(8, device="cuda").repeat_interleave(8)
+    d = fx.pairwise_sq_dist(emb)
+    torch.library.opcheck(ops.pairwise_sq_dist, (emb, None))
+    torch.library.opcheck(ops.semihard_from_sq_dist, (d, labels, labels, True, None, True, False))
+    torch.library.opcheck(ops.batch_hard_from_sq_dist, (d, labels, labels, True))
+    torch.library.opcheck(ops.all_semihard_from_sq_dist, (d, labels, labels, True, 0.2, False))
+
+    def step(e, y):
+        return fx.triplet_loss(e, y, 0.2)
+
+    compiled = torch.compile(step, fullgraph=True)
+    e = emb.clone().requires_grad_()
+    torch.testing.assert_close(compiled(e, labels), step(e, labels))
