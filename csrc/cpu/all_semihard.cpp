@@ -65,18 +65,19 @@ void all_semihard_pass(const at::Tensor& sq_dist, const LabelGroups& g, bool exc
 std::tuple<at::Tensor, at::Tensor, at::Tensor> all_semihard_cpu(const at::Tensor& sq_dist, const at::Tensor& labels,
                                                                  const at::Tensor& ref_labels, bool exclude_self,
                                                                  double margin, bool squared) {
-  LabelGroups g = make_label_groups("all_semi_hard_triplets", sq_dist, labels, ref_labels, exclude_self);
-  g.num_pairs = g.pair_offset[-1].item<int64_t>();
+  const char* op = "all_semi_hard_triplets";
+  const LabelGroups g = make_label_groups(op, sq_dist, labels, ref_labels, exclude_self);
+  const int64_t num_pairs = summarize(op, sq_dist, g).num_pairs;
   const at::Tensor dist = sq_dist.stride(1) == 1 ? sq_dist : sq_dist.contiguous();
   auto opts = labels.options().dtype(at::kLong);
-  at::Tensor counts = at::empty({g.num_pairs}, opts);
+  at::Tensor counts = at::empty({num_pairs}, opts);
   at::Tensor a, p, n;
   AT_DISPATCH_FLOATING_TYPES(dist.scalar_type(), "all_semihard_cpu", [&] {
     const auto m = static_cast<scalar_t>(margin);
     Slots s{g.pair_offset.data_ptr<int64_t>(), nullptr, counts.data_ptr<int64_t>(), nullptr, nullptr, nullptr};
     all_semihard_pass<scalar_t>(dist, g, exclude_self, m, squared, s);
     const at::Tensor offsets = counts.cumsum(0) - counts;
-    const int64_t total = g.num_pairs ? (offsets[-1] + counts[-1]).item<int64_t>() : 0;
+    const int64_t total = num_pairs ? (offsets[-1] + counts[-1]).item<int64_t>() : 0;
     a = at::empty({total}, opts);
     p = at::empty({total}, opts);
     n = at::empty({total}, opts);

@@ -43,7 +43,9 @@ void batch_hard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_hard_cpu(const at::Tensor& sq_dist, const at::Tensor& labels,
                                                                const at::Tensor& ref_labels, bool exclude_self) {
-  LabelGroups g = make_label_groups("batch_hard_triplets", sq_dist, labels, ref_labels, exclude_self);
+  const char* op = "batch_hard_triplets";
+  const LabelGroups g = make_label_groups(op, sq_dist, labels, ref_labels, exclude_self);
+  const MiningSummary s = summarize(op, sq_dist, g);
   const at::Tensor dist = sq_dist.stride(1) == 1 ? sq_dist : sq_dist.contiguous();
   const int64_t B = dist.size(0);
   auto opts = labels.options().dtype(at::kLong);
@@ -51,7 +53,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_hard_cpu(const at::Tensor& 
   AT_DISPATCH_FLOATING_TYPES(dist.scalar_type(), "batch_hard_cpu", [&] {
     batch_hard_cpu_kernel<scalar_t>(dist, g, exclude_self, p.data_ptr<int64_t>(), n.data_ptr<int64_t>());
   });
-  return compact_triplets(a, p, n);
+  if (s.lonely_anchors > 0 || s.anchors_without_positive > 0) return compact_triplets(a, p, n);
+  return {a, p, n};
 }
 
 }  // namespace

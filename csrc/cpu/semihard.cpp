@@ -115,17 +115,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> semihard_cpu(const at::Tensor& sq
                                                              std::optional<double> margin, bool squared,
                                                              bool drop_fallback) {
   const char* op = "semi_hard_triplets";
-  LabelGroups g = make_label_groups(op, sq_dist, labels, ref_labels, exclude_self);
-  g.num_pairs = g.pair_offset[-1].item<int64_t>();
+  const LabelGroups g = make_label_groups(op, sq_dist, labels, ref_labels, exclude_self);
+  const MiningSummary s = summarize(op, sq_dist, g);
   const at::Tensor dist = sq_dist.stride(1) == 1 ? sq_dist : sq_dist.contiguous();
   auto opts = labels.options().dtype(at::kLong);
-  at::Tensor a = at::empty({g.num_pairs}, opts), p = at::empty({g.num_pairs}, opts), n = at::empty({g.num_pairs}, opts);
+  at::Tensor a = at::empty({s.num_pairs}, opts), p = at::empty({s.num_pairs}, opts), n = at::empty({s.num_pairs}, opts);
   AT_DISPATCH_FLOATING_TYPES(dist.scalar_type(), "semihard_cpu", [&] {
     semihard_cpu_kernel<scalar_t>(dist, g, exclude_self, margin.has_value(), static_cast<scalar_t>(margin.value_or(0)),
                                   squared, drop_fallback, a.data_ptr<int64_t>(), p.data_ptr<int64_t>(),
                                   n.data_ptr<int64_t>());
   });
-  return compact_triplets(a, p, n);
+  // Slots stay empty only through the margin, "drop", or anchors without any negative.
+  if (margin.has_value() || drop_fallback || s.lonely_anchors > 0) return compact_triplets(a, p, n);
+  return {a, p, n};
 }
 
 }  // namespace

@@ -21,7 +21,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_margin_forward_cpu(const 
                                                                           bool squared) {
   const char* op = "triplet_loss";
   check_triplet_emb(op, emb_in);
-  check_triplet_indices(op, anchor, positive, negative, emb_in.size(0), emb_in.device());
+  check_triplet_indices(op, anchor, positive, negative, emb_in.device());
   const at::Tensor emb = emb_in.contiguous();
   const int64_t T = anchor.size(0), D = emb.size(1);
   auto out_opts = emb.options().dtype(triplet_acc_type(emb.scalar_type()));
@@ -55,7 +55,7 @@ at::Tensor triplet_margin_backward_cpu(const at::Tensor& grad_loss, const at::Te
                                        const at::Tensor& d_ap, const at::Tensor& d_an, bool squared) {
   const char* op = "triplet_loss backward";
   check_triplet_emb(op, emb_in);
-  check_triplet_indices(op, anchor, positive, negative, emb_in.size(0), emb_in.device());
+  check_triplet_indices(op, anchor, positive, negative, emb_in.device());
   const at::Tensor emb = emb_in.contiguous();
   const int64_t B = emb.size(0), D = emb.size(1), T = anchor.size(0);
   const auto acc_type = triplet_acc_type(emb.scalar_type());

@@ -13,7 +13,9 @@ namespace {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_hard_cuda(const at::Tensor& sq_dist, const at::Tensor& labels,
                                                                 const at::Tensor& ref_labels, bool exclude_self) {
   const c10::cuda::CUDAGuard guard(sq_dist.device());
-  LabelGroups g = make_label_groups("batch_hard_triplets", sq_dist, labels, ref_labels, exclude_self);
+  const char* op = "batch_hard_triplets";
+  const LabelGroups g = make_label_groups(op, sq_dist, labels, ref_labels, exclude_self);
+  const MiningSummary s = summarize(op, sq_dist, g);
   const at::Tensor dist = sq_dist.stride(1) == 1 ? sq_dist : sq_dist.contiguous();
   const int64_t B = dist.size(0);
   auto opts = labels.options().dtype(at::kLong);
@@ -25,7 +27,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_hard_cuda(const at::Tensor&
         g.ref_gid.data_ptr<int32_t>(), exclude_self, p.data_ptr<int64_t>(), n.data_ptr<int64_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return compact_triplets(a, p, n);
+  if (s.lonely_anchors > 0 || s.anchors_without_positive > 0) return compact_triplets(a, p, n);
+  return {a, p, n};
 }
 
 }  // namespace

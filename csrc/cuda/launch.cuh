@@ -17,10 +17,5 @@ inline unsigned grid_for(int64_t work, int threads) {
   return static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, 65535LL * 8));
 }
 
-// Largest number of positives of any anchor (pair_offset is the exclusive scan of those counts).
-inline int64_t max_positives(const at::Tensor& pair_offset) {
-  if (pair_offset.numel() < 2) return 0;
-  return (pair_offset.slice(0, 1) - pair_offset.slice(0, 0, -1)).max().item<int64_t>();
-}
 
 }  // namespace fx::cuda

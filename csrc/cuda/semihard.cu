@@ -17,13 +17,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> semihard_cuda(const at::Tensor& s
                                                               std::optional<double> margin, bool squared,
                                                               bool drop_fallback) {
   const c10::cuda::CUDAGuard guard(sq_dist.device());
-  LabelGroups g = make_label_groups("semi_hard_triplets", sq_dist, labels, ref_labels, exclude_self);
-  g.num_pairs = g.pair_offset[-1].item<int64_t>();
+  const char* op = "semi_hard_triplets";
+  const LabelGroups g = make_label_groups(op, sq_dist, labels, ref_labels, exclude_self);
+  const MiningSummary s = summarize(op, sq_dist, g);
   auto opts = labels.options().dtype(at::kLong);
-  at::Tensor a = at::empty({g.num_pairs}, opts), p = at::empty({g.num_pairs}, opts), n = at::empty({g.num_pairs}, opts);
-  if (g.num_pairs == 0) return {a, p, n};
+  at::Tensor a = at::empty({s.num_pairs}, opts), p = at::empty({s.num_pairs}, opts), n = at::empty({s.num_pairs}, opts);
+  if (s.num_pairs == 0) return {a, p, n};
   const at::Tensor dist = sq_dist.stride(1) == 1 ? sq_dist : sq_dist.contiguous();
-  const int chunk = static_cast<int>(std::min<int64_t>(cuda::max_positives(g.pair_offset), kMaxChunk));
+  const int chunk = static_cast<int>(std::min<int64_t>(s.max_positives, kMaxChunk));
   cuda::SemihardArgs args{dist.stride(0), dist.size(1),
                           g.anchor_gid.data_ptr<int32_t>(), g.ref_gid.data_ptr<int32_t>(),
                           g.members.data_ptr<int32_t>(), g.group_start.data_ptr<int32_t>(),
@@ -36,7 +37,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> semihard_cuda(const at::Tensor& s
                                                                 static_cast<scalar_t>(margin.value_or(0)), args);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return compact_triplets(a, p, n);
+  // Slots stay empty only through the margin, "drop", or anchors without any negative.
+  if (margin.has_value() || drop_fallback || s.lonely_anchors > 0) return compact_triplets(a, p, n);
+  return {a, p, n};
 }
 
 }  // namespace

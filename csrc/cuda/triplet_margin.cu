@@ -20,7 +20,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_margin_forward_cuda(const
   const char* op = "triplet_loss";
   const c10::cuda::CUDAGuard guard(emb_in.device());
   check_triplet_emb(op, emb_in);
-  check_triplet_indices(op, anchor, positive, negative, emb_in.size(0), emb_in.device());
+  check_triplet_indices(op, anchor, positive, negative, emb_in.device());
   const at::Tensor emb = emb_in.contiguous();
   const int64_t T = anchor.size(0), D = emb.size(1);
   auto out_opts = emb.options().dtype(triplet_acc_type(emb.scalar_type()));
@@ -44,7 +44,7 @@ at::Tensor triplet_margin_backward_cuda(const at::Tensor& grad_loss, const at::T
   const char* op = "triplet_loss backward";
   const c10::cuda::CUDAGuard guard(emb_in.device());
   check_triplet_emb(op, emb_in);
-  check_triplet_indices(op, anchor, positive, negative, emb_in.size(0), emb_in.device());
+  check_triplet_indices(op, anchor, positive, negative, emb_in.device());
   const at::Tensor emb = emb_in.contiguous();
   const int64_t B = emb.size(0), D = emb.size(1), T = anchor.size(0);
   at::Tensor grad = at::zeros_like(emb);

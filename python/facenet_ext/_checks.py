@@ -16,8 +16,7 @@ def check_tensor(fn: str, name: str, t: object) -> Tensor:
 
 
 def check_embeddings(fn: str, emb: object, name: str = "emb") -> Tensor:
-    """2-D, floating, non-empty, finite. The finiteness check is one reduction over B x D (cheap next to
-    any B x B work); it is skipped while torch.compile traces, where it would break the graph."""
+    """2-D, floating, non-empty, and (on the CPU) finite; see check_finite."""
     emb = check_tensor(fn, name, emb)
     if emb.dim() != 2:
         raise ValueError(f"{fn}: {name} must be 2-D [batch, dim], got shape {tuple(emb.shape)}")
@@ -30,7 +29,13 @@ def check_embeddings(fn: str, emb: object, name: str = "emb") -> Tensor:
 
 
 def check_finite(fn: str, name: str, t: Tensor) -> None:
-    if not _compiling() and t.numel() > 0 and not bool(torch.isfinite(t).all()):
+    """Raise on NaN/Inf. One reduction over the tensor, done eagerly on CPU tensors only: on a GPU it
+    would cost a host sync per call, so there the miners detect NaN/Inf from the distance matrix at the
+    one sync they need anyway, and pairwise_sq_dist propagates NaN like torch.cdist. Skipped while
+    torch.compile traces, where it would break the graph."""
+    if t.device.type != "cpu" or _compiling():
+        return
+    if t.numel() > 0 and not bool(torch.isfinite(t).all()):
         raise ValueError(f"{fn}: {name} contains NaN or Inf")
 
 

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from . import _C  # noqa: F401  (loads the library: registers torch.ops.facenet_ext.*)
-from ._checks import check_choice, check_embeddings, check_finite, check_labels, check_margin, check_tensor
+from ._checks import _compiling, check_choice, check_embeddings, check_labels, check_margin, check_tensor
 
 _ops = torch.ops.facenet_ext
 Triplets = tuple[Tensor, Tensor, Tensor]
@@ -30,7 +30,8 @@ def pairwise_sq_dist(x: Tensor, y: Tensor | None = None) -> Tensor:
     ``x``: [B, D]; ``y``: [N, D] or ``None`` (then ``y = x``, and the result is exactly symmetric with an
     exactly zero diagonal). Never negative. float16/bfloat16 inputs accumulate, and return, in float32;
     float32/float64 return their own dtype. Differentiable in ``x`` and ``y`` (entries clamped to 0 carry
-    no gradient). NaN/Inf inputs raise ``ValueError``.
+    no gradient). NaN/Inf inputs raise ``ValueError`` on the CPU; on CUDA (where a check would cost a
+    host sync) they propagate to NaN distances, as with ``torch.cdist``.
     """
     fn = "pairwise_sq_dist"
     x = check_embeddings(fn, x, "x")
@@ -188,7 +189,7 @@ def triplet_loss(
     else:
         if not (isinstance(mining, (tuple, list)) and len(mining) == 3):
             raise TypeError(f"{fn}: mining must be a strategy name or an (anchor, positive, negative) tuple")
-        a, p, n = (check_tensor(fn, f"mining[{i}]", t) for i, t in enumerate(mining))
+        a, p, n = _check_triplet_indices(fn, mining, emb)
     loss, d_ap, d_an = _ops.triplet_margin_forward(emb, a, p, n, float(margin), bool(squared))
     count = loss.shape[0]
     active = (loss > 0).to(loss.dtype)
@@ -210,6 +211,27 @@ def triplet_loss(
         "mean_d_an": d_an.detach().sum() / denom,
     }
     return out, stats
+
+
+def _check_triplet_indices(fn: str, mining, emb: Tensor) -> Triplets:
+    """User-supplied (anchor, positive, negative): int64, 1-D, equal lengths, on emb's device, in range.
+    The range check reads two numbers back to the host; mined indices skip it (they are in range by
+    construction), and the kernels index raw pointers, so it must not be skipped here."""
+    out = []
+    for name, t in zip(("anchor", "positive", "negative"), mining):
+        t = check_tensor(fn, f"mining {name}", t)
+        if t.dim() != 1 or t.dtype != torch.int64:
+            raise TypeError(f"{fn}: mining {name} indices must be a 1-D int64 tensor, got {t.dtype} {tuple(t.shape)}")
+        if t.device != emb.device:
+            raise ValueError(f"{fn}: mining {name} indices are on {t.device} but emb is on {emb.device}")
+        if t.shape[0] != mining[0].shape[0]:
+            raise ValueError(f"{fn}: anchor/positive/negative index tensors have different lengths")
+        if t.numel() and not _compiling():
+            lo, hi = torch.aminmax(t)
+            if int(lo) < 0 or int(hi) >= emb.shape[0]:
+                raise ValueError(f"{fn}: mining {name} indices must lie in [0, {emb.shape[0]})")
+        out.append(t)
+    return tuple(out)
 
 
 @torch.library.register_fake("facenet_ext::triplet_margin_forward")
@@ -247,5 +269,4 @@ __all__ = [
     "batch_hard_triplets",
     "all_semi_hard_triplets",
     "triplet_loss",
-    "check_finite",
 ]

@@ -135,8 +135,9 @@ __global__ void __launch_bounds__(kSemihardThreads) semihard_kernel(const T* __r
       int r = 0;
       for (int s = 0; s < kc; ++s) r += (thr[s] < t || (thr[s] == t && s < q)) ? 1 : 0;
       rank_of[q] = r;
-      sorted[r] = t;
     }
+    __syncthreads();
+    for (int q = tid; q < kc; q += kSemihardThreads) sorted[rank_of[q]] = thr[q];
     __syncthreads();
 
     DistIndex<T> far{T(0), -1};
