@@ -66,9 +66,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> all_semihard_cpu(const at::Tensor
                                                                  const at::Tensor& ref_labels, bool exclude_self,
                                                                  double margin, bool squared) {
   const char* op = "all_semi_hard_triplets";
-  const LabelGroups g = make_label_groups(op, sq_dist, labels, ref_labels, exclude_self);
-  const int64_t num_pairs = summarize(op, sq_dist, g).num_pairs;
-  const at::Tensor dist = sq_dist.stride(1) == 1 ? sq_dist : sq_dist.contiguous();
+  const at::Tensor dist = row_major(sq_dist);
+  const LabelGroups g = label_groups_cpu(op, dist, labels, ref_labels, exclude_self);
+  const int64_t num_pairs = g.summary.num_pairs;
   auto opts = labels.options().dtype(at::kLong);
   at::Tensor counts = at::empty({num_pairs}, opts);
   at::Tensor a, p, n;

@@ -44,9 +44,9 @@ void batch_hard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool
 std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_hard_cpu(const at::Tensor& sq_dist, const at::Tensor& labels,
                                                                const at::Tensor& ref_labels, bool exclude_self) {
   const char* op = "batch_hard_triplets";
-  const LabelGroups g = make_label_groups(op, sq_dist, labels, ref_labels, exclude_self);
-  const MiningSummary s = summarize(op, sq_dist, g);
-  const at::Tensor dist = sq_dist.stride(1) == 1 ? sq_dist : sq_dist.contiguous();
+  const at::Tensor dist = row_major(sq_dist);
+  const LabelGroups g = label_groups_cpu(op, dist, labels, ref_labels, exclude_self);
+  const MiningSummary& s = g.summary;
   const int64_t B = dist.size(0);
   auto opts = labels.options().dtype(at::kLong);
   at::Tensor a = at::arange(B, opts), p = at::empty({B}, opts), n = at::empty({B}, opts);

@@ -115,9 +115,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> semihard_cpu(const at::Tensor& sq
                                                              std::optional<double> margin, bool squared,
                                                              bool drop_fallback) {
   const char* op = "semi_hard_triplets";
-  const LabelGroups g = make_label_groups(op, sq_dist, labels, ref_labels, exclude_self);
-  const MiningSummary s = summarize(op, sq_dist, g);
-  const at::Tensor dist = sq_dist.stride(1) == 1 ? sq_dist : sq_dist.contiguous();
+  const at::Tensor dist = row_major(sq_dist);
+  const LabelGroups g = label_groups_cpu(op, dist, labels, ref_labels, exclude_self);
+  const MiningSummary& s = g.summary;
   auto opts = labels.options().dtype(at::kLong);
   at::Tensor a = at::empty({s.num_pairs}, opts), p = at::empty({s.num_pairs}, opts), n = at::empty({s.num_pairs}, opts);
   AT_DISPATCH_FLOATING_TYPES(dist.scalar_type(), "semihard_cpu", [&] {

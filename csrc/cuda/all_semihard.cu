@@ -15,11 +15,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> all_semihard_cuda(const at::Tenso
                                                                   double margin, bool squared) {
   const c10::cuda::CUDAGuard guard(sq_dist.device());
   const char* op = "all_semi_hard_triplets";
-  const LabelGroups g = make_label_groups(op, sq_dist, labels, ref_labels, exclude_self);
-  const int64_t num_pairs = summarize(op, sq_dist, g).num_pairs;
+  const at::Tensor dist = row_major(sq_dist);
+  const LabelGroups g = label_groups_cuda(op, dist, labels, ref_labels, exclude_self);
+  const int64_t num_pairs = g.summary.num_pairs;
   auto opts = labels.options().dtype(at::kLong);
   if (num_pairs == 0) return {at::empty({0}, opts), at::empty({0}, opts), at::empty({0}, opts)};
-  const at::Tensor dist = sq_dist.stride(1) == 1 ? sq_dist : sq_dist.contiguous();
   at::Tensor counts = at::empty({num_pairs}, opts);
   cuda::AllSemihardArgs args{dist.stride(0), dist.size(1),
                              g.anchor_gid.data_ptr<int32_t>(), g.ref_gid.data_ptr<int32_t>(),

@@ -18,12 +18,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> semihard_cuda(const at::Tensor& s
                                                               bool drop_fallback) {
   const c10::cuda::CUDAGuard guard(sq_dist.device());
   const char* op = "semi_hard_triplets";
-  const LabelGroups g = make_label_groups(op, sq_dist, labels, ref_labels, exclude_self);
-  const MiningSummary s = summarize(op, sq_dist, g);
+  const at::Tensor dist = row_major(sq_dist);
+  const LabelGroups g = label_groups_cuda(op, dist, labels, ref_labels, exclude_self);
+  const MiningSummary& s = g.summary;
   auto opts = labels.options().dtype(at::kLong);
   at::Tensor a = at::empty({s.num_pairs}, opts), p = at::empty({s.num_pairs}, opts), n = at::empty({s.num_pairs}, opts);
   if (s.num_pairs == 0) return {a, p, n};
-  const at::Tensor dist = sq_dist.stride(1) == 1 ? sq_dist : sq_dist.contiguous();
   const int chunk = static_cast<int>(std::min<int64_t>(s.max_positives, kMaxChunk));
   cuda::SemihardArgs args{dist.stride(0), dist.size(1),
                           g.anchor_gid.data_ptr<int32_t>(), g.ref_gid.data_ptr<int32_t>(),

@@ -1,0 +1,43 @@
+// Label groups on CUDA: the stable sort (ATen), one single-block kernel, one summary copy to the host.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+
+#include "cuda/kernels/label_groups.cuh"
+#include "cuda/launch.cuh"
+#include "label_groups.h"
+
+namespace fx {
+
+LabelGroups label_groups_cuda(const char* op, const at::Tensor& sq_dist, const at::Tensor& labels,
+                              const at::Tensor& ref_labels, bool exclude_self) {
+  check_mining_inputs(op, sq_dist, labels, ref_labels, exclude_self);
+  const int64_t B = labels.size(0), N = ref_labels.size(0);
+  const auto int32 = at::TensorOptions().dtype(at::kInt).device(sq_dist.device());
+  LabelGroups g;
+  g.anchor_gid = at::full({B}, -1, int32);
+  g.ref_gid = at::empty({N}, int32);
+  g.members = at::empty({N}, int32);
+  g.group_start = at::empty({N + 1}, int32);
+  g.pair_offset = at::empty({B + 1}, int32.dtype(at::kLong));
+  at::Tensor summary = at::zeros({cuda::kSummarySize}, int32.dtype(at::kLong));
+  at::Tensor sorted, order;
+  if (N > 0) std::tie(sorted, order) = sort_reference_labels(ref_labels);
+  const at::Tensor labels64 = labels.to(at::kLong).contiguous();
+  cuda::GroupArgs args{N > 0 ? sorted.data_ptr<int64_t>() : nullptr, N > 0 ? order.data_ptr<int64_t>() : nullptr,
+                       labels64.data_ptr<int64_t>(), B, N, exclude_self,
+                       g.anchor_gid.data_ptr<int32_t>(), g.ref_gid.data_ptr<int32_t>(), g.members.data_ptr<int32_t>(),
+                       g.group_start.data_ptr<int32_t>(), g.pair_offset.data_ptr<int64_t>(),
+                       summary.data_ptr<int64_t>()};
+  AT_DISPATCH_FLOATING_TYPES(sq_dist.scalar_type(), "label_groups_cuda", [&] {
+    cuda::label_groups_kernel<scalar_t><<<1, cuda::kGroupThreads, 0, cuda::current_stream()>>>(
+        args, sq_dist.data_ptr<scalar_t>(), sq_dist.stride(0));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  const at::Tensor host = summary.cpu();  // the one host sync of a mining call
+  const int64_t* v = host.data_ptr<int64_t>();
+  if (v[cuda::kNonFinite]) fail_non_finite(op);
+  g.summary = {v[cuda::kNumPairs], v[cuda::kMaxPositives], v[cuda::kLonely], v[cuda::kNoPositive]};
+  return g;
+}
+
+}  // namespace fx
