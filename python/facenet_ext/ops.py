@@ -192,11 +192,10 @@ def triplet_loss(
         a, p, n = _check_triplet_indices(fn, mining, emb)
     loss, d_ap, d_an = _ops.triplet_margin_forward(emb, a, p, n, float(margin), bool(squared))
     count = loss.shape[0]
-    active = (loss > 0).to(loss.dtype)
     if reduction == "mean":
         out = loss.sum() / torch.sym_max(count, 1)
     elif reduction == "mean_active":
-        out = loss.sum() / active.sum().clamp_min(1)
+        out = loss.sum() / (loss > 0).sum().clamp_min(1)
     elif reduction == "sum":
         out = loss.sum()
     else:
@@ -206,7 +205,7 @@ def triplet_loss(
     denom = torch.sym_max(count, 1)
     stats = {
         "num_triplets": torch.tensor(count, device=emb.device) if isinstance(count, int) else loss.new_tensor(count),
-        "active_fraction": active.sum().detach() / denom,
+        "active_fraction": (loss.detach() > 0).sum() / denom,
         "mean_d_ap": d_ap.detach().sum() / denom,
         "mean_d_an": d_an.detach().sum() / denom,
     }
