@@ -81,13 +81,11 @@ void backward_cpu_kernel(const scalar_t* g_all, at::IntArrayRef g_strides, const
     const int64_t pw = g.pw;
     for (int64_t plane = begin; plane < end; ++plane) {
       const scalar_t* gp = g_all + (plane / C) * gsN + (plane % C) * gsC;
-      const scalar_t* __restrict__ y = y_all + plane * OH * OW;
       for (int64_t oh = 0; oh < OH; ++oh) {
-        for (int64_t ow = 0; ow < OW; ++ow) {
-          ratio[oh * OW + ow] =
-              l2_grad_ratio(static_cast<acc_t>(gp[oh * gsH + ow * gsW]), static_cast<acc_t>(y[oh * OW + ow]));
-        }
+        for (int64_t ow = 0; ow < OW; ++ow) ratio[oh * OW + ow] = static_cast<acc_t>(gp[oh * gsH + ow * gsW]);
       }
+      const scalar_t* __restrict__ y = y_all + plane * OH * OW;
+      for (int64_t o = 0; o < OH * OW; ++o) ratio[o] = l2_grad_ratio(ratio[o], static_cast<acc_t>(y[o]));
       const scalar_t* __restrict__ x = x_all + plane * H * W;
       scalar_t* __restrict__ dx = dx_all + plane * H * W;
       for (int64_t ih = 0; ih < H; ++ih) {
@@ -102,7 +100,11 @@ void backward_cpu_kernel(const scalar_t* g_all, at::IntArrayRef g_strides, const
         }
         std::fill(spread, spread + row_len, acc_t(0));
         for (int64_t j = 0; j < kw; ++j) {
-          for (int64_t ow = 0; ow < OW; ++ow) spread[ow * sw + j] += rsum[ow];
+          if (sw == 1) {  // the common case, spelled unit-stride so that it vectorises
+            for (int64_t ow = 0; ow < OW; ++ow) spread[ow + j] += rsum[ow];
+          } else {
+            for (int64_t ow = 0; ow < OW; ++ow) spread[ow * sw + j] += rsum[ow];
+          }
         }
         for (int64_t iw = 0; iw < W; ++iw) {
           dx[ih * W + iw] = static_cast<scalar_t>(static_cast<acc_t>(x[ih * W + iw]) * spread[pw + iw]);
