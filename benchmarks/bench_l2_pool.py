@@ -6,8 +6,8 @@ formula (F.pad + square + avg_pool2d * k^2 + sqrt) evaluated in float32, on Face
 Prints one markdown table of median times and speed-ups (baseline time / fx time). CPU: torch.utils.benchmark
 (blocked_autorange medians) with --threads threads. CUDA: CUDA events around each call with the L2 cache
 flushed in between, medians; forward time is also set against its memory-bandwidth floor, (bytes read +
-bytes written) / the device-to-device copy bandwidth measured in the same run, and the peak memory each
-forward+backward allocates besides its input and grad_out is listed.
+bytes written) / the device-to-device copy bandwidth measured in the same run. The memory each
+forward+backward allocates besides its input and grad_out is listed too (CUDA: peak; CPU: sum).
 """
 from __future__ import annotations
 
@@ -75,14 +75,19 @@ class CudaTimer:
         return 2 * src.numel() / (ms * 1e-3)
 
 
-def cuda_peak_extra_mb(fn, x, g) -> float:
-    """Peak memory allocated during fn(x, g), besides what was allocated before (x, g)."""
-    torch.cuda.synchronize()
-    before = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    fn(x, g)
-    torch.cuda.synchronize()
-    return (torch.cuda.max_memory_allocated() - before) / 2**20
+def allocated_mb(fn, x, g) -> float:
+    """Memory fn(x, g) allocates besides x and g. CUDA: the peak above what was allocated before; CPU: the
+    sum of every allocation the profiler records (the CPU allocator keeps no peak)."""
+    if x.is_cuda:
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn(x, g)
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn(x, g)
+    return sum(max(e.self_cpu_memory_usage, 0) for e in prof.key_averages()) / 2**20
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -109,14 +114,18 @@ def main() -> None:
     print(f"# l2_pool2d, float32, {where}; torch {torch.__version__}\n")
 
     header = ["case", "implementation", "forward ms", "fwd+bwd ms", "fx speed-up fwd", "fx speed-up fwd+bwd"]
+    header += ["fwd+bwd MB allocated"]
     if device.type == "cuda":
-        header += ["fwd / bandwidth floor", "fwd+bwd peak MB beyond x, g"]
+        header += ["fwd / bandwidth floor"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
+    needed_mb = []
     for name, shape, k, s, p in CASES:
         x = torch.randn(shape, device=device)
         xg = x.clone().requires_grad_()
         g = torch.randn_like(fx.l2_pool2d(x, k, s, p))
+        moved = (x.numel() + g.numel()) * x.element_size()  # forward: read x once, write y once
+        needed_mb.append(moved / 2**20)
         results = {}
         for impl, fn in implementations(k, s, p).items():
             torch.testing.assert_close(fn(x), fx.l2_pool2d(x, k, s, p), rtol=1e-4, atol=1e-5)
@@ -126,13 +135,16 @@ def main() -> None:
             row = [name, impl, f"{fwd:.3f}", f"{fb:.3f}"]
             ours_fwd, ours_fb = results["fx.l2_pool2d"]
             row += [f"{fwd / ours_fwd:.2f}x", f"{fb / ours_fb:.2f}x"]
+            row += [f"{allocated_mb(lambda a, b: forward_backward(fn, a, b), xg, g):.1f}"]
             if device.type == "cuda":
-                moved = (x.numel() + g.numel()) * x.element_size()  # read x once, write y once
                 floor_ms = moved / bandwidth * 1e3
                 row += [f"{fwd / floor_ms:.2f} (floor {floor_ms:.3f} ms)" if impl == "fx.l2_pool2d" else ""]
-                row += [f"{cuda_peak_extra_mb(lambda a, b: forward_backward(fn, a, b), xg, g):.1f}"]
             print("| " + " | ".join(row) + " |", flush=True)
-    print("\nspeed-up = implementation's median time / fx.l2_pool2d's median time (same inputs, same run)")
+    print(
+        "\nspeed-up = implementation's median time / fx.l2_pool2d's median time (same inputs, same run). "
+        f"MB allocated ({'peak' if device.type == 'cuda' else 'sum of all allocations'}) counts the output and "
+        "the input gradient, which alone take " + " and ".join(f"{mb:.1f}" for mb in needed_mb) + " MB."
+    )
 
 
 if __name__ == "__main__":
