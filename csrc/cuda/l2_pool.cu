@@ -1,30 +1,21 @@
 // l2_pool2d on CUDA: checks and geometry shared with the CPU path (l2_pool_common.h), then one
 // grid-stride kernel per direction (kernels/l2_pool.cuh). Like the CPU path, x is read as contiguous
 // NCHW (channels-last x is copied first) and the result is NCHW-contiguous.
-// The stream comes from c10::cuda::getCurrentCUDAStream (what at::cuda::getCurrentCUDAStream forwards to):
-// ATen/cuda/CUDAContext.h pulls in cuSPARSE/cuBLAS headers that the compile-check toolkit lacks.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <algorithm>
 #include <limits>
 
 #include "cuda/kernels/l2_pool.cuh"
+#include "cuda/launch.cuh"
 #include "l2_pool_common.h"
 
 namespace fx {
 namespace {
 
 constexpr int kThreads = 256;
-
-unsigned grid_for(int64_t work) {
-  return static_cast<unsigned>(std::clamp<int64_t>((work + kThreads - 1) / kThreads, 1, 65535LL * 8));
-}
 
 template <typename I>
 cuda::L2PoolDims<I> dims_as(const L2PoolGeometry& g) {
@@ -47,18 +38,18 @@ at::Tensor l2_pool2d_cuda(const at::Tensor& x_in, at::IntArrayRef kernel_size, a
   at::Tensor y = at::empty({g.N, g.C, g.OH, g.OW}, x.options());
   const int64_t total = y.numel();
   if (total == 0) return y;
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const cudaStream_t stream = cuda::current_stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "l2_pool2d_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     if (fits_int32(g)) {
       cuda::l2_pool2d_forward_kernel<scalar_t, acc_t, int32_t>
-          <<<grid_for(total), kThreads, 0, stream>>>(xp, yp, total, dims_as<int32_t>(g));
+          <<<cuda::grid_for(total, kThreads), kThreads, 0, stream>>>(xp, yp, total, dims_as<int32_t>(g));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     } else {
       cuda::l2_pool2d_forward_kernel<scalar_t, acc_t, int64_t>
-          <<<grid_for(total), kThreads, 0, stream>>>(xp, yp, total, dims_as<int64_t>(g));
+          <<<cuda::grid_for(total, kThreads), kThreads, 0, stream>>>(xp, yp, total, dims_as<int64_t>(g));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   });
@@ -76,7 +67,7 @@ at::Tensor l2_pool2d_backward_cuda(const at::Tensor& grad_out, const at::Tensor&
   const int64_t total = dx.numel();
   if (total == 0) return dx;
   const cuda::GradStrides gs{grad_out.stride(0), grad_out.stride(1), grad_out.stride(2), grad_out.stride(3)};
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const cudaStream_t stream = cuda::current_stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "l2_pool2d_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* gp = grad_out.const_data_ptr<scalar_t>();
@@ -85,11 +76,11 @@ at::Tensor l2_pool2d_backward_cuda(const at::Tensor& grad_out, const at::Tensor&
     scalar_t* dxp = dx.mutable_data_ptr<scalar_t>();
     if (fits_int32(g)) {
       cuda::l2_pool2d_backward_kernel<scalar_t, acc_t, int32_t>
-          <<<grid_for(total), kThreads, 0, stream>>>(gp, gs, xp, yp, dxp, total, dims_as<int32_t>(g));
+          <<<cuda::grid_for(total, kThreads), kThreads, 0, stream>>>(gp, gs, xp, yp, dxp, total, dims_as<int32_t>(g));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     } else {
       cuda::l2_pool2d_backward_kernel<scalar_t, acc_t, int64_t>
-          <<<grid_for(total), kThreads, 0, stream>>>(gp, gs, xp, yp, dxp, total, dims_as<int64_t>(g));
+          <<<cuda::grid_for(total, kThreads), kThreads, 0, stream>>>(gp, gs, xp, yp, dxp, total, dims_as<int64_t>(g));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   });
