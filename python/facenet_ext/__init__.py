@@ -7,8 +7,9 @@
 """
 import torch  # noqa: F401  (loads libtorch before the extension that links against it)
 
-from . import _C
+from . import _C, nn
 from .ops import all_semi_hard_triplets, batch_hard_triplets, pairwise_sq_dist, semi_hard_triplets, triplet_loss
+from .pooling import l2_pool2d
 
 __version__ = "0.1.0"
 
@@ -28,5 +29,7 @@ __all__ = [
     "batch_hard_triplets",
     "all_semi_hard_triplets",
     "triplet_loss",
+    "l2_pool2d",
+    "nn",
     "build_info",
 ]
