@@ -189,6 +189,10 @@ def triplet_loss(
         if not (isinstance(mining, (tuple, list)) and len(mining) == 3):
             raise TypeError(f"{fn}: mining must be a strategy name or an (anchor, positive, negative) tuple")
         a, p, n = (check_tensor(fn, f"mining[{i}]", t) for i, t in enumerate(mining))
+        for i, t in enumerate((a, p, n)):
+            # Checked here: the dispatcher would pick a kernel by the indices' device and never name them.
+            if t.device != emb.device:
+                raise ValueError(f"{fn}: mining[{i}] is on {t.device} but emb is on {emb.device}")
     loss, d_ap, d_an = _ops.triplet_margin_forward(emb, a, p, n, float(margin), bool(squared))
     count = loss.shape[0]
     active = (loss > 0).to(loss.dtype)
