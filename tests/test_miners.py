@@ -128,6 +128,42 @@ def test_dispatcher_ops_on_arbitrary_matrices(device, dtype, reference_set, layo
     assert_same(got, batch_hard_triplets_from_sq_dist_reference(d, labels, ref_labels=ref_for_reference))
 
 
+def test_many_positives_per_anchor():
+    """Over 64 positives per anchor: the semi-hard kernel switches from counting thresholds linearly to
+    binary search (count_below); both must give the reference's buckets, ties included."""
+    labels = torch.randperm(150) % 2  # 75 images per identity, shuffled
+    emb = torch.randint(-2, 3, (150, 3)).float()
+    d = fx.pairwise_sq_dist(emb)
+    for kwargs in ({}, {"fallback": "drop", "margin": 1.0, "squared": False}):
+        assert_same(fx.semi_hard_triplets(emb, labels, **kwargs), semi_hard_triplets_from_sq_dist_reference(d, labels, **kwargs))
+
+
+@pytest.mark.parametrize("shape", [(3, 0), (0, 4), (0, 0)], ids=["no reference", "no anchors", "both empty"])
+def test_dispatcher_ops_on_empty_matrices(shape):
+    d = torch.zeros(shape)
+    labels, ref_labels = torch.arange(shape[0]) % 2, torch.arange(shape[1]) % 2
+    for triplets in (
+        ops.semihard_from_sq_dist(d, labels, ref_labels, False, None, True, False),
+        ops.batch_hard_from_sq_dist(d, labels, ref_labels, False),
+        ops.all_semihard_from_sq_dist(d, labels, ref_labels, False, 0.2, False),
+    ):
+        assert rows(triplets) == []
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available() or not fx.build_info()["cuda_kernels"], reason="needs CUDA kernels")
+def test_cuda_indices_identical_to_cpu_on_the_same_matrix():
+    emb, labels = random_batch("integers", 300, 8, 4, torch.float32, "cpu")
+    d = fx.pairwise_sq_dist(emb)
+    dc, lc = d.cuda(), labels.cuda()
+    for margin, squared, drop in ((None, True, False), (0.5, False, True)):
+        cpu = ops.semihard_from_sq_dist(d, labels, labels, True, margin, squared, drop)
+        assert_same(tuple(t.cpu() for t in ops.semihard_from_sq_dist(dc, lc, lc, True, margin, squared, drop)), cpu)
+    assert_same(tuple(t.cpu() for t in ops.batch_hard_from_sq_dist(dc, lc, lc, True)), ops.batch_hard_from_sq_dist(d, labels, labels, True))
+    got = ops.all_semihard_from_sq_dist(dc, lc, lc, True, 1.0, False)
+    assert_same(tuple(t.cpu() for t in got), ops.all_semihard_from_sq_dist(d, labels, labels, True, 1.0, False))
+
+
 # ---------------------------------------------------------------------------------------------------
 # end to end on small-integer embeddings (hypothesis): B = 1, one identity, singletons, duplicates,
 # all-equal points, huge and tiny norms, every float dtype
