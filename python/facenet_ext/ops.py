@@ -217,18 +217,21 @@ def _check_triplet_indices(fn: str, mining, emb: Tensor) -> Triplets:
     The range check reads two numbers back to the host; mined indices skip it (they are in range by
     construction), and the kernels index raw pointers, so it must not be skipped here."""
     out = []
-    for name, t in zip(("anchor", "positive", "negative"), mining):
-        t = check_tensor(fn, f"mining {name}", t)
+    for i, (name, t) in enumerate(zip(("anchor", "positive", "negative"), mining)):
+        arg = f"mining[{i}] ({name} indices)"
+        t = check_tensor(fn, f"mining[{i}]", t)
         if t.dim() != 1 or t.dtype != torch.int64:
-            raise TypeError(f"{fn}: mining {name} indices must be a 1-D int64 tensor, got {t.dtype} {tuple(t.shape)}")
+            raise TypeError(f"{fn}: {arg} must be a 1-D int64 tensor, got {t.dtype} of shape {tuple(t.shape)}")
         if t.device != emb.device:
-            raise ValueError(f"{fn}: mining {name} indices are on {t.device} but emb is on {emb.device}")
+            # Checked here: the dispatcher would pick a kernel by the indices' device and never name them.
+            raise ValueError(f"{fn}: {arg} is on {t.device} but emb is on {emb.device}")
         if t.shape[0] != mining[0].shape[0]:
-            raise ValueError(f"{fn}: anchor/positive/negative index tensors have different lengths")
+            raise ValueError(f"{fn}: anchor/positive/negative index tensors have different lengths "
+                             f"({', '.join(str(m.shape[0]) for m in mining)})")
         if t.numel() and not _compiling():
             lo, hi = torch.aminmax(t)
             if int(lo) < 0 or int(hi) >= emb.shape[0]:
-                raise ValueError(f"{fn}: mining {name} indices must lie in [0, {emb.shape[0]})")
+                raise ValueError(f"{fn}: {arg} must lie in [0, {emb.shape[0]})")
         out.append(t)
     return tuple(out)
 

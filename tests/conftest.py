@@ -1,0 +1,27 @@
+"""Shared test setup: fresh random inputs every run (with the seed printed so a failure can be replayed),
+and one hypothesis profile sized for the 2-core CI machine."""
+import os
+import random
+
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+# deadline=None: the first call of an op pays for thread-pool start-up, which is not what we test.
+settings.register_profile(
+    "ci",
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.register_profile("thorough", parent=settings.get_profile("ci"), max_examples=500)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True)
+def fresh_seed(request):
+    """A new torch seed per test and per run; FACENET_EXT_TEST_SEED=<n> replays the one a failure printed."""
+    seed = int(os.environ.get("FACENET_EXT_TEST_SEED", random.randrange(2**31)))
+    torch.manual_seed(seed)
+    print(f"{request.node.nodeid}: FACENET_EXT_TEST_SEED={seed}")
+    return seed

@@ -1,0 +1,205 @@
+"""Bad input fails with an error that names the function and the argument (issue 3, item 6).
+
+Decided behaviour for NaN/Inf embeddings: every public op raises ValueError (one cheap isfinite reduction).
+Labels and index tensors on the wrong device are exercised with the meta device, so the checks run
+without a GPU; embeddings on two devices need one.
+"""
+import pytest
+import torch
+import facenet_ext as fx
+
+ops = torch.ops.facenet_ext
+EMB = torch.randn(6, 3)
+LABELS = torch.tensor([0, 0, 1, 1, 2, 2])
+IDX = (torch.tensor([0, 2]), torch.tensor([1, 3]), torch.tensor([2, 4]))
+
+
+def with_value(value):
+    e = EMB.clone()
+    e[2, 1] = value
+    return e
+
+
+BAD_EMBEDDINGS = [
+    ("1-D", torch.randn(6), ValueError),
+    ("3-D", torch.randn(6, 3, 1), ValueError),
+    ("integer", torch.ones(6, 3, dtype=torch.int64), TypeError),
+    ("bool", torch.ones(6, 3, dtype=torch.bool), TypeError),
+    ("complex", torch.ones(6, 3, dtype=torch.complex64), TypeError),
+    ("empty batch", torch.empty(0, 3), ValueError),
+    ("NaN", with_value(float("nan")), ValueError),
+    ("+Inf", with_value(float("inf")), ValueError),
+    ("-Inf", with_value(float("-inf")), ValueError),
+    ("not a tensor", [[0.0, 1.0]], TypeError),
+]
+
+# public function -> how to call it with `emb` in the embeddings slot (and good everything else)
+EMB_CALLS = {
+    "pairwise_sq_dist": lambda e: fx.pairwise_sq_dist(e),
+    "semi_hard_triplets": lambda e: fx.semi_hard_triplets(e, LABELS),
+    "batch_hard_triplets": lambda e: fx.batch_hard_triplets(e, LABELS),
+    "all_semi_hard_triplets": lambda e: fx.all_semi_hard_triplets(e, LABELS),
+    "triplet_loss": lambda e: fx.triplet_loss(e, LABELS),
+}
+EMB_NAME = {"pairwise_sq_dist": "x"}
+
+
+def assert_names(err, fn, arg):
+    msg = str(err.value)
+    assert f"{fn}:" in msg, msg
+    assert arg in msg, msg
+
+
+@pytest.mark.parametrize("fn", EMB_CALLS)
+@pytest.mark.parametrize("what, emb, exc", BAD_EMBEDDINGS, ids=[c[0] for c in BAD_EMBEDDINGS])
+def test_bad_embeddings(fn, what, emb, exc):
+    with pytest.raises(exc) as err:
+        EMB_CALLS[fn](emb)
+    assert_names(err, fn, EMB_NAME.get(fn, "emb"))
+
+
+@pytest.mark.parametrize("what, y, exc", BAD_EMBEDDINGS, ids=[c[0] for c in BAD_EMBEDDINGS])
+def test_bad_y(what, y, exc):
+    with pytest.raises(exc) as err:
+        fx.pairwise_sq_dist(EMB, y)
+    assert_names(err, "pairwise_sq_dist", "y")
+
+
+@pytest.mark.parametrize(
+    "what, y, exc",
+    [
+        ("width differs", torch.randn(4, 5), ValueError),
+        ("dtype differs", torch.randn(4, 3, dtype=torch.float64), TypeError),
+    ],
+)
+def test_y_mismatching_x(what, y, exc):
+    with pytest.raises(exc) as err:
+        fx.pairwise_sq_dist(EMB, y)
+    assert_names(err, "pairwise_sq_dist", "y")
+
+
+BAD_LABELS = [
+    ("float", LABELS.float(), TypeError),
+    ("bool", LABELS.bool(), TypeError),
+    ("complex", LABELS.to(torch.complex64), TypeError),
+    ("2-D", LABELS.unsqueeze(1), ValueError),
+    ("0-D", torch.tensor(1), ValueError),
+    ("too short", LABELS[:5], ValueError),
+    ("too long", torch.arange(7), ValueError),
+    ("other device", LABELS.to("meta"), ValueError),
+    ("not a tensor", [0, 0, 1, 1, 2, 2], TypeError),
+    ("None", None, TypeError),
+]
+LABEL_CALLS = {
+    "semi_hard_triplets": lambda y: fx.semi_hard_triplets(EMB, y),
+    "batch_hard_triplets": lambda y: fx.batch_hard_triplets(EMB, y),
+    "all_semi_hard_triplets": lambda y: fx.all_semi_hard_triplets(EMB, y),
+    "triplet_loss": lambda y: fx.triplet_loss(EMB, y),
+}
+
+
+@pytest.mark.parametrize("fn", LABEL_CALLS)
+@pytest.mark.parametrize("what, labels, exc", BAD_LABELS, ids=[c[0] for c in BAD_LABELS])
+def test_bad_labels(fn, what, labels, exc):
+    with pytest.raises(exc) as err:
+        LABEL_CALLS[fn](labels)
+    assert_names(err, fn, "labels")
+
+
+MARGIN_CALLS = {
+    "semi_hard_triplets": lambda m: fx.semi_hard_triplets(EMB, LABELS, m),
+    "all_semi_hard_triplets": lambda m: fx.all_semi_hard_triplets(EMB, LABELS, m),
+    "triplet_loss": lambda m: fx.triplet_loss(EMB, LABELS, m),
+}
+
+
+@pytest.mark.parametrize("fn", MARGIN_CALLS)
+@pytest.mark.parametrize(
+    "margin, exc",
+    [(-0.1, ValueError), (float("nan"), ValueError), (float("inf"), ValueError), ("0.2", TypeError), (True, TypeError)],
+    ids=["negative", "NaN", "Inf", "string", "bool"],
+)
+def test_bad_margin(fn, margin, exc):
+    with pytest.raises(exc) as err:
+        MARGIN_CALLS[fn](margin)
+    assert_names(err, fn, "margin")
+
+
+@pytest.mark.parametrize(
+    "call, fn, arg",
+    [
+        (lambda: fx.semi_hard_triplets(EMB, LABELS, fallback="hardest"), "semi_hard_triplets", "fallback"),
+        (lambda: fx.triplet_loss(EMB, LABELS, mining="hardest"), "triplet_loss", "mining"),
+        (lambda: fx.triplet_loss(EMB, LABELS, reduction="max"), "triplet_loss", "reduction"),
+    ],
+    ids=["fallback", "mining", "reduction"],
+)
+def test_unknown_choice(call, fn, arg):
+    with pytest.raises(ValueError) as err:
+        call()
+    assert_names(err, fn, arg)
+    assert "expected one of" in str(err.value)
+
+
+def _idx(i, t):
+    out = list(IDX)
+    out[i] = t
+    return tuple(out)
+
+
+@pytest.mark.parametrize(
+    "mining, exc, arg",
+    [
+        (IDX[:2], TypeError, "mining"),
+        ([0, 1, 2], TypeError, "mining"),
+        (_idx(1, [1, 3]), TypeError, "mining[1]"),
+        (_idx(0, IDX[0].float()), TypeError, "anchor"),
+        (_idx(2, IDX[2].int()), TypeError, "negative"),
+        (_idx(1, IDX[1].unsqueeze(0)), TypeError, "positive"),
+        (_idx(2, torch.tensor([2, 6])), ValueError, "negative"),  # out of range
+        (_idx(0, torch.tensor([-1, 0])), ValueError, "anchor"),  # negative index
+        (_idx(1, torch.tensor([1])), ValueError, "lengths"),
+        (_idx(2, IDX[2].to("meta")), ValueError, "mining[2]"),
+    ],
+    ids=["two tensors", "list of ints", "list inside", "float", "int32", "2-D", "out of range", "negative", "lengths", "other device"],
+)
+def test_bad_explicit_triplets(mining, exc, arg):
+    with pytest.raises(exc) as err:
+        fx.triplet_loss(EMB, None, mining=mining)
+    assert_names(err, "triplet_loss", arg)
+
+
+@pytest.mark.parametrize(
+    "call, arg",
+    [
+        (lambda: ops.semihard_from_sq_dist(torch.zeros(6), LABELS, LABELS, True, None, True, False), "sq_dist"),
+        (lambda: ops.semihard_from_sq_dist(torch.zeros(6, 6, dtype=torch.int64), LABELS, LABELS, True, None, True, False), "sq_dist"),
+        (lambda: ops.semihard_from_sq_dist(torch.zeros(6, 6), LABELS.float(), LABELS, True, None, True, False), "labels"),
+        (lambda: ops.semihard_from_sq_dist(torch.zeros(6, 6), LABELS, LABELS[:5], True, None, True, False), "ref_labels"),
+        (lambda: ops.semihard_from_sq_dist(torch.zeros(6, 5), LABELS, LABELS[:5], True, None, True, False), "exclude_self"),
+    ],
+    ids=["1-D", "integer", "float labels", "ref_labels length", "exclude_self on a non-square matrix"],
+)
+def test_dispatcher_op_messages(call, arg):
+    """The dispatcher ops check their own inputs too (they are public through torch.ops)."""
+    with pytest.raises(RuntimeError) as err:
+        call()
+    assert_names(err, "semi_hard_triplets", arg)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a second device")
+def test_embeddings_on_two_devices():
+    with pytest.raises(ValueError) as err:
+        fx.pairwise_sq_dist(EMB.cuda(), EMB)
+    assert_names(err, "pairwise_sq_dist", "y")
+    with pytest.raises(ValueError) as err:
+        fx.triplet_loss(EMB.cuda(), LABELS)
+    assert_names(err, "triplet_loss", "labels")
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or fx.build_info()["cuda_kernels"], reason="needs a GPU and a CPU-only build"
+)
+def test_cuda_tensor_on_cpu_only_build_fails_clearly():
+    with pytest.raises(RuntimeError, match="facenet_ext::pairwise_sq_dist.*CUDA"):
+        fx.pairwise_sq_dist(EMB.cuda())
