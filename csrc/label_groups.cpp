@@ -32,7 +32,7 @@ std::tuple<at::Tensor, at::Tensor> sort_reference_labels(const at::Tensor& ref_l
 }
 
 void fail_non_finite(const char* op) {
-  TORCH_CHECK_VALUE(false, op, ": the distances contain NaN or Inf (are the embeddings finite?)");
+  TORCH_CHECK_VALUE(false, op, ": the distances contain NaN or Inf (non-finite embeddings, or squared norms that overflow their dtype)");
   __builtin_unreachable();
 }
 

@@ -53,6 +53,13 @@ void cross_epilogue(T* out, const T* x_norm, const T* y_norm, int64_t B, int64_t
 
 at::Tensor pairwise_sq_dist_cpu(const at::Tensor& x, const std::optional<at::Tensor>& y) {
   PairwiseParts parts = pairwise_gram(x, y);
+  // Finite inputs whose squared norms overflow would give inf - inf = NaN distances; say why instead.
+  // (One pass over B + N numbers; on CUDA the same NaN reaches the miners' finiteness check.)
+  TORCH_CHECK_VALUE(at::isfinite(parts.x_norm).all().item<bool>(), "pairwise_sq_dist: x has a squared norm that overflows ",
+                    parts.x_norm.scalar_type(), "; rescale the embeddings or use float64");
+  TORCH_CHECK_VALUE(parts.symmetric || at::isfinite(parts.y_norm).all().item<bool>(),
+                    "pairwise_sq_dist: y has a squared norm that overflows ", parts.y_norm.scalar_type(),
+                    "; rescale the embeddings or use float64");
   AT_DISPATCH_FLOATING_TYPES(parts.out.scalar_type(), "pairwise_sq_dist_cpu", [&] {
     scalar_t* out = parts.out.data_ptr<scalar_t>();
     if (parts.symmetric) {

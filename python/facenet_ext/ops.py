@@ -205,7 +205,7 @@ def triplet_loss(
     denom = torch.sym_max(count, 1)
     stats = {
         "num_triplets": torch.tensor(count, device=emb.device) if isinstance(count, int) else loss.new_tensor(count),
-        "active_fraction": (loss.detach() > 0).sum() / denom,
+        "active_fraction": (loss.detach() > 0).to(loss.dtype).sum() / denom,
         "mean_d_ap": d_ap.detach().sum() / denom,
         "mean_d_an": d_an.detach().sum() / denom,
     }
