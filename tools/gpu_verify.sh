@@ -18,7 +18,7 @@ if has build; then
   (cd /tmp && python3 -c "import facenet_ext as fx, json; print(json.dumps(fx.build_info()))")
 fi
 if has test; then
-  python3 -m pytest -q -x ${TESTS:-tests} -p no:cacheprovider 2>&1 | tee "$OUT/pytest.log" | tail -25
+  python3 -m pytest -q ${TESTS:-tests} -p no:cacheprovider 2>&1 | tee "$OUT/pytest.log" | tail -25
 fi
 if has sanitize; then
   for tool in memcheck racecheck; do
@@ -30,4 +30,5 @@ if has sanitize; then
 fi
 if has bench; then
   python3 benchmarks/gpu_bench.py --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" | tail -40
+  python3 benchmarks/bench_l2_pool.py --device cuda 2>&1 | tee "$OUT/bench_l2_pool.log" | tail -15
 fi
