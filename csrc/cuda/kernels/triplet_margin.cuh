@@ -44,6 +44,10 @@ __global__ void __launch_bounds__(kTripletWarps * 32)
   }
 }
 
+// Dimensions per lane held in registers: a warp covers 32 * kDimsPerLane dimensions per sweep over the
+// row's entries (one sweep for the usual D <= 128).
+constexpr int kDimsPerLane = 4;
+
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kTripletWarps * 32)
     triplet_backward_kernel(const scalar_t* __restrict__ x, int64_t B, int64_t D, const int64_t* __restrict__ A,
@@ -55,17 +59,42 @@ __global__ void __launch_bounds__(kTripletWarps * 32)
   const int lane = threadIdx.x & 31;
   const int64_t warps = int64_t(gridDim.x) * kTripletWarps;
   for (int64_t i = blockIdx.x * int64_t(kTripletWarps) + (threadIdx.x >> 5); i < B; i += warps) {
-    for (int64_t k = lane; k < D; k += 32) {
-      acc_t acc = 0;
-      for (int64_t e = row_ptr[i]; e < row_ptr[i + 1]; ++e) {
-        const int64_t code = entry[e], t = code % T;
-        const RowWeights<acc_t> w =
-            triplet_row_weights<acc_t>(static_cast<int>(code / T), grad_loss[t], loss[t], d_ap[t], d_an[t], squared);
-        if (w.wp == acc_t(0) && w.wn == acc_t(0)) continue;
-        const acc_t va = static_cast<acc_t>(x[A[t] * D + k]);
-        acc += w.wp * (va - static_cast<acc_t>(x[P[t] * D + k])) + w.wn * (va - static_cast<acc_t>(x[N[t] * D + k]));
+    const int64_t begin = row_ptr[i], end = row_ptr[i + 1];
+    for (int64_t k0 = 0; k0 < D; k0 += 32 * kDimsPerLane) {
+      acc_t acc[kDimsPerLane] = {};
+      for (int64_t e0 = begin; e0 < end; e0 += 32) {
+        // Each lane fetches one entry's metadata, so 32 dependent-load chains overlap; the warp then
+        // applies the entries one by one in CSR order (the same order as the CPU kernel).
+        RowWeights<acc_t> w{acc_t(0), acc_t(0)};
+        int64_t ia = 0, ip = 0, in = 0;
+        if (e0 + lane < end) {
+          const int64_t code = entry[e0 + lane], t = code % T;
+          w = triplet_row_weights<acc_t>(static_cast<int>(code / T), grad_loss[t], loss[t], d_ap[t], d_an[t], squared);
+          ia = A[t];
+          ip = P[t];
+          in = N[t];
+        }
+        const int count = static_cast<int>(end - e0 < 32 ? end - e0 : 32);
+        for (int j = 0; j < count; ++j) {
+          const acc_t wp = __shfl_sync(0xFFFFFFFFu, w.wp, j), wn = __shfl_sync(0xFFFFFFFFu, w.wn, j);
+          const int64_t ra = __shfl_sync(0xFFFFFFFFu, ia, j), rp = __shfl_sync(0xFFFFFFFFu, ip, j),
+                        rn = __shfl_sync(0xFFFFFFFFu, in, j);
+          if (wp == acc_t(0) && wn == acc_t(0)) continue;  // inactive triplet (warp-uniform)
+#pragma unroll
+          for (int c = 0; c < kDimsPerLane; ++c) {
+            const int64_t k = k0 + lane + 32 * c;
+            if (k < D) {
+              const acc_t va = static_cast<acc_t>(x[ra * D + k]);
+              acc[c] += wp * (va - static_cast<acc_t>(x[rp * D + k])) + wn * (va - static_cast<acc_t>(x[rn * D + k]));
+            }
+          }
+        }
       }
-      grad[i * D + k] = static_cast<scalar_t>(acc);
+#pragma unroll
+      for (int c = 0; c < kDimsPerLane; ++c) {
+        const int64_t k = k0 + lane + 32 * c;
+        if (k < D) grad[i * D + k] = static_cast<scalar_t>(acc[c]);
+      }
     }
   }
 }
