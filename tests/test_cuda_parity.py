@@ -106,7 +106,7 @@ def test_triplet_loss_matches_cpu_and_is_deterministic(dtype, squared, mining):
         trip_gpu = mining
     grads = []
     for dev, m in (("cpu", trip), ("cuda", trip_gpu), ("cuda", trip_gpu)):
-        e = emb.to(dev).requires_grad_()
+        e = emb.detach().to(dev).requires_grad_()
         loss = fx.triplet_loss(e, labels.to(dev), 0.2, mining=m, squared=squared)
         loss.backward()
         grads.append((loss.detach().cpu(), e.grad.cpu()))

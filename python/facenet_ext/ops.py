@@ -130,16 +130,13 @@ def all_semi_hard_triplets(emb: Tensor, labels: Tensor, margin: float = 0.2, *, 
     return _ops.all_semihard_from_sq_dist(d, labels, labels, True, float(margin), bool(squared))
 
 
-def _fake_triplets(max_size=None):
-    def fake(sq_dist, labels, *rest):
-        n = torch.library.get_ctx().new_dynamic_size()
-        return tuple(sq_dist.new_empty((n,), dtype=torch.int64) for _ in range(3))
-
-    return fake
+def _fake_triplets(sq_dist, labels, *rest):
+    n = torch.library.get_ctx().new_dynamic_size()  # the triplet count depends on the data
+    return tuple(sq_dist.new_empty((n,), dtype=torch.int64) for _ in range(3))
 
 
 for _name in ("semihard_from_sq_dist", "batch_hard_from_sq_dist", "all_semihard_from_sq_dist"):
-    torch.library.register_fake(f"facenet_ext::{_name}", _fake_triplets())
+    torch.library.register_fake(f"facenet_ext::{_name}", _fake_triplets)
 
 
 # ---------------------------------------------------------------------------------------------------
