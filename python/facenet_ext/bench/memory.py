@@ -73,15 +73,20 @@ class HostMemoryProbe:
             text=True,
             env=env,
         )
+        self._ready = False
 
     def wait_ready(self) -> None:
         """Block until the helper has imported everything: its start-up must not overlap any timing."""
+        if self._ready:
+            return
         line = self._proc.stdout.readline()
         if json.loads(line or "{}").get("ready") is not True:
             raise RuntimeError(f"memory probe failed to start (exit code {self._proc.poll()})")
+        self._ready = True
 
     def measure(self, method: str, workload: dict) -> dict:
         """{"peak_bytes": int} or {"error": str}."""
+        self.wait_ready()
         self._proc.stdin.write(json.dumps({"method": method, "workload": workload}) + "\n")
         self._proc.stdin.flush()
         line = self._proc.stdout.readline()

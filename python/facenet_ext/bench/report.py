@@ -11,9 +11,9 @@ def fmt_time(s: float | None) -> str:
     if s is None:
         return "—"
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if s >= scale or unit == "µs":
+        if s >= 0.9995 * scale or unit == "µs":
             v = s / scale
-            return f"{v:.3g} {unit}" if v < 1000 else f"{v:.0f} {unit}"
+            return f"{v:.3g} {unit}" if v < 999.5 else f"{v:.0f} {unit}"
     raise AssertionError
 
 
@@ -21,8 +21,9 @@ def fmt_bytes(b: float | None) -> str:
     if b is None:
         return "—"
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(b) >= scale:
-            return f"{b / scale:.3g} {unit}"
+        if abs(b) >= 0.9995 * scale:
+            v = b / scale
+            return f"{v:.3g} {unit}" if v < 999.5 else f"{v:.0f} {unit}"
     return f"{b:.0f} B"
 
 
@@ -128,32 +129,36 @@ def write_plot(path: Path, data: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    style = {"ours": "-", "baseline": "--", "floor": ":"}
-    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(13, 5.5))
+    style = {"ours": ("-", "o"), "baseline": ("--", "s"), "floor": (":", "^")}
+    colours = plt.get_cmap("tab20").colors
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(13, 6))
     grid = _grid(data)
-    for key, m in data["methods"].items():
+    for i, (key, m) in enumerate(data["methods"].items()):
         pts = [grid.get((key, b)) for b in data["config"]["batches"]]
         pts = [r for r in pts if r and r["status"] == "ok"]
         if not pts:
             continue
-        kw = {"linestyle": style[m["family"]], "marker": "o", "label": m["label"]}
-        line = ax_t.plot([r["batch"] for r in pts], [r["median_s"] for r in pts], **kw)[0]
+        linestyle, marker = style[m["family"]]
+        kw = {"linestyle": linestyle, "marker": marker, "color": colours[i % len(colours)], "label": m["label"]}
+        ax_t.plot([r["batch"] for r in pts], [r["median_s"] for r in pts], **kw)
         mem = [r for r in pts if r.get("peak_bytes") and r["peak_bytes"] > 0]
         if mem:
-            ax_m.plot([r["batch"] for r in mem], [r["peak_bytes"] / 2**20 for r in mem], color=line.get_color(), **kw)
+            ax_m.plot([r["batch"] for r in mem], [r["peak_bytes"] / 2**20 for r in mem], **kw)
     cfg = data["config"]
     for ax, ylabel in ((ax_t, "median time per call (s)"), (ax_m, "peak extra memory (MiB)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("batch size B")
         ax.set_ylabel(ylabel)
-        ax.grid(True, which="both", alpha=0.3)
+        ax.set_xticks(data["config"]["batches"], [str(b) for b in data["config"]["batches"]])
+        ax.minorticks_off()
+        ax.grid(True, which="major", alpha=0.3)
     device = data["environment"]["device"]
     ax_t.set_title(f"time ({device}, {data['environment']['torch_threads']} threads, D={cfg['dim']}, K={cfg['per_id']})")
     ax_m.set_title("peak extra memory")
     handles, labels = ax_t.get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.17 if len(labels) > 6 else 0.1, 1, 1))
+    fig.tight_layout(rect=(0, 0.04 + 0.025 * ((len(labels) + 2) // 3), 1, 1))
     fig.savefig(path, dpi=90)
     plt.close(fig)
 

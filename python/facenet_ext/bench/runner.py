@@ -148,6 +148,8 @@ class Sweep:
 
     def measure(self, method: Method, workload: Workload, *, calibration: bool = False) -> dict:
         rec = {"method": method.key, "batch": workload.batch, "calibration": calibration}
+        if self.probe is not None:
+            self.probe.wait_ready()  # its start-up (importing torch) must not overlap a timing
         try:
             run = method.make(*workload.make())
             kw = {"min_time_s": 0.0, "min_reps": 1, "slow_reps": 1} if calibration else self.timing_kw
@@ -212,8 +214,6 @@ class Sweep:
         load_before = os.getloadavg()
         baselines = [m for m in self.methods if m.key in agreement.CHECKS and not m.available()]
         checks = [agreement.check(m.key, self.args.device).to_dict() for m in tqdm(baselines, desc="agreement", leave=False)]
-        if self.probe is not None:
-            self.probe.wait_ready()
         with tqdm(total=len(self.batches) * len(self.methods), desc="bench", unit="call") as bar:
             for batch in self.batches:
                 for method in self.methods:
