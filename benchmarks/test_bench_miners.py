@@ -15,12 +15,17 @@ FAST = ["cdist", "fx.semihard", "fx.batch_hard", "fx.loss.semihard", "sort_searc
 SLOW = ["pml.semihard", "pml.semihard.loss", "facenet_loop"]
 
 
-@pytest.fixture(scope="module")
-def batch():
+@pytest.fixture(scope="module", autouse=True)
+def two_threads():
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
-    yield Workload(batch=1800).make()
+    yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return Workload(batch=1800).make()
 
 
 @pytest.mark.parametrize("key", FAST)
@@ -37,6 +42,5 @@ def test_slow(benchmark, batch, key):
 
 
 def test_semihard_16384(benchmark):
-    torch.set_num_threads(2)
     benchmark.group = "B=16384"
     benchmark.pedantic(BY_KEY["fx.semihard"].make(*Workload(batch=16384).make()), rounds=3, iterations=1)

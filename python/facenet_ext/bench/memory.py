@@ -86,17 +86,23 @@ class HostMemoryProbe:
 
     def measure(self, method: str, workload: dict) -> dict:
         """{"peak_bytes": int} or {"error": str}."""
-        self.wait_ready()
-        self._proc.stdin.write(json.dumps({"method": method, "workload": workload}) + "\n")
-        self._proc.stdin.flush()
-        line = self._proc.stdout.readline()
+        try:
+            self.wait_ready()
+            self._proc.stdin.write(json.dumps({"method": method, "workload": workload}) + "\n")
+            self._proc.stdin.flush()
+            line = self._proc.stdout.readline()
+        except (OSError, RuntimeError) as e:  # the helper died (killed for memory, say): no number, no crash
+            return {"error": f"memory probe unavailable: {e}"}
         if not line:
             return {"error": f"memory probe exited with code {self._proc.wait()}"}
         return json.loads(line)
 
     def close(self) -> None:
         if self._proc.poll() is None:
-            self._proc.stdin.close()
+            try:
+                self._proc.stdin.close()
+            except OSError:
+                pass
             self._proc.wait(timeout=30)
 
     def __enter__(self):

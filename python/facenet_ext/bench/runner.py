@@ -142,14 +142,17 @@ class Sweep:
         if self.device.type == "cuda":
             return (None, "host-only method") if method.host_only else (cuda_peak_bytes(run, self.device), None)
         if self.probe is None:
-            return None, "no /proc RSS high-water mark on this system"
+            return None, "no RSS high-water probe (needs Linux /proc; or its helper failed to start)"
         reply = self.probe.measure(method.key, workload.to_dict())
         return reply.get("peak_bytes"), reply.get("error")
 
     def measure(self, method: Method, workload: Workload, *, calibration: bool = False) -> dict:
         rec = {"method": method.key, "batch": workload.batch, "calibration": calibration}
         if self.probe is not None:
-            self.probe.wait_ready()  # its start-up (importing torch) must not overlap a timing
+            try:
+                self.probe.wait_ready()  # its start-up (importing torch) must not overlap a timing
+            except RuntimeError:
+                self.probe = None
         try:
             run = method.make(*workload.make())
             kw = {"min_time_s": 0.0, "min_reps": 1, "slow_reps": 1} if calibration else self.timing_kw
