@@ -205,7 +205,7 @@ METHODS: list[Method] = [
         _pml_mine,
         _all_triplets,
         counterpart="fx.all_semihard",
-        note="every triplet with 0 < D_an - D_ap <= 0.2 on plain distances of normalised embeddings: the rule of fx.all_semi_hard_triplets",
+        note="every triplet with 0 < D_an - D_ap <= 0.2 on plain distances of normalised embeddings: the rule of fx.all_semi_hard_triplets; in float32 a few triplets within rounding of the window edges differ (its cdist vs our Gram expansion)",
     ),
     Method(
         "tf_addons",
