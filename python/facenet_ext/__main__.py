@@ -1,0 +1,59 @@
+"""``python -m facenet_ext`` / ``facenet-ext``: one subcommand per task.
+
+Each entry of ``COMMANDS`` is (help, add_arguments, run); a new subcommand (``train``, ``eval``) is one
+more entry. Heavy imports happen inside ``run`` so that ``--help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+
+def _bench_arguments(p: argparse.ArgumentParser) -> None:
+    from .bench.runner import add_arguments
+
+    add_arguments(p)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench.runner import run
+
+    out = run(args)
+    print(f"results: {out / 'results.md'}, {out / 'results.json'}, {out / 'bench.png'}")
+    return 0
+
+
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
+    from .bench.runner import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(quick=True)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """The README's first command: the quick benchmark (a short training demo joins it once
+    ``facenet_ext.train`` exists)."""
+    print("facenet_ext demo: quick benchmark of our miners against the pure-Python/PyTorch ones")
+    return _bench(args)
+
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
+    "bench": ("benchmark the miners and loss against baselines (table + plot)", _bench_arguments, _bench),
+    "demo": ("quick benchmark; the first thing to run", _demo_arguments, _demo),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="facenet-ext", description="facenet_ext command-line tools")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, add_arguments, run) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_arguments(p)
+        p.set_defaults(run=run)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
