@@ -237,7 +237,9 @@ def pml_batch_hard_miner():
 def pml_triplet_loss(margin: float = 0.2):
     """``TripletMarginLoss(margin)``: [D_ap - D_an + margin]_+ on plain distances of normalised
     embeddings, averaged over the non-zero terms (its ``AvgNonZeroReducer``), i.e. our
-    ``reduction="mean_active"`` with ``squared=False``."""
+    ``reduction="mean_active"`` with ``squared=False``. Its distance normalises inside the graph, so its
+    gradient is ours composed with ``F.normalize`` (equal values on unit-norm input, different gradients
+    unless ours is given the same normalisation)."""
     from pytorch_metric_learning.losses import TripletMarginLoss
 
     return TripletMarginLoss(margin=margin)

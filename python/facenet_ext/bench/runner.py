@@ -90,6 +90,13 @@ def _free_bytes(device: torch.device) -> int:
     return int(info["MemAvailable"].split()[0]) * 1024
 
 
+def _command_line() -> str:
+    argv = list(sys.argv)
+    if Path(argv[0]).parts[-2:] == ("facenet_ext", "__main__.py"):
+        return "python -m facenet_ext " + shlex.join(argv[1:])
+    return "python " + shlex.join(argv)
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -226,7 +233,7 @@ class Sweep:
         if self.probe is not None:
             self.probe.close()
         return {
-            "command": "python -m facenet_ext bench " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:]),
+            "command": _command_line(),
             "environment": _environment(self.device),
             "load_average_before": load_before,
             "load_average_after": os.getloadavg(),
