@@ -12,7 +12,7 @@ void check_triplet_emb(const char* op, const at::Tensor& emb) {
 at::ScalarType triplet_acc_type(at::ScalarType emb_type) { return emb_type == at::kDouble ? at::kDouble : at::kFloat; }
 
 TripletCsr triplet_csr(const at::Tensor& anchor, const at::Tensor& positive, const at::Tensor& negative, int64_t B) {
-  const at::Tensor rows = at::cat({anchor, positive, negative});
+  const at::Tensor rows = at::stack({anchor, positive, negative}, 1).reshape(-1);  // row of entry 3 t + role
   TripletCsr csr;
   if (rows.device().is_cpu()) {
     // Counting sort: O(3T + B), stable by construction, far cheaper than a comparison sort on a CPU.

@@ -8,7 +8,8 @@ namespace fx {
 
 struct TripletCsr {
   at::Tensor row_ptr;  // int64 [B + 1]
-  at::Tensor entry;    // int64 [3T]: k = role * T + t, role 0 = anchor, 1 = positive, 2 = negative
+  at::Tensor entry;    // int64 [3T]: k = 3 t + role, role 0 = anchor, 1 = positive, 2 = negative
+                       // (dividing by the constant 3 compiles to a multiply, unlike dividing by T)
 };
 
 // emb must be 2-D floating point; messages name `op`.

@@ -9,6 +9,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <vector>
@@ -26,16 +27,22 @@ template <typename T>
 __attribute__((always_inline)) inline void assign_buckets_body(const T* row, const int32_t* ref_gid, int32_t gid,
                                                                 int64_t N, const T* sorted, int K, int32_t* bucket) {
   constexpr int kLinearMax = 64;
+  int64_t j = 0;
   if (K <= kLinearMax) {
-    for (int64_t j = 0; j < N; ++j) bucket[j] = 0;
-    for (int s = 0; s < K; ++s) {
-      const T t = sorted[s];
-      for (int64_t j = 0; j < N; ++j) bucket[j] += (t < row[j]) ? 1 : 0;
+    // 16 elements at a time with their counts held in registers across all thresholds (two or four
+    // vector registers), instead of a load-add-store of the whole bucket array per threshold.
+    constexpr int W = 16;
+    for (; j + W <= N; j += W) {
+      int32_t count[W] = {};
+      for (int s = 0; s < K; ++s) {
+        const T t = sorted[s];
+        for (int l = 0; l < W; ++l) count[l] += (t < row[j + l]) ? 1 : 0;
+      }
+      for (int l = 0; l < W; ++l) bucket[j + l] = count[l];
     }
-  } else {
-    for (int64_t j = 0; j < N; ++j) bucket[j] = count_below(sorted, K, row[j]);
   }
-  for (int64_t j = 0; j < N; ++j) bucket[j] = (ref_gid[j] == gid) ? K + 1 : bucket[j];
+  for (; j < N; ++j) bucket[j] = count_below(sorted, K, row[j]);
+  for (j = 0; j < N; ++j) bucket[j] = (ref_gid[j] == gid) ? K + 1 : bucket[j];
 }
 
 // The counting loop is the miner's hot spot: compile it for AVX2 as well and pick at load time
@@ -53,6 +60,53 @@ FX_TARGET_CLONES void assign_buckets(const float* row, const int32_t* ref_gid, i
 FX_TARGET_CLONES void assign_buckets(const double* row, const int32_t* ref_gid, int32_t gid, int64_t N,
                                      const double* sorted, int K, int32_t* bucket) {
   assign_buckets_body(row, ref_gid, gid, N, sorted, K, bucket);
+}
+
+// Closest negative of each bucket, ties to the smaller index. For float the (distance, index) pair
+// packs into one 64-bit key (a non-negative float orders like its bits), so the update is a branchless
+// min instead of a data-dependent branch the CPU mispredicts on every few elements.
+inline void bucket_minima(const float* row, const int32_t* bucket, int64_t N, int K, std::vector<float>& best_d,
+                          std::vector<int64_t>& best_i) {
+  std::vector<uint64_t> key(K + 2, ~uint64_t(0));
+  for (int64_t j = 0; j < N; ++j) {
+    const float d = row[j] + 0.0f;  // -0 -> +0
+    uint32_t bits;
+    std::memcpy(&bits, &d, sizeof(bits));
+    const uint64_t k = (uint64_t(bits) << 32) | uint64_t(j);
+    uint64_t& slot = key[bucket[j]];
+    slot = k < slot ? k : slot;
+  }
+  best_d.resize(K + 2);
+  best_i.resize(K + 2);
+  for (int c = 0; c < K + 2; ++c) {
+    const uint32_t bits = uint32_t(key[c] >> 32);
+    std::memcpy(&best_d[c], &bits, sizeof(bits));
+    best_i[c] = key[c] == ~uint64_t(0) ? -1 : int64_t(uint32_t(key[c]));
+    if (best_i[c] < 0) best_d[c] = std::numeric_limits<float>::infinity();
+  }
+}
+
+inline void bucket_minima(const double* row, const int32_t* bucket, int64_t N, int K, std::vector<double>& best_d,
+                          std::vector<int64_t>& best_i) {
+  best_d.assign(K + 2, std::numeric_limits<double>::infinity());
+  best_i.assign(K + 2, -1);
+  for (int64_t j = 0; j < N; ++j) {  // increasing j + strict '<' = ties to the smaller index
+    const int c = bucket[j];
+    if (row[j] < best_d[c]) {
+      best_d[c] = row[j];
+      best_i[c] = j;
+    }
+  }
+}
+
+// Farthest negative (buckets 0..K hold the negatives), ties to the smaller index.
+template <typename T>
+void farthest_negative(const T* row, const int32_t* bucket, int64_t N, int K, T& far_d, int64_t& far_i) {
+  for (int64_t j = 0; j < N; ++j)
+    if (bucket[j] <= K && row[j] > far_d) {
+      far_d = row[j];
+      far_i = j;
+    }
 }
 
 template <typename T>
@@ -96,16 +150,7 @@ void semihard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool e
       }
 
       assign_buckets(row, ref_gid, gid, N, sorted.data(), K, bucket.data());
-      best_d.assign(K + 2, kInf);
-      best_i.assign(K + 2, -1);
-      T far_d = -kInf;
-      int64_t far_i = -1;
-      for (int64_t j = 0; j < N; ++j) {  // increasing j + strict '<' = ties to the smaller index
-        const int c = bucket[j];
-        const T d = row[j];
-        if (d < best_d[c]) { best_d[c] = d; best_i[c] = j; }
-        if (c <= K && d > far_d) { far_d = d; far_i = j; }
-      }
+      bucket_minima(row, bucket.data(), N, K, best_d, best_i);
       // best[c] := closest negative in buckets c..K (suffix minimum, lexicographic on (d, index)).
       for (int c = K - 1; c >= 0; --c)
         if (best_i[c + 1] >= 0 && (best_i[c] < 0 || lex_less(best_d[c + 1], best_i[c + 1], best_d[c], best_i[c]))) {
@@ -113,13 +158,19 @@ void semihard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool e
           best_i[c] = best_i[c + 1];
         }
 
+      T far_d = -kInf;
+      int64_t far_i = -1;
       for (int q = 0; q < K; ++q) {
         const int64_t slot = slot0 + q;
         out_a[slot] = a;
         out_p[slot] = positives[q];
         int64_t n = best_i[rank[q] + 1];
         T dn = best_d[rank[q] + 1];
-        if (n < 0 && !drop) { n = far_i; dn = far_d; }  // TF-Addons: the farthest negative (-1 if none)
+        if (n < 0 && !drop) {  // TF-Addons: the farthest negative (-1 if none); rarely needed, so found lazily
+          if (far_i < 0) farthest_negative(row, bucket.data(), N, K, far_d, far_i);
+          n = far_i;
+          dn = far_d;
+        }
         if (n >= 0 && has_margin && !inside_margin(row[positives[q]], dn, margin, squared)) n = -1;
         out_n[slot] = n;
       }

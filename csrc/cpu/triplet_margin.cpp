@@ -75,7 +75,7 @@ at::Tensor triplet_margin_backward_cpu(const at::Tensor& grad_loss, const at::Te
       for (int64_t i = begin; i < end; ++i) {
         std::fill(acc.begin(), acc.end(), acc_t(0));
         for (int64_t e = row_ptr[i]; e < row_ptr[i + 1]; ++e) {
-          const int64_t k = entry[e], t = k % T, role = k / T;
+          const int64_t k = entry[e], t = k / 3, role = k % 3;
           const RowWeights<acc_t> w = triplet_row_weights<acc_t>(static_cast<int>(role), G[t], L[t], DP[t], DN[t], squared);
           if (w.wp == acc_t(0) && w.wn == acc_t(0)) continue;
           const scalar_t *xa = x + A[t] * D, *xp = x + P[t] * D, *xn = x + N[t] * D;

@@ -68,8 +68,8 @@ __global__ void __launch_bounds__(kTripletWarps * 32)
         RowWeights<acc_t> w{acc_t(0), acc_t(0)};
         int64_t ia = 0, ip = 0, in = 0;
         if (e0 + lane < end) {
-          const int64_t code = entry[e0 + lane], t = code % T;
-          w = triplet_row_weights<acc_t>(static_cast<int>(code / T), grad_loss[t], loss[t], d_ap[t], d_an[t], squared);
+          const int64_t code = entry[e0 + lane], t = code / 3;
+          w = triplet_row_weights<acc_t>(static_cast<int>(code % 3), grad_loss[t], loss[t], d_ap[t], d_an[t], squared);
           ia = A[t];
           ip = P[t];
           in = N[t];
