@@ -26,6 +26,20 @@ void check_mining_inputs(const char* op, const at::Tensor& sq_dist, const at::Te
   TORCH_CHECK(sq_dist.size(1) < (int64_t(1) << 31) - 1, op, ": at most 2^31 - 2 reference elements");
 }
 
+LabelGroups allocate_label_groups(const char* op, const at::Tensor& sq_dist, const at::Tensor& labels,
+                                  const at::Tensor& ref_labels, bool exclude_self) {
+  check_mining_inputs(op, sq_dist, labels, ref_labels, exclude_self);
+  const int64_t B = labels.size(0), N = ref_labels.size(0);
+  const auto int32 = at::TensorOptions().dtype(at::kInt).device(sq_dist.device());
+  LabelGroups g;
+  g.anchor_gid = at::full({B}, -1, int32);
+  g.ref_gid = at::empty({N}, int32);
+  g.members = at::empty({N}, int32);
+  g.group_start = at::empty({N + 1}, int32);
+  g.pair_offset = at::empty({B + 1}, int32.dtype(at::kLong));
+  return g;
+}
+
 std::tuple<at::Tensor, at::Tensor> sort_reference_labels(const at::Tensor& ref_labels) {
   auto [sorted, order] = at::sort(ref_labels.to(at::kLong), /*stable=*/true, /*dim=*/0, /*descending=*/false);
   return {sorted.contiguous(), order.contiguous()};

@@ -40,6 +40,10 @@ inline at::Tensor row_major(const at::Tensor& d) { return d.dim() == 2 && d.stri
 void check_mining_inputs(const char* op, const at::Tensor& sq_dist, const at::Tensor& labels,
                          const at::Tensor& ref_labels, bool exclude_self);
 
+// Checks the inputs, then allocates the groups' tensors on sq_dist's device (anchor_gid filled with -1).
+LabelGroups allocate_label_groups(const char* op, const at::Tensor& sq_dist, const at::Tensor& labels,
+                                  const at::Tensor& ref_labels, bool exclude_self);
+
 // The stable sort both backends start from: (sorted labels, permutation), both int64.
 std::tuple<at::Tensor, at::Tensor> sort_reference_labels(const at::Tensor& ref_labels);
 

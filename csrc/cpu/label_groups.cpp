@@ -20,15 +20,8 @@ bool first_row_and_column_finite(const at::Tensor& d) {
 
 LabelGroups label_groups_cpu(const char* op, const at::Tensor& sq_dist, const at::Tensor& labels,
                              const at::Tensor& ref_labels, bool exclude_self) {
-  check_mining_inputs(op, sq_dist, labels, ref_labels, exclude_self);
+  LabelGroups g = allocate_label_groups(op, sq_dist, labels, ref_labels, exclude_self);
   const int64_t B = labels.size(0), N = ref_labels.size(0);
-  const auto int32 = at::TensorOptions().dtype(at::kInt);
-  LabelGroups g;
-  g.anchor_gid = at::full({B}, -1, int32);
-  g.ref_gid = at::empty({N}, int32);
-  g.members = at::empty({N}, int32);
-  g.group_start = at::empty({N + 1}, int32);
-  g.pair_offset = at::empty({B + 1}, int32.dtype(at::kLong));
   int32_t *anchor_gid = g.anchor_gid.data_ptr<int32_t>(), *ref_gid = g.ref_gid.data_ptr<int32_t>();
   int32_t *members = g.members.data_ptr<int32_t>(), *group_start = g.group_start.data_ptr<int32_t>();
   int64_t* pair_offset = g.pair_offset.data_ptr<int64_t>();

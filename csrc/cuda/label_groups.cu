@@ -10,16 +10,9 @@ namespace fx {
 
 LabelGroups label_groups_cuda(const char* op, const at::Tensor& sq_dist, const at::Tensor& labels,
                               const at::Tensor& ref_labels, bool exclude_self) {
-  check_mining_inputs(op, sq_dist, labels, ref_labels, exclude_self);
+  LabelGroups g = allocate_label_groups(op, sq_dist, labels, ref_labels, exclude_self);
   const int64_t B = labels.size(0), N = ref_labels.size(0);
-  const auto int32 = at::TensorOptions().dtype(at::kInt).device(sq_dist.device());
-  LabelGroups g;
-  g.anchor_gid = at::full({B}, -1, int32);
-  g.ref_gid = at::empty({N}, int32);
-  g.members = at::empty({N}, int32);
-  g.group_start = at::empty({N + 1}, int32);
-  g.pair_offset = at::empty({B + 1}, int32.dtype(at::kLong));
-  at::Tensor summary = at::zeros({cuda::kSummarySize}, int32.dtype(at::kLong));
+  at::Tensor summary = at::zeros({cuda::kSummarySize}, g.pair_offset.options());
   at::Tensor sorted, order;
   if (N > 0) std::tie(sorted, order) = sort_reference_labels(ref_labels);
   const at::Tensor labels64 = labels.to(at::kLong).contiguous();
