@@ -83,7 +83,7 @@ torch.library.register_autograd("facenet_ext::pairwise_sq_dist", _pairwise_backw
 def _mining_inputs(fn: str, emb: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     emb = check_embeddings(fn, emb)
     labels = check_labels(fn, labels, emb.shape[0], emb.device)
-    return pairwise_sq_dist(emb.detach()), labels
+    return _ops.pairwise_sq_dist(emb.detach(), None), labels  # emb is checked: skip the wrapper's checks
 
 
 def semi_hard_triplets(
