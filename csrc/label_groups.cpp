@@ -56,17 +56,5 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> compact_triplets(const at::Tensor
   return {a.index_select(0, keep), p.index_select(0, keep), n.index_select(0, keep)};
 }
 
-void check_triplet_indices(const char* op, const at::Tensor& anchor, const at::Tensor& positive,
-                           const at::Tensor& negative, const at::Device& device) {
-  const std::pair<const char*, const at::Tensor*> all[] = {
-      {"anchor", &anchor}, {"positive", &positive}, {"negative", &negative}};
-  for (const auto& [name, t] : all) {
-    TORCH_CHECK(t->dim() == 1, op, ": ", name, " indices must be 1-D, got shape ", t->sizes());
-    TORCH_CHECK(t->scalar_type() == at::kLong, op, ": ", name, " indices must be int64, got ", t->scalar_type());
-    TORCH_CHECK(t->size(0) == anchor.size(0), op, ": anchor/positive/negative lengths differ (", anchor.size(0),
-                ", ", positive.size(0), ", ", negative.size(0), ")");
-    TORCH_CHECK(t->device() == device, op, ": ", name, " indices are on ", t->device(), ", embeddings on ", device);
-  }
-}
 
 }  // namespace fx

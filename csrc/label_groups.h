@@ -61,9 +61,5 @@ LabelGroups label_groups_cuda(const char* op, const at::Tensor& sq_dist, const a
 std::tuple<at::Tensor, at::Tensor, at::Tensor> compact_triplets(const at::Tensor& a, const at::Tensor& p,
                                                                  const at::Tensor& n);
 
-// Index tensors of mined triplets: int64, 1-D, equal length, on `device`. Their range is the caller's
-// contract (the Python wrapper checks user-supplied indices); checking here would cost a host sync.
-void check_triplet_indices(const char* op, const at::Tensor& anchor, const at::Tensor& positive,
-                           const at::Tensor& negative, const at::Device& device);
 
 }  // namespace fx

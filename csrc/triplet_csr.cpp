@@ -9,6 +9,19 @@ void check_triplet_emb(const char* op, const at::Tensor& emb) {
   TORCH_CHECK(at::isFloatingType(emb.scalar_type()), op, ": emb must be floating point, got ", emb.scalar_type());
 }
 
+void check_triplet_indices(const char* op, const at::Tensor& anchor, const at::Tensor& positive,
+                           const at::Tensor& negative, const at::Device& device) {
+  const std::pair<const char*, const at::Tensor*> all[] = {
+      {"anchor", &anchor}, {"positive", &positive}, {"negative", &negative}};
+  for (const auto& [name, t] : all) {
+    TORCH_CHECK(t->dim() == 1, op, ": ", name, " indices must be 1-D, got shape ", t->sizes());
+    TORCH_CHECK(t->scalar_type() == at::kLong, op, ": ", name, " indices must be int64, got ", t->scalar_type());
+    TORCH_CHECK(t->size(0) == anchor.size(0), op, ": anchor/positive/negative lengths differ (", anchor.size(0),
+                ", ", positive.size(0), ", ", negative.size(0), ")");
+    TORCH_CHECK(t->device() == device, op, ": ", name, " indices are on ", t->device(), ", embeddings on ", device);
+  }
+}
+
 at::ScalarType triplet_acc_type(at::ScalarType emb_type) { return emb_type == at::kDouble ? at::kDouble : at::kFloat; }
 
 TripletCsr triplet_csr(const at::Tensor& anchor, const at::Tensor& positive, const at::Tensor& negative, int64_t B) {

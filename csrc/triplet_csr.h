@@ -15,6 +15,11 @@ struct TripletCsr {
 // emb must be 2-D floating point; messages name `op`.
 void check_triplet_emb(const char* op, const at::Tensor& emb);
 
+// Index tensors of mined triplets: int64, 1-D, equal length, on `device`. Their range is the caller's
+// contract (the Python wrapper checks user-supplied indices); checking here would cost a host sync.
+void check_triplet_indices(const char* op, const at::Tensor& anchor, const at::Tensor& positive,
+                           const at::Tensor& negative, const at::Device& device);
+
 // Per-triplet outputs (loss, distances) are float64 for float64 embeddings, float32 otherwise.
 at::ScalarType triplet_acc_type(at::ScalarType emb_type);
 

@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "common/triplet_rules.h"
-#include "label_groups.h"
 #include "triplet_csr.h"
 
 namespace fx {
@@ -57,7 +56,7 @@ at::Tensor triplet_margin_backward_cpu(const at::Tensor& grad_loss, const at::Te
   check_triplet_emb(op, emb_in);
   check_triplet_indices(op, anchor, positive, negative, emb_in.device());
   const at::Tensor emb = emb_in.contiguous();
-  const int64_t B = emb.size(0), D = emb.size(1), T = anchor.size(0);
+  const int64_t B = emb.size(0), D = emb.size(1);
   const auto acc_type = triplet_acc_type(emb.scalar_type());
   const at::Tensor g = grad_loss.to(acc_type).contiguous();
   const TripletCsr csr = triplet_csr(anchor, positive, negative, B);

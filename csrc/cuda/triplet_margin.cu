@@ -6,7 +6,6 @@
 
 #include "cuda/kernels/triplet_margin.cuh"
 #include "cuda/launch.cuh"
-#include "label_groups.h"
 #include "triplet_csr.h"
 
 namespace fx {
@@ -56,7 +55,7 @@ at::Tensor triplet_margin_backward_cuda(const at::Tensor& grad_loss, const at::T
     cuda::triplet_backward_kernel<scalar_t, acc_t>
         <<<cuda::grid_for(B, cuda::kTripletWarps), cuda::kTripletWarps * 32, 0, cuda::current_stream()>>>(
             emb.data_ptr<scalar_t>(), B, D, anchor.data_ptr<int64_t>(), positive.data_ptr<int64_t>(),
-            negative.data_ptr<int64_t>(), T, g.data_ptr<acc_t>(), loss.data_ptr<acc_t>(), d_ap.data_ptr<acc_t>(),
+            negative.data_ptr<int64_t>(), g.data_ptr<acc_t>(), loss.data_ptr<acc_t>(), d_ap.data_ptr<acc_t>(),
             d_an.data_ptr<acc_t>(), squared, csr.row_ptr.data_ptr<int64_t>(), csr.entry.data_ptr<int64_t>(),
             grad.data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();

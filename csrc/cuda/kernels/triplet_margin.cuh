@@ -51,7 +51,7 @@ constexpr int kDimsPerLane = 4;
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kTripletWarps * 32)
     triplet_backward_kernel(const scalar_t* __restrict__ x, int64_t B, int64_t D, const int64_t* __restrict__ A,
-                            const int64_t* __restrict__ P, const int64_t* __restrict__ N, int64_t T,
+                            const int64_t* __restrict__ P, const int64_t* __restrict__ N,
                             const acc_t* __restrict__ grad_loss, const acc_t* __restrict__ loss,
                             const acc_t* __restrict__ d_ap, const acc_t* __restrict__ d_an, bool squared,
                             const int64_t* __restrict__ row_ptr, const int64_t* __restrict__ entry,
