@@ -25,3 +25,16 @@ def fresh_seed(request):
     torch.manual_seed(seed)
     print(f"{request.node.nodeid}: FACENET_EXT_TEST_SEED={seed}")
     return seed
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """The real-face data folder (FACENET_EXT_DATA or ../shared/data); tests that need it skip without it."""
+    from pathlib import Path
+
+    from facenet_ext.paths import shared_data_dir
+
+    path = shared_data_dir(Path(__file__).resolve().parents[1])
+    if path is None:
+        pytest.skip("real-face data not found: set FACENET_EXT_DATA or place it in ../shared/data")
+    return path

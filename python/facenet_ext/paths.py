@@ -1,0 +1,25 @@
+"""Where the real face data lives. It is never copied into the repo: ``FACENET_EXT_DATA`` names it, or
+``../shared/data`` beside the checkout (the layout of this project's machines and CI)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_VAR = "FACENET_EXT_DATA"
+
+
+def shared_data_dir(start: str | os.PathLike | None = None) -> Path | None:
+    """The data folder: ``$FACENET_EXT_DATA`` if set (it must exist), else the first ``shared/data``
+    found beside ``start`` (default: the current directory) or one of its parents; None if there is none."""
+    env = os.environ.get(ENV_VAR)
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_dir():
+            raise FileNotFoundError(f"{ENV_VAR}={env!r} is not a folder")
+        return path
+    here = Path(start if start is not None else Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "shared" / "data"
+        if candidate.is_dir():
+            return candidate
+    return None
