@@ -38,9 +38,22 @@ def _demo(args: argparse.Namespace) -> int:
     return _bench(args)
 
 
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    from .train.cli import add_arguments
+
+    add_arguments(p)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train.cli import run
+
+    return run(args)
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "bench": ("benchmark the miners and loss against baselines (table + plot)", _bench_arguments, _bench),
     "demo": ("quick benchmark; the first thing to run", _demo_arguments, _demo),
+    "train": ("train the reference NN2-style FaceNet model (default data: scikit-learn's digits)", _train_arguments, _train),
 }
 
 

@@ -1,0 +1,185 @@
+"""Labelled image sets for the trainer: an image folder tree ``ROOT/<identity>/<image>``, or
+scikit-learn's bundled handwritten digits (labels as identities) when no folder is given.
+
+Images are decoded once, resized (shorter side to ``image_size``, centre crop) and kept in memory as one
+uint8 tensor: the face sets this trainer targets are small, and it keeps every epoch free of I/O. Files
+are data, never code: a file that cannot be decoded, or is larger than ``MAX_PIXELS``, is skipped, listed
+and counted, never a crash halfway through an epoch.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+IMAGE_SUFFIXES = (".pgm", ".ppm", ".pnm", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+MAX_PIXELS = 50_000_000  # a decompression bomb guard; real face crops are far below it
+
+
+@dataclass
+class ImageSet:
+    """``images`` uint8 [N, C, S, S]; ``labels`` int64 [N] indexing ``identities``; ``paths`` per image;
+    ``skipped`` lists (path, reason) for every file that was not loaded."""
+
+    images: Tensor
+    labels: Tensor
+    identities: list[str]
+    paths: list[str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.labels.numel())
+
+    def counts(self) -> Tensor:
+        """Images per identity, indexed by label."""
+        return torch.bincount(self.labels, minlength=len(self.identities))
+
+    def select_identities(self, names: list[str]) -> "ImageSet":
+        """The images of the named identities, relabelled 0..len(names)-1 in the given order."""
+        index = {name: i for i, name in enumerate(self.identities)}
+        missing = [n for n in names if n not in index]
+        if missing:
+            raise ValueError(f"unknown identities {missing[:5]} (have {len(self.identities)})")
+        old_to_new = torch.full((len(self.identities),), -1, dtype=torch.int64)
+        old_to_new[[index[n] for n in names]] = torch.arange(len(names))
+        keep = old_to_new[self.labels] >= 0
+        rows = keep.nonzero().flatten().tolist()
+        return ImageSet(self.images[keep], old_to_new[self.labels[keep]], list(names), [self.paths[i] for i in rows])
+
+
+def natural_key(name: str) -> list:
+    """Sort key in which s2 < s10 (ORL's folders are s1..s40)."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def load_image_folder(root: str | Path, image_size: int = 64, channels: int | None = None) -> ImageSet:
+    """Every image under ``root/<identity>/``; identity folders in natural order. ``channels`` 1 or 3;
+    ``None`` picks 1 if every image is grayscale, else 3."""
+    from PIL import Image
+
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(f"data folder {str(root)!r} does not exist")
+    if not root.is_dir():
+        raise NotADirectoryError(f"data folder {str(root)!r} is not a folder")
+    _check_size("image_size", image_size)
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1, 3 or None (auto), got {channels!r}")
+    folders = sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")), key=lambda d: natural_key(d.name))
+    files = [(d.name, f) for d in folders for f in sorted(d.iterdir(), key=lambda f: natural_key(f.name)) if f.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise ValueError(
+            f"data folder {str(root)!r} holds no images: expected ROOT/<identity>/<image> with suffixes {', '.join(IMAGE_SUFFIXES)}"
+        )
+
+    decoded, skipped = [], []
+    for identity, path in files:
+        try:
+            with Image.open(path) as im:
+                if im.width * im.height > MAX_PIXELS:
+                    raise ValueError(f"{im.width}x{im.height} exceeds {MAX_PIXELS} pixels")
+                im.load()
+                decoded.append((identity, str(path), im.copy()))
+        except Exception as exc:  # noqa: BLE001  (any decoder failure means: skip this file, keep going)
+            skipped.append((str(path), f"{type(exc).__name__}: {exc}"))
+    if skipped:
+        listing = "\n  ".join(f"{p}: {why}" for p, why in skipped[:20])
+        more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
+        warnings.warn(f"skipped {len(skipped)} unreadable image(s) under {root}:\n  {listing}{more}", stacklevel=2)
+    if not decoded:
+        raise ValueError(f"data folder {str(root)!r}: none of its {len(files)} image files could be read")
+    if channels is None:
+        channels = 1 if all(im.mode in ("L", "I", "I;16", "1", "F") for _, _, im in decoded) else 3
+    mode = "L" if channels == 1 else "RGB"
+    arrays = [np.asarray(_square(im.convert(mode), image_size)) for _, _, im in decoded]
+    images = torch.from_numpy(np.stack(arrays))
+    images = images.unsqueeze(1) if channels == 1 else images.permute(0, 3, 1, 2)
+    names = list(dict.fromkeys(identity for identity, _, _ in decoded))
+    index = {n: i for i, n in enumerate(names)}
+    labels = torch.tensor([index[identity] for identity, _, _ in decoded], dtype=torch.int64)
+    out = ImageSet(images.contiguous(), labels, names, [p for _, p, _ in decoded], skipped)
+    _check_identities(out, str(root))
+    return out
+
+
+def load_digits_set(image_size: int = 32) -> ImageSet:
+    """scikit-learn's bundled 8x8 handwritten digits (1797 images, 10 classes), upsampled to
+    ``image_size``: real images that need no download, so the trainer runs on a fresh machine."""
+    from sklearn.datasets import load_digits
+
+    _check_size("image_size", image_size)
+    digits = load_digits()
+    x = torch.from_numpy(digits.images).float().unsqueeze(1) * (255.0 / 16.0)
+    x = torch.nn.functional.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    images = x.round().clamp(0, 255).to(torch.uint8)
+    labels = torch.from_numpy(digits.target).to(torch.int64)
+    return ImageSet(images, labels, [f"digit{d}" for d in range(10)], [f"sklearn-digits[{i}]" for i in range(len(labels))])
+
+
+def split_identities(data: ImageSet, holdout: float | list[str]) -> tuple[ImageSet, ImageSet]:
+    """Split by identity, never by image: the held-out set is the last ``holdout`` fraction of the
+    identities in natural order (ORL with 0.25: s31-s40), or the identities named in a list."""
+    names = data.identities
+    if isinstance(holdout, (list, tuple)):
+        held = list(holdout)
+    else:
+        if not 0 < holdout < 1:
+            raise ValueError(f"holdout must be a fraction in (0, 1) or a list of identities, got {holdout!r}")
+        n_held = max(2, int(round(holdout * len(names))))
+        if len(names) - n_held < 2:
+            raise ValueError(f"{len(names)} identities are too few to hold out {n_held} and train on at least 2")
+        held = sorted(names, key=natural_key)[-n_held:]
+    train = [n for n in names if n not in set(held)]
+    return data.select_identities(train), data.select_identities(held)
+
+
+def standardize(images: Tensor) -> Tensor:
+    """uint8 [N, C, H, W] -> float32, each image to zero mean and unit variance (FaceNet-style
+    prewhitening; the std is floored at 1/sqrt(#pixels) so a flat image does not blow up)."""
+    x = images.float()
+    flat = x.flatten(1)
+    mean = flat.mean(dim=1)
+    std = flat.std(dim=1, unbiased=False).clamp_min(1.0 / flat.shape[1] ** 0.5)
+    return (x - mean.view(-1, 1, 1, 1)) / std.view(-1, 1, 1, 1)
+
+
+def augment(x: Tensor, generator: torch.Generator, shift: int = 4) -> Tensor:
+    """Light augmentation, drawn from ``generator`` so a resumed run replays it: a random horizontal
+    flip and a random translation by up to ``shift`` pixels (zero fill)."""
+    n, _, h, w = x.shape
+    flip = torch.rand(n, generator=generator) < 0.5
+    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    if shift <= 0:
+        return x
+    padded = torch.nn.functional.pad(x, (shift, shift, shift, shift))
+    dy = torch.randint(0, 2 * shift + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * shift + 1, (n,), generator=generator)
+    rows = (dy.view(-1, 1) + torch.arange(h)).view(n, 1, h, 1).expand(n, x.shape[1], h, w + 2 * shift)
+    cropped = padded.gather(2, rows)
+    cols = (dx.view(-1, 1) + torch.arange(w)).view(n, 1, 1, w).expand(n, x.shape[1], h, w)
+    return cropped.gather(3, cols)
+
+
+def _square(im, size: int):
+    from PIL import Image
+
+    scale = size / min(im.width, im.height)
+    w, h = max(size, round(im.width * scale)), max(size, round(im.height * scale))
+    im = im.resize((w, h), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    left, top = (w - size) // 2, (h - size) // 2
+    return im.crop((left, top, left + size, top + size))
+
+
+def _check_size(name: str, value: int) -> None:
+    if not isinstance(value, int) or value < 8:
+        raise ValueError(f"{name} must be an int >= 8, got {value!r}")
+
+
+def _check_identities(data: ImageSet, where: str) -> None:
+    if len(data.identities) < 2:
+        raise ValueError(f"{where}: found {len(data.identities)} identity folder(s) with images; need at least two")

@@ -1,0 +1,54 @@
+"""Identity-balanced batches: P identities x K images each (FaceNet used 45 x 40 = 1800).
+
+Every batch is drawn from one ``torch.Generator``; saving its state with the checkpoint makes a resumed
+run draw exactly the batches the uninterrupted run would have drawn.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor
+
+
+class PKSampler:
+    """Draws batches of ``identities_per_batch`` distinct identities and up to ``images_per_identity``
+    distinct images of each (an identity with fewer images gives all it has). Identities with a single
+    image cannot be anchors (they have no positive): they are left out of training, with a warning."""
+
+    def __init__(self, labels: Tensor, identities_per_batch: int, images_per_identity: int) -> None:
+        if identities_per_batch < 2:
+            raise ValueError(f"identities_per_batch must be >= 2 (a batch needs negatives), got {identities_per_batch}")
+        if images_per_identity < 2:
+            raise ValueError(f"images_per_identity must be >= 2 (a batch needs positives), got {images_per_identity}")
+        labels = labels.to(torch.int64).cpu()
+        order = torch.argsort(labels, stable=True)
+        counts = torch.bincount(labels)
+        starts = torch.cumsum(counts, 0) - counts
+        self._members = [order[s : s + c] for s, c in zip(starts.tolist(), counts.tolist())]
+        single = [i for i, c in enumerate(counts.tolist()) if c == 1]
+        if single:
+            warnings.warn(
+                f"{len(single)} identit{'y has' if len(single) == 1 else 'ies have'} a single image and cannot be "
+                f"anchors; they are skipped for training (labels {single[:10]}{' ...' if len(single) > 10 else ''})",
+                stacklevel=2,
+            )
+        self.identities = torch.tensor([i for i, c in enumerate(counts.tolist()) if c >= 2], dtype=torch.int64)
+        if self.identities.numel() < 2:
+            raise ValueError(f"training needs at least two identities with two or more images, found {self.identities.numel()}")
+        self.p = min(identities_per_batch, int(self.identities.numel()))
+        self.k = images_per_identity
+
+    def batch(self, generator: torch.Generator) -> Tensor:
+        """Indices of one P x K batch, grouped by identity."""
+        chosen = self.identities[torch.randperm(self.identities.numel(), generator=generator)[: self.p]]
+        parts = []
+        for identity in chosen.tolist():
+            members = self._members[identity]
+            parts.append(members[torch.randperm(members.numel(), generator=generator)[: self.k]])
+        return torch.cat(parts)
+
+    @property
+    def batch_size(self) -> int:
+        """The largest batch this sampler draws (P x K)."""
+        return self.p * self.k
