@@ -47,10 +47,12 @@ def _check_margin_params(fn: str, scale, l_a, u_a, l_m, u_m, lambda_g, m_names=(
         raise ValueError(f"{fn}: scale must be > 0, got {scale}")
     if not 0 < l_a < u_a:
         raise ValueError(f"{fn}: need 0 < l_a < u_a (the magnitude clamp), got l_a={l_a}, u_a={u_a}")
-    if not 0 <= l_m <= u_m < math.pi:
+    # Up to pi/2 the fallback below steps the target cosine down (cos m + m sin m >= 1), so the target
+    # logit stays monotone in theta; beyond about 2.33 rad it would step up.
+    if not 0 <= l_m <= u_m <= math.pi / 2:
         if m_names[0] == m_names[1]:
-            raise ValueError(f"{fn}: {m_names[0]} must lie in [0, pi), got {l_m}")
-        raise ValueError(f"{fn}: need 0 <= l_m <= u_m < pi (the angular margins), got l_m={l_m}, u_m={u_m}")
+            raise ValueError(f"{fn}: {m_names[0]} must lie in [0, pi/2], got {l_m}")
+        raise ValueError(f"{fn}: need 0 <= l_m <= u_m <= pi/2 (the angular margins), got l_m={l_m}, u_m={u_m}")
     if lambda_g < 0:
         raise ValueError(f"{fn}: lambda_g must be >= 0, got {lambda_g}")
 
@@ -73,7 +75,7 @@ def _check_inputs(fn: str, features: object, weight: Tensor, labels: object) -> 
 
 
 def _margin_loss(fn, features, weight, labels, scale, l_a, u_a, l_m, u_m, lambda_g, return_stats):
-    """The one implementation behind MagFace and ArcFace (see the module docstring)."""
+    """The one implementation behind MagFaceLoss and ArcFaceLoss (see MagFaceLoss for the numerics)."""
     features, labels = _check_inputs(fn, features, weight, labels)
     dtype = torch.promote_types(features.dtype, weight.dtype)
     dtype = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
@@ -103,38 +105,6 @@ def _margin_loss(fn, features, weight, labels, scale, l_a, u_a, l_m, u_m, lambda
     return loss, stats
 
 
-def magface_loss(
-    features: Tensor,
-    weight: Tensor,
-    labels: Tensor,
-    *,
-    scale: float = 64.0,
-    l_a: float = 10.0,
-    u_a: float = 110.0,
-    l_m: float = 0.45,
-    u_m: float = 0.8,
-    lambda_g: float = 35.0,
-    return_stats: bool = False,
-):
-    r"""MagFace's loss (module docstring) for unnormalised ``features`` [B, D], class centres ``weight``
-    [C, D] (normalised here; their norm does not matter) and integer ``labels`` [B] in [0, C).
-
-    cos θ is clamped to [-1 + 1e-7, 1 - 1e-7]; cos(θ_y + m) = cos θ_y cos m - sin θ_y sin m, and where
-    θ_y + m > π (cos θ_y <= cos(π - m)) the target cosine is cos θ_y - m sin m (insightface's fallback),
-    so the target logit stays monotone in θ_y. float16/bfloat16 inputs are computed in float32; otherwise
-    in the promoted dtype of ``features`` and ``weight``. Rows with a = 0 give f̂ = 0 and finite gradients.
-
-    With ``return_stats=True`` returns ``(loss, stats)``, ``stats`` holding detached 0-d tensors: ``ce``
-    (mean cross-entropy), ``g`` (mean g(a), so loss = ce + lambda_g * g), ``magnitude`` (mean ‖f‖, not
-    clamped) and ``margin`` (mean m(a)).
-    """
-    fn = "magface_loss"
-    _check_margin_params(fn, scale, l_a, u_a, l_m, u_m, lambda_g)
-    if not isinstance(weight, Tensor) or weight.dim() != 2 or not weight.is_floating_point():
-        raise TypeError(f"{fn}: weight must be a 2-D floating tensor [num_classes, in_features]")
-    return _margin_loss(fn, features, weight, labels, scale, l_a, u_a, l_m, u_m, lambda_g, return_stats)
-
-
 class _MarginHead(nn.Module):
     """The class centres W [num_classes, in_features] of a margin-softmax loss."""
 
@@ -162,11 +132,24 @@ class _MarginHead(nn.Module):
 class MagFaceLoss(_MarginHead):
     r"""MagFace (Meng et al., CVPR 2021): ArcFace with a margin that grows with the feature magnitude
     a = ‖f‖ and a regulariser g(a) rewarding large magnitudes, so that after training a measures face
-    quality. See :func:`magface_loss` for the formulas and numerics; the defaults are the paper's.
+    quality (formulas in the module docstring; the defaults are the paper's). Holds the class centres
+    ``weight`` [num_classes, in_features]; called as ``loss(features, labels)`` with unnormalised
+    ``features`` [B, in_features] and integer ``labels`` [B] in [0, num_classes).
+
+    Numerics: cos θ is clamped to [-1 + 1e-7, 1 - 1e-7] before sin θ = sqrt(1 - cos² θ);
+    cos(θ_y + m) = cos θ_y cos m - sin θ_y sin m, and where θ_y + m > π (cos θ_y <= cos(π - m)) the target
+    cosine is cos θ_y - m sin m (insightface's fallback), so the target logit stays monotone in θ_y.
+    float16/bfloat16 features are computed in float32, otherwise the promoted dtype of features and
+    weight. A row with a = 0 gives f̂ = 0 and finite gradients.
+
+    With ``return_stats=True`` returns ``(loss, stats)``, ``stats`` holding detached 0-d tensors (no host
+    sync): ``ce`` (mean cross-entropy), ``g`` (mean g(a), so loss = ce + lambda_g * g), ``magnitude``
+    (mean ‖f‖, not clamped) and ``margin`` (mean m(a)).
 
     >>> head = MagFaceLoss(512, 1000)
-    >>> loss = head(backbone(images), labels)          # doctest: +SKIP
-    >>> emb, quality = head.embed(f), face_quality(f)   # doctest: +SKIP
+    >>> f = backbone(images)                                # doctest: +SKIP
+    >>> loss = head(f, labels)                              # doctest: +SKIP
+    >>> emb, quality = head.embed(f), fx.face_quality(f)    # doctest: +SKIP
     """
 
     def __init__(
@@ -214,4 +197,4 @@ class ArcFaceLoss(_MarginHead):
         return f"in_features={self.in_features}, num_classes={self.num_classes}, scale={self.scale}, margin={self.margin}"
 
 
-__all__ = ["MagFaceLoss", "ArcFaceLoss", "magface_loss"]
+__all__ = ["MagFaceLoss", "ArcFaceLoss"]
