@@ -7,9 +7,10 @@
 """
 import torch  # noqa: F401  (loads libtorch before the extension that links against it)
 
-from . import _C, nn
+from . import _C, losses, nn
 from .ops import all_semi_hard_triplets, batch_hard_triplets, pairwise_sq_dist, semi_hard_triplets, triplet_loss
 from .pooling import l2_pool2d
+from .quality import aggregate_templates, face_quality
 
 __version__ = "0.1.0"
 
@@ -31,5 +32,8 @@ __all__ = [
     "triplet_loss",
     "l2_pool2d",
     "nn",
+    "losses",
+    "face_quality",
+    "aggregate_templates",
     "build_info",
 ]

@@ -231,3 +231,41 @@ def triplet_loss_reference(
         "mean_d_an": d_an.detach().sum().item() / max(count, 1),
     }
     return out, stats
+
+
+# ---------------------------------------------------------------------------------------------------
+# MagFace / ArcFace
+# ---------------------------------------------------------------------------------------------------
+
+
+def magface_loss_reference(
+    features: Tensor,
+    weight: Tensor,
+    labels: Tensor,
+    *,
+    scale: float = 64.0,
+    l_a: float = 10.0,
+    u_a: float = 110.0,
+    l_m: float = 0.45,
+    u_m: float = 0.8,
+    lambda_g: float = 35.0,
+    cos_eps: float = 1e-7,
+) -> Tensor:
+    """MagFace's loss in float64, straight from the formulas: a = clamp(||f||, l_a, u_a),
+    m(a) = (u_m - l_m) / (u_a - l_a) (a - l_a) + l_m, g(a) = 1/a + a/u_a^2, theta = arccos of the clamped
+    cosine, target logit s cos(theta_y + m) (s (cos theta_y - m sin m) where theta_y + m > pi, insightface's
+    fallback), others s cos theta_j; loss = mean CE + lambda_g mean g. Differentiable in features and weight.
+    ArcFace is l_m = u_m = margin, lambda_g = 0."""
+    f, w = features.to(torch.float64), weight.to(torch.float64)
+    norm = f.square().sum(1).sqrt()
+    a = norm.clamp(l_a, u_a)
+    m = (u_m - l_m) / (u_a - l_a) * (a - l_a) + l_m
+    g = 1 / a + a / u_a**2
+    cos = (f / norm.unsqueeze(1)) @ (w / w.square().sum(1, keepdim=True).sqrt()).T
+    theta = cos.clamp(-1 + cos_eps, 1 - cos_eps).arccos()
+    rows = torch.arange(f.shape[0])
+    theta_y = theta[rows, labels]
+    target = torch.where(theta_y + m <= torch.pi, torch.cos(theta_y + m), torch.cos(theta_y) - m * torch.sin(m))
+    logits = (scale * torch.cos(theta)).index_put((rows, labels), scale * target)
+    ce = torch.logsumexp(logits, 1) - scale * target
+    return ce.mean() + lambda_g * g.mean()
