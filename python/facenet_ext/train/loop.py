@@ -148,11 +148,11 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = Fal
                 step += 1
                 seconds = time.perf_counter() - t0
                 acc = {
-                    "loss": acc["loss"] + float(loss), "active": acc["active"] + float(stats["active_fraction"]),
+                    "loss": acc["loss"] + loss.item(), "active": acc["active"] + float(stats["active_fraction"]),
                     "images": acc["images"] + int(idx.numel()), "seconds": acc["seconds"] + seconds, "steps": acc["steps"] + 1,
                 }
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(loss):.4f}", active=f"{float(stats['active_fraction']):.2f}", img_s=f"{idx.numel() / seconds:.0f}")
+                bar.set_postfix(loss=f"{loss.item():.4f}", active=f"{float(stats['active_fraction']):.2f}", img_s=f"{idx.numel() / seconds:.0f}")
                 if stop.requested:
                     interrupted = True
                     break

@@ -1,0 +1,137 @@
+"""The training loop end to end: CLI smoke runs, metrics.json, bit-for-bit resume (at an epoch boundary and
+after Ctrl-C mid-epoch), atomic checkpoints and the errors for bad checkpoints."""
+import json
+import signal
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from facenet_ext.__main__ import main
+from facenet_ext.train import TrainConfig, train
+from facenet_ext.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from facenet_ext.train.sampler import PKSampler
+
+METRICS = ("val_at_far_1e-3", "accuracy_10fold", "auc")
+TINY = ["--width", "0.125", "--depth", "1", "--image-size", "16", "--no-progress", "--threads", "1"]
+
+
+@pytest.fixture
+def faces(tmp_path_factory):
+    """Six identities x 5 images: each identity a fixed pattern plus noise, as PNG files."""
+    root = tmp_path_factory.mktemp("faces")
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        pattern = rng.integers(0, 256, (16, 16))
+        (root / f"p{i}").mkdir()
+        for j in range(5):
+            pixels = np.clip(pattern + rng.normal(0, 30, (16, 16)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels, "L").save(root / f"p{i}" / f"{j}.png")
+    return root
+
+
+def _cfg(data, **kw):
+    base = dict(data=str(data), image_size=16, width=0.125, depth=1, holdout=0.34, identities_per_batch=4,
+                images_per_identity=4, epochs=2, steps_per_epoch=2, augment=True, seed=3)
+    return TrainConfig(**{**base, **kw})
+
+
+def _same_state(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cli_smoke_on_the_bundled_digits(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--quick", "--epochs", "1", "--steps-per-epoch", "2", "--out", str(out), *TINY]) == 0
+    assert "held-out metric" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("before", "after", "raw_pixels"):
+        assert all(0.0 <= metrics[key][m] <= 1.0 for m in METRICS)
+    assert metrics["config"]["data"] is None and metrics["steps"] == 2
+    assert len(metrics["history"]["epoch_loss"]) == 1 and len(metrics["history"]["heldout"]) == 2
+    assert (out / "train.png").stat().st_size > 0 and (out / "checkpoint.pt").is_file()
+
+
+def test_cli_smoke_on_four_orl_identities(tmp_path, shared_data):
+    data = tmp_path / "orl4"
+    data.mkdir()
+    for name in ("s1", "s2", "s3", "s4"):
+        (data / name).symlink_to(shared_data / "orl_faces" / name)
+    out = tmp_path / "run"
+    args = ["train", "--data", str(data), "--holdout", "0.5", "-P", "2", "-K", "4", "--epochs", "1", "--steps-per-epoch", "2"]
+    assert main([*args, "--out", str(out), *TINY]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data"]["heldout_identities"] == ["s3", "s4"] and metrics["data"]["images"] == 40
+
+
+def test_resume_at_an_epoch_boundary_is_bit_for_bit(faces, tmp_path):
+    full = train(_cfg(faces), tmp_path / "full", progress=False)
+    train(_cfg(faces, epochs=1), tmp_path / "split", progress=False)
+    resumed = train(_cfg(faces), tmp_path / "split", resume=True, progress=False)
+    a, b = load_checkpoint(tmp_path / "full" / "checkpoint.pt"), load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    assert _same_state(a["model"], b["model"])
+    assert full.metrics["history"]["epoch_loss"] == resumed.metrics["history"]["epoch_loss"]
+    assert full.metrics["after"] == resumed.metrics["after"]
+
+
+def test_ctrl_c_mid_epoch_saves_and_resumes_bit_for_bit(faces, tmp_path, monkeypatch):
+    cfg = _cfg(faces, epochs=1, steps_per_epoch=4)
+    train(cfg, tmp_path / "full", progress=False)
+
+    draw = PKSampler.batch
+    calls = {"n": 0}
+
+    def interrupt_on_third_batch(self, generator):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            signal.raise_signal(signal.SIGINT)  # the loop's handler: finish this step, save, stop
+        return draw(self, generator)
+
+    monkeypatch.setattr(PKSampler, "batch", interrupt_on_third_batch)
+    stopped = train(cfg, tmp_path / "split", progress=False)
+    assert stopped.interrupted and load_checkpoint(tmp_path / "split" / "checkpoint.pt")["step"] == 3
+    monkeypatch.setattr(PKSampler, "batch", draw)
+    train(cfg, tmp_path / "split", resume=True, progress=False)
+    a, b = load_checkpoint(tmp_path / "full" / "checkpoint.pt"), load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    assert _same_state(a["model"], b["model"]) and a["history"]["epoch_loss"] == b["history"]["epoch_loss"]
+
+
+def test_resume_with_another_config_is_refused(faces, tmp_path):
+    train(_cfg(faces, epochs=1), tmp_path / "run", progress=False)
+    with pytest.raises(CheckpointError, match=r"another config(.|\n)*width"):
+        train(_cfg(faces, width=0.25), tmp_path / "run", resume=True, progress=False)
+
+
+def test_corrupt_or_missing_checkpoint(tmp_path, capsys):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "checkpoint.pt")
+    (tmp_path / "checkpoint.pt").write_bytes(b"\x80\x04garbage")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(tmp_path / "checkpoint.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="format"):
+        load_checkpoint(tmp_path / "other.pt")
+    assert main(["train", "--resume", "--out", str(tmp_path), *TINY]) == 2
+    assert "corrupt" in capsys.readouterr().err
+
+
+def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"step": 1})
+
+    def failing_save(obj, f):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, {"step": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_cli_reports_data_errors(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"), *TINY]) == 2
+    assert "does not exist" in capsys.readouterr().err
