@@ -111,7 +111,7 @@ def _val_far(d: np.ndarray, s: np.ndarray, threshold: float) -> tuple[float, flo
 def auc(dist, issame) -> float:
     """Area under the ROC (trapezoids over the exact curve, so tied distances count half): the
     probability that a random same pair is closer than a random different pair."""
-    r = roc(dist, issame)
+    r = _roc(*_check("auc", dist, issame))
     return float(_trapezoid(r.far, r.val))
 
 
@@ -119,7 +119,7 @@ def eer(dist, issame) -> float:
     """Equal error rate: the FAR where FAR = 1 - VAL (false accepts as frequent as false rejects), on the
     ROC with straight segments between vertices. ``FAR + VAL - 1`` rises along the curve from -1 to 1,
     so it crosses zero once."""
-    r = roc(dist, issame)
+    r = _roc(*_check("eer", dist, issame))
     g = r.far + r.val - 1.0
     i = int(np.argmax(g >= 0))  # g[-1] = 1, so there is one; g[0] = -1, so i >= 1
     t = -g[i - 1] / (g[i] - g[i - 1])
