@@ -1,0 +1,101 @@
+"""Evaluation of face embeddings (FaceNet §4, issue 7): verification (VAL/FAR, ROC, AUC, EER, LFW 10-fold
+accuracy), identification (rank-k) and clustering (pairwise F-score, NMI), for any model's embeddings.
+
+>>> import numpy as np, facenet_ext.eval as fe
+>>> emb, labels = np.random.randn(100, 128), np.repeat(np.arange(10), 10)
+>>> metrics = fe.evaluate_embeddings(emb, labels)     # dict of plain floats
+>>> far, val = fe.roc_curve_points(emb, labels)
+>>> fe.plot_roc({"my model": (far, val)}, "roc.png")  # doctest: +SKIP
+
+Needs scikit-learn (the ``train`` and ``test`` extras); ``plot_roc`` needs matplotlib.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _inputs
+from .clustering import (DEFAULT_CLUSTER_THRESHOLD, LINKAGES, PairScores, best_f1_threshold, cluster,
+                         clustering_scores, f1_sweep, pairwise_scores)
+from .identification import gallery_probe_split, identification_accuracy, rank_accuracy
+from .lfw_pairs import LFW_PATTERN, Pairs, image_path, index_pairs, list_image_folder, make_pairs, read_pairs, write_pairs
+from .pairs import IndexPairs, all_pairs, check_index_pairs, pair_sq_dist
+from .plots import plot_roc
+from .verification import (KFold, OperatingPoint, Roc, auc, best_accuracy_threshold, eer, kfold_accuracy, roc,
+                           val_at_far, val_at_far_kfold, val_far)
+
+METRIC_KEYS = ("val_at_far_1e-3", "val_at_far_1e-2", "accuracy_10fold", "accuracy_10fold_std", "auc", "eer",
+               "knn_top1", "cluster_f1", "cluster_nmi", "num_pairs_same", "num_pairs_diff")
+
+
+def _pair_distances(fn: str, emb, labels, n_folds: int, seed: int, pairs: IndexPairs | None):
+    """(normalised embeddings, label codes, pairs, squared distances of the pairs)."""
+    e = _inputs.embeddings(fn, emb)
+    codes = _inputs.labels(fn, labels, e.shape[0])
+    if pairs is None:
+        pairs = all_pairs(codes, n_folds, seed)
+    else:
+        pairs = check_index_pairs(fn, pairs, codes)
+    return e, codes, pairs, pair_sq_dist(e, pairs.idx1, pairs.idx2)
+
+
+def evaluate_embeddings(emb, labels, *, n_folds: int = 10, seed: int = 0, pairs: IndexPairs | None = None,
+                        cluster_threshold: float = DEFAULT_CLUSTER_THRESHOLD) -> dict[str, float]:
+    """Every headline metric of one embedded, labelled evaluation set, as plain floats (keys:
+    :data:`METRIC_KEYS`).
+
+    ``emb``: [N, D] tensor or array of any model (L2-normalised here); ``labels``: N identities (ints or
+    names). Verification runs on ``pairs`` (an :class:`IndexPairs`, e.g. from :func:`index_pairs` of LFW's
+    ``pairs.txt``, whose folds are then used and ``n_folds`` is ignored), or by default on all N(N-1)/2
+    pairs with ``n_folds`` seeded stratified folds. Distances are squared Euclidean, in [0, 4].
+
+    - ``val_at_far_1e-3`` / ``_1e-2``: :func:`val_at_far` on all pairs (threshold read off this ROC);
+    - ``accuracy_10fold`` / ``_std``: :func:`kfold_accuracy` over the folds (there may be other than 10);
+    - ``auc``, ``eer``: of the ROC of all pairs;
+    - ``knn_top1``: rank-1 :func:`identification_accuracy`, one gallery image per identity (seeded);
+    - ``cluster_f1``, ``cluster_nmi``: :func:`clustering_scores` at ``cluster_threshold`` (Euclidean,
+      average linkage), over all N items;
+    - ``num_pairs_same``, ``num_pairs_diff``: the pair counts (as floats).
+    """
+    fn = "evaluate_embeddings"
+    e, codes, pairs, dist = _pair_distances(fn, emb, labels, n_folds, seed, pairs)
+    acc = kfold_accuracy(dist, pairs.issame, pairs.fold)
+    clusters = clustering_scores(e, codes, threshold=cluster_threshold)
+    return {
+        "val_at_far_1e-3": val_at_far(dist, pairs.issame, 1e-3).val,
+        "val_at_far_1e-2": val_at_far(dist, pairs.issame, 1e-2).val,
+        "accuracy_10fold": acc.mean,
+        "accuracy_10fold_std": acc.std,
+        "auc": auc(dist, pairs.issame),
+        "eer": eer(dist, pairs.issame),
+        "knn_top1": identification_accuracy(e, codes, topk=(1,), seed=seed)[1],
+        "cluster_f1": clusters["f1"],
+        "cluster_nmi": clusters["nmi"],
+        "num_pairs_same": float(pairs.issame.sum()),
+        "num_pairs_diff": float((~pairs.issame).sum()),
+    }
+
+
+def roc_curve_points(emb, labels, *, pairs: IndexPairs | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(far, val) of the exact ROC over the same pairs as :func:`evaluate_embeddings`, for :func:`plot_roc`."""
+    _, _, pairs, dist = _pair_distances("roc_curve_points", emb, labels, 2, 0, pairs)
+    r = roc(dist, pairs.issame)
+    return r.far, r.val
+
+
+__all__ = [
+    "evaluate_embeddings", "roc_curve_points", "METRIC_KEYS",
+    # verification
+    "Roc", "OperatingPoint", "KFold", "roc", "val_far", "auc", "eer", "val_at_far", "val_at_far_kfold",
+    "kfold_accuracy", "best_accuracy_threshold",
+    # pairs
+    "IndexPairs", "all_pairs", "pair_sq_dist",
+    "Pairs", "read_pairs", "write_pairs", "make_pairs", "list_image_folder", "image_path", "index_pairs",
+    "LFW_PATTERN",
+    # identification
+    "gallery_probe_split", "rank_accuracy", "identification_accuracy",
+    # clustering
+    "cluster", "pairwise_scores", "clustering_scores", "f1_sweep", "best_f1_threshold", "PairScores",
+    "DEFAULT_CLUSTER_THRESHOLD", "LINKAGES",
+    # plots
+    "plot_roc",
+]

@@ -1,0 +1,146 @@
+r"""Clustering of embeddings (FaceNet §5.5): agglomerative clustering at a distance threshold, scored
+against the true identities with pairwise precision / recall / F-score and NMI.
+
+Embeddings are L2-normalised and clustered on their *Euclidean* distances (scikit-learn's
+``AgglomerativeClustering``; the cut keeps merges at linkage distance < threshold). For single and
+complete linkage a Euclidean threshold t cuts where a squared-distance verification threshold t²
+would; average linkage averages the unsquared distances.
+
+Pairwise scores count the N(N-1)/2 unordered item pairs: a pair is *predicted* together when its items
+share a cluster and *truly* together when they share an identity.
+
+.. math::
+    P = \frac{|\mathrm{pred} \cap \mathrm{true}|}{|\mathrm{pred}|}, \quad
+    R = \frac{|\mathrm{pred} \cap \mathrm{true}|}{|\mathrm{true}|}, \quad F = \frac{2PR}{P + R},
+
+with 0 in place of 0/0 (all singletons: P = R = F = 0).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import NamedTuple
+
+import numpy as np
+from sklearn.cluster import AgglomerativeClustering
+from sklearn.metrics import normalized_mutual_info_score
+from sklearn.metrics.cluster import pair_confusion_matrix
+
+from . import _inputs
+
+LINKAGES = ("average", "complete", "single", "ward")
+
+#: Default cut, in Euclidean distance of unit vectors: 1.0 = squared distance 1.0 = cosine similarity 0.5
+#: (60°). Fixed in advance, not tuned on the data it scores; choose another on separate data if needed.
+DEFAULT_CLUSTER_THRESHOLD = 1.0
+
+
+class PairScores(NamedTuple):
+    precision: float
+    recall: float
+    f1: float
+
+
+def _check_linkage(fn: str, linkage: str) -> None:
+    if linkage not in LINKAGES:
+        raise ValueError(f"{fn}: unknown linkage {linkage!r}; expected one of {', '.join(map(repr, LINKAGES))}")
+
+
+def _check_threshold(fn: str, threshold: object) -> float:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < np.inf:
+        raise ValueError(f"{fn}: threshold must be a finite number > 0, got {threshold!r}")
+    return float(threshold)
+
+
+def _scores(tp: float, pred: float, true: float) -> PairScores:
+    p = tp / pred if pred else 0.0
+    r = tp / true if true else 0.0
+    return PairScores(float(p), float(r), float(2 * p * r / (p + r)) if tp else 0.0)
+
+
+def pairwise_scores(labels_true, labels_pred) -> PairScores:
+    """Pairwise precision, recall and F-score of a clustering ``labels_pred`` against identities
+    ``labels_true`` (see the module doc)."""
+    fn = "pairwise_scores"
+    t = _inputs.labels(fn, labels_true, name="labels_true", min_classes=1)
+    p = _inputs.labels(fn, labels_pred, t.shape[0], name="labels_pred", min_classes=1)
+    c = pair_confusion_matrix(t, p) // 2  # counts ordered pairs: halve to unordered
+    return _scores(c[1, 1], c[0, 1] + c[1, 1], c[1, 0] + c[1, 1])
+
+
+def cluster(emb, *, threshold: float = DEFAULT_CLUSTER_THRESHOLD, linkage: str = "average") -> np.ndarray:
+    """Cluster ids (0..C-1) from agglomerative clustering of the L2-normalised embeddings, merging while
+    the linkage distance is below ``threshold`` (Euclidean)."""
+    fn = "cluster"
+    _check_linkage(fn, linkage)
+    threshold = _check_threshold(fn, threshold)
+    e = _inputs.embeddings(fn, emb)
+    if e.shape[0] == 1:
+        return np.zeros(1, dtype=np.int64)
+    model = AgglomerativeClustering(n_clusters=None, distance_threshold=threshold, linkage=linkage)
+    return model.fit_predict(e).astype(np.int64)
+
+
+def clustering_scores(emb, labels, *, threshold: float | None = DEFAULT_CLUSTER_THRESHOLD,
+                      linkage: str = "average") -> dict[str, float | int]:
+    """Cluster at ``threshold`` and score: {precision, recall, f1, nmi, n_clusters, threshold}.
+
+    ``threshold=None`` uses :func:`best_f1_threshold` on these same labels: an *oracle* cut, optimistic
+    by construction (it peeks at the answer), for "how good could it get", never for a reported number.
+    NMI is scikit-learn's ``normalized_mutual_info_score`` (arithmetic normalisation)."""
+    fn = "clustering_scores"
+    e = _inputs.embeddings(fn, emb)
+    codes = _inputs.labels(fn, labels, e.shape[0], min_classes=1)
+    if threshold is None:
+        threshold = best_f1_threshold(e, codes, linkage=linkage)[0]
+    pred = cluster(e, threshold=threshold, linkage=linkage)
+    p = pairwise_scores(codes, pred)
+    return {"precision": p.precision, "recall": p.recall, "f1": p.f1,
+            "nmi": float(normalized_mutual_info_score(codes, pred)),
+            "n_clusters": int(pred.max() + 1), "threshold": float(threshold)}
+
+
+def f1_sweep(emb, labels, *, linkage: str = "average") -> tuple[np.ndarray, np.ndarray]:
+    """Pairwise F-score at every distinct cut of the merge tree: (thresholds, f1), thresholds increasing.
+
+    One tree is built; merges are replayed in order, updating the pair counts by the merged clusters'
+    identity histograms (O(N · identities per cluster)), instead of re-clustering per threshold. Each
+    threshold sits halfway between consecutive distinct merge heights (the first halfway from 0, the
+    last just above the top merge), so ``cluster(emb, threshold=t)`` reproduces the cut."""
+    fn = "f1_sweep"
+    _check_linkage(fn, linkage)
+    e = _inputs.embeddings(fn, emb)
+    codes = _inputs.labels(fn, labels, e.shape[0], min_classes=1)
+    n = e.shape[0]
+    if n == 1:
+        return np.array([DEFAULT_CLUSTER_THRESHOLD]), np.array([0.0])
+    tree = AgglomerativeClustering(n_clusters=None, distance_threshold=np.inf, linkage=linkage).fit(e)
+    heights = tree.distances_
+    members: list[Counter] = [Counter([c]) for c in codes.tolist()]
+    true = sum(k * (k - 1) // 2 for k in Counter(codes.tolist()).values())
+    tp = pred = 0
+    f1 = [0.0]  # before any merge: all singletons
+    for a, b in tree.children_:
+        ca, cb = members[a], members[b]
+        if len(ca) < len(cb):
+            ca, cb = cb, ca
+        tp += sum(k * ca[c] for c, k in cb.items())
+        pred += sum(ca.values()) * sum(cb.values())
+        ca.update(cb)
+        members.append(ca)
+        f1.append(_scores(tp, pred, true).f1)
+    f1 = np.array(f1)
+    # Cut m (m merges applied) is reachable only where heights[m-1] < heights[m].
+    upper = np.r_[heights, np.inf]
+    lower = np.r_[0.0, heights]
+    keep = lower < upper
+    keep[0] = upper[0] > 0
+    mid = np.where(np.isinf(upper), np.nextafter(lower, np.inf), (lower + upper) / 2)
+    return mid[keep], f1[keep]
+
+
+def best_f1_threshold(emb, labels, *, linkage: str = "average") -> tuple[float, float]:
+    """(threshold, F-score) of the cut with the highest pairwise F-score on these labels (the smallest
+    such threshold). Optimistic: see :func:`clustering_scores`."""
+    t, f1 = f1_sweep(emb, labels, linkage=linkage)
+    k = int(np.argmax(f1))
+    return float(t[k]), float(f1[k])

@@ -1,0 +1,83 @@
+r"""Pairs of items to verify, by row index into an embedding matrix, with their folds; and their distances.
+
+Distances are squared Euclidean distances of L2-normalised embeddings, :math:`\lVert e_i - e_j \rVert^2
+= 2 - 2 \cos(e_i, e_j) \in [0, 4]`, FaceNet's distance and the one ``pairwise_sq_dist`` computes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _inputs
+
+
+@dataclass(frozen=True)
+class IndexPairs:
+    """Pair k compares rows ``idx1[k]`` and ``idx2[k]``; ``issame[k]`` says whether they show the same
+    identity; ``fold[k]`` is its fold for k-fold evaluation."""
+
+    idx1: np.ndarray
+    idx2: np.ndarray
+    issame: np.ndarray
+    fold: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.idx1.shape[0])
+
+
+def stratified_folds(issame: np.ndarray, n_folds: int, rng: np.random.Generator) -> np.ndarray:
+    """A random fold per pair such that every fold holds as equal a share as possible of the same pairs,
+    and of the different pairs."""
+    fold = np.empty(issame.shape[0], dtype=np.int64)
+    for kind in (True, False):
+        members = np.flatnonzero(issame == kind)
+        fold[rng.permutation(members)] = np.arange(members.size) % n_folds
+    return fold
+
+
+def check_n_folds(fn: str, n_folds: object) -> int:
+    if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
+        raise ValueError(f"{fn}: n_folds must be an integer >= 2, got {n_folds!r}")
+    return int(n_folds)
+
+
+def all_pairs(labels, n_folds: int = 10, seed: int = 0) -> IndexPairs:
+    """Every unordered pair (i < j) of the items, with ``n_folds`` folds from :func:`stratified_folds`
+    (seeded). O(N²) pairs: meant for held-out sets of hundreds to a few thousand items."""
+    fn = "all_pairs"
+    n_folds = check_n_folds(fn, n_folds)
+    codes = _inputs.labels(fn, labels)
+    i, j = np.triu_indices(codes.shape[0], k=1)
+    issame = codes[i] == codes[j]
+    if not issame.any():
+        raise ValueError(f"{fn}: no identity in labels has two items, so there are no same pairs")
+    return IndexPairs(i, j, issame, stratified_folds(issame, n_folds, np.random.default_rng(seed)))
+
+
+def check_index_pairs(fn: str, pairs: object, codes: np.ndarray, name: str = "pairs") -> IndexPairs:
+    """``pairs`` as validated IndexPairs over ``codes.shape[0]`` items whose issame agrees with the labels."""
+    if not isinstance(pairs, IndexPairs):
+        raise TypeError(f"{fn}: {name} must be an IndexPairs, got {type(pairs).__name__}")
+    n, items = len(pairs), codes.shape[0]
+    i = _inputs.indices(fn, pairs.idx1, n, items, f"{name}.idx1")
+    j = _inputs.indices(fn, pairs.idx2, n, items, f"{name}.idx2")
+    if n == 0:
+        raise ValueError(f"{fn}: {name} is empty")
+    issame = _inputs.flags(fn, pairs.issame, n, f"{name}.issame")
+    wrong = np.flatnonzero(issame != (codes[i] == codes[j]))
+    if wrong.size:
+        k = int(wrong[0])
+        raise ValueError(f"{fn}: {name}.issame[{k}] = {bool(issame[k])} but labels[{i[k]}] and labels[{j[k]}] "
+                         f"are {'different' if issame[k] else 'the same'} ({wrong.size} such pairs)")
+    fold = _inputs.folds(fn, pairs.fold, issame, f"{name}.fold")
+    return IndexPairs(i, j, issame, fold)
+
+
+def pair_sq_dist(emb: np.ndarray, idx1: np.ndarray, idx2: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+    """||emb[idx1] - emb[idx2]||² per pair, in float64, ``chunk`` pairs at a time (bounded memory)."""
+    out = np.empty(idx1.shape[0], dtype=np.float64)
+    for s in range(0, idx1.shape[0], chunk):
+        diff = emb[idx1[s : s + chunk]] - emb[idx2[s : s + chunk]]
+        out[s : s + chunk] = np.einsum("ij,ij->i", diff, diff)
+    return out
