@@ -50,10 +50,23 @@ def _train(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _eval_arguments(p: argparse.ArgumentParser) -> None:
+    from .train.evaluate import add_arguments
+
+    add_arguments(p)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .train.evaluate import run
+
+    return run(args)
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "bench": ("benchmark the miners and loss against baselines (table + plot)", _bench_arguments, _bench),
     "demo": ("quick benchmark; the first thing to run", _demo_arguments, _demo),
     "train": ("train the reference NN2-style FaceNet model (default data: scikit-learn's digits)", _train_arguments, _train),
+    "eval": ("evaluate a trained checkpoint on an image folder: VAL@FAR, 10-fold accuracy, ROC, clustering", _eval_arguments, _eval),
 }
 
 

@@ -1,0 +1,129 @@
+"""``python -m facenet_ext eval``: embed an image folder with a trained checkpoint and evaluate it.
+
+Verification on all pairs of the chosen identities (or on a ``pairs.txt`` in LFW's format), VAL at
+FAR = 1e-3 and 1e-2, 10-fold accuracy, ROC/AUC/EER, rank-1 identification and clustering, each next to
+the raw-pixel baseline; writes ``eval.json`` and ``roc.png``. ``--write-pairs`` writes an LFW-style
+10-fold pair list for the folder instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+SPLITS = ("all", "heldout", "train")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", help="RUN/checkpoint.pt written by `facenet_ext train`")
+    p.add_argument("--data", default=None, help="image folder ROOT/<identity>/<image> (default: the checkpoint's training data)")
+    p.add_argument("--split", choices=SPLITS, default=None,
+                   help="identities to evaluate: the checkpoint's held-out ones, its training ones, or all "
+                        "(default: heldout when --data is the training data and no --pairs is given, else all)")
+    p.add_argument("--pairs", default=None, help="evaluate on these pairs (LFW pairs.txt format) instead of all pairs")
+    p.add_argument("--out", default=None, help="output folder for eval.json and roc.png (default: beside the checkpoint)")
+    p.add_argument("--write-pairs", default=None, metavar="FILE", help="write an LFW-style 10-fold pairs file for --data and exit")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .checkpoint import CheckpointError
+
+    try:
+        if args.write_pairs:
+            return _write_pairs(args)
+        if not args.checkpoint:
+            raise ValueError("--checkpoint is required (or --write-pairs)")
+        result = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, pairs_file=args.pairs, out=args.out, seed=args.seed)
+    except (CheckpointError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
+        print(f"facenet-ext eval: {exc}", file=sys.stderr)
+        return 2
+    print(result["table"])
+    print(f"results: {result['out'] / 'eval.json'}, {result['out'] / 'roc.png'}")
+    return 0
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, *, split: str | None = None,
+                        pairs_file: str | None = None, out: str | Path | None = None, seed: int = 0) -> dict:
+    from .. import eval as fe
+    from .checkpoint import load_checkpoint
+    from .config import TrainConfig
+    from .embed import embed_images, raw_pixel_embeddings
+    from .images import load_digits_set, load_image_folder, split_identities
+    from .loop import build_model
+
+    state = load_checkpoint(checkpoint)
+    cfg = TrainConfig.from_dict(state["config"])
+    same_data = data is None or (cfg.data is not None and Path(data).resolve() == Path(cfg.data).resolve())
+    split = split or ("heldout" if same_data and not pairs_file else "all")
+    if data is None and cfg.data is None:
+        images = load_digits_set(cfg.image_size or 32)
+    else:
+        images = load_image_folder(data or cfg.data, cfg.image_size or 64, cfg.channels)
+    model = build_model(cfg, images.images.shape[1])
+    if images.images.shape[1] != model.config["in_channels"]:
+        raise ValueError(f"the checkpoint's model takes {model.config['in_channels']} channel(s), the data has {images.images.shape[1]}")
+    model.load_state_dict(state["model"])
+    if split != "all":
+        if not same_data:
+            raise ValueError(f"--split {split} needs the checkpoint's own training data, not {data!r}")
+        train_set, held_set = split_identities(images, cfg.holdout)
+        images = held_set if split == "heldout" else train_set
+
+    pairs, subset = None, images
+    if pairs_file:
+        subset, pairs = _images_for_pairs(images, fe.read_pairs(pairs_file), data or cfg.data)
+    labels = subset.labels.numpy()
+    embeddings = {"model": embed_images(model, subset.images).numpy(), "raw pixels": raw_pixel_embeddings(subset.images).numpy()}
+    metrics = {name: fe.evaluate_embeddings(e, labels, pairs=pairs, seed=seed) for name, e in embeddings.items()}
+    curves = {name: fe.roc_curve_points(e, labels, pairs=pairs) for name, e in embeddings.items()}
+
+    out = Path(out) if out is not None else Path(checkpoint).parent
+    out.mkdir(parents=True, exist_ok=True)
+    fe.plot_roc({f"{name} (AUC {metrics[name]['auc']:.3f})": c for name, c in curves.items()}, out / "roc.png")
+    report = {
+        "checkpoint": str(checkpoint), "data": data or cfg.data or "sklearn digits", "split": split, "pairs": pairs_file,
+        "identities": subset.identities, "images": len(subset), "metrics": metrics,
+    }
+    (out / "eval.json").write_text(json.dumps(report, indent=2, default=float))
+    return {"out": out, "report": report, "table": _table(metrics)}
+
+
+def _images_for_pairs(images, pairs, root):
+    """The images a pairs file names, in the order index_pairs gives them, and the IndexPairs into them."""
+    from .. import eval as fe
+
+    needed, index = fe.index_pairs(pairs)
+    listing = fe.list_image_folder(root)
+    row_of = {str(Path(p).resolve()): i for i, p in enumerate(images.paths)}
+    rows, missing = [], []
+    for name, idx in needed:
+        lfw = fe.image_path(root, name, idx)
+        path = lfw if lfw.is_file() else (listing[name][idx - 1] if name in listing and 0 < idx <= len(listing[name]) else None)
+        row = row_of.get(str(Path(path).resolve())) if path is not None else None
+        (missing if row is None else rows).append((name, idx) if row is None else row)
+    if missing:
+        raise ValueError(f"{len(missing)} image(s) named in the pairs file are not in the data folder (or could not be read): {missing[:5]}")
+    subset = type(images)(images.images[rows], images.labels[rows], images.identities, [images.paths[r] for r in rows])
+    return subset, index
+
+
+def _write_pairs(args: argparse.Namespace) -> int:
+    from .. import eval as fe
+
+    if not args.data:
+        raise ValueError("--write-pairs needs --data (the folder to draw pairs from)")
+    pairs = fe.make_pairs(fe.list_image_folder(args.data), seed=args.seed)
+    fe.write_pairs(pairs, args.write_pairs)
+    print(f"wrote {len(pairs)} pairs in {pairs.n_folds} folds to {args.write_pairs}")
+    return 0
+
+
+def _table(metrics: dict) -> str:
+    keys = ("val_at_far_1e-3", "val_at_far_1e-2", "accuracy_10fold", "auc", "eer", "knn_top1", "cluster_f1", "cluster_nmi")
+    names = list(metrics)
+    lines = [f"{'metric':<18}" + "".join(f"{n:>12}" for n in names)]
+    lines += [f"{k:<18}" + "".join(f"{metrics[n][k]:>12.4f}" for n in names) for k in keys]
+    return "\n".join(lines)
