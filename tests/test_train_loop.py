@@ -135,3 +135,14 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
 def test_cli_reports_data_errors(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"), *TINY]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("loss", ["arcface", "magface"])
+def test_margin_softmax_heads_train_and_resume(faces, tmp_path, loss):
+    full = train(_cfg(faces, loss=loss), tmp_path / "full", progress=False)
+    assert full.metrics["history"]["aux_name"] == "magnitude"
+    assert all(a > 0 for a in full.metrics["history"]["epoch_aux"])
+    train(_cfg(faces, loss=loss, epochs=1), tmp_path / "split", progress=False)
+    train(_cfg(faces, loss=loss), tmp_path / "split", resume=True, progress=False)
+    a, b = load_checkpoint(tmp_path / "full" / "checkpoint.pt"), load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    assert _same_state(a["model"], b["model"]) and _same_state(a["objective"], b["objective"])

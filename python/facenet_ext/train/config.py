@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-LOSSES = ("triplet",)
+LOSSES = ("triplet", "arcface", "magface")
 MINING = ("semihard", "batch_hard", "all_semihard")
 OPTIMIZERS = ("adagrad", "adam", "sgd")
 

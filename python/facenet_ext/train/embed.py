@@ -9,14 +9,19 @@ from torch import Tensor, nn
 from .images import ImageSet, standardize
 
 
-@torch.no_grad()
 def embed_images(model: nn.Module, images: Tensor, batch_size: int = 256) -> Tensor:
-    """L2-normalised embeddings of uint8 images [N, C, H, W], in eval mode (BatchNorm running stats);
-    the model's train/eval mode is restored afterwards."""
+    """L2-normalised embeddings of uint8 images [N, C, H, W]; see :func:`embed_features`."""
+    return torch.nn.functional.normalize(embed_features(model, images, batch_size), dim=1)
+
+
+@torch.no_grad()
+def embed_features(model: nn.Module, images: Tensor, batch_size: int = 256) -> Tensor:
+    """The model's unnormalised features (``model.features``; their norm is MagFace's quality score),
+    in eval mode (BatchNorm running statistics); the model's train/eval mode is restored afterwards."""
     was_training = model.training
     model.eval()
     try:
-        return torch.cat([model(standardize(images[i : i + batch_size])) for i in range(0, images.shape[0], batch_size)])
+        return torch.cat([model.features(standardize(images[i : i + batch_size])) for i in range(0, images.shape[0], batch_size)])
     finally:
         model.train(was_training)
 

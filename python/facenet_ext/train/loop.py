@@ -1,4 +1,5 @@
-"""The training loop: P x K batches, online mining inside fx.triplet_loss, checkpoints, metrics.
+"""The training loop: P x K batches, online mining inside fx.triplet_loss (or an ArcFace/MagFace head),
+checkpoints, metrics.
 
 A run folder holds ``checkpoint.pt`` (model, optimiser, sampler RNG, history, config), ``metrics.json``
 (config, per-epoch history, held-out metrics ``before`` and ``after`` training and of raw pixels) and
@@ -17,12 +18,12 @@ from pathlib import Path
 
 import torch
 
-from .. import triplet_loss
 from .checkpoint import check_same_config, load_checkpoint, save_checkpoint
 from .config import RESUMABLE_CHANGES, TrainConfig
 from .embed import embed_images, evaluate, raw_pixel_embeddings
 from .images import ImageSet, augment, load_digits_set, load_image_folder, split_identities, standardize
 from .model import NN2
+from .objective import Objective
 from .sampler import PKSampler
 
 METRIC_KEYS = ("val_at_far_1e-3", "accuracy_10fold", "auc")
@@ -98,19 +99,21 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = Fal
     train_set, held_set = split_identities(data, cfg.holdout)
     sampler = PKSampler(train_set.labels, cfg.identities_per_batch, cfg.images_per_identity)
     model = build_model(cfg, data.images.shape[1])
-    optimizer = make_optimizer(cfg, model.parameters())
+    objective = Objective(cfg, len(train_set.identities))
+    optimizer = make_optimizer(cfg, [*model.parameters(), *objective.parameters()])
     generator = torch.Generator().manual_seed(cfg.seed)
     steps_per_epoch = cfg.steps_per_epoch or max(1, math.ceil(len(train_set) / sampler.batch_size))
     total_steps = cfg.epochs * steps_per_epoch
 
     if saved is not None:
         model.load_state_dict(saved["model"])
+        objective.load_state_dict(saved["objective"])
         optimizer.load_state_dict(saved["optimizer"])
         generator.set_state(saved["generator"])
         step, history, metrics = saved["step"], saved["history"], saved["metrics"]
     else:
         step = 0
-        history = {"epoch_loss": [], "epoch_active_fraction": [], "epoch_images_per_s": [], "heldout": [], "partial": None}
+        history = {"epoch_loss": [], "epoch_aux": [], "aux_name": objective.aux_name, "epoch_images_per_s": [], "heldout": [], "partial": None}
         metrics = {
             "config": cfg.to_dict(),
             "data": _describe(data, train_set, held_set),
@@ -120,7 +123,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = Fal
         history["heldout"].append(_pick(metrics["before"]))
 
     def checkpoint() -> None:
-        state = {"config": cfg.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict()}
+        state = {"config": cfg.to_dict(), "model": model.state_dict(), "objective": objective.state_dict(), "optimizer": optimizer.state_dict()}
         save_checkpoint(ckpt_path, {**state, "generator": generator.get_state(), "step": step, "history": history, "metrics": metrics})
 
     from tqdm.auto import tqdm
@@ -130,7 +133,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = Fal
     with _StopFlag() as stop:
         while step < total_steps and not interrupted:
             epoch = step // steps_per_epoch
-            acc = history["partial"] or {"loss": 0.0, "active": 0.0, "images": 0, "seconds": 0.0, "steps": 0}
+            acc = history["partial"] or {"loss": 0.0, "aux": 0.0, "images": 0, "seconds": 0.0, "steps": 0}
             bar = tqdm(
                 total=steps_per_epoch, initial=step % steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                 disable=not progress, leave=False, dynamic_ncols=True,
@@ -141,18 +144,18 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = Fal
                 x = standardize(train_set.images[idx])
                 if cfg.augment:
                     x = augment(x, generator)
-                loss, stats = triplet_loss(model(x), train_set.labels[idx], cfg.margin, mining=cfg.mining, return_stats=True)
+                loss, aux = objective(model, x, train_set.labels[idx])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 step += 1
                 seconds = time.perf_counter() - t0
                 acc = {
-                    "loss": acc["loss"] + loss.item(), "active": acc["active"] + float(stats["active_fraction"]),
+                    "loss": acc["loss"] + loss.item(), "aux": acc["aux"] + float(aux),
                     "images": acc["images"] + int(idx.numel()), "seconds": acc["seconds"] + seconds, "steps": acc["steps"] + 1,
                 }
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.4f}", active=f"{float(stats['active_fraction']):.2f}", img_s=f"{idx.numel() / seconds:.0f}")
+                bar.set_postfix(loss=f"{loss.item():.4f}", **{objective.aux_name: f"{float(aux):.2f}"}, img_s=f"{idx.numel() / seconds:.0f}")
                 if stop.requested:
                     interrupted = True
                     break
@@ -162,13 +165,13 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = Fal
                 break
             history["partial"] = None
             history["epoch_loss"].append(acc["loss"] / acc["steps"])
-            history["epoch_active_fraction"].append(acc["active"] / acc["steps"])
+            history["epoch_aux"].append(acc["aux"] / acc["steps"])
             history["epoch_images_per_s"].append(acc["images"] / acc["seconds"])
             history["heldout"].append(_pick(evaluate(embed_images(model, held_set.images), held_set, cfg.seed)))
             if progress:
                 h = history["heldout"][-1]
                 print(
-                    f"epoch {epoch + 1}/{cfg.epochs}: loss {history['epoch_loss'][-1]:.4f}, active {history['epoch_active_fraction'][-1]:.2f}, "
+                    f"epoch {epoch + 1}/{cfg.epochs}: loss {history['epoch_loss'][-1]:.4f}, {objective.aux_name} {history['epoch_aux'][-1]:.2f}, "
                     f"{history['epoch_images_per_s'][-1]:.0f} img/s; held-out VAL@FAR=1e-3 {h['val_at_far_1e-3']:.3f}, "
                     f"10-fold acc {h['accuracy_10fold']:.3f}, AUC {h['auc']:.3f}",
                     flush=True,

@@ -69,9 +69,9 @@ class Inception(nn.Module):
 
 class NN2(nn.Module):
     """NN2-style embedding network: stem (conv 7x7/2, max pool, conv 1x1 + 3x3, max pool), Inception
-    stages, global average pooling, a linear layer to ``embedding_dim`` and L2 normalisation.
+    stages, global average pooling, a linear layer to ``embedding_dim`` (with BatchNorm) and L2 normalisation.
 
-    >>> net = NN2(in_channels=1, width=0.25, depth=2)
+    >>> net = NN2(in_channels=1, width=0.25, depth=2).eval()
     >>> net(torch.randn(2, 1, 64, 64)).norm(dim=1)
     tensor([1.0000, 1.0000], grad_fn=<LinalgVectorNormBackward0>)
     """
@@ -102,7 +102,9 @@ class NN2(nn.Module):
             modules.append((name, block))
             cin = block.out_channels
         self.inception = nn.Sequential(OrderedDict(modules))
-        self.embed = nn.Linear(cin, embedding_dim)
+        # BatchNorm after the projection gives the unnormalised features a magnitude of about
+        # sqrt(embedding_dim) from the start: inside MagFace's [l_a, u_a] range, harmless for the triplet loss.
+        self.embed = nn.Sequential(nn.Linear(cin, embedding_dim), nn.BatchNorm1d(embedding_dim))
         self.config = {"in_channels": in_channels, "embedding_dim": embedding_dim, "width": width, "depth": depth}
 
     def features(self, x: Tensor) -> Tensor:

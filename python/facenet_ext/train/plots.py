@@ -13,13 +13,16 @@ def plot_training(metrics: dict, path: str | Path) -> None:
     history = metrics["history"]
     epochs = range(1, len(history["epoch_loss"]) + 1)
     fig, (ax_loss, ax_eval) = plt.subplots(1, 2, figsize=(11, 4))
-    ax_loss.plot(epochs, history["epoch_loss"], marker="o", label="triplet loss (mean over mined triplets)")
+    loss_name = metrics["config"]["loss"]
+    ax_loss.plot(epochs, history["epoch_loss"], marker="o", label=f"{loss_name} loss")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("loss")
     ax_frac = ax_loss.twinx()
-    ax_frac.plot(epochs, history["epoch_active_fraction"], color="tab:orange", linestyle="--", label="active-triplet fraction")
-    ax_frac.set_ylabel("active fraction")
-    ax_frac.set_ylim(0, 1)
+    aux = history["aux_name"].replace("_", " ")
+    ax_frac.plot(epochs, history["epoch_aux"], color="tab:orange", linestyle="--", label=aux)
+    ax_frac.set_ylabel(aux)
+    if history["aux_name"] == "active_fraction":
+        ax_frac.set_ylim(0, 1)
     lines = ax_loss.get_legend_handles_labels()[0] + ax_frac.get_legend_handles_labels()[0]
     ax_loss.legend(lines, [line.get_label() for line in lines], loc="upper right")
     ax_loss.set_title("training")
