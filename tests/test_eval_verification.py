@@ -219,6 +219,26 @@ def test_all_pairs_folds_are_stratified_and_seeded():
     assert not np.array_equal(p.fold, fe.all_pairs(labels, n_folds=10, seed=2).fold)
 
 
+def test_pair_sq_dist_matches_row_differences(rng):
+    emb = rng.normal(size=(50, 6))
+    i, j = rng.integers(0, 50, 300), rng.integers(0, 50, 300)
+    expected = np.sum((emb[i] - emb[j]) ** 2, axis=1)
+    np.testing.assert_allclose(fe.pair_sq_dist(emb, i, j, block=7), expected, atol=1e-12)
+    assert np.all(fe.pair_sq_dist(emb, i, i) == 0.0)  # exact zeros, not Gram-trick rounding noise
+    near = emb[i] + 1e-6 * rng.normal(size=(300, 6))
+    both = np.r_[emb, near]
+    np.testing.assert_allclose(fe.pair_sq_dist(both, i, np.arange(50, 350)), np.sum((emb[i] - near) ** 2, axis=1),
+                               rtol=1e-6)
+
+
+def test_collapsed_embeddings_score_chance_exactly(rng):
+    # All embeddings equal (FaceNet's collapse): every distance is exactly 0, so nothing separates pairs.
+    m = fe.evaluate_embeddings(np.tile(rng.normal(size=64), (40, 1)), np.repeat(np.arange(4), 10))
+    assert (m["auc"], m["eer"], m["val_at_far_1e-3"], m["knn_top1"], m["cluster_nmi"]) == (0.5, 0.5, 0.0, 0.0, 0.0)
+    precision = 180 / 780  # one cluster: all 780 pairs predicted, the 4 x 45 same ones true
+    assert m["cluster_f1"] == pytest.approx(2 * precision / (precision + 1))
+
+
 def test_roc_curve_points_match_sklearn(rng):
     emb, labels = blobs(rng, spread=1.0)
     far, val = fe.roc_curve_points(emb, labels)

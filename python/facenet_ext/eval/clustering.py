@@ -88,11 +88,11 @@ def clustering_scores(emb, labels, *, threshold: float | None = DEFAULT_CLUSTER_
     by construction (it peeks at the answer), for "how good could it get", never for a reported number.
     NMI is scikit-learn's ``normalized_mutual_info_score`` (arithmetic normalisation)."""
     fn = "clustering_scores"
-    e = _inputs.embeddings(fn, emb)
-    codes = _inputs.labels(fn, labels, e.shape[0], min_classes=1)
+    codes = _inputs.labels(fn, labels, _inputs.embeddings(fn, emb).shape[0], min_classes=1)
+    # The raw emb goes on: normalising twice could move distances by an ulp and so a cut.
     if threshold is None:
-        threshold = best_f1_threshold(e, codes, linkage=linkage)[0]
-    pred = cluster(e, threshold=threshold, linkage=linkage)
+        threshold = best_f1_threshold(emb, codes, linkage=linkage)[0]
+    pred = cluster(emb, threshold=threshold, linkage=linkage)
     p = pairwise_scores(codes, pred)
     return {"precision": p.precision, "recall": p.recall, "f1": p.f1,
             "nmi": float(normalized_mutual_info_score(codes, pred)),
@@ -113,7 +113,7 @@ def f1_sweep(emb, labels, *, linkage: str = "average") -> tuple[np.ndarray, np.n
     n = e.shape[0]
     if n == 1:
         return np.array([DEFAULT_CLUSTER_THRESHOLD]), np.array([0.0])
-    tree = AgglomerativeClustering(n_clusters=None, distance_threshold=np.inf, linkage=linkage).fit(e)
+    tree = AgglomerativeClustering(n_clusters=1, linkage=linkage, compute_distances=True).fit(e)
     heights = tree.distances_
     members: list[Counter] = [Counter([c]) for c in codes.tolist()]
     true = sum(k * (k - 1) // 2 for k in Counter(codes.tolist()).values())
