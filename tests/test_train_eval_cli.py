@@ -35,7 +35,9 @@ def test_heldout_split_by_default(run, capsys):
     assert report["split"] == "heldout" and report["identities"] == ["id4", "id5", "id6", "id7"] and report["images"] == 16
     assert set(report["metrics"]) == {"model", "raw pixels"}
     assert report["metrics"]["model"]["num_pairs_same"] == 4 * 6
-    assert (out / "roc.png").stat().st_size > 0
+    assert (out / "roc.png").stat().st_size > 0 and (out / "erc.png").stat().st_size > 0
+    saved = np.load(out / "embeddings.npz")
+    assert saved["embeddings"].shape == (16, 128) and (saved["magnitude"] > 0).all()
     assert "raw pixels" in capsys.readouterr().out
 
 

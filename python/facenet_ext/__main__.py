@@ -32,10 +32,18 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """The README's first command: the quick benchmark (a short training demo joins it once
-    ``facenet_ext.train`` exists)."""
-    print("facenet_ext demo: quick benchmark of our miners against the pure-Python/PyTorch ones")
-    return _bench(args)
+    """The README's first command: the quick benchmark, then a short training run of the reference
+    trainer on scikit-learn's bundled digits (no download), evaluated on held-out digits."""
+    print("facenet_ext demo 1/2: quick benchmark of our miners against the pure-Python/PyTorch ones")
+    status = _bench(args)
+    if status:
+        return status
+    print("\nfacenet_ext demo 2/2: short training run (NN2-style net, semi-hard triplets, bundled digits)")
+    from .train.cli import add_arguments, run
+
+    train_parser = argparse.ArgumentParser()
+    add_arguments(train_parser)
+    return run(train_parser.parse_args(["--quick", "--out", "runs/demo"]))
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
@@ -64,7 +72,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "bench": ("benchmark the miners and loss against baselines (table + plot)", _bench_arguments, _bench),
-    "demo": ("quick benchmark; the first thing to run", _demo_arguments, _demo),
+    "demo": ("quick benchmark + short training run on the bundled digits; the first thing to run", _demo_arguments, _demo),
     "train": ("train the reference NN2-style FaceNet model (default data: scikit-learn's digits)", _train_arguments, _train),
     "eval": ("evaluate a trained checkpoint on an image folder: VAL@FAR, 10-fold accuracy, ROC, clustering", _eval_arguments, _eval),
 }

@@ -2,7 +2,9 @@
 
 Verification on all pairs of the chosen identities (or on a ``pairs.txt`` in LFW's format), VAL at
 FAR = 1e-3 and 1e-2, 10-fold accuracy, ROC/AUC/EER, rank-1 identification and clustering, each next to
-the raw-pixel baseline; writes ``eval.json`` and ``roc.png``. ``--write-pairs`` writes an LFW-style
+the raw-pixel baseline, and the error-versus-reject curve of the feature magnitude as quality score
+(MagFace's; meaningful for ``--loss magface`` models); writes ``eval.json``, ``roc.png``, ``erc.png`` and
+``embeddings.npz`` (normalised embeddings, magnitudes, labels, paths). ``--write-pairs`` writes an LFW-style
 10-fold pair list for the folder instead.
 """
 from __future__ import annotations
@@ -11,6 +13,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+import numpy as np
 
 
 SPLITS = ("all", "heldout", "train")
@@ -41,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"facenet-ext eval: {exc}", file=sys.stderr)
         return 2
     print(result["table"])
-    print(f"results: {result['out'] / 'eval.json'}, {result['out'] / 'roc.png'}")
+    print(f"results in {result['out']}: eval.json, roc.png, erc.png, embeddings.npz")
     return 0
 
 
@@ -50,7 +54,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, *, spli
     from .. import eval as fe
     from .checkpoint import load_checkpoint
     from .config import TrainConfig
-    from .embed import embed_images, raw_pixel_embeddings
+    from ..quality import error_versus_reject, plot_erc
+    from .embed import embed_features, raw_pixel_embeddings
     from .images import load_digits_set, load_image_folder, split_identities
     from .loop import build_model
 
@@ -76,16 +81,23 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, *, spli
     if pairs_file:
         subset, pairs = _images_for_pairs(images, fe.read_pairs(pairs_file), data or cfg.data)
     labels = subset.labels.numpy()
-    embeddings = {"model": embed_images(model, subset.images).numpy(), "raw pixels": raw_pixel_embeddings(subset.images).numpy()}
+    features = embed_features(model, subset.images)
+    magnitude = features.norm(dim=1)
+    embeddings = {"model": (features / magnitude[:, None]).numpy(), "raw pixels": raw_pixel_embeddings(subset.images).numpy()}
     metrics = {name: fe.evaluate_embeddings(e, labels, pairs=pairs, seed=seed) for name, e in embeddings.items()}
     curves = {name: fe.roc_curve_points(e, labels, pairs=pairs) for name, e in embeddings.items()}
 
     out = Path(out) if out is not None else Path(checkpoint).parent
     out.mkdir(parents=True, exist_ok=True)
     fe.plot_roc({f"{name} (AUC {metrics[name]['auc']:.3f})": c for name, c in curves.items()}, out / "roc.png")
+    erc = error_versus_reject(features, subset.labels, magnitude)
+    plot_erc({f"{cfg.loss} model, quality = feature norm": erc}, out / "erc.png")
+    np.savez(out / "embeddings.npz", embeddings=embeddings["model"], magnitude=magnitude.numpy(), labels=labels,
+             identities=np.array(subset.identities), paths=np.array(subset.paths))
     report = {
         "checkpoint": str(checkpoint), "data": data or cfg.data or "sklearn digits", "split": split, "pairs": pairs_file,
         "identities": subset.identities, "images": len(subset), "metrics": metrics,
+        "erc_quality_feature_norm": {k: np.asarray(v).tolist() for k, v in erc.items()},
     }
     (out / "eval.json").write_text(json.dumps(report, indent=2, default=float))
     return {"out": out, "report": report, "table": _table(metrics)}
