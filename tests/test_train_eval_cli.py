@@ -9,18 +9,12 @@ from PIL import Image
 from facenet_ext.__main__ import main
 from facenet_ext.eval import read_pairs
 from facenet_ext.train import TrainConfig, train
+from synthetic_faces import write_faces
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("faces")
-    rng = np.random.default_rng(1)
-    for i in range(8):
-        pattern = rng.integers(0, 256, (16, 16))
-        (root / f"id{i}").mkdir()
-        for j in range(4):
-            pixels = np.clip(pattern + rng.normal(0, 30, (16, 16)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels, "L").save(root / f"id{i}" / f"img{j}.png")
+    root = write_faces(tmp_path_factory.mktemp("faces"), identities=8, images=4, seed=1, prefix="id")
     cfg = TrainConfig(data=str(root), image_size=16, width=0.125, depth=1, holdout=0.5, identities_per_batch=4,
                       images_per_identity=4, epochs=1, steps_per_epoch=2)
     out = tmp_path_factory.mktemp("run")

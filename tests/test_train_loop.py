@@ -3,15 +3,14 @@ after Ctrl-C mid-epoch), atomic checkpoints and the errors for bad checkpoints."
 import json
 import signal
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from facenet_ext.__main__ import main
 from facenet_ext.train import TrainConfig, train
 from facenet_ext.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from facenet_ext.train.sampler import PKSampler
+from synthetic_faces import write_faces
 
 METRICS = ("val_at_far_1e-3", "accuracy_10fold", "auc")
 TINY = ["--width", "0.125", "--depth", "1", "--image-size", "16", "--no-progress", "--threads", "1"]
@@ -19,16 +18,8 @@ TINY = ["--width", "0.125", "--depth", "1", "--image-size", "16", "--no-progress
 
 @pytest.fixture
 def faces(tmp_path_factory):
-    """Six identities x 5 images: each identity a fixed pattern plus noise, as PNG files."""
-    root = tmp_path_factory.mktemp("faces")
-    rng = np.random.default_rng(0)
-    for i in range(6):
-        pattern = rng.integers(0, 256, (16, 16))
-        (root / f"p{i}").mkdir()
-        for j in range(5):
-            pixels = np.clip(pattern + rng.normal(0, 30, (16, 16)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels, "L").save(root / f"p{i}" / f"{j}.png")
-    return root
+    """Six identities x 5 images."""
+    return write_faces(tmp_path_factory.mktemp("faces"), identities=6, images=5)
 
 
 def _cfg(data, **kw):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 
 from .config import LOSSES, MINING, OPTIMIZERS, TrainConfig
 
@@ -38,27 +39,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    quick = QUICK if args.quick else {}
-    return TrainConfig(
-        data=args.data,
-        image_size=args.image_size,
-        channels=args.channels,
-        holdout=args.holdout,
-        width=args.width,
-        depth=args.depth,
-        embedding_dim=args.embedding_dim,
-        identities_per_batch=args.identities_per_batch,
-        images_per_identity=args.images_per_identity,
-        epochs=args.epochs or quick.get("epochs", TrainConfig.epochs),
-        steps_per_epoch=args.steps_per_epoch or quick.get("steps_per_epoch"),
-        loss=args.loss,
-        mining=args.mining,
-        margin=args.margin,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        augment=args.augment,
-        seed=args.seed,
-    )
+    """Every TrainConfig field from the argument of the same name; --quick fills epochs and steps."""
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+    if args.quick:
+        values = {**values, **{k: values[k] or v for k, v in QUICK.items()}}
+    values["epochs"] = values["epochs"] or TrainConfig.epochs
+    return TrainConfig(**values)
 
 
 def run(args: argparse.Namespace) -> int:
