@@ -7,7 +7,8 @@
 """
 import torch  # noqa: F401  (loads libtorch before the extension that links against it)
 
-from . import _C, nn
+from . import _C, distributed, nn
+from .memory_bank import MemoryBank
 from .ops import all_semi_hard_triplets, batch_hard_triplets, pairwise_sq_dist, semi_hard_triplets, triplet_loss
 from .pooling import l2_pool2d
 
@@ -31,5 +32,7 @@ __all__ = [
     "triplet_loss",
     "l2_pool2d",
     "nn",
+    "MemoryBank",
+    "distributed",
     "build_info",
 ]
