@@ -30,8 +30,6 @@ MATRIX_LIMIT = 2**28
 #: working set is a few B x chunk tensors (about 16 bytes per element of the chunk: see docs/cross_batch.md).
 CHUNK_ELEMENTS = 2**24
 
-_NONE = 2**32 - 1  # "no candidate" in a packed (rank, index) key: larger than any reference index
-
 
 @dataclass(frozen=True)
 class ReferenceSet:
@@ -166,121 +164,108 @@ def _to_metric(sq: Tensor, squared: bool) -> Tensor:
     return sq if squared else sq.sqrt()
 
 
-def _window_upper(c: Tensor, margin: Tensor) -> Tensor:
-    """H(c) = the largest x with fl(x - c) <= margin, elementwise. fl(x - c) is non-decreasing in x, so
-    "0 < fl(x - c) <= margin" (the all-semi-hard window, taken literally as the op takes it) is exactly
-    c < x <= H(c); H is non-decreasing in c. Found from fl(c + margin) in a few ulp steps."""
-    inf = torch.tensor(float("inf"), dtype=c.dtype, device=c.device)
-    h = c + margin
-    for _ in range(64):
-        over = (h - c) > margin
-        if not bool(over.any()):
-            break
-        h = torch.where(over, torch.nextafter(h, -inf), h)
-    for _ in range(64):
-        up = torch.nextafter(h, inf)
-        fits = ((up - c) <= margin) & (up != h)
-        if not bool(fits.any()):
-            break
-        h = torch.where(fits, up, h)
-    return h
-
-
 def _stream(kind, anchors, labels, ref: ReferenceSet, chunk: int, *, margin, squared, drop) -> Triplets:
     B, N, dev = anchors.shape[0], ref.emb.shape[0], anchors.device
     labels, ref_labels = labels.long(), ref.labels.long()
     ref = ReferenceSet(ref.emb, ref_labels, ref.self_offset)
-    self_col = None if ref.self_offset is None else (torch.arange(B, device=dev) + ref.self_offset).unsqueeze(1)
     pos = _positives(labels, ref)
     empty = torch.empty(0, dtype=torch.int64, device=dev)
     if pos.idx.shape[1] == 0:  # no anchor has a positive: every miner returns nothing
         return empty, empty, empty
-    state = _STATES[kind](anchors, labels, ref, pos, margin=margin, squared=squared, drop=drop)
+    state = _STATES[kind](anchors, labels, ref, pos, chunk, margin=margin, squared=squared, drop=drop)
     for s in range(0, N, chunk):
         e = min(N, s + chunk)
         d = _ops.pairwise_sq_dist(anchors, ref.emb[s:e])
         same = labels.unsqueeze(1) == ref_labels[s:e].unsqueeze(0)
-        cols = torch.arange(s, e, device=dev)
-        own = None if self_col is None else cols.unsqueeze(0) == self_col
-        state.update(d, same, own, cols)
+        state.update(d, same, torch.arange(s, e, device=dev))
     return state.result()
 
 
-class _SemiHard:
-    """Per anchor: its positives' distances sorted (the thresholds); every negative falls into the bucket
-    "number of thresholds strictly below it" (as in csrc/cpu/semihard.cpp) and each bucket keeps its
-    closest negative, (distance, index) lexicographically. A suffix minimum over buckets answers each
-    positive at the end. Plus the farthest negative (TF-Addons' fallback). State O(B·K)."""
+class _SlotMiner:
+    """One native mining call per chunk on the matrix [K "slot" columns | chunk columns], where slot k of
+    row a holds D_ap of anchor a's k-th positive. Every anchor gets label 0, the slots label 0 and the
+    chunk's columns label 1, so each anchor's positives are exactly its slots and its candidates are the
+    chunk's columns. The chunk's true positives (and the anchor itself) get distance -1: below every
+    threshold, so never semi-hard, never in an all-semi-hard window, never the farthest negative.
+    Padding slots hold the dtype's largest value: no negative lies beyond it. The buffer is allocated
+    once; a shorter last chunk uses a row-padded view of it (the ops take any row stride)."""
 
-    def __init__(self, anchors, labels, ref, pos, *, margin, squared, drop):
-        self.pos, self.valid, self.margin, self.squared, self.drop = pos.idx, pos.valid, margin, squared, drop
-        self.d_ap = _positive_distances(anchors, labels, ref, pos)  # +inf padding sorts last
-        self.thresholds = torch.sort(self.d_ap, dim=1).values.contiguous()
+    def __init__(self, anchors, labels, ref, pos, chunk):
+        self.pos, self.valid = pos.idx, pos.valid
+        self.d_ap = _positive_distances(anchors, labels, ref, pos)
         B, K = self.pos.shape
-        dev = self.pos.device
-        self.best_d = torch.full((B, K + 2), float("inf"), dtype=self.d_ap.dtype, device=dev)
-        self.best_i = torch.full((B, K + 2), _NONE, dtype=torch.int64, device=dev)
-        self.far_d = torch.full((B,), float("-inf"), dtype=self.d_ap.dtype, device=dev)
-        self.far_i = torch.full((B,), -1, dtype=torch.int64, device=dev)
+        self.work = torch.empty((B, K + chunk), dtype=self.d_ap.dtype, device=self.pos.device)
+        self.work[:, :K] = self.d_ap.masked_fill(~self.valid, torch.finfo(self.d_ap.dtype).max)
+        self.ref_labels = torch.ones(K + chunk, dtype=torch.int64, device=self.pos.device)
+        self.ref_labels[:K] = 0
+        self.labels = torch.zeros(B, dtype=torch.int64, device=self.pos.device)
+        self.minus_one = torch.tensor(-1.0, dtype=self.d_ap.dtype, device=self.pos.device)
 
-    def update(self, d, same, own, cols):
+    def matrix(self, d: Tensor, same: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(matrix, labels, ref_labels) for the native op; matrix[:, K:] is the chunk with -1 on positives."""
+        K, C = self.pos.shape[1], d.shape[1]
+        work = self.work[:, : K + C]
+        torch.where(same, self.minus_one, d, out=work[:, K:])
+        return work, self.labels, self.ref_labels[: K + C]
+
+
+class _SemiHard(_SlotMiner):
+    """Per (anchor, positive) pair the closest semi-hard negative so far (kept only when strictly closer,
+    as earlier chunks hold the smaller indices), and per anchor the farthest negative (TF-Addons'
+    fallback). The margin filter is applied at the end, as the op applies it. State O(B·K)."""
+
+    def __init__(self, anchors, labels, ref, pos, chunk, *, margin, squared, drop):
+        super().__init__(anchors, labels, ref, pos, chunk)
+        self.margin, self.squared, self.drop = margin, squared, drop
+        B = self.pos.shape[0]
+        self.best_d = torch.full_like(self.d_ap, float("inf"))
+        self.best_i = torch.full_like(self.pos, -1)
+        self.far_d = torch.full((B,), -1.0, dtype=self.d_ap.dtype, device=self.pos.device)
+        self.far_i = torch.full((B,), -1, dtype=torch.int64, device=self.pos.device)
+
+    def update(self, d, same, cols):
         K = self.pos.shape[1]
-        bucket = torch.searchsorted(self.thresholds, d, side="left").masked_fill_(same, K + 1)  # K + 1: not a negative
-        chunk_d = torch.full_like(self.best_d, float("inf")).scatter_reduce_(1, bucket, d, "amin")
-        hit = ~same & (d == chunk_d.gather(1, bucket))
-        idx = torch.where(hit, cols.unsqueeze(0), _NONE)
-        chunk_i = torch.full_like(self.best_i, _NONE).scatter_reduce_(1, bucket, idx, "amin")
-        better = chunk_d < self.best_d  # strict: earlier chunks hold the smaller indices
-        self.best_d = torch.where(better, chunk_d, self.best_d)
-        self.best_i = torch.where(better, chunk_i, self.best_i)
-        far = d.masked_fill(same, float("-inf"))
-        j = far.argmax(1)  # first maximum = smallest index
-        fd = far.gather(1, j.unsqueeze(1)).squeeze(1)
+        work, labels, ref_labels = self.matrix(d, same)
+        a, k, n = _ops.semihard_from_sq_dist(work, labels, ref_labels, False, None, True, True)
+        dn = work[a, n]
+        better = dn < self.best_d[a, k]  # (a, k) pairs are distinct within one call
+        a, k = a[better], k[better]
+        self.best_d[a, k] = dn[better]
+        self.best_i[a, k] = cols[n[better] - K]
+        j = work[:, K:].argmax(1)  # first maximum = smallest index; positives sit at -1, below every negative
+        fd = work[:, K:].gather(1, j.unsqueeze(1)).squeeze(1)
         better = fd > self.far_d
         self.far_d = torch.where(better, fd, self.far_d)
         self.far_i = torch.where(better, cols[j], self.far_i)
 
     def result(self) -> Triplets:
-        B, K = self.pos.shape
-        best_d, best_i = self.best_d[:, : K + 1], self.best_i[:, : K + 1]
-        # Suffix minimum of (distance, index) over buckets, exactly in any dtype: distances -> dense ranks,
-        # packed above the index into one int64 key, then a reversed cumulative minimum.
-        values, rank = torch.unique(best_d, return_inverse=True)
-        key = (rank << 32) | best_i
-        suffix = key.flip(1).cummin(1).values.flip(1)
-        # Negatives semi-hard for a positive at D_ap: those with more than (#thresholds <= D_ap) - 1
-        # thresholds below them, i.e. buckets >= #thresholds <= D_ap.
-        u = torch.searchsorted(self.thresholds, self.d_ap, side="right").clamp_max(K)
-        chosen = suffix.gather(1, u)
-        n = chosen & (2**32 - 1)
-        d_an = values[chosen >> 32]
-        found = n != _NONE
-        if self.drop:
-            n = torch.where(found, n, -1)
-        else:
+        n, d_an = self.best_i, self.best_d
+        if not self.drop:
+            found = n >= 0
             n = torch.where(found, n, self.far_i.unsqueeze(1))
             d_an = torch.where(found, d_an, self.far_d.unsqueeze(1))
         keep = self.valid & (n >= 0) & (self.far_i >= 0).unsqueeze(1)  # anchors without negatives: nothing
         if self.margin is not None:
             m = torch.tensor(self.margin, dtype=d_an.dtype, device=d_an.device)
             keep &= _to_metric(d_an, self.squared) < _to_metric(self.d_ap, self.squared) + m
-        a = torch.arange(B, device=n.device).unsqueeze(1).expand_as(n)
+        a = torch.arange(n.shape[0], device=n.device).unsqueeze(1).expand_as(n)
         return a[keep], self.pos[keep], n[keep]
 
 
 class _BatchHard:
     """Per anchor a running farthest positive and closest negative, ties to the smallest index."""
 
-    def __init__(self, anchors, labels, ref, pos, **_):
+    def __init__(self, anchors, labels, ref, pos, chunk, **_):
         B, dev = pos.idx.shape[0], pos.idx.device
+        self.self_col = None if ref.self_offset is None else (torch.arange(B, device=dev) + ref.self_offset).unsqueeze(1)
         acc = torch.float32 if anchors.dtype in (torch.float16, torch.bfloat16) else anchors.dtype
         self.p_d = torch.full((B,), float("-inf"), dtype=acc, device=dev)
         self.n_d = torch.full((B,), float("inf"), dtype=acc, device=dev)
         self.p_i = torch.full((B,), -1, dtype=torch.int64, device=dev)
         self.n_i = torch.full((B,), -1, dtype=torch.int64, device=dev)
 
-    def update(self, d, same, own, cols):
-        positive = same if own is None else same & ~own
+    def update(self, d, same, cols):
+        positive = same if self.self_col is None else same & (cols.unsqueeze(0) != self.self_col)
         for far, fill, best_d, best_i, better in (
             (True, ~positive, "p_d", "p_i", torch.gt),
             (False, same, "n_d", "n_i", torch.lt),
@@ -297,34 +282,19 @@ class _BatchHard:
         return keep.nonzero().squeeze(1), self.p_i[keep], self.n_i[keep]
 
 
-class _AllSemiHard:
-    """Every (a, p, n) with 0 < D_an - D_ap <= margin. With the positives' metrics c sorted, the
-    positives a negative x is in the window of are the sorted ranks [#{H(c) < x}, #{c < x}) (see
-    _window_upper), so each chunk costs two searchsorted passes plus the output. Chunk results are
-    concatenated in chunk order, then stably sorted by (anchor, positive): the (a, p, n) order."""
+class _AllSemiHard(_SlotMiner):
+    """Every (a, p, n) with 0 < D_an - D_ap <= margin: chunk results concatenated in chunk order (so n
+    ascends within each (a, p)), then stably sorted by (anchor, positive): the whole-matrix op's order."""
 
-    def __init__(self, anchors, labels, ref, pos, *, margin, squared, **_):
-        self.squared, self.n_ref = squared, ref.emb.shape[0]
-        d_ap = _positive_distances(anchors, labels, ref, pos)
-        c, perm = torch.sort(_to_metric(d_ap, squared), dim=1, stable=True)  # +inf padding last
-        m = torch.tensor(margin, dtype=c.dtype, device=c.device)
-        self.low, self.high = c.contiguous(), _window_upper(c, m).contiguous()
-        self.pos_sorted = pos.idx.gather(1, perm)
+    def __init__(self, anchors, labels, ref, pos, chunk, *, margin, squared, **_):
+        super().__init__(anchors, labels, ref, pos, chunk)
+        self.margin, self.squared, self.n_ref = margin, squared, ref.emb.shape[0]
         self.parts: list[Triplets] = []
 
-    def update(self, d, same, own, cols):
-        x = _to_metric(d, self.squared)
-        hi = torch.searchsorted(self.low, x, side="left")
-        lo = torch.searchsorted(self.high, x, side="left")
-        count = (hi - lo).clamp_min_(0).masked_fill_(same, 0)
-        a, j = count.nonzero(as_tuple=True)
-        reps = count[a, j]
-        total = int(reps.sum())
-        seg = torch.repeat_interleave(reps, output_size=total)  # which (a, j) each triplet belongs to
-        first = torch.cumsum(reps, 0) - reps
-        rank = lo[a, j][seg] + torch.arange(total, device=d.device) - first[seg]
-        a = a[seg]
-        self.parts.append((a, self.pos_sorted[a, rank], cols[j[seg]]))
+    def update(self, d, same, cols):
+        K = self.pos.shape[1]
+        a, k, n = _ops.all_semihard_from_sq_dist(*self.matrix(d, same), False, self.margin, self.squared)
+        self.parts.append((a, self.pos[a, k], cols[n - K]))
 
     def result(self) -> Triplets:
         a, p, n = (torch.cat(t) for t in zip(*self.parts))
