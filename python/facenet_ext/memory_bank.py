@@ -105,11 +105,6 @@ class MemoryBank:
         if emb.device != self.device:
             raise ValueError(f"{fn}: {name} is on {emb.device} but the memory bank is on {self.device}")
 
-    def _reference(self, fn: str, emb: Tensor) -> tuple[Tensor, Tensor]:
-        """(embeddings, labels) to append to a batch ``emb`` as its reference set; checks they match."""
-        self._check_compatible(fn, emb, "emb (against memory)")
-        return self.embeddings, self.labels
-
     def __repr__(self) -> str:
         return f"MemoryBank(size={self.size}, dim={self.dim}, dtype={self.dtype}, device={self.device}, len={len(self)})"
 

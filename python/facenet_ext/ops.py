@@ -103,11 +103,8 @@ _REF_DOC = """
 """
 
 
-def _references(fn: str, emb: Tensor, labels, ref_emb, ref_labels, memory, chunk_size):
-    """(emb, labels, ReferenceSet or None). None: the plain batch path (the reference set is the batch and
-    B x B fits), which stays exactly the code it always was."""
-    emb = check_embeddings(fn, emb)
-    labels = check_labels(fn, labels, emb.shape[0], emb.device)
+def _check_reference_args(fn: str, emb: Tensor, ref_emb, ref_labels, memory, chunk_size) -> None:
+    """The reference-set arguments, checked against a checked ``emb`` (messages name ``fn``)."""
     if chunk_size is not None and (not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1):
         raise ValueError(f"{fn}: chunk_size must be a positive int or None, got {chunk_size!r}")
     if memory is not None:
@@ -115,19 +112,30 @@ def _references(fn: str, emb: Tensor, labels, ref_emb, ref_labels, memory, chunk
             raise ValueError(f"{fn}: give either memory= or ref_emb=/ref_labels=, not both")
         if not isinstance(memory, MemoryBank):
             raise TypeError(f"{fn}: memory must be a facenet_ext.MemoryBank, got {type(memory).__name__}")
-        mem_emb, mem_labels = memory._reference(fn, emb)
-        ref = ReferenceSet(torch.cat([emb.detach(), mem_emb]), torch.cat([labels.long(), mem_labels]), 0)
-        return emb, labels, ref
+        memory._check_compatible(fn, emb, "emb (against memory)")
+        return
     if (ref_emb is None) != (ref_labels is None):
         given, missing = ("ref_emb", "ref_labels") if ref_labels is None else ("ref_labels", "ref_emb")
         raise ValueError(f"{fn}: {given} was given without {missing}; pass both (or neither)")
-    if ref_emb is None:
-        if chunk_size is None and chunk_columns(emb.shape[0], emb.shape[0], None) is None:
-            return emb, labels, None
-        return emb, labels, ReferenceSet(emb.detach(), labels, 0)
-    ref_emb = check_reference(fn, ref_emb, emb)
-    ref_labels = check_labels(fn, ref_labels, ref_emb.shape[0], emb.device, "ref_labels")
-    return emb, labels, ReferenceSet(ref_emb.detach(), ref_labels, None)
+    if ref_emb is not None:
+        ref_emb = check_reference(fn, ref_emb, emb)
+        check_labels(fn, ref_labels, ref_emb.shape[0], emb.device, "ref_labels")
+
+
+def _references(fn: str, emb: Tensor, labels, ref_emb, ref_labels, memory, chunk_size):
+    """(emb, labels, ReferenceSet or None). None: the plain batch path (the reference set is the batch and
+    B x B fits), which stays exactly the code it always was."""
+    emb = check_embeddings(fn, emb)
+    labels = check_labels(fn, labels, emb.shape[0], emb.device)
+    _check_reference_args(fn, emb, ref_emb, ref_labels, memory, chunk_size)
+    if memory is not None:
+        ref = ReferenceSet(torch.cat([emb.detach(), memory.embeddings]), torch.cat([labels.long(), memory.labels]), 0)
+        return emb, labels, ref
+    if ref_emb is not None:
+        return emb, labels, ReferenceSet(ref_emb.detach(), ref_labels, None)
+    if chunk_size is None and chunk_columns(emb.shape[0], emb.shape[0], None) is None:
+        return emb, labels, None
+    return emb, labels, ReferenceSet(emb.detach(), labels, 0)
 
 
 def _mine_reference(kind, emb, labels, ref, chunk_size, **rule) -> Triplets:
@@ -283,8 +291,9 @@ def triplet_loss(
     emb = check_embeddings(fn, emb)
     check_margin(fn, margin)
     check_choice(fn, "reduction", reduction, REDUCTIONS)
+    _check_reference_args(fn, emb, ref_emb, ref_labels, memory, chunk_size)
     refs = {"ref_emb": ref_emb, "ref_labels": ref_labels, "memory": memory, "chunk_size": chunk_size}
-    extra, base = _reference_rows(fn, emb, ref_emb, ref_labels, memory)
+    extra, base = _reference_rows(emb, ref_emb, memory)
     if isinstance(mining, str):
         check_choice(fn, "mining", mining, tuple(MINERS))
         labels = check_labels(fn, labels, emb.shape[0], emb.device)
@@ -320,16 +329,12 @@ def triplet_loss(
     return out, stats
 
 
-def _reference_rows(fn: str, emb: Tensor, ref_emb, ref_labels, memory) -> tuple[Tensor | None, int]:
+def _reference_rows(emb: Tensor, ref_emb, memory) -> tuple[Tensor | None, int]:
     """The rows positive/negative indices >= ``base`` point to (index - base): ``ref_emb`` (base 0), the
     bank (base B: indices below B are the batch), or None when the reference set is the batch."""
     if memory is not None:
-        if not isinstance(memory, MemoryBank):
-            raise TypeError(f"{fn}: memory must be a facenet_ext.MemoryBank, got {type(memory).__name__}")
-        return memory._reference(fn, emb)[0], emb.shape[0]
-    if ref_emb is not None:
-        return check_reference(fn, ref_emb, emb), 0
-    return None, 0
+        return memory.embeddings, emb.shape[0]
+    return ref_emb, 0
 
 
 def _gather_reference_rows(emb: Tensor, extra: Tensor, base: int, p: Tensor, n: Tensor):
