@@ -313,3 +313,19 @@ def test_explicit_indices_range_against_the_reference_set():
         fx.triplet_loss(EMB, None, mining=(torch.tensor([0]), torch.tensor([1]), torch.tensor([8])), ref_emb=REF, ref_labels=REF_LABELS)
     with pytest.raises(ValueError, match=r"anchor.*\[0, 6\)"):
         fx.triplet_loss(EMB, None, mining=(torch.tensor([6]), torch.tensor([1]), torch.tensor([7])), ref_emb=REF, ref_labels=REF_LABELS)
+
+
+def test_benchmark_baselines_agree_on_integer_embeddings():
+    """The naive cdist + mask baselines of benchmarks/bench_reference_set.py mine what we mine (integer
+    embeddings: cdist and our GEMM then give the same distances)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_reference_set.py"
+    spec = importlib.util.spec_from_file_location("bench_reference_set", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    emb, labels = integer_set(30)
+    ref, ref_labels = integer_set(60, identities=7)
+    for naive, ours in ((bench.naive_semihard, fx.semi_hard_triplets), (bench.naive_batch_hard, fx.batch_hard_triplets)):
+        assert sorted(rows(naive(emb, labels, ref, ref_labels))) == rows(ours(emb, labels, ref_emb=ref, ref_labels=ref_labels))
