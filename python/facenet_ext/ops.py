@@ -16,6 +16,7 @@ from ._checks import (
     check_choice,
     check_embeddings,
     check_labels,
+    check_like,
     check_margin,
     check_reference,
     check_tensor,
@@ -47,12 +48,7 @@ def pairwise_sq_dist(x: Tensor, y: Tensor | None = None) -> Tensor:
     x = check_embeddings(fn, x, "x")
     if y is not None:
         y = check_embeddings(fn, y, "y")
-        if y.shape[1] != x.shape[1]:
-            raise ValueError(f"{fn}: y has width {y.shape[1]} but x has {x.shape[1]}")
-        if y.dtype != x.dtype:
-            raise TypeError(f"{fn}: y has dtype {y.dtype} but x has {x.dtype}")
-        if y.device != x.device:
-            raise ValueError(f"{fn}: y is on {y.device} but x is on {x.device}")
+        check_like(fn, y, "y", x, "x")
     return _ops.pairwise_sq_dist(x, y)
 
 
@@ -344,7 +340,7 @@ def _gather_reference_rows(emb: Tensor, extra: Tensor, base: int, p: Tensor, n: 
     in_extra = idx >= base
     used = torch.unique(idx[in_extra] - base)  # sorted
     renumbered = torch.where(in_extra, emb.shape[0] + torch.searchsorted(used, (idx - base).clamp_min(0)), idx)
-    rows = torch.cat([emb, extra.index_select(0, used).to(emb.dtype)])
+    rows = torch.cat([emb, extra.index_select(0, used)])
     return rows, renumbered[: p.shape[0]], renumbered[p.shape[0] :]
 
 
