@@ -7,7 +7,8 @@
 """
 import torch  # noqa: F401  (loads libtorch before the extension that links against it)
 
-from . import _C, losses, nn
+from . import _C, distributed, losses, nn
+from .memory_bank import MemoryBank
 from .ops import all_semi_hard_triplets, batch_hard_triplets, pairwise_sq_dist, semi_hard_triplets, triplet_loss
 from .pooling import l2_pool2d
 from .quality import aggregate_templates, face_quality
@@ -35,5 +36,7 @@ __all__ = [
     "losses",
     "face_quality",
     "aggregate_templates",
+    "MemoryBank",
+    "distributed",
     "build_info",
 ]

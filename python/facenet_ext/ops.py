@@ -11,7 +11,18 @@ import torch
 from torch import Tensor
 
 from . import _C  # noqa: F401  (loads the library: registers torch.ops.facenet_ext.*)
-from ._checks import _compiling, check_choice, check_embeddings, check_labels, check_margin, check_tensor
+from ._checks import (
+    _compiling,
+    check_choice,
+    check_embeddings,
+    check_labels,
+    check_like,
+    check_margin,
+    check_reference,
+    check_tensor,
+)
+from .cross_batch import ReferenceSet, chunk_columns, mine
+from .memory_bank import MemoryBank
 
 _ops = torch.ops.facenet_ext
 Triplets = tuple[Tensor, Tensor, Tensor]
@@ -37,12 +48,7 @@ def pairwise_sq_dist(x: Tensor, y: Tensor | None = None) -> Tensor:
     x = check_embeddings(fn, x, "x")
     if y is not None:
         y = check_embeddings(fn, y, "y")
-        if y.shape[1] != x.shape[1]:
-            raise ValueError(f"{fn}: y has width {y.shape[1]} but x has {x.shape[1]}")
-        if y.dtype != x.dtype:
-            raise TypeError(f"{fn}: y has dtype {y.dtype} but x has {x.dtype}")
-        if y.device != x.device:
-            raise ValueError(f"{fn}: y is on {y.device} but x is on {x.device}")
+        check_like(fn, y, "y", x, "x")
     return _ops.pairwise_sq_dist(x, y)
 
 
@@ -80,14 +86,72 @@ torch.library.register_autograd("facenet_ext::pairwise_sq_dist", _pairwise_backw
 # ---------------------------------------------------------------------------------------------------
 # miners
 # ---------------------------------------------------------------------------------------------------
-def _mining_inputs(fn: str, emb: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+_REF_DOC = """
+    Reference sets (keyword-only, as in pytorch-metric-learning): with ``ref_emb`` [N, D] and ``ref_labels``
+    [N], anchors come from ``emb`` and positives/negatives from the reference set, which is not assumed to
+    contain the anchors (no self-exclusion); anchor indices point into ``emb``, positive and negative
+    indices into ``ref_emb``. With ``memory=`` a :class:`facenet_ext.MemoryBank`, the reference set is the
+    batch followed by the bank's entries (XBM: ``emb`` then ``memory.embeddings``), an anchor never being
+    its own positive; positive and negative indices point into that concatenation (``< B``: the batch).
+    ``chunk_size``: mine the reference set that many columns at a time with running per-anchor state
+    (never the B x N matrix; memory O(B·chunk_size + B·K)); ``None`` does so automatically once B·N
+    exceeds ``facenet_ext.cross_batch.MATRIX_LIMIT`` (see docs/cross_batch.md). Same triplets, same order.
+"""
+
+
+def _check_reference_args(fn: str, emb: Tensor, ref_emb, ref_labels, memory, chunk_size) -> None:
+    """The reference-set arguments, checked against a checked ``emb`` (messages name ``fn``)."""
+    if chunk_size is not None and (not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1):
+        raise ValueError(f"{fn}: chunk_size must be a positive int or None, got {chunk_size!r}")
+    if memory is not None:
+        if ref_emb is not None or ref_labels is not None:
+            raise ValueError(f"{fn}: give either memory= or ref_emb=/ref_labels=, not both")
+        if not isinstance(memory, MemoryBank):
+            raise TypeError(f"{fn}: memory must be a facenet_ext.MemoryBank, got {type(memory).__name__}")
+        memory._check_compatible(fn, emb, "emb (against memory)")
+        return
+    if (ref_emb is None) != (ref_labels is None):
+        given, missing = ("ref_emb", "ref_labels") if ref_labels is None else ("ref_labels", "ref_emb")
+        raise ValueError(f"{fn}: {given} was given without {missing}; pass both (or neither)")
+    if ref_emb is not None:
+        ref_emb = check_reference(fn, ref_emb, emb)
+        check_labels(fn, ref_labels, ref_emb.shape[0], emb.device, "ref_labels")
+
+
+def _references(fn: str, emb: Tensor, labels, ref_emb, ref_labels, memory, chunk_size):
+    """(emb, labels, ReferenceSet or None). None: the plain batch path (the reference set is the batch and
+    B x B fits), which stays exactly the code it always was."""
     emb = check_embeddings(fn, emb)
     labels = check_labels(fn, labels, emb.shape[0], emb.device)
-    return _ops.pairwise_sq_dist(emb.detach(), None), labels  # emb is checked: skip the wrapper's checks
+    _check_reference_args(fn, emb, ref_emb, ref_labels, memory, chunk_size)
+    if memory is not None:
+        ref = ReferenceSet(torch.cat([emb.detach(), memory.embeddings]), torch.cat([labels.long(), memory.labels]), 0)
+        return emb, labels, ref
+    if ref_emb is not None:
+        return emb, labels, ReferenceSet(ref_emb.detach(), ref_labels, None)
+    if chunk_size is None and chunk_columns(emb.shape[0], emb.shape[0], None) is None:
+        return emb, labels, None
+    return emb, labels, ReferenceSet(emb.detach(), labels, 0)
+
+
+def _mine_reference(kind, emb, labels, ref, chunk_size, **rule) -> Triplets:
+    if ref.emb.shape[0] == 0:
+        empty = torch.empty(0, dtype=torch.int64, device=emb.device)
+        return empty, empty, empty
+    return mine(kind, emb.detach(), labels, ref, chunk_size, **rule)
 
 
 def semi_hard_triplets(
-    emb: Tensor, labels: Tensor, margin: float | None = None, *, squared: bool = True, fallback: str = "easiest"
+    emb: Tensor,
+    labels: Tensor,
+    margin: float | None = None,
+    *,
+    squared: bool = True,
+    fallback: str = "easiest",
+    ref_emb: Tensor | None = None,
+    ref_labels: Tensor | None = None,
+    memory=None,
+    chunk_size: int | None = None,
 ) -> Triplets:
     r"""FaceNet's online semi-hard mining (Schroff et al. 2015, eq. 4): one triplet per ordered
     anchor-positive pair, with the negative
@@ -106,28 +170,60 @@ def semi_hard_triplets(
     fn = "semi_hard_triplets"
     check_margin(fn, margin, allow_none=True)
     check_choice(fn, "fallback", fallback, ("easiest", "drop"))
-    d, labels = _mining_inputs(fn, emb, labels)
     m = None if margin is None else float(margin)
+    emb, labels, ref = _references(fn, emb, labels, ref_emb, ref_labels, memory, chunk_size)
+    if ref is not None:
+        return _mine_reference("semihard", emb, labels, ref, chunk_size, margin=m, squared=bool(squared), drop=fallback == "drop")
+    d = _ops.pairwise_sq_dist(emb.detach(), None)
     return _ops.semihard_from_sq_dist(d, labels, labels, True, m, bool(squared), fallback == "drop")
 
 
-def batch_hard_triplets(emb: Tensor, labels: Tensor, *, squared: bool = True) -> Triplets:
+def batch_hard_triplets(
+    emb: Tensor,
+    labels: Tensor,
+    *,
+    squared: bool = True,
+    ref_emb: Tensor | None = None,
+    ref_labels: Tensor | None = None,
+    memory=None,
+    chunk_size: int | None = None,
+) -> Triplets:
     """Batch-hard mining (Hermans et al. 2017): for every anchor with a positive and a negative, the
     farthest positive and the closest negative (ties to the smallest index). ``squared`` is accepted for
     symmetry with the other miners; the selection does not depend on it. Sorted by anchor."""
-    d, labels = _mining_inputs("batch_hard_triplets", emb, labels)
+    emb, labels, ref = _references("batch_hard_triplets", emb, labels, ref_emb, ref_labels, memory, chunk_size)
+    if ref is not None:
+        return _mine_reference("batch_hard", emb, labels, ref, chunk_size)
+    d = _ops.pairwise_sq_dist(emb.detach(), None)
     return _ops.batch_hard_from_sq_dist(d, labels, labels, True)
 
 
-def all_semi_hard_triplets(emb: Tensor, labels: Tensor, margin: float = 0.2, *, squared: bool = False) -> Triplets:
+def all_semi_hard_triplets(
+    emb: Tensor,
+    labels: Tensor,
+    margin: float = 0.2,
+    *,
+    squared: bool = False,
+    ref_emb: Tensor | None = None,
+    ref_labels: Tensor | None = None,
+    memory=None,
+    chunk_size: int | None = None,
+) -> Triplets:
     r"""Every triplet with :math:`0 < D_{an} - D_{ap} \le \text{margin}` — the ``"semihard"`` rule of
     pytorch-metric-learning's ``TripletMarginMiner`` (plain Euclidean distances by default, as there).
     Sorted by (anchor, positive, negative). Output size is data dependent (up to B·K·N); working memory
     besides the output is O(B^2)."""
     fn = "all_semi_hard_triplets"
     check_margin(fn, margin)
-    d, labels = _mining_inputs(fn, emb, labels)
+    emb, labels, ref = _references(fn, emb, labels, ref_emb, ref_labels, memory, chunk_size)
+    if ref is not None:
+        return _mine_reference("all_semihard", emb, labels, ref, chunk_size, margin=float(margin), squared=bool(squared))
+    d = _ops.pairwise_sq_dist(emb.detach(), None)
     return _ops.all_semihard_from_sq_dist(d, labels, labels, True, float(margin), bool(squared))
+
+
+for _miner in (semi_hard_triplets, batch_hard_triplets, all_semi_hard_triplets):
+    _miner.__doc__ += _REF_DOC
 
 
 def _fake_triplets(sq_dist, labels, *rest):
@@ -143,9 +239,11 @@ for _name in ("semihard_from_sq_dist", "batch_hard_from_sq_dist", "all_semihard_
 # triplet loss
 # ---------------------------------------------------------------------------------------------------
 MINERS = {
-    "semihard": lambda emb, labels, margin, squared: semi_hard_triplets(emb, labels, squared=squared),
-    "batch_hard": lambda emb, labels, margin, squared: batch_hard_triplets(emb, labels, squared=squared),
-    "all_semihard": lambda emb, labels, margin, squared: all_semi_hard_triplets(emb, labels, margin, squared=squared),
+    "semihard": lambda emb, labels, margin, squared, **ref: semi_hard_triplets(emb, labels, squared=squared, **ref),
+    "batch_hard": lambda emb, labels, margin, squared, **ref: batch_hard_triplets(emb, labels, squared=squared, **ref),
+    "all_semihard": lambda emb, labels, margin, squared, **ref: all_semi_hard_triplets(
+        emb, labels, margin, squared=squared, **ref
+    ),
 }
 REDUCTIONS = ("mean", "mean_active", "sum", "none")
 
@@ -159,6 +257,10 @@ def triplet_loss(
     squared: bool = True,
     reduction: str = "mean",
     return_stats: bool = False,
+    ref_emb: Tensor | None = None,
+    ref_labels: Tensor | None = None,
+    memory: MemoryBank | None = None,
+    chunk_size: int | None = None,
 ):
     r"""FaceNet's triplet loss with online mining: :math:`L = [D_{ap} - D_{an} + \alpha]_+` over the mined
     triplets, with the two distances recomputed exactly from ``emb`` (so gradients are those of the
@@ -173,21 +275,35 @@ def triplet_loss(
 
     With ``return_stats=True`` returns ``(loss, stats)``; ``stats`` holds 0-d tensors (no host sync):
     ``num_triplets``, ``active_fraction``, ``mean_d_ap``, ``mean_d_an``.
+
+    Reference sets, as for the miners: with ``ref_emb``/``ref_labels`` anchors come from ``emb`` and
+    positives/negatives from ``ref_emb`` (gradients reach ``ref_emb`` too when it requires them); with
+    ``memory=`` a :class:`facenet_ext.MemoryBank`, from the batch followed by the bank (XBM: the batch's
+    own rows carry gradients, the bank's do not). Explicit ``mining`` indices then follow the miners'
+    convention (positive/negative indices into the reference set). ``chunk_size`` streams the mining
+    (see the miners). Only the mined rows of the reference set enter the loss: O(T·D), whatever N is.
     """
     fn = "triplet_loss"
     emb = check_embeddings(fn, emb)
     check_margin(fn, margin)
     check_choice(fn, "reduction", reduction, REDUCTIONS)
+    _check_reference_args(fn, emb, ref_emb, ref_labels, memory, chunk_size)
+    refs = {"ref_emb": ref_emb, "ref_labels": ref_labels, "memory": memory, "chunk_size": chunk_size}
+    extra, base = _reference_rows(emb, ref_emb, memory)
     if isinstance(mining, str):
         check_choice(fn, "mining", mining, tuple(MINERS))
         labels = check_labels(fn, labels, emb.shape[0], emb.device)
         with torch.no_grad():
-            a, p, n = MINERS[mining](emb.detach(), labels, margin, squared)
+            a, p, n = MINERS[mining](emb.detach(), labels, margin, squared, **refs)
     else:
         if not (isinstance(mining, (tuple, list)) and len(mining) == 3):
             raise TypeError(f"{fn}: mining must be a strategy name or an (anchor, positive, negative) tuple")
-        a, p, n = _check_triplet_indices(fn, mining, emb)
-    loss, d_ap, d_an = _ops.triplet_margin_forward(emb, a, p, n, float(margin), bool(squared))
+        n_ref = emb.shape[0] if extra is None else base + extra.shape[0]
+        a, p, n = _check_triplet_indices(fn, mining, emb, n_ref)
+    rows = emb
+    if extra is not None:
+        rows, p, n = _gather_reference_rows(emb, extra, base, p, n)
+    loss, d_ap, d_an = _ops.triplet_margin_forward(rows, a, p, n, float(margin), bool(squared))
     count = loss.shape[0]
     if reduction == "mean":
         out = loss.sum() / torch.sym_max(count, 1)
@@ -209,7 +325,26 @@ def triplet_loss(
     return out, stats
 
 
-def _check_triplet_indices(fn: str, mining, emb: Tensor) -> Triplets:
+def _reference_rows(emb: Tensor, ref_emb, memory) -> tuple[Tensor | None, int]:
+    """The rows positive/negative indices >= ``base`` point to (index - base): ``ref_emb`` (base 0), the
+    bank (base B: indices below B are the batch), or None when the reference set is the batch."""
+    if memory is not None:
+        return memory.embeddings, emb.shape[0]
+    return ref_emb, 0
+
+
+def _gather_reference_rows(emb: Tensor, extra: Tensor, base: int, p: Tensor, n: Tensor):
+    """[emb; the rows of ``extra`` the triplets use], with p and n renumbered into it: the loss then costs
+    O((B + T)·D) however large the reference set is, and autograd reaches ``extra`` through index_select."""
+    idx = torch.cat([p, n])
+    in_extra = idx >= base
+    used = torch.unique(idx[in_extra] - base)  # sorted
+    renumbered = torch.where(in_extra, emb.shape[0] + torch.searchsorted(used, (idx - base).clamp_min(0)), idx)
+    rows = torch.cat([emb, extra.index_select(0, used)])
+    return rows, renumbered[: p.shape[0]], renumbered[p.shape[0] :]
+
+
+def _check_triplet_indices(fn: str, mining, emb: Tensor, n_ref: int) -> Triplets:
     """User-supplied (anchor, positive, negative): int64, 1-D, equal lengths, on emb's device, in range.
     The range check reads two numbers back to the host; mined indices skip it (they are in range by
     construction), and the kernels index raw pointers, so it must not be skipped here."""
@@ -227,8 +362,9 @@ def _check_triplet_indices(fn: str, mining, emb: Tensor) -> Triplets:
                              f"({', '.join(str(m.shape[0]) for m in mining)})")
         if t.numel() and not _compiling():
             lo, hi = torch.aminmax(t)
-            if int(lo) < 0 or int(hi) >= emb.shape[0]:
-                raise ValueError(f"{fn}: {arg} must lie in [0, {emb.shape[0]})")
+            bound = emb.shape[0] if i == 0 else n_ref
+            if int(lo) < 0 or int(hi) >= bound:
+                raise ValueError(f"{fn}: {arg} must lie in [0, {bound})")
         out.append(t)
     return tuple(out)
 

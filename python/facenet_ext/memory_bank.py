@@ -1,0 +1,112 @@
+"""A cross-batch memory of past embeddings (XBM, Wang et al. 2020), used as a reference set."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ._checks import check_embeddings, check_labels
+
+
+class MemoryBank:
+    """A FIFO of the last ``size`` detached embeddings with their labels and step stamps.
+
+    ``enqueue(emb, labels)`` appends a batch (a batch larger than the bank keeps its newest ``size``
+    rows); once full, each new entry replaces the oldest. ``embeddings``, ``labels`` and ``steps`` are
+    views (no copy) of the valid entries **in insertion order, oldest first**: the storage is a mirrored
+    ring buffer (every entry is written twice, at slot ``i`` and ``i + size``), so the valid window is
+    always one contiguous slice. That costs ``2 · size · dim`` elements of memory and two row writes per
+    entry, never a copy of the bank per step. Views change on the next ``enqueue``: clone to keep one.
+
+    Use it as the reference set of the current batch (XBM): anchors from the batch, positives and
+    negatives from the batch and the bank::
+
+        bank = fx.MemoryBank(65536, 128, device=emb.device)
+        loss = fx.triplet_loss(emb, labels, memory=bank)  # references: emb then bank.embeddings
+        loss.backward()
+        bank.enqueue(emb, labels)                         # after the loss: a batch is never its own memory
+
+    The bank's entries carry no gradient (they were computed by an older model; XBM's "slow drift"
+    assumption). ``dtype`` and ``device`` must match the embeddings it is used with.
+    """
+
+    def __init__(self, size: int, dim: int, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"):
+        for name, v in (("size", size), ("dim", dim)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"MemoryBank: {name} must be a positive int, got {v!r}")
+        if not dtype.is_floating_point:
+            raise TypeError(f"MemoryBank: dtype must be floating point, got {dtype}")
+        self.size, self.dim = size, dim
+        self._emb = torch.zeros(2 * size, dim, dtype=dtype, device=device)
+        self._labels = torch.zeros(2 * size, dtype=torch.int64, device=device)
+        self._steps = torch.zeros(2 * size, dtype=torch.int64, device=device)
+        self.reset()
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._emb.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self._emb.device
+
+    def reset(self) -> None:
+        """Forget every entry (the storage is kept); the step counter restarts at 0."""
+        self._next = 0  # slot of the next write, in [0, size)
+        self._count = 0
+        self._step = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _window(self) -> slice:
+        start = self._next if self._count == self.size else 0
+        return slice(start, start + self._count)
+
+    @property
+    def embeddings(self) -> Tensor:
+        """[len(self), dim] view of the valid entries, oldest first."""
+        return self._emb[self._window()]
+
+    @property
+    def labels(self) -> Tensor:
+        """int64 [len(self)] labels of ``embeddings``."""
+        return self._labels[self._window()]
+
+    @property
+    def steps(self) -> Tensor:
+        """int64 [len(self)] step stamp of each entry: the ``step`` given to ``enqueue``, by default the
+        number of ``enqueue`` calls before it (so ``bank.steps.min()`` tells how stale the memory is)."""
+        return self._steps[self._window()]
+
+    @torch.no_grad()
+    def enqueue(self, emb: Tensor, labels: Tensor, step: int | None = None) -> None:
+        """Append a batch (detached; its dtype, width and device must be the bank's)."""
+        fn = "MemoryBank.enqueue"
+        emb = check_embeddings(fn, emb)
+        self._check_compatible(fn, emb, "emb")
+        labels = check_labels(fn, labels, emb.shape[0], emb.device)
+        stamp = self._step if step is None else int(step)
+        self._step += 1
+        emb, labels = emb.detach()[-self.size :], labels[-self.size :]
+        n = emb.shape[0]
+        slots = (self._next + torch.arange(n, device=self.device)) % self.size
+        for mirror in (slots, slots + self.size):
+            self._emb.index_copy_(0, mirror, emb)
+            self._labels.index_copy_(0, mirror, labels.long())
+            self._steps.index_fill_(0, mirror, stamp)
+        self._next = (self._next + n) % self.size
+        self._count = min(self.size, self._count + n)
+
+    def _check_compatible(self, fn: str, emb: Tensor, name: str) -> None:
+        if emb.shape[1] != self.dim:
+            raise ValueError(f"{fn}: {name} has width {emb.shape[1]} but the memory bank holds width {self.dim}")
+        if emb.dtype != self.dtype:
+            raise TypeError(f"{fn}: {name} has dtype {emb.dtype} but the memory bank holds {self.dtype}")
+        if emb.device != self.device:
+            raise ValueError(f"{fn}: {name} is on {emb.device} but the memory bank is on {self.device}")
+
+    def __repr__(self) -> str:
+        return f"MemoryBank(size={self.size}, dim={self.dim}, dtype={self.dtype}, device={self.device}, len={len(self)})"
+
+
+__all__ = ["MemoryBank"]
