@@ -329,3 +329,18 @@ def test_benchmark_baselines_agree_on_integer_embeddings():
     ref, ref_labels = integer_set(60, identities=7)
     for naive, ours in ((bench.naive_semihard, fx.semi_hard_triplets), (bench.naive_batch_hard, fx.batch_hard_triplets)):
         assert sorted(rows(naive(emb, labels, ref, ref_labels))) == rows(ours(emb, labels, ref_emb=ref, ref_labels=ref_labels))
+
+
+def test_memory_bank_state_round_trip():
+    bank = fx.MemoryBank(5, 3)
+    for step in range(3):
+        bank.enqueue(torch.randn(2, 3), torch.tensor([step, step]))
+    copy = fx.MemoryBank(5, 3)
+    copy.load_state_dict(bank.state_dict())
+    assert torch.equal(copy.embeddings, bank.embeddings) and torch.equal(copy.labels, bank.labels)
+    assert torch.equal(copy.steps, bank.steps) and len(copy) == len(bank) == 5
+    bank.enqueue(torch.ones(1, 3), torch.tensor([9]))
+    copy.enqueue(torch.ones(1, 3), torch.tensor([9]))
+    assert torch.equal(copy.embeddings, bank.embeddings)
+    with pytest.raises(ValueError, match="size 5"):
+        fx.MemoryBank(4, 3).load_state_dict(bank.state_dict())

@@ -28,8 +28,11 @@ def _cfg(data, **kw):
     return TrainConfig(**{**base, **kw})
 
 
-def _same_state(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+def _same_state(a, b) -> bool:
+    """Exact equality of (nested) state dicts: every tensor bit for bit."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same_state(a[k], b[k]) for k in a)
+    return torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
 
 
 def test_cli_smoke_on_the_bundled_digits(tmp_path, capsys):
@@ -137,3 +140,19 @@ def test_margin_softmax_heads_train_and_resume(faces, tmp_path, loss):
     train(_cfg(faces, loss=loss), tmp_path / "split", resume=True, progress=False)
     a, b = load_checkpoint(tmp_path / "full" / "checkpoint.pt"), load_checkpoint(tmp_path / "split" / "checkpoint.pt")
     assert _same_state(a["model"], b["model"]) and _same_state(a["objective"], b["objective"])
+
+
+def test_memory_bank_run_resumes_bit_for_bit(faces, tmp_path):
+    train(_cfg(faces, memory_bank=20), tmp_path / "full", progress=False)
+    train(_cfg(faces, memory_bank=20, epochs=1), tmp_path / "split", progress=False)
+    train(_cfg(faces, memory_bank=20), tmp_path / "split", resume=True, progress=False)
+    a, b = load_checkpoint(tmp_path / "full" / "checkpoint.pt"), load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    assert a["objective"]["_extra_state"]["bank"]["count"] == 20
+    assert _same_state(a["model"], b["model"]) and _same_state(a["objective"], b["objective"])
+
+
+def test_bad_combinations_are_refused(faces, tmp_path):
+    with pytest.raises(ValueError, match="memory-bank"):
+        train(_cfg(faces, loss="magface", memory_bank=10), tmp_path / "run", progress=False)
+    with pytest.raises(ValueError, match="memory_bank"):
+        _cfg(faces, memory_bank=-1)

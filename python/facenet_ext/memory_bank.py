@@ -97,6 +97,21 @@ class MemoryBank:
         self._next = (self._next + n) % self.size
         self._count = min(self.size, self._count + n)
 
+    def state_dict(self) -> dict:
+        """The bank's contents and position (tensors and ints: checkpoint-safe with weights_only=True)."""
+        return {"size": self.size, "dim": self.dim, "emb": self._emb, "labels": self._labels, "steps": self._steps,
+                "next": self._next, "count": self._count, "step": self._step}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore ``state_dict()`` output of a bank of the same size and width."""
+        if (state["size"], state["dim"]) != (self.size, self.dim):
+            raise ValueError(f"MemoryBank.load_state_dict: state of a bank of size {state['size']} and width "
+                             f"{state['dim']}, this bank has size {self.size} and width {self.dim}")
+        self._emb.copy_(state["emb"])
+        self._labels.copy_(state["labels"])
+        self._steps.copy_(state["steps"])
+        self._next, self._count, self._step = int(state["next"]), int(state["count"]), int(state["step"])
+
     def _check_compatible(self, fn: str, emb: Tensor, name: str) -> None:
         if emb.shape[1] != self.dim:
             raise ValueError(f"{fn}: {name} has width {emb.shape[1]} but the memory bank holds width {self.dim}")

@@ -30,6 +30,7 @@ class TrainConfig:
     optimizer: str = "adagrad"
     lr: float = 0.05
     augment: bool = False
+    memory_bank: int = 0  # triplet loss: also mine against the last N training embeddings (0 = off)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -42,6 +43,8 @@ class TrainConfig:
             raise ValueError(f"margin must be > 0, got {self.margin}")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.memory_bank < 0:
+            raise ValueError(f"memory_bank must be >= 0 (0 = no memory bank), got {self.memory_bank}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
 

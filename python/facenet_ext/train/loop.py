@@ -4,7 +4,7 @@ checkpoints, metrics.
 A run folder holds ``checkpoint.pt`` (model, optimiser, sampler RNG, history, config), ``metrics.json``
 (config, per-epoch history, held-out metrics ``before`` and ``after`` training and of raw pixels) and
 ``train.png``. ``resume=True`` continues a run bit for bit: the next step is the one the uninterrupted
-run would have taken. Ctrl-C finishes the current step, saves and stops; a second Ctrl-C aborts at once.
+run would have taken (each step's random draws depend only on the seed, the step and the rank). Ctrl-C finishes the current step, saves and stops; a second Ctrl-C aborts at once.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from .images import ImageSet, augment, load_digits_set, load_image_folder, split
 from .model import NN2
 from .objective import Objective
 from .sampler import PKSampler
+from .world import init_world
 
 METRIC_KEYS = ("val_at_far_1e-3", "accuracy_10fold", "auc")
 
@@ -85,46 +86,57 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._previous)
 
 
+def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
+    """The random stream of one step (batch draw and augmentation) on one rank: a function of (seed,
+    step, rank) alone, so a resumed run, or any rank, needs no saved generator state."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1_009 + rank)
+
+
 def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = False, progress: bool = True) -> RunResult:
-    """Train ``cfg`` into the run folder ``out`` (default ``runs/<timestamp>``); see the module docstring."""
+    """Train ``cfg`` into the run folder ``out`` (default ``runs/<timestamp>``); see the module docstring.
+    Under torchrun (WORLD_SIZE > 1) every rank calls this; see facenet_ext.train.world."""
+    world = init_world()
     out = Path(out) if out is not None else default_out()
     ckpt_path = out / "checkpoint.pt"
     saved = None
     if resume:
         saved = load_checkpoint(ckpt_path)
         check_same_config(saved["config"], cfg.to_dict(), ignore=RESUMABLE_CHANGES)
+    progress = progress and world.main
 
     torch.manual_seed(cfg.seed)
     data = load_data(cfg)
     train_set, held_set = split_identities(data, cfg.holdout)
     sampler = PKSampler(train_set.labels, cfg.identities_per_batch, cfg.images_per_identity)
-    model = build_model(cfg, data.images.shape[1])
-    objective = Objective(cfg, len(train_set.identities))
-    optimizer = make_optimizer(cfg, [*model.parameters(), *objective.parameters()])
-    generator = torch.Generator().manual_seed(cfg.seed)
-    steps_per_epoch = cfg.steps_per_epoch or max(1, math.ceil(len(train_set) / sampler.batch_size))
+    net = build_model(cfg, data.images.shape[1])
+    objective = Objective(cfg, len(train_set.identities), world.size)
+    optimizer = make_optimizer(cfg, [*net.parameters(), *objective.parameters()])
+    model = torch.nn.parallel.DistributedDataParallel(net) if world.size > 1 else net
+    steps_per_epoch = cfg.steps_per_epoch or max(1, math.ceil(len(train_set) / (sampler.batch_size * world.size)))
     total_steps = cfg.epochs * steps_per_epoch
 
     if saved is not None:
-        model.load_state_dict(saved["model"])
+        net.load_state_dict(saved["model"])
         objective.load_state_dict(saved["objective"])
         optimizer.load_state_dict(saved["optimizer"])
-        generator.set_state(saved["generator"])
         step, history, metrics = saved["step"], saved["history"], saved["metrics"]
     else:
         step = 0
         history = {"epoch_loss": [], "epoch_aux": [], "aux_name": objective.aux_name, "epoch_images_per_s": [], "heldout": [], "partial": None}
-        metrics = {
-            "config": cfg.to_dict(),
-            "data": _describe(data, train_set, held_set),
-            "raw_pixels": evaluate(raw_pixel_embeddings(held_set.images), held_set, cfg.seed),
-            "before": evaluate(embed_images(model, held_set.images), held_set, cfg.seed),
-        }
-        history["heldout"].append(_pick(metrics["before"]))
+        metrics = {"config": cfg.to_dict(), "data": _describe(data, train_set, held_set), "world_size": world.size}
+        if world.main:
+            metrics["raw_pixels"] = evaluate(raw_pixel_embeddings(held_set.images), held_set, cfg.seed)
+            metrics["before"] = evaluate(embed_images(net, held_set.images), held_set, cfg.seed)
+            history["heldout"].append(_pick(metrics["before"]))
+
+    def save() -> None:
+        state = {"config": cfg.to_dict(), "model": net.state_dict(), "objective": objective.state_dict(), "optimizer": optimizer.state_dict()}
+        save_checkpoint(ckpt_path, {**state, "step": step, "history": history, "metrics": metrics})
 
     def checkpoint() -> None:
-        state = {"config": cfg.to_dict(), "model": model.state_dict(), "objective": objective.state_dict(), "optimizer": optimizer.state_dict()}
-        save_checkpoint(ckpt_path, {**state, "generator": generator.get_state(), "step": step, "history": history, "metrics": metrics})
+        if world.main:
+            save()
+        world.barrier()
 
     from tqdm.auto import tqdm
 
@@ -140,6 +152,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = Fal
             )
             while step < (epoch + 1) * steps_per_epoch:
                 t0 = time.perf_counter()
+                generator = step_generator(cfg.seed, step, world.rank)
                 idx = sampler.batch(generator)
                 x = standardize(train_set.images[idx])
                 if cfg.augment:
@@ -150,13 +163,14 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = Fal
                 optimizer.step()
                 step += 1
                 seconds = time.perf_counter() - t0
+                step_loss, images = world.mean(loss.item()), idx.numel() * world.size
                 acc = {
-                    "loss": acc["loss"] + loss.item(), "aux": acc["aux"] + float(aux),
-                    "images": acc["images"] + int(idx.numel()), "seconds": acc["seconds"] + seconds, "steps": acc["steps"] + 1,
+                    "loss": acc["loss"] + step_loss, "aux": acc["aux"] + float(aux),
+                    "images": acc["images"] + images, "seconds": acc["seconds"] + seconds, "steps": acc["steps"] + 1,
                 }
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.4f}", **{objective.aux_name: f"{float(aux):.2f}"}, img_s=f"{idx.numel() / seconds:.0f}")
-                if stop.requested:
+                bar.set_postfix(loss=f"{step_loss:.4f}", **{objective.aux_name: f"{float(aux):.2f}"}, img_s=f"{images / seconds:.0f}")
+                if world.any(stop.requested):
                     interrupted = True
                     break
             bar.close()
@@ -167,7 +181,8 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = Fal
             history["epoch_loss"].append(acc["loss"] / acc["steps"])
             history["epoch_aux"].append(acc["aux"] / acc["steps"])
             history["epoch_images_per_s"].append(acc["images"] / acc["seconds"])
-            history["heldout"].append(_pick(evaluate(embed_images(model, held_set.images), held_set, cfg.seed)))
+            if world.main:
+                history["heldout"].append(_pick(evaluate(embed_images(net, held_set.images), held_set, cfg.seed)))
             if progress:
                 h = history["heldout"][-1]
                 print(
@@ -182,14 +197,18 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = Fal
         checkpoint()
         return RunResult(out, metrics, interrupted=True, summary=f"interrupted at step {step}/{total_steps}; checkpoint saved to {ckpt_path}")
 
-    metrics["after"] = evaluate(embed_images(model, held_set.images), held_set, cfg.seed)
     metrics["history"] = {k: v for k, v in history.items() if k != "partial"}
     metrics["steps"] = step
-    checkpoint()
+    if not world.main:
+        world.barrier()
+        return RunResult(out, metrics)
+    metrics["after"] = evaluate(embed_images(net, held_set.images), held_set, cfg.seed)
+    save()
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     from .plots import plot_training
 
     plot_training(metrics, out / "train.png")
+    world.barrier()
     return RunResult(out, metrics, summary=summary_table(metrics))
 
 

@@ -3,31 +3,55 @@ margin-softmax head (ArcFace, MagFace) over the training identities on the unnor
 
 Each objective reports one auxiliary number per step for the progress bar and the history: the
 fraction of mined triplets with non-zero loss (triplet), or the mean feature magnitude (ArcFace/MagFace,
-whose magnitude is MagFace's quality score)."""
+whose magnitude is MagFace's quality score). With ``--memory-bank N`` the triplet loss mines each batch
+against the batch plus the last N training embeddings (XBM); under torchrun it mines against every
+rank's batch (``fx.distributed.triplet_loss``)."""
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .. import triplet_loss
+from .. import distributed, triplet_loss
 from ..losses import ArcFaceLoss, MagFaceLoss
+from ..memory_bank import MemoryBank
 from .config import TrainConfig
 
 
 class Objective(nn.Module):
-    def __init__(self, cfg: TrainConfig, num_classes: int) -> None:
+    def __init__(self, cfg: TrainConfig, num_classes: int, world_size: int = 1) -> None:
         super().__init__()
         self.cfg = cfg
+        self.distributed = world_size > 1
         self.head = None
         if cfg.loss == "arcface":
             self.head = ArcFaceLoss(cfg.embedding_dim, num_classes)
         elif cfg.loss == "magface":
             self.head = MagFaceLoss(cfg.embedding_dim, num_classes)
+        if self.distributed and (self.head is not None or cfg.memory_bank):
+            raise ValueError("training under torchrun supports --loss triplet without --memory-bank")
+        if cfg.memory_bank and self.head is not None:
+            raise ValueError(f"--memory-bank applies to the triplet loss, not --loss {cfg.loss}")
+        self.bank = MemoryBank(cfg.memory_bank, cfg.embedding_dim) if cfg.memory_bank else None
         self.aux_name = "active_fraction" if self.head is None else "magnitude"
 
     def forward(self, model: nn.Module, x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """(loss, auxiliary number) of one batch."""
-        if self.head is None:
-            loss, stats = triplet_loss(model(x), labels, self.cfg.margin, mining=self.cfg.mining, return_stats=True)
-            return loss, stats["active_fraction"]
-        loss, stats = self.head(model.features(x), labels, return_stats=True)
-        return loss, stats["magnitude"]
+        """(loss, auxiliary number) of one batch; the memory bank, if any, takes the batch afterwards."""
+        cfg = self.cfg
+        if self.head is not None:
+            loss, stats = self.head(model.features(x), labels, return_stats=True)
+            return loss, stats["magnitude"]
+        emb = model(x)
+        if self.distributed:
+            loss = distributed.triplet_loss(emb, labels, cfg.margin, mining=cfg.mining)
+            return loss, loss.new_tensor(float("nan"))  # the active fraction is not gathered across ranks
+        loss, stats = triplet_loss(emb, labels, cfg.margin, mining=cfg.mining, memory=self.bank, return_stats=True)
+        if self.bank is not None:
+            self.bank.enqueue(emb.detach(), labels)  # after the loss: a batch is never its own memory
+        return loss, stats["active_fraction"]
+
+    # The bank is state, not parameters: it travels in the state dict so a resumed run continues exactly.
+    def get_extra_state(self) -> dict:
+        return {"bank": self.bank.state_dict() if self.bank is not None else None}
+
+    def set_extra_state(self, state: dict) -> None:
+        if self.bank is not None and state.get("bank") is not None:
+            self.bank.load_state_dict(state["bank"])
