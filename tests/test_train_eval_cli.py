@@ -53,10 +53,13 @@ def test_errors(run, tmp_path, capsys):
     assert "no checkpoint" in capsys.readouterr().err
     assert main(["eval"]) == 2
     assert "--checkpoint is required" in capsys.readouterr().err
-    other = tmp_path / "other"
+    other = tmp_path / "other"  # RGB images: converted to the grayscale model's one channel
     for name in ("a", "b"):
         (other / name).mkdir(parents=True)
         for j in range(2):
-            Image.fromarray(np.zeros((16, 16), np.uint8), "L").save(other / name / f"{j}.png")
+            pixels = np.random.default_rng(j).integers(0, 256, (20, 20, 3), dtype=np.uint8)
+            Image.fromarray(pixels, "RGB").save(other / name / f"{j}.png")
+    assert main(["eval", "--checkpoint", str(out / "checkpoint.pt"), "--data", str(other), "--out", str(tmp_path / "o")]) == 0
+    assert json.loads((tmp_path / "o" / "eval.json").read_text())["split"] == "all"
     assert main(["eval", "--checkpoint", str(out / "checkpoint.pt"), "--data", str(other), "--split", "heldout"]) == 2
     assert "training data" in capsys.readouterr().err

@@ -63,13 +63,12 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, *, spli
     cfg = TrainConfig.from_dict(state["config"])
     same_data = data is None or (cfg.data is not None and Path(data).resolve() == Path(cfg.data).resolve())
     split = split or ("heldout" if same_data and not pairs_file else "all")
+    in_channels = int(state["model"]["stem.0.0.weight"].shape[1])  # what the network was trained on
     if data is None and cfg.data is None:
         images = load_digits_set(cfg.image_size or 32)
-    else:
-        images = load_image_folder(data or cfg.data, cfg.image_size or 64, cfg.channels)
-    model = build_model(cfg, images.images.shape[1])
-    if images.images.shape[1] != model.config["in_channels"]:
-        raise ValueError(f"the checkpoint's model takes {model.config['in_channels']} channel(s), the data has {images.images.shape[1]}")
+    else:  # another folder is converted to the checkpoint's channels (grayscale ORL model on RGB faces)
+        images = load_image_folder(data or cfg.data, cfg.image_size or 64, in_channels)
+    model = build_model(cfg, in_channels)
     model.load_state_dict(state["model"])
     if split != "all":
         if not same_data:
