@@ -8,7 +8,7 @@ from dataclasses import fields
 from .config import LOSSES, MINING, OPTIMIZERS, TrainConfig
 
 # --quick: a run that finishes in about a minute on 2 CPU cores, for demos and smoke tests.
-QUICK = {"epochs": 4, "steps_per_epoch": 6}
+QUICK = {"epochs": 10, "steps_per_epoch": 6}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -110,6 +110,8 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = Fal
     sampler = PKSampler(train_set.labels, cfg.identities_per_batch, cfg.images_per_identity)
     net = build_model(cfg, data.images.shape[1])
     objective = Objective(cfg, len(train_set.identities), world.size)
+    if cfg.loss == "magface":  # mid-range of MagFace's [l_a, u_a], where the magnitude gets gradients
+        net.init_feature_magnitude((objective.head.l_a + objective.head.u_a) / 2)
     optimizer = make_optimizer(cfg, [*net.parameters(), *objective.parameters()])
     model = torch.nn.parallel.DistributedDataParallel(net) if world.size > 1 else net
     steps_per_epoch = cfg.steps_per_epoch or max(1, math.ceil(len(train_set) / (sampler.batch_size * world.size)))

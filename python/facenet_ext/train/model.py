@@ -107,6 +107,13 @@ class NN2(nn.Module):
         self.embed = nn.Sequential(nn.Linear(cin, embedding_dim), nn.BatchNorm1d(embedding_dim))
         self.config = {"in_channels": in_channels, "embedding_dim": embedding_dim, "width": width, "depth": depth}
 
+    def init_feature_magnitude(self, magnitude: float) -> None:
+        """Start the unnormalised features at about this norm (the BatchNorm scale is magnitude /
+        sqrt(embedding_dim)). MagFace needs it: below its l_a the magnitude is clamped and gets no
+        gradient, so features that start there never learn a quality-dependent magnitude."""
+        with torch.no_grad():
+            self.embed[1].weight.fill_(magnitude / self.config["embedding_dim"] ** 0.5)
+
     def features(self, x: Tensor) -> Tensor:
         """The unnormalised embedding (before the L2 normalisation): what a margin-softmax head takes."""
         if x.dim() != 4:
