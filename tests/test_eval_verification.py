@@ -324,3 +324,13 @@ def test_bad_given_pairs():
         fe.evaluate_embeddings(emb, labels, pairs=fe.IndexPairs(**{**ok, "idx2": np.array([1, 3, 2, 6])}))
     with pytest.raises(TypeError, match="pairs must be an IndexPairs"):
         fe.evaluate_embeddings(emb, labels, pairs=(i, j))
+
+
+def test_evaluate_embeddings_accuracy_uses_balanced_pairs():
+    """Ten identities x 10 items: 90% of all pairs are different, so a constant answer would score 0.9 on
+    all pairs; the balanced 10-fold accuracy of an embedding that cannot separate anything is ~0.5."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 10)
+    m = fe.evaluate_embeddings(rng.normal(size=(100, 16)), labels)
+    assert 0.35 < m["accuracy_10fold"] < 0.65
+    assert m["num_pairs_same"] == 450 and m["num_pairs_diff"] == 4500
