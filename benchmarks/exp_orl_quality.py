@@ -20,45 +20,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from facenet_ext.eval import evaluate_embeddings
 from facenet_ext.quality import error_versus_reject, plot_erc
 from facenet_ext.train.checkpoint import load_checkpoint
 from facenet_ext.train.config import TrainConfig
+from facenet_ext.train.degrade import DEGRADATIONS, degrade
 from facenet_ext.train.embed import embed_features
 from facenet_ext.train.images import load_image_folder, split_identities
 from facenet_ext.train.loop import build_model
-
-DEGRADATIONS = ("blur", "noise", "occlusion")
-
-
-def degrade(images: torch.Tensor, fraction: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """A copy of uint8 images [N, C, H, W] with round(fraction * N) of them degraded; returns the copy
-    and the degradation kind per image (-1 = clean, else an index into DEGRADATIONS)."""
-    g = torch.Generator().manual_seed(seed)
-    n, _, h, w = images.shape
-    chosen = torch.randperm(n, generator=g)[: round(fraction * n)]
-    kind = torch.full((n,), -1, dtype=torch.int64)
-    kind[chosen] = torch.arange(chosen.numel()) % len(DEGRADATIONS)
-    x = images.float()
-    out = x.clone()
-    blur = kind == 0
-    if blur.any():
-        r = torch.arange(-9, 10, dtype=torch.float32)
-        k = torch.exp(-(r**2) / (2 * 3.0**2))
-        k = (k / k.sum()).view(1, 1, 1, -1)
-        y = x[blur].flatten(0, 1).unsqueeze(1)
-        y = F.conv2d(F.pad(y, (9, 9, 0, 0), mode="replicate"), k)
-        y = F.conv2d(F.pad(y, (0, 0, 9, 9), mode="replicate"), k.transpose(2, 3))
-        out[blur] = y.view(-1, x.shape[1], h, w)
-    noise = kind == 1
-    out[noise] = x[noise] + 50.0 * torch.randn(x[noise].shape, generator=g)
-    for i in (kind == 2).nonzero().flatten().tolist():
-        top, left = torch.randint(0, h // 2 + 1, (1,), generator=g).item(), torch.randint(0, w // 2 + 1, (1,), generator=g).item()
-        out[i, :, top : top + h // 2, left : left + w // 2] = 128.0
-    return out.round().clamp(0, 255).to(torch.uint8), kind
-
 
 def rank_auc(score: np.ndarray, positive: np.ndarray) -> float:
     """P(score of a random positive > score of a random negative), ties counted half (Mann-Whitney)."""
@@ -86,7 +56,7 @@ def main() -> None:
         _, held = split_identities(data, cfg.holdout)
         model = build_model(cfg, data.images.shape[1])
         model.load_state_dict(state["model"])
-        degraded, kind = degrade(held.images, args.fraction, args.seed)
+        degraded, kind = degrade(held.images, args.fraction, torch.Generator().manual_seed(args.seed))
         clean_f, bad_f = embed_features(model, held.images), embed_features(model, degraded)
         quality = bad_f.norm(dim=1)
         is_bad = (kind >= 0).numpy()

@@ -140,3 +140,17 @@ def test_standardize_and_augment():
     assert y1.shape == x.shape and torch.equal(y1, y2)
     flipped = augment(x, torch.Generator().manual_seed(3), shift=0)  # flips only permute each image's pixels
     assert torch.equal(flipped.flatten(1).sort(1).values, x.flatten(1).sort(1).values)
+
+
+def test_degrade_changes_exactly_the_chosen_images():
+    from facenet_ext.train.degrade import DEGRADATIONS, degrade
+
+    images = torch.randint(0, 256, (12, 1, 16, 16), dtype=torch.uint8)
+    out, kind = degrade(images, 0.5, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    assert (kind >= 0).sum() == 6 and torch.bincount(kind[kind >= 0], minlength=3).tolist() == [2, 2, 2]
+    clean = kind == -1
+    assert torch.equal(out[clean], images[clean])
+    assert all(not torch.equal(out[i], images[i]) for i in (kind >= 0).nonzero().flatten().tolist())
+    again, _ = degrade(images, 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again) and len(DEGRADATIONS) == 3

@@ -151,6 +151,13 @@ def test_memory_bank_run_resumes_bit_for_bit(faces, tmp_path):
     assert _same_state(a["model"], b["model"]) and _same_state(a["objective"], b["objective"])
 
 
+def test_degraded_training_images(faces, tmp_path):
+    result = train(_cfg(faces, loss="magface", degrade=0.5, epochs=1), tmp_path / "run", progress=False)
+    assert result.metrics["config"]["degrade"] == 0.5 and len(result.metrics["history"]["epoch_loss"]) == 1
+    with pytest.raises(ValueError, match="degrade"):
+        _cfg(faces, degrade=1.0)
+
+
 def test_bad_combinations_are_refused(faces, tmp_path):
     with pytest.raises(ValueError, match="memory-bank"):
         train(_cfg(faces, loss="magface", memory_bank=10), tmp_path / "run", progress=False)

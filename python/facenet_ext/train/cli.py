@@ -33,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--augment", action="store_true", help="random horizontal flips and shifts of up to 4 pixels")
+    p.add_argument("--degrade", type=float, default=d.degrade, metavar="FRACTION",
+                   help="blur, noise or occlude this fraction of each batch (low-quality faces for MagFace to learn from)")
     p.add_argument("--memory-bank", type=int, default=d.memory_bank, metavar="N",
                    help="triplet loss: also mine against the last N training embeddings (cross-batch memory, XBM)")
     p.add_argument("--seed", type=int, default=d.seed)

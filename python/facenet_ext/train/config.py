@@ -30,6 +30,7 @@ class TrainConfig:
     optimizer: str = "adagrad"
     lr: float = 0.05
     augment: bool = False
+    degrade: float = 0.0  # fraction of each batch blurred / noised / occluded (quality-aware training)
     memory_bank: int = 0  # triplet loss: also mine against the last N training embeddings (0 = off)
     seed: int = 0
 
@@ -43,6 +44,8 @@ class TrainConfig:
             raise ValueError(f"margin must be > 0, got {self.margin}")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if not 0 <= self.degrade < 1:
+            raise ValueError(f"degrade must be a fraction in [0, 1), got {self.degrade}")
         if self.memory_bank < 0:
             raise ValueError(f"memory_bank must be >= 0 (0 = no memory bank), got {self.memory_bank}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:

@@ -20,6 +20,7 @@ import torch
 
 from .checkpoint import check_same_config, load_checkpoint, save_checkpoint
 from .config import RESUMABLE_CHANGES, TrainConfig
+from .degrade import degrade
 from .embed import embed_images, evaluate, raw_pixel_embeddings
 from .images import ImageSet, augment, load_digits_set, load_image_folder, split_identities, standardize
 from .model import NN2
@@ -156,7 +157,10 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = Fal
                 t0 = time.perf_counter()
                 generator = step_generator(cfg.seed, step, world.rank)
                 idx = sampler.batch(generator)
-                x = standardize(train_set.images[idx])
+                images = train_set.images[idx]
+                if cfg.degrade:
+                    images, _ = degrade(images, cfg.degrade, generator)
+                x = standardize(images)
                 if cfg.augment:
                     x = augment(x, generator)
                 loss, aux = objective(model, x, train_set.labels[idx])
