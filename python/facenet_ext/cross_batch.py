@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from . import _C  # noqa: F401  (registers torch.ops.facenet_ext.*)
+from ._checks import acc_dtype
 
 _ops = torch.ops.facenet_ext
 Triplets = tuple[Tensor, Tensor, Tensor]
@@ -141,8 +142,7 @@ def _positive_distances(anchors: Tensor, labels: Tensor, ref: ReferenceSet, pos:
     reference members of that identity, with the op that computes the chunks' distances. Sum over the
     identities of |anchors|·|members| = O(B·K)."""
     B, K = pos.idx.shape
-    acc = torch.float32 if anchors.dtype in (torch.float16, torch.bfloat16) else anchors.dtype
-    out = torch.full((B, K), float("inf"), dtype=acc, device=anchors.device)
+    out = torch.full((B, K), float("inf"), dtype=acc_dtype(anchors.dtype), device=anchors.device)
     if K == 0:
         return out
     by_label = torch.sort(labels, stable=True).indices
@@ -252,13 +252,22 @@ class _SemiHard(_SlotMiner):
         return a[keep], self.pos[keep], n[keep]
 
 
+def _running_extreme(masked: Tensor, largest: bool, best_d: Tensor, best_i: Tensor, cols: Tensor) -> tuple[Tensor, Tensor]:
+    """Each row's extreme of this chunk (first occurrence = smallest index) merged into the running one:
+    strictly better only, as earlier chunks hold the smaller indices."""
+    j = masked.argmax(1) if largest else masked.argmin(1)
+    v = masked.gather(1, j.unsqueeze(1)).squeeze(1)
+    take = v > best_d if largest else v < best_d
+    return torch.where(take, v, best_d), torch.where(take, cols[j], best_i)
+
+
 class _BatchHard:
     """Per anchor a running farthest positive and closest negative, ties to the smallest index."""
 
     def __init__(self, anchors, labels, ref, pos, chunk, **_):
         B, dev = pos.idx.shape[0], pos.idx.device
         self.self_col = None if ref.self_offset is None else (torch.arange(B, device=dev) + ref.self_offset).unsqueeze(1)
-        acc = torch.float32 if anchors.dtype in (torch.float16, torch.bfloat16) else anchors.dtype
+        acc = acc_dtype(anchors.dtype)
         self.p_d = torch.full((B,), float("-inf"), dtype=acc, device=dev)
         self.n_d = torch.full((B,), float("inf"), dtype=acc, device=dev)
         self.p_i = torch.full((B,), -1, dtype=torch.int64, device=dev)
@@ -266,16 +275,8 @@ class _BatchHard:
 
     def update(self, d, same, cols):
         positive = same if self.self_col is None else same & (cols.unsqueeze(0) != self.self_col)
-        for far, fill, best_d, best_i, better in (
-            (True, ~positive, "p_d", "p_i", torch.gt),
-            (False, same, "n_d", "n_i", torch.lt),
-        ):
-            masked = d.masked_fill(fill, float("-inf") if far else float("inf"))
-            j = masked.argmax(1) if far else masked.argmin(1)  # first extreme = smallest index
-            v = masked.gather(1, j.unsqueeze(1)).squeeze(1)
-            take = better(v, getattr(self, best_d))  # strict: earlier chunks hold the smaller indices
-            setattr(self, best_d, torch.where(take, v, getattr(self, best_d)))
-            setattr(self, best_i, torch.where(take, cols[j], getattr(self, best_i)))
+        self.p_d, self.p_i = _running_extreme(d.masked_fill(~positive, float("-inf")), True, self.p_d, self.p_i, cols)
+        self.n_d, self.n_i = _running_extreme(d.masked_fill(same, float("inf")), False, self.n_d, self.n_i, cols)
 
     def result(self) -> Triplets:
         keep = (self.p_i >= 0) & (self.n_i >= 0)

@@ -24,8 +24,14 @@ from ._checks import check_choice, check_embeddings, check_labels, check_margin
 from .cross_batch import ReferenceSet, mine
 
 _ops = torch.ops.facenet_ext
-MINING = ("semihard", "batch_hard", "all_semihard")
-REDUCTIONS = ("mean", "mean_active", "sum")
+MINING = tuple(ops.MINERS)
+REDUCTIONS = tuple(r for r in ops.REDUCTIONS if r != "none")  # a per-triplet result has no global form
+
+
+def _pad_rows(t: Tensor, sizes: list[int]) -> Tensor:
+    """``t`` with zero rows appended up to the largest rank's size (all_gather needs equal shapes)."""
+    pad = max(sizes) - t.shape[0]
+    return torch.cat([t, t.new_zeros((pad, *t.shape[1:]))]) if pad else t
 
 
 def _gather_with_grad(t: Tensor, sizes: list[int], group) -> Tensor:
@@ -34,8 +40,7 @@ def _gather_with_grad(t: Tensor, sizes: list[int], group) -> Tensor:
     padded to the largest rank's and the padding sliced off (it gets no gradient)."""
     from torch.distributed.nn.functional import all_gather  # imported on use: it loads torch.distributed.nn
 
-    pad = max(sizes) - t.shape[0]
-    padded = torch.cat([t, t.new_zeros((pad, *t.shape[1:]))]) if pad else t
+    padded = _pad_rows(t, sizes)
     with warnings.catch_warnings():
         # Deprecated since torch 2.6 in favour of the private torch.distributed._functional_collectives;
         # this is the public autograd all-gather that works on every backend (gloo included).
@@ -46,8 +51,7 @@ def _gather_with_grad(t: Tensor, sizes: list[int], group) -> Tensor:
 
 def _gather(t: Tensor, sizes: list[int], group) -> Tensor:
     """All-gather without autograd, unequal first dims (padded, then sliced)."""
-    pad = max(sizes) - t.shape[0]
-    padded = torch.cat([t, t.new_zeros((pad, *t.shape[1:]))]) if pad else t.contiguous()
+    padded = _pad_rows(t, sizes).contiguous()
     parts = [torch.empty_like(padded) for _ in sizes]
     dist.all_gather(parts, padded, group=group)
     return torch.cat([p[:n] for p, n in zip(parts, sizes)])

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import _compiling, check_embeddings, check_labels
+from ._checks import _compiling, acc_dtype, check_embeddings, check_labels
 
 # cos θ is clamped to [-1 + COS_EPS, 1 - COS_EPS] before sin θ = sqrt(1 - cos² θ): at |cos θ| = 1 the
 # derivative of the square root is infinite. 1e-7 is representable below 1 in float32 (spacing 6e-8).
@@ -77,8 +77,7 @@ def _check_inputs(fn: str, features: object, weight: Tensor, labels: object) -> 
 def _margin_loss(fn, features, weight, labels, scale, l_a, u_a, l_m, u_m, lambda_g, return_stats):
     """The one implementation behind MagFaceLoss and ArcFaceLoss (see MagFaceLoss for the numerics)."""
     features, labels = _check_inputs(fn, features, weight, labels)
-    dtype = torch.promote_types(features.dtype, weight.dtype)
-    dtype = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    dtype = acc_dtype(torch.promote_types(features.dtype, weight.dtype))
     f = features.to(dtype)
     magnitude = torch.linalg.vector_norm(f, dim=1)
     a = magnitude.clamp(l_a, u_a)  # outside the clamp m(a) and g(a) are constant: no gradient on a

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._checks import check_embeddings, check_labels
+from ._checks import check_embeddings, check_labels, check_like
 
 
 class MemoryBank:
@@ -113,12 +113,7 @@ class MemoryBank:
         self._next, self._count, self._step = int(state["next"]), int(state["count"]), int(state["step"])
 
     def _check_compatible(self, fn: str, emb: Tensor, name: str) -> None:
-        if emb.shape[1] != self.dim:
-            raise ValueError(f"{fn}: {name} has width {emb.shape[1]} but the memory bank holds width {self.dim}")
-        if emb.dtype != self.dtype:
-            raise TypeError(f"{fn}: {name} has dtype {emb.dtype} but the memory bank holds {self.dtype}")
-        if emb.device != self.device:
-            raise ValueError(f"{fn}: {name} is on {emb.device} but the memory bank is on {self.device}")
+        check_like(fn, emb, name, self._emb, "the memory bank")
 
     def __repr__(self) -> str:
         return f"MemoryBank(size={self.size}, dim={self.dim}, dtype={self.dtype}, device={self.device}, len={len(self)})"

@@ -13,6 +13,7 @@ from torch import Tensor
 from . import _C  # noqa: F401  (loads the library: registers torch.ops.facenet_ext.*)
 from ._checks import (
     _compiling,
+    acc_dtype,
     check_choice,
     check_embeddings,
     check_labels,
@@ -26,10 +27,6 @@ from .memory_bank import MemoryBank
 
 _ops = torch.ops.facenet_ext
 Triplets = tuple[Tensor, Tensor, Tensor]
-
-
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -55,7 +52,7 @@ def pairwise_sq_dist(x: Tensor, y: Tensor | None = None) -> Tensor:
 @torch.library.register_fake("facenet_ext::pairwise_sq_dist")
 def _(x, y):
     n = x.shape[0] if y is None else y.shape[0]
-    return x.new_empty((x.shape[0], n), dtype=_acc_dtype(x.dtype))
+    return x.new_empty((x.shape[0], n), dtype=acc_dtype(x.dtype))
 
 
 def _pairwise_setup(ctx, inputs, output):

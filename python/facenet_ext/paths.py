@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 ENV_VAR = "FACENET_EXT_DATA"
+#: The image files an identity folder may hold (the trainer's loader and the pair-list tools agree on them).
+IMAGE_SUFFIXES = (".pgm", ".ppm", ".pnm", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def shared_data_dir(start: str | os.PathLike | None = None) -> Path | None:

@@ -16,14 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._checks import check_choice, check_embeddings, check_finite, check_labels, check_tensor
+from ._checks import acc_dtype, check_choice, check_embeddings, check_finite, check_labels, check_tensor
 
 WEIGHTS = ("magnitude", "mean")
 DEFAULT_FRACTIONS = tuple(i / 20 for i in range(11))  # 0, 0.05, ..., 0.5
 
 
 def _acc(t: Tensor) -> Tensor:
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+    return t.to(acc_dtype(t.dtype))
 
 
 def face_quality(features: Tensor) -> Tensor:

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..paths import IMAGE_SUFFIXES
 from .pairs import IndexPairs, check_n_folds, stratified_folds
 
 LFW_PATTERN = "{name}/{name}_{idx:04d}.jpg"
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = IMAGE_SUFFIXES
 
 
 @dataclass(frozen=True, eq=False)

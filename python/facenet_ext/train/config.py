@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from ..ops import MINERS
+
 LOSSES = ("triplet", "arcface", "magface")
-MINING = ("semihard", "batch_hard", "all_semihard")
+MINING = tuple(MINERS)
 OPTIMIZERS = ("adagrad", "adam", "sgd")
 
 

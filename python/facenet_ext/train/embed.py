@@ -31,6 +31,16 @@ def raw_pixel_embeddings(images: Tensor) -> Tensor:
     return torch.nn.functional.normalize(standardize(images).flatten(1), dim=1)
 
 
+TABLE_KEYS = ("val_at_far_1e-3", "val_at_far_1e-2", "accuracy_10fold", "auc", "eer", "knn_top1", "cluster_f1", "cluster_nmi")
+
+
+def metrics_table(columns: dict[str, dict], title: str = "metric") -> str:
+    """A plain-text table: one row per headline metric, one column per ``name -> evaluate(...)`` result."""
+    lines = [f"{title:<18}" + "".join(f"{name:>12}" for name in columns)]
+    lines += [f"{key:<18}" + "".join(f"{m[key]:>12.4f}" for m in columns.values()) for key in TABLE_KEYS]
+    return "\n".join(lines)
+
+
 def evaluate(emb: Tensor, data: ImageSet, seed: int = 0) -> dict:
     """Held-out verification, identification and clustering metrics (see facenet_ext.eval)."""
     from ..eval import evaluate_embeddings

@@ -55,7 +55,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, *, spli
     from .checkpoint import load_checkpoint
     from .config import TrainConfig
     from ..quality import error_versus_reject, plot_erc
-    from .embed import embed_features, raw_pixel_embeddings
+    from .embed import embed_features, metrics_table, raw_pixel_embeddings
     from .images import load_digits_set, load_image_folder, split_identities
     from .loop import build_model
 
@@ -99,7 +99,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, *, spli
         "erc_quality_feature_norm": {k: np.asarray(v).tolist() for k, v in erc.items()},
     }
     (out / "eval.json").write_text(json.dumps(report, indent=2, default=float))
-    return {"out": out, "report": report, "table": _table(metrics)}
+    return {"out": out, "report": report, "table": metrics_table(metrics)}
 
 
 def _images_for_pairs(images, pairs, root):
@@ -130,11 +130,3 @@ def _write_pairs(args: argparse.Namespace) -> int:
     fe.write_pairs(pairs, args.write_pairs)
     print(f"wrote {len(pairs)} pairs in {pairs.n_folds} folds to {args.write_pairs}")
     return 0
-
-
-def _table(metrics: dict) -> str:
-    keys = ("val_at_far_1e-3", "val_at_far_1e-2", "accuracy_10fold", "auc", "eer", "knn_top1", "cluster_f1", "cluster_nmi")
-    names = list(metrics)
-    lines = [f"{'metric':<18}" + "".join(f"{n:>12}" for n in names)]
-    lines += [f"{k:<18}" + "".join(f"{metrics[n][k]:>12.4f}" for n in names) for k in keys]
-    return "\n".join(lines)

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-IMAGE_SUFFIXES = (".pgm", ".ppm", ".pnm", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+from ..paths import IMAGE_SUFFIXES
+
 MAX_PIXELS = 50_000_000  # a decompression bomb guard; real face crops are far below it
 
 

@@ -21,7 +21,7 @@ import torch
 from .checkpoint import check_same_config, load_checkpoint, save_checkpoint
 from .config import RESUMABLE_CHANGES, TrainConfig
 from .degrade import degrade
-from .embed import embed_images, evaluate, raw_pixel_embeddings
+from .embed import embed_images, evaluate, metrics_table, raw_pixel_embeddings
 from .images import ImageSet, augment, load_digits_set, load_image_folder, split_identities, standardize
 from .model import NN2
 from .objective import Objective
@@ -220,12 +220,8 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = Fal
 
 def summary_table(metrics: dict) -> str:
     """The before/after table printed at the end of a run."""
-    cols = [("raw pixels", metrics["raw_pixels"]), ("untrained", metrics["before"]), ("trained", metrics["after"])]
-    keys = ("val_at_far_1e-3", "val_at_far_1e-2", "accuracy_10fold", "auc", "eer", "knn_top1", "cluster_f1", "cluster_nmi")
-    lines = [f"{'held-out metric':<18}" + "".join(f"{name:>12}" for name, _ in cols)]
-    for key in keys:
-        lines.append(f"{key:<18}" + "".join(f"{m[key]:>12.4f}" for _, m in cols))
-    return "\n".join(lines)
+    columns = {"raw pixels": metrics["raw_pixels"], "untrained": metrics["before"], "trained": metrics["after"]}
+    return metrics_table(columns, "held-out metric")
 
 
 def _pick(m: dict) -> dict:
