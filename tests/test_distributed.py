@@ -21,12 +21,19 @@ TIMEOUT_S = 120
 
 def global_problem(seed):
     """Integer inputs and weights: integer embeddings, so every distance is exact and mining cannot depend
-    on how the GEMM is blocked (one process vs a row block per rank)."""
+    on how the GEMM is blocked (one process vs a row block per rank).
+
+    About 8% of random draws leave some strategy with no active triplet (loss 0), which would make the
+    comparison vacuous; such draws are redrawn from the same generator, so every process that calls this
+    with the same seed gets the same non-degenerate problem."""
     g = torch.Generator().manual_seed(seed)
-    x = torch.randint(-2, 3, (sum(SIZES), DIM_IN), generator=g).float()
-    labels = torch.randint(0, 4, (sum(SIZES),), generator=g)
-    weight = torch.randint(-2, 3, (DIM, DIM_IN), generator=g).float()
-    return x, labels, weight
+    while True:
+        x = torch.randint(-2, 3, (sum(SIZES), DIM_IN), generator=g).float()
+        labels = torch.randint(0, 4, (sum(SIZES),), generator=g)
+        weight = torch.randint(-2, 3, (DIM, DIM_IN), generator=g).float()
+        emb = x @ weight.t()
+        if all(fx.triplet_loss(emb, labels, margin, mining=m).item() > 0 for m, margin in CONFIGS):
+            return x, labels, weight
 
 
 def _worker(rank, port, seed, out_dir):
@@ -95,7 +102,6 @@ def test_two_process_gloo_matches_single_process(tmp_path, fresh_seed):
         torch.testing.assert_close(ddp_mean, loss.detach(), msg=f"{mining}: DDP loss")
         for r in ranks:  # DDP leaves the same averaged gradient on every rank
             torch.testing.assert_close(r[mining][3], w.grad, msg=f"{mining}: DDP weight grad")
-        assert loss.item() > 0  # the batch is not degenerate: the comparison means something
 
 
 def test_without_process_group_is_the_plain_loss():
