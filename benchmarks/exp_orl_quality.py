@@ -39,6 +39,15 @@ def rank_auc(score: np.ndarray, positive: np.ndarray) -> float:
     return float(roc_auc_score(positive, score))
 
 
+def fnmr_by_fraction(erc: dict) -> dict[float, float]:
+    """The ERC's FNMR keyed by the rejected fraction, rounded so 0.3 finds 0.30000000000000004."""
+    return dict(zip(np.round(erc["fraction"], 2), erc["fnmr"]))
+
+
+def mean_std(values: list[float]) -> str:
+    return f"{np.mean(values):.2f} ± {np.std(values):.2f}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", help="run folders (each with checkpoint.pt)")
@@ -77,6 +86,7 @@ def main() -> None:
         curves[name] = erc
         results[name] = {
             "run": str(run),
+            "loss": cfg.loss,
             "clean": evaluate_embeddings(clean_f, held.labels, seed=args.seed),
             "degraded": evaluate_embeddings(bad_f, held.labels, seed=args.seed),
             "quality_clean_median": float(quality[kind == -1].median()),
@@ -87,7 +97,8 @@ def main() -> None:
                 for i, k in enumerate(DEGRADATIONS)
             },
             "auc_quality_flags_clean_seen_identities": rank_auc(seen_q.numpy(), (seen_kind == -1).numpy()),
-            "seen_quality_median_clean_blur_noise_occlusion": [float(seen_q[seen_kind == i].median()) for i in range(-1, len(DEGRADATIONS))],
+            "seen_quality_clean_median": float(seen_q[seen_kind == -1].median()),
+            "seen_quality_median_by_kind": {k: float(seen_q[seen_kind == i].median()) for i, k in enumerate(DEGRADATIONS)},
             "erc": {k: np.asarray(v).tolist() for k, v in erc.items()},
             "fnmr_30_random_rejection": random_fnmr_30,
         }
@@ -102,7 +113,7 @@ def main() -> None:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in results.items():
-        fnmr = dict(zip(np.round(r["erc"]["fraction"], 2), r["erc"]["fnmr"]))
+        fnmr = fnmr_by_fraction(r["erc"])
         lines.append(
             f"| {name} | {r['clean']['accuracy_10fold']:.3f} | {r['clean']['val_at_far_1e-3']:.3f} | {r['clean']['auc']:.3f} "
             f"| {r['quality_clean_median']:.1f} / " + " / ".join(f"{r['quality_median_by_kind'][k]:.1f}" for k in DEGRADATIONS)
@@ -112,22 +123,20 @@ def main() -> None:
             f"| {r['auc_quality_flags_clean_seen_identities']:.2f} |"
         )
     by_loss: dict[str, list[dict]] = {}
-    for name, r in results.items():
-        by_loss.setdefault(name.split(" ")[0], []).append(r)
+    for r in results.values():
+        by_loss.setdefault(r["loss"], []).append(r)
     if any(len(rs) > 1 for rs in by_loss.values()):
         lines += ["", "Mean ± std over the runs of each loss:", "",
                   "| loss | runs | AUC(quality) held-out | AUC(quality) training identities | FNMR reject 0% | FNMR reject 30% "
                   "| FNMR reject 30% at random |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
         for loss, rs in by_loss.items():
-            def ms(values: list[float]) -> str:
-                return f"{np.mean(values):.2f} ± {np.std(values):.2f}"
-            f0 = [dict(zip(np.round(r["erc"]["fraction"], 2), r["erc"]["fnmr"])) for r in rs]
+            fnmrs = [fnmr_by_fraction(r["erc"]) for r in rs]
             lines.append(
-                f"| {loss} | {len(rs)} | {ms([r['auc_quality_flags_clean'] for r in rs])} "
-                f"| {ms([r['auc_quality_flags_clean_seen_identities'] for r in rs])} "
-                f"| {ms([f[0.0] for f in f0])} | {ms([f[0.3] for f in f0])} "
-                f"| {ms([float(np.mean(r['fnmr_30_random_rejection'])) for r in rs])} |"
+                f"| {loss} | {len(rs)} | {mean_std([r['auc_quality_flags_clean'] for r in rs])} "
+                f"| {mean_std([r['auc_quality_flags_clean_seen_identities'] for r in rs])} "
+                f"| {mean_std([f[0.0] for f in fnmrs])} | {mean_std([f[0.3] for f in fnmrs])} "
+                f"| {mean_std([float(np.mean(r['fnmr_30_random_rejection'])) for r in rs])} |"
             )
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
