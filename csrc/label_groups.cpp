@@ -1,36 +1,33 @@
 #include "label_groups.h"
 
+#include "checks.h"
+
 namespace fx {
 
-static void check_labels(const char* op, const char* name, const at::Tensor& t, int64_t expected,
-                         const at::Tensor& sq_dist) {
-  TORCH_CHECK(t.dim() == 1, op, ": ", name, " must be 1-D, got shape ", t.sizes());
-  TORCH_CHECK(!at::isFloatingType(t.scalar_type()) && !at::isComplexType(t.scalar_type()) &&
-                  t.scalar_type() != at::kBool,
-              op, ": ", name, " must be an integer tensor, got ", t.scalar_type());
-  TORCH_CHECK(t.size(0) == expected, op, ": ", name, " has length ", t.size(0), " but the distance matrix needs ",
-              expected);
-  TORCH_CHECK(t.device() == sq_dist.device(), op, ": ", name, " is on ", t.device(), " but sq_dist is on ",
-              sq_dist.device());
-}
-
 void check_mining_inputs(const char* op, const at::Tensor& sq_dist, const at::Tensor& labels,
-                         const at::Tensor& ref_labels, bool exclude_self) {
-  TORCH_CHECK(sq_dist.dim() == 2, op, ": sq_dist must be 2-D [B, N], got shape ", sq_dist.sizes());
-  TORCH_CHECK(sq_dist.scalar_type() == at::kFloat || sq_dist.scalar_type() == at::kDouble, op,
-              ": sq_dist must be float32 or float64, got ", sq_dist.scalar_type());
-  check_labels(op, "labels", labels, sq_dist.size(0), sq_dist);
-  check_labels(op, "ref_labels", ref_labels, sq_dist.size(1), sq_dist);
-  TORCH_CHECK(!exclude_self || sq_dist.size(0) == sq_dist.size(1), op,
-              ": exclude_self needs a square distance matrix, got ", sq_dist.sizes());
-  TORCH_CHECK(sq_dist.size(1) < (int64_t(1) << 31) - 1, op, ": at most 2^31 - 2 reference elements");
+                         const at::Tensor& ref_labels, bool exclude_self, std::optional<double> margin) {
+  check_dim(op, "sq_dist", sq_dist, 2, "[B, N]");
+  TORCH_CHECK_TYPE(sq_dist.scalar_type() == at::kFloat || sq_dist.scalar_type() == at::kDouble, op,
+                   ": sq_dist must be float32 or float64, got ", sq_dist.scalar_type());
+  check_labels(op, "labels", labels, sq_dist.size(0), sq_dist, "sq_dist");
+  check_labels(op, "ref_labels", ref_labels, sq_dist.size(1), sq_dist, "sq_dist");
+  TORCH_CHECK_VALUE(!exclude_self || sq_dist.size(0) == sq_dist.size(1), op,
+                    ": exclude_self needs a square distance matrix, got ", sq_dist.sizes());
+  TORCH_CHECK_VALUE(sq_dist.size(1) < (int64_t(1) << 31) - 1, op, ": at most 2^31 - 2 reference elements");
+  if (margin) check_margin(op, *margin, sq_dist.scalar_type());
 }
 
-LabelGroups allocate_label_groups(const char* op, const at::Tensor& sq_dist, const at::Tensor& labels,
-                                  const at::Tensor& ref_labels, bool exclude_self) {
-  check_mining_inputs(op, sq_dist, labels, ref_labels, exclude_self);
+void check_fused_mining_inputs(const char* op, const at::Tensor& emb, const at::Tensor& labels,
+                               std::optional<double> margin) {
+  check_embeddings(op, "emb", emb);
+  check_labels(op, "labels", labels, emb.size(0), emb, "emb");
+  TORCH_CHECK_VALUE(emb.size(0) < (int64_t(1) << 31) - 1, op, ": at most 2^31 - 2 embeddings");
+  if (margin) check_margin(op, *margin, acc_type(emb.scalar_type()));
+}
+
+LabelGroups allocate_label_groups(const at::Tensor& labels, const at::Tensor& ref_labels) {
   const int64_t B = labels.size(0), N = ref_labels.size(0);
-  const auto int32 = at::TensorOptions().dtype(at::kInt).device(sq_dist.device());
+  const auto int32 = at::TensorOptions().dtype(at::kInt).device(labels.device());
   LabelGroups g;
   g.anchor_gid = at::full({B}, -1, int32);
   g.ref_gid = at::empty({N}, int32);
@@ -46,15 +43,19 @@ std::tuple<at::Tensor, at::Tensor> sort_reference_labels(const at::Tensor& ref_l
 }
 
 void fail_non_finite(const char* op) {
-  TORCH_CHECK_VALUE(false, op, ": the distances contain NaN or Inf (non-finite embeddings, or squared norms that overflow their dtype)");
+  TORCH_CHECK_VALUE(false, op, ": sq_dist contains NaN or Inf (non-finite embeddings, or squared norms that "
+                    "overflow their dtype)");
   __builtin_unreachable();
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> compact_triplets(const at::Tensor& a, const at::Tensor& p,
-                                                                 const at::Tensor& n) {
+Triplets compact_triplets(const at::Tensor& a, const at::Tensor& p, const at::Tensor& n) {
   const at::Tensor keep = n.ge(0).nonzero().squeeze(1);
   return {a.index_select(0, keep), p.index_select(0, keep), n.index_select(0, keep)};
 }
 
+Triplets empty_triplets(const at::Tensor& like) {
+  const auto opts = like.options().dtype(at::kLong);
+  return {at::empty({0}, opts), at::empty({0}, opts), at::empty({0}, opts)};
+}
 
 }  // namespace fx

@@ -3,25 +3,29 @@
 // Each anchor's positives are read straight from a CSR of the reference set grouped by label
 // (members sorted by (label, index)), so no kernel scans a whole row to find them, and each
 // anchor-positive pair gets a fixed slot `pair_offset[a] + q` (q = rank of the positive among the
-// anchor's positives, by index). Kernels fill slots; an ordered compaction drops the empty ones.
+// anchor's positives, by index). Anchors that cannot form a triplet (no positive, or no negative) get
+// no slot. Kernels fill slots; an ordered compaction drops the ones a margin or "drop" leaves empty.
 //
 // After one stable sort of the reference labels, each backend builds the groups in a single pass
 // (cpu/label_groups.cpp: plain loops; cuda/label_groups.cu: one single-block kernel) and returns the
 // few host-side numbers the launchers need in the same step: on a GPU every extra launch or host sync
-// costs more than the mining kernel itself.
+// costs more than the mining kernel itself. The groups depend on the labels alone, so the fused miners
+// build them before any distance: a batch with no possible triplet never computes its B x B matrix.
 #pragma once
 #include <ATen/ATen.h>
 
+#include <optional>
 #include <tuple>
 
 namespace fx {
 
+using Triplets = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
+
 // The host-side numbers of one mining call.
 struct MiningSummary {
-  int64_t num_pairs = 0;                 // total anchor-positive slots
-  int64_t max_positives = 0;             // most positives of any anchor (CUDA shared-memory sizing)
-  int64_t lonely_anchors = 0;            // anchors with positives but no negative (their slots stay empty)
-  int64_t anchors_without_positive = 0;  // anchors with no positive at all
+  int64_t num_pairs = 0;              // total anchor-positive slots
+  int64_t max_positives = 0;          // most slots of any anchor (CUDA shared-memory sizing)
+  int64_t anchors_without_pairs = 0;  // anchors with no positive or no negative (they yield nothing)
 };
 
 struct LabelGroups {
@@ -29,37 +33,44 @@ struct LabelGroups {
   at::Tensor ref_gid;      // int32 [N]: group of each reference element
   at::Tensor members;      // int32 [N]: reference indices sorted by (label, index)
   at::Tensor group_start;  // int32 [N + 1]: CSR offsets into members; group_start[G] = N
-  at::Tensor pair_offset;  // int64 [B + 1]: exclusive scan of the number of positives per anchor
+  at::Tensor pair_offset;  // int64 [B + 1]: exclusive scan of the number of slots per anchor
   MiningSummary summary;
 };
 
-// The kernels read distance rows with unit stride; a transposed view is copied once.
+// The kernels read distance rows with unit stride (any row stride, including 0); other layouts are
+// copied once.
 inline at::Tensor row_major(const at::Tensor& d) { return d.dim() == 2 && d.stride(1) != 1 ? d.contiguous() : d; }
 
-// Validates the miner inputs; every message names `op`.
+// Validates the inputs of the *_from_sq_dist ops; every message names `op`. `margin_dtype`: the dtype
+// the margin is compared in (the matrix's).
 void check_mining_inputs(const char* op, const at::Tensor& sq_dist, const at::Tensor& labels,
-                         const at::Tensor& ref_labels, bool exclude_self);
+                         const at::Tensor& ref_labels, bool exclude_self, std::optional<double> margin);
 
-// Checks the inputs, then allocates the groups' tensors on sq_dist's device (anchor_gid filled with -1).
-LabelGroups allocate_label_groups(const char* op, const at::Tensor& sq_dist, const at::Tensor& labels,
-                                  const at::Tensor& ref_labels, bool exclude_self);
+// Validates the inputs of the fused miners (embeddings in, triplets out).
+void check_fused_mining_inputs(const char* op, const at::Tensor& emb, const at::Tensor& labels,
+                               std::optional<double> margin);
+
+// Allocates the groups' tensors on labels' device (anchor_gid filled with -1).
+LabelGroups allocate_label_groups(const at::Tensor& labels, const at::Tensor& ref_labels);
 
 // The stable sort both backends start from: (sorted labels, permutation), both int64.
 std::tuple<at::Tensor, at::Tensor> sort_reference_labels(const at::Tensor& ref_labels);
 
-// Raised by both backends when row 0 or column 0 of the distances is not finite. A NaN/Inf embedding
-// poisons its whole row and column of distances, so those O(B + N) values catch every one of them.
+// Raised by the *_from_sq_dist ops when a distance they read is NaN or Inf.
 [[noreturn]] void fail_non_finite(const char* op);
 
-// Backend implementations (check inputs, build groups, summarise; CUDA reads the summary back once).
-LabelGroups label_groups_cpu(const char* op, const at::Tensor& sq_dist, const at::Tensor& labels,
-                             const at::Tensor& ref_labels, bool exclude_self);
-LabelGroups label_groups_cuda(const char* op, const at::Tensor& sq_dist, const at::Tensor& labels,
-                              const at::Tensor& ref_labels, bool exclude_self);
+// Backend implementations (build groups, summarise; CUDA reads the summary back once). The labels are
+// assumed checked. CUDA: a non-zero `non_finite_flag` (int32 [1] on the device, may be undefined) makes
+// the same read-back raise fail_embeddings_non_finite, so the fused miners check their embeddings
+// without a sync of their own.
+LabelGroups label_groups_cpu(const at::Tensor& labels, const at::Tensor& ref_labels, bool exclude_self);
+LabelGroups label_groups_cuda(const char* op, const at::Tensor& labels, const at::Tensor& ref_labels,
+                              bool exclude_self, const at::Tensor& non_finite_flag);
 
 // Keeps the slots whose negative is >= 0, in slot order.
-std::tuple<at::Tensor, at::Tensor, at::Tensor> compact_triplets(const at::Tensor& a, const at::Tensor& p,
-                                                                 const at::Tensor& n);
+Triplets compact_triplets(const at::Tensor& a, const at::Tensor& p, const at::Tensor& n);
 
+// Three empty int64 index tensors on `like`'s device.
+Triplets empty_triplets(const at::Tensor& like);
 
 }  // namespace fx

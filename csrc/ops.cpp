@@ -6,6 +6,17 @@ TORCH_LIBRARY(facenet_ext, m) {
   // ||x_i - y_j||^2, clamped >= 0; exactly symmetric with a zero diagonal when y is None.
   m.def("pairwise_sq_dist(Tensor x, Tensor? y) -> Tensor");
 
+  // The miners, fused: embeddings [B, D] and labels [B] in, int64 (anchor, positive, negative) out, in
+  // one native call (label groups, distances only if some anchor can form a triplet, mining,
+  // compaction, the NaN/Inf check). Sorted as their *_from_sq_dist twins below.
+  m.def(
+      "semi_hard_triplets(Tensor emb, Tensor labels, float? margin, bool squared, bool drop_fallback) "
+      "-> (Tensor, Tensor, Tensor)");
+  m.def("batch_hard_triplets(Tensor emb, Tensor labels) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "all_semi_hard_triplets(Tensor emb, Tensor labels, float margin, bool squared) "
+      "-> (Tensor, Tensor, Tensor)");
+
   // Miners over a squared-distance matrix sq_dist[B, N] between anchors (labels[B]) and a reference
   // set (ref_labels[N]). exclude_self: the reference set is the anchors themselves, so j == a is skipped.
   // Each returns int64 (anchor, positive, negative) sorted by (anchor, positive[, negative]).

@@ -1,23 +1,23 @@
 #include "pairwise_dist_common.h"
 
+#include <limits>
+
+#include "checks.h"
+
 namespace fx {
 
-static at::ScalarType accumulation_type(at::ScalarType t) {
-  return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;
-}
-
-PairwiseParts pairwise_gram(const at::Tensor& x, const std::optional<at::Tensor>& y) {
-  TORCH_CHECK(x.dim() == 2, "pairwise_sq_dist: x must be 2-D [B, D], got shape ", x.sizes());
-  TORCH_CHECK(at::isFloatingType(x.scalar_type()), "pairwise_sq_dist: x must be floating point, got ",
-              x.scalar_type());
+PairwiseParts pairwise_gram(const char* op, const char* x_name, const at::Tensor& x, const char* y_name,
+                            const std::optional<at::Tensor>& y) {
+  check_embeddings(op, x_name, x);
   if (y) {
-    TORCH_CHECK(y->dim() == 2, "pairwise_sq_dist: y must be 2-D [N, D], got shape ", y->sizes());
-    TORCH_CHECK(y->scalar_type() == x.scalar_type(), "pairwise_sq_dist: y has dtype ", y->scalar_type(),
-                " but x has ", x.scalar_type());
-    TORCH_CHECK(y->device() == x.device(), "pairwise_sq_dist: y is on ", y->device(), " but x is on ", x.device());
-    TORCH_CHECK(y->size(1) == x.size(1), "pairwise_sq_dist: y has width ", y->size(1), " but x has ", x.size(1));
+    check_embeddings(op, y_name, *y);
+    TORCH_CHECK_TYPE(y->scalar_type() == x.scalar_type(), op, ": ", y_name, " has dtype ", y->scalar_type(), " but ",
+                     x_name, " has ", x.scalar_type());
+    check_device(op, y_name, *y, x_name, x);
+    TORCH_CHECK_VALUE(y->size(1) == x.size(1), op, ": ", y_name, " has width ", y->size(1), " but ", x_name, " has ",
+                      x.size(1));
   }
-  const auto acc = accumulation_type(x.scalar_type());
+  const auto acc = acc_type(x.scalar_type());
   PairwiseParts parts;
   parts.symmetric = !y.has_value();
   const at::Tensor xa = x.to(acc).contiguous();
@@ -27,6 +27,24 @@ PairwiseParts pairwise_gram(const at::Tensor& x, const std::optional<at::Tensor>
   parts.x_norm = xa.square().sum(1);
   parts.y_norm = parts.symmetric ? parts.x_norm : ya.square().sum(1);
   return parts;
+}
+
+void check_norms_finite(const char* op, const char* name, const at::Tensor& t, const at::Tensor& norms) {
+  if (at::isfinite(norms).all().item<bool>()) return;
+  check_finite_embeddings(op, name, t);
+  TORCH_CHECK_VALUE(false, op, ": ", name, " has a squared norm that overflows ", norms.scalar_type(),
+                    "; rescale the embeddings or use float64");
+}
+
+void check_finite_embeddings(const char* op, const char* name, const at::Tensor& t) {
+  TORCH_CHECK_VALUE(at::isfinite(t).all().item<bool>(), op, ": ", name, " contains NaN or Inf");
+}
+
+at::Tensor norms_unsafe_flag(const at::Tensor& norms) {
+  const double limit = norms.scalar_type() == at::kDouble ? std::numeric_limits<double>::max() / 4
+                                                          : static_cast<double>(std::numeric_limits<float>::max()) / 4;
+  // `<=` is false for NaN, so NaN and +Inf norms both count as unsafe.
+  return norms.le(limit).logical_not().any().to(at::kInt).reshape({1});
 }
 
 }  // namespace fx

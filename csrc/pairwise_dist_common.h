@@ -15,6 +15,29 @@ struct PairwiseParts {
   bool symmetric = false;
 };
 
-PairwiseParts pairwise_gram(const at::Tensor& x, const std::optional<at::Tensor>& y);
+// Checks x (and y: same width, dtype, device), then the Gram term and the norms. Messages name `op`
+// and the arguments as x_name / y_name (the fused miners call their embeddings "emb").
+PairwiseParts pairwise_gram(const char* op, const char* x_name, const at::Tensor& x, const char* y_name,
+                            const std::optional<at::Tensor>& y);
+
+// CPU: raises ValueError unless every squared norm of `t` is finite, naming the cause: NaN/Inf entries
+// in `t`, or finite entries whose squared norm overflows the accumulation dtype (then Gram-expanded
+// distances would be inf - inf = NaN).
+void check_norms_finite(const char* op, const char* name, const at::Tensor& t, const at::Tensor& norms);
+
+// CPU: raises ValueError when `t` holds a NaN or Inf (the fused miners' check when no distance is
+// computed, so a batch that forms no triplet still reports bad embeddings).
+void check_finite_embeddings(const char* op, const char* name, const at::Tensor& t);
+
+// int32 [1] on norms' device: 1 when a squared norm is NaN/Inf or so large (> max / 4) that a distance
+// ||x||^2 + ||y||^2 - 2<x, y> could overflow, else 0. Computed without a host sync (CUDA miners fold it
+// into their one read-back).
+at::Tensor norms_unsafe_flag(const at::Tensor& norms);
+
+// The whole op per backend, for the fused miners (which name their own op and argument).
+at::Tensor pairwise_sq_dist_cpu_impl(const char* op, const char* x_name, const at::Tensor& x, const char* y_name,
+                                     const std::optional<at::Tensor>& y);
+at::Tensor pairwise_sq_dist_cuda_impl(const char* op, const char* x_name, const at::Tensor& x, const char* y_name,
+                                      const std::optional<at::Tensor>& y);
 
 }  // namespace fx

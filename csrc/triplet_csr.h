@@ -1,6 +1,6 @@
-// Device-generic helpers of the triplet loss: input checks, and which mined triplets touch each embedding row, in a fixed order.
-// The backward pass sums each row's contributions in this order, so gradients are bit-for-bit
-// reproducible run to run (no float atomics) and cost O(T * D).
+// Device-generic helpers of the triplet loss: input checks, and which mined triplets touch each
+// embedding row, in a fixed order. The backward pass sums each row's contributions in this order, so
+// gradients are bit-for-bit reproducible run to run (no float atomics) and cost O(T * D).
 #pragma once
 #include <ATen/ATen.h>
 
@@ -12,16 +12,21 @@ struct TripletCsr {
                        // (dividing by the constant 3 compiles to a multiply, unlike dividing by T)
 };
 
-// emb must be 2-D floating point; messages name `op`.
-void check_triplet_emb(const char* op, const at::Tensor& emb);
+// The forward's arguments: emb 2-D floating; anchor/positive/negative 1-D int64 of equal length on
+// emb's device; margin finite, >= 0 and representable in the accumulation dtype. Index range is checked
+// by the kernels (CPU: check_triplet_index_range; CUDA: a device assert), which costs no host sync.
+void check_triplet_forward(const char* op, const at::Tensor& emb, const at::Tensor& anchor,
+                           const at::Tensor& positive, const at::Tensor& negative, double margin);
 
-// Index tensors of mined triplets: int64, 1-D, equal length, on `device`. Their range is the caller's
-// contract (the Python wrapper checks user-supplied indices); checking here would cost a host sync.
-void check_triplet_indices(const char* op, const at::Tensor& anchor, const at::Tensor& positive,
-                           const at::Tensor& negative, const at::Device& device);
+// The backward's arguments: the forward's, plus grad_loss (floating) and loss, d_ap, d_an (the
+// forward's outputs: accumulation dtype), each 1-D of length T on emb's device.
+void check_triplet_backward(const char* op, const at::Tensor& grad_loss, const at::Tensor& emb,
+                            const at::Tensor& anchor, const at::Tensor& positive, const at::Tensor& negative,
+                            const at::Tensor& loss, const at::Tensor& d_ap, const at::Tensor& d_an);
 
-// Per-triplet outputs (loss, distances) are float64 for float64 embeddings, float32 otherwise.
-at::ScalarType triplet_acc_type(at::ScalarType emb_type);
+// CPU: raises IndexError unless every (contiguous, int64) index lies in [0, B).
+void check_triplet_index_range(const char* op, const at::Tensor& anchor, const at::Tensor& positive,
+                               const at::Tensor& negative, int64_t B);
 
 TripletCsr triplet_csr(const at::Tensor& anchor, const at::Tensor& positive, const at::Tensor& negative, int64_t B);
 

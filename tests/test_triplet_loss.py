@@ -30,7 +30,7 @@ def mined(emb, labels, mining, margin, squared):
     if mining == "semihard":
         return fx.semi_hard_triplets(emb, labels, squared=squared)
     if mining == "batch_hard":
-        return fx.batch_hard_triplets(emb, labels, squared=squared)
+        return fx.batch_hard_triplets(emb, labels)
     return fx.all_semi_hard_triplets(emb, labels, margin, squared=squared)
 
 

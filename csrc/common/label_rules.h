@@ -14,14 +14,12 @@ FX_HD int64_t lower_bound_index(const int64_t* sorted, int64_t n, int64_t key) {
   return lo;
 }
 
-struct AnchorCounts {
-  int64_t positives;  // size of the anchor's group in the reference set, minus itself when exclude_self
-  bool lonely;        // has positives but every reference element shares its label: no negative
-};
-
-FX_HD AnchorCounts anchor_counts(bool found, int64_t group_size, int64_t N, bool exclude_self) {
+// Pair slots of one anchor: its positives (its group in the reference set, minus itself when
+// exclude_self), or 0 when every reference element shares its label. An anchor with no negative forms
+// no triplet, so it gets no slot and costs no work: a one-identity batch mines nothing, in O(B).
+FX_HD int64_t anchor_slots(bool found, int64_t group_size, int64_t N, bool exclude_self) {
   const int64_t positives = !found ? 0 : (exclude_self ? group_size - 1 : group_size);
-  return {positives, positives > 0 && group_size == N};
+  return group_size == N ? 0 : positives;
 }
 
 }  // namespace fx

@@ -6,10 +6,13 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <atomic>
 #include <vector>
 
 #include "common/mining_rules.h"
+#include "cpu/finite.h"
 #include "label_groups.h"
+#include "pairwise_dist_common.h"
 
 namespace fx {
 namespace {
@@ -21,8 +24,9 @@ struct Slots {
   int64_t *a, *p, *n;
 };
 
+// Returns false when a row it mines holds a NaN or Inf (checked in the counting pass).
 template <typename T>
-void all_semihard_pass(const at::Tensor& sq_dist, const LabelGroups& g, bool exclude_self, T margin, bool squared,
+bool all_semihard_pass(const at::Tensor& sq_dist, const LabelGroups& g, bool exclude_self, T margin, bool squared,
                        const Slots& s) {
   const int64_t B = sq_dist.size(0), N = sq_dist.size(1), ld = sq_dist.stride(0);
   const T* dist = sq_dist.data_ptr<T>();
@@ -30,6 +34,7 @@ void all_semihard_pass(const at::Tensor& sq_dist, const LabelGroups& g, bool exc
   const int32_t* ref_gid = g.ref_gid.data_ptr<int32_t>();
   const int32_t* members = g.members.data_ptr<int32_t>();
   const int32_t* group_start = g.group_start.data_ptr<int32_t>();
+  std::atomic<bool> non_finite{false};
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> metric(N);
     for (int64_t a = begin; a < end; ++a) {
@@ -37,6 +42,10 @@ void all_semihard_pass(const at::Tensor& sq_dist, const LabelGroups& g, bool exc
       if (s.pair_offset[a + 1] == slot0) continue;
       const int32_t gid = anchor_gid[a];
       const T* row = dist + a * ld;
+      if (s.count && !all_finite(row, N)) {
+        non_finite.store(true, std::memory_order_relaxed);
+        continue;
+      }
       for (int64_t j = 0; j < N; ++j) metric[j] = to_metric(row[j], squared);
       int64_t q = 0;
       for (int32_t m = group_start[gid]; m < group_start[gid + 1]; ++m) {
@@ -60,24 +69,24 @@ void all_semihard_pass(const at::Tensor& sq_dist, const LabelGroups& g, bool exc
       }
     }
   });
+  return !non_finite.load();
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> all_semihard_cpu(const at::Tensor& sq_dist, const at::Tensor& labels,
-                                                                 const at::Tensor& ref_labels, bool exclude_self,
-                                                                 double margin, bool squared) {
-  const char* op = "all_semi_hard_triplets";
-  const at::Tensor dist = row_major(sq_dist);
-  const LabelGroups g = label_groups_cpu(op, dist, labels, ref_labels, exclude_self);
+Triplets all_semihard_mine_cpu(const char* op, const at::Tensor& dist, const LabelGroups& g, bool exclude_self,
+                               double margin, bool squared) {
   const int64_t num_pairs = g.summary.num_pairs;
-  auto opts = labels.options().dtype(at::kLong);
+  auto opts = dist.options().dtype(at::kLong);
+  if (num_pairs == 0) return empty_triplets(dist);
   at::Tensor counts = at::empty({num_pairs}, opts);
   at::Tensor a, p, n;
+  bool finite = true;
   AT_DISPATCH_FLOATING_TYPES(dist.scalar_type(), "all_semihard_cpu", [&] {
     const auto m = static_cast<scalar_t>(margin);
     Slots s{g.pair_offset.data_ptr<int64_t>(), nullptr, counts.data_ptr<int64_t>(), nullptr, nullptr, nullptr};
-    all_semihard_pass<scalar_t>(dist, g, exclude_self, m, squared, s);
+    finite = all_semihard_pass<scalar_t>(dist, g, exclude_self, m, squared, s);
+    if (!finite) return;
     const at::Tensor offsets = counts.cumsum(0) - counts;
-    const int64_t total = num_pairs ? (offsets[-1] + counts[-1]).item<int64_t>() : 0;
+    const int64_t total = (offsets[-1] + counts[-1]).item<int64_t>();
     a = at::empty({total}, opts);
     p = at::empty({total}, opts);
     n = at::empty({total}, opts);
@@ -85,11 +94,35 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> all_semihard_cpu(const at::Tensor
               a.data_ptr<int64_t>(), p.data_ptr<int64_t>(), n.data_ptr<int64_t>()};
     all_semihard_pass<scalar_t>(dist, g, exclude_self, m, squared, s);
   });
+  if (!finite) fail_non_finite(op);
   return {a, p, n};
+}
+
+Triplets all_semihard_from_sq_dist_cpu(const at::Tensor& sq_dist, const at::Tensor& labels,
+                                       const at::Tensor& ref_labels, bool exclude_self, double margin, bool squared) {
+  const char* op = "all_semihard_from_sq_dist";
+  check_mining_inputs(op, sq_dist, labels, ref_labels, exclude_self, margin);
+  const LabelGroups g = label_groups_cpu(labels, ref_labels, exclude_self);
+  return all_semihard_mine_cpu(op, row_major(sq_dist), g, exclude_self, margin, squared);
+}
+
+Triplets all_semi_hard_triplets_cpu(const at::Tensor& emb, const at::Tensor& labels, double margin, bool squared) {
+  const char* op = "all_semi_hard_triplets";
+  check_fused_mining_inputs(op, emb, labels, margin);
+  const LabelGroups g = label_groups_cpu(labels, labels, /*exclude_self=*/true);
+  if (g.summary.num_pairs == 0) {
+    check_finite_embeddings(op, "emb", emb);
+    return empty_triplets(emb);
+  }
+  const at::Tensor d = pairwise_sq_dist_cpu_impl(op, "emb", emb, "emb", std::nullopt);
+  return all_semihard_mine_cpu(op, d, g, true, margin, squared);
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(facenet_ext, CPU, m) { m.impl("all_semihard_from_sq_dist", &all_semihard_cpu); }
+TORCH_LIBRARY_IMPL(facenet_ext, CPU, m) {
+  m.impl("all_semihard_from_sq_dist", &all_semihard_from_sq_dist_cpu);
+  m.impl("all_semi_hard_triplets", &all_semi_hard_triplets_cpu);
+}
 
 }  // namespace fx

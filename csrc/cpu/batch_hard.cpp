@@ -5,25 +5,37 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <atomic>
 #include <limits>
 
+#include "cpu/finite.h"
 #include "label_groups.h"
+#include "pairwise_dist_common.h"
 
 namespace fx {
 namespace {
 
+// Returns false when a row it mines holds a NaN or Inf.
 template <typename T>
-void batch_hard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool exclude_self, int64_t* out_p,
+bool batch_hard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool exclude_self, int64_t* out_p,
                            int64_t* out_n) {
   const int64_t B = sq_dist.size(0), N = sq_dist.size(1), ld = sq_dist.stride(0);
   const T* dist = sq_dist.data_ptr<T>();
   const int32_t* anchor_gid = g.anchor_gid.data_ptr<int32_t>();
   const int32_t* ref_gid = g.ref_gid.data_ptr<int32_t>();
+  const int64_t* pair_offset = g.pair_offset.data_ptr<int64_t>();
   constexpr T kInf = std::numeric_limits<T>::infinity();
+  std::atomic<bool> non_finite{false};
   at::parallel_for(0, B, 16, [&](int64_t begin, int64_t end) {
     for (int64_t a = begin; a < end; ++a) {
+      out_p[a] = out_n[a] = -1;
+      if (pair_offset[a + 1] == pair_offset[a]) continue;  // no positive or no negative: no triplet
       const int32_t gid = anchor_gid[a];
       const T* row = dist + a * ld;
+      if (!all_finite(row, N)) {
+        non_finite.store(true, std::memory_order_relaxed);
+        continue;
+      }
       T far_pos = -kInf, near_neg = kInf;
       int64_t p = -1, n = -1;
       for (int64_t j = 0; j < N; ++j) {  // increasing j + strict comparisons = ties to the smaller index
@@ -36,29 +48,51 @@ void batch_hard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool
         }
       }
       out_p[a] = p;
-      out_n[a] = p >= 0 ? n : -1;
+      out_n[a] = n;
     }
   });
+  return !non_finite.load();
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_hard_cpu(const at::Tensor& sq_dist, const at::Tensor& labels,
-                                                               const at::Tensor& ref_labels, bool exclude_self) {
-  const char* op = "batch_hard_triplets";
-  const at::Tensor dist = row_major(sq_dist);
-  const LabelGroups g = label_groups_cpu(op, dist, labels, ref_labels, exclude_self);
-  const MiningSummary& s = g.summary;
+Triplets batch_hard_mine_cpu(const char* op, const at::Tensor& dist, const LabelGroups& g, bool exclude_self) {
   const int64_t B = dist.size(0);
-  auto opts = labels.options().dtype(at::kLong);
+  auto opts = dist.options().dtype(at::kLong);
   at::Tensor a = at::arange(B, opts), p = at::empty({B}, opts), n = at::empty({B}, opts);
+  bool finite = true;
   AT_DISPATCH_FLOATING_TYPES(dist.scalar_type(), "batch_hard_cpu", [&] {
-    batch_hard_cpu_kernel<scalar_t>(dist, g, exclude_self, p.data_ptr<int64_t>(), n.data_ptr<int64_t>());
+    finite = batch_hard_cpu_kernel<scalar_t>(dist, g, exclude_self, p.data_ptr<int64_t>(), n.data_ptr<int64_t>());
   });
-  if (s.lonely_anchors > 0 || s.anchors_without_positive > 0) return compact_triplets(a, p, n);
+  if (!finite) fail_non_finite(op);
+  if (g.summary.anchors_without_pairs > 0) return compact_triplets(a, p, n);
   return {a, p, n};
+}
+
+Triplets batch_hard_from_sq_dist_cpu(const at::Tensor& sq_dist, const at::Tensor& labels,
+                                     const at::Tensor& ref_labels, bool exclude_self) {
+  const char* op = "batch_hard_from_sq_dist";
+  check_mining_inputs(op, sq_dist, labels, ref_labels, exclude_self, std::nullopt);
+  const LabelGroups g = label_groups_cpu(labels, ref_labels, exclude_self);
+  if (g.summary.num_pairs == 0) return empty_triplets(sq_dist);
+  return batch_hard_mine_cpu(op, row_major(sq_dist), g, exclude_self);
+}
+
+Triplets batch_hard_triplets_cpu(const at::Tensor& emb, const at::Tensor& labels) {
+  const char* op = "batch_hard_triplets";
+  check_fused_mining_inputs(op, emb, labels, std::nullopt);
+  const LabelGroups g = label_groups_cpu(labels, labels, /*exclude_self=*/true);
+  if (g.summary.num_pairs == 0) {
+    check_finite_embeddings(op, "emb", emb);
+    return empty_triplets(emb);
+  }
+  const at::Tensor d = pairwise_sq_dist_cpu_impl(op, "emb", emb, "emb", std::nullopt);
+  return batch_hard_mine_cpu(op, d, g, true);
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(facenet_ext, CPU, m) { m.impl("batch_hard_from_sq_dist", &batch_hard_cpu); }
+TORCH_LIBRARY_IMPL(facenet_ext, CPU, m) {
+  m.impl("batch_hard_from_sq_dist", &batch_hard_from_sq_dist_cpu);
+  m.impl("batch_hard_triplets", &batch_hard_triplets_cpu);
+}
 
 }  // namespace fx

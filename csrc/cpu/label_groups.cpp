@@ -1,26 +1,11 @@
 // Label groups on the CPU: one pass over the sorted reference labels, one over the anchors.
-#include <cmath>
-
 #include "common/label_rules.h"
 #include "label_groups.h"
 
 namespace fx {
 
-namespace {
-template <typename T>
-bool first_row_and_column_finite(const at::Tensor& d) {
-  const T* p = d.data_ptr<T>();
-  const int64_t B = d.size(0), N = d.size(1), s0 = d.stride(0), s1 = d.stride(1);
-  bool ok = true;
-  for (int64_t i = 0; i < B; ++i) ok &= std::isfinite(p[i * s0]);
-  for (int64_t j = 0; j < N; ++j) ok &= std::isfinite(p[j * s1]);
-  return ok;
-}
-}  // namespace
-
-LabelGroups label_groups_cpu(const char* op, const at::Tensor& sq_dist, const at::Tensor& labels,
-                             const at::Tensor& ref_labels, bool exclude_self) {
-  LabelGroups g = allocate_label_groups(op, sq_dist, labels, ref_labels, exclude_self);
+LabelGroups label_groups_cpu(const at::Tensor& labels, const at::Tensor& ref_labels, bool exclude_self) {
+  LabelGroups g = allocate_label_groups(labels, ref_labels);
   const int64_t B = labels.size(0), N = ref_labels.size(0);
   int32_t *anchor_gid = g.anchor_gid.data_ptr<int32_t>(), *ref_gid = g.ref_gid.data_ptr<int32_t>();
   int32_t *members = g.members.data_ptr<int32_t>(), *group_start = g.group_start.data_ptr<int32_t>();
@@ -51,19 +36,13 @@ LabelGroups label_groups_cpu(const char* op, const at::Tensor& sq_dist, const at
       if (pos < N && sorted[pos] == lab[a]) gid = ref_gid[order[pos]];
     }
     const int64_t size = gid >= 0 ? group_start[gid + 1] - group_start[gid] : 0;
-    const AnchorCounts c = anchor_counts(gid >= 0, size, N, exclude_self);
+    const int64_t slots = anchor_slots(gid >= 0, size, N, exclude_self);
     anchor_gid[a] = gid;
-    pair_offset[a + 1] = pair_offset[a] + c.positives;
-    s.max_positives = std::max(s.max_positives, c.positives);
-    s.lonely_anchors += c.lonely;
-    s.anchors_without_positive += c.positives == 0;
+    pair_offset[a + 1] = pair_offset[a] + slots;
+    s.max_positives = std::max(s.max_positives, slots);
+    s.anchors_without_pairs += slots == 0;
   }
   s.num_pairs = pair_offset[B];
-  if (B > 0 && N > 0) {
-    const bool finite = sq_dist.scalar_type() == at::kDouble ? first_row_and_column_finite<double>(sq_dist)
-                                                             : first_row_and_column_finite<float>(sq_dist);
-    if (!finite) fail_non_finite(op);
-  }
   return g;
 }
 

@@ -51,15 +51,15 @@ void cross_epilogue(T* out, const T* x_norm, const T* y_norm, int64_t B, int64_t
   });
 }
 
-at::Tensor pairwise_sq_dist_cpu(const at::Tensor& x, const std::optional<at::Tensor>& y) {
-  PairwiseParts parts = pairwise_gram(x, y);
-  // Finite inputs whose squared norms overflow would give inf - inf = NaN distances; say why instead.
-  // (One pass over B + N numbers; on CUDA the same NaN reaches the miners' finiteness check.)
-  TORCH_CHECK_VALUE(at::isfinite(parts.x_norm).all().item<bool>(), "pairwise_sq_dist: x has a squared norm that overflows ",
-                    parts.x_norm.scalar_type(), "; rescale the embeddings or use float64");
-  TORCH_CHECK_VALUE(parts.symmetric || at::isfinite(parts.y_norm).all().item<bool>(),
-                    "pairwise_sq_dist: y has a squared norm that overflows ", parts.y_norm.scalar_type(),
-                    "; rescale the embeddings or use float64");
+}  // namespace
+
+at::Tensor pairwise_sq_dist_cpu_impl(const char* op, const char* x_name, const at::Tensor& x, const char* y_name,
+                                     const std::optional<at::Tensor>& y) {
+  PairwiseParts parts = pairwise_gram(op, x_name, x, y_name, y);
+  // NaN/Inf inputs, or finite ones whose squared norms overflow (inf - inf = NaN distances): say which.
+  // One pass over B + N numbers.
+  check_norms_finite(op, x_name, x, parts.x_norm);
+  if (!parts.symmetric) check_norms_finite(op, y_name, *y, parts.y_norm);
   AT_DISPATCH_FLOATING_TYPES(parts.out.scalar_type(), "pairwise_sq_dist_cpu", [&] {
     scalar_t* out = parts.out.data_ptr<scalar_t>();
     if (parts.symmetric) {
@@ -72,6 +72,10 @@ at::Tensor pairwise_sq_dist_cpu(const at::Tensor& x, const std::optional<at::Ten
   return parts.out;
 }
 
+namespace {
+at::Tensor pairwise_sq_dist_cpu(const at::Tensor& x, const std::optional<at::Tensor>& y) {
+  return pairwise_sq_dist_cpu_impl("pairwise_sq_dist", "x", x, "y", y);
+}
 }  // namespace
 
 TORCH_LIBRARY_IMPL(facenet_ext, CPU, m) { m.impl("pairwise_sq_dist", &pairwise_sq_dist_cpu); }

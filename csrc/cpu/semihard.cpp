@@ -9,14 +9,17 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <type_traits>
+#include <atomic>
 #include <cstring>
+#include <type_traits>
 #include <limits>
 #include <numeric>
 #include <vector>
 
 #include "common/mining_rules.h"
+#include "cpu/finite.h"
 #include "label_groups.h"
+#include "pairwise_dist_common.h"
 
 namespace fx {
 namespace {
@@ -121,8 +124,9 @@ void farthest_negative(const T* row, const int32_t* bucket, int64_t N, int K, T&
     }
 }
 
+// Returns false when a row it mines holds a NaN or Inf (the outputs are then meaningless).
 template <typename T>
-void semihard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool exclude_self, bool has_margin,
+bool semihard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool exclude_self, bool has_margin,
                          T margin, bool squared, bool drop, int64_t* out_a, int64_t* out_p, int64_t* out_n) {
   const int64_t B = sq_dist.size(0), N = sq_dist.size(1), ld = sq_dist.stride(0);
   const T* dist = sq_dist.data_ptr<T>();
@@ -132,6 +136,7 @@ void semihard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool e
   const int32_t* group_start = g.group_start.data_ptr<int32_t>();
   const int64_t* pair_offset = g.pair_offset.data_ptr<int64_t>();
   constexpr T kInf = std::numeric_limits<T>::infinity();
+  std::atomic<bool> non_finite{false};
 
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
     std::vector<int32_t> positives, order, rank, bucket(N);
@@ -144,6 +149,10 @@ void semihard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool e
       if (K == 0) continue;
       const int32_t gid = anchor_gid[a];
       const T* row = dist + a * ld;
+      if (!all_finite(row, N)) {  // the row is about to be read in full anyway (it is in cache next)
+        non_finite.store(true, std::memory_order_relaxed);
+        continue;
+      }
 
       positives.clear();
       for (int32_t m = group_start[gid]; m < group_start[gid + 1]; ++m)
@@ -188,30 +197,55 @@ void semihard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool e
       }
     }
   });
+  return !non_finite.load();
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> semihard_cpu(const at::Tensor& sq_dist, const at::Tensor& labels,
-                                                             const at::Tensor& ref_labels, bool exclude_self,
-                                                             std::optional<double> margin, bool squared,
-                                                             bool drop_fallback) {
-  const char* op = "semi_hard_triplets";
-  const at::Tensor dist = row_major(sq_dist);
-  const LabelGroups g = label_groups_cpu(op, dist, labels, ref_labels, exclude_self);
-  const MiningSummary& s = g.summary;
-  auto opts = labels.options().dtype(at::kLong);
-  at::Tensor a = at::empty({s.num_pairs}, opts), p = at::empty({s.num_pairs}, opts), n = at::empty({s.num_pairs}, opts);
+// Mines a checked, row-major matrix with its groups built.
+Triplets semihard_mine_cpu(const char* op, const at::Tensor& dist, const LabelGroups& g, bool exclude_self,
+                           std::optional<double> margin, bool squared, bool drop_fallback) {
+  const int64_t num_pairs = g.summary.num_pairs;
+  auto opts = dist.options().dtype(at::kLong);
+  at::Tensor a = at::empty({num_pairs}, opts), p = at::empty({num_pairs}, opts), n = at::empty({num_pairs}, opts);
+  if (num_pairs == 0) return {a, p, n};
+  bool finite = true;
   AT_DISPATCH_FLOATING_TYPES(dist.scalar_type(), "semihard_cpu", [&] {
-    semihard_cpu_kernel<scalar_t>(dist, g, exclude_self, margin.has_value(), static_cast<scalar_t>(margin.value_or(0)),
-                                  squared, drop_fallback, a.data_ptr<int64_t>(), p.data_ptr<int64_t>(),
-                                  n.data_ptr<int64_t>());
+    finite = semihard_cpu_kernel<scalar_t>(dist, g, exclude_self, margin.has_value(),
+                                           static_cast<scalar_t>(margin.value_or(0)), squared, drop_fallback,
+                                           a.data_ptr<int64_t>(), p.data_ptr<int64_t>(), n.data_ptr<int64_t>());
   });
-  // Slots stay empty only through the margin, "drop", or anchors without any negative.
-  if (margin.has_value() || drop_fallback || s.lonely_anchors > 0) return compact_triplets(a, p, n);
+  if (!finite) fail_non_finite(op);
+  // Slots stay empty only through the margin or "drop" (anchors without a negative have no slot).
+  if (margin.has_value() || drop_fallback) return compact_triplets(a, p, n);
   return {a, p, n};
+}
+
+Triplets semihard_from_sq_dist_cpu(const at::Tensor& sq_dist, const at::Tensor& labels, const at::Tensor& ref_labels,
+                                   bool exclude_self, std::optional<double> margin, bool squared, bool drop_fallback) {
+  const char* op = "semihard_from_sq_dist";
+  check_mining_inputs(op, sq_dist, labels, ref_labels, exclude_self, margin);
+  const LabelGroups g = label_groups_cpu(labels, ref_labels, exclude_self);
+  return semihard_mine_cpu(op, row_major(sq_dist), g, exclude_self, margin, squared, drop_fallback);
+}
+
+// The fused op: groups first (no pair, no distances), then distances, then mining; one native call.
+Triplets semi_hard_triplets_cpu(const at::Tensor& emb, const at::Tensor& labels, std::optional<double> margin,
+                                bool squared, bool drop_fallback) {
+  const char* op = "semi_hard_triplets";
+  check_fused_mining_inputs(op, emb, labels, margin);
+  const LabelGroups g = label_groups_cpu(labels, labels, /*exclude_self=*/true);
+  if (g.summary.num_pairs == 0) {
+    check_finite_embeddings(op, "emb", emb);
+    return empty_triplets(emb);
+  }
+  const at::Tensor d = pairwise_sq_dist_cpu_impl(op, "emb", emb, "emb", std::nullopt);
+  return semihard_mine_cpu(op, d, g, true, margin, squared, drop_fallback);
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(facenet_ext, CPU, m) { m.impl("semihard_from_sq_dist", &semihard_cpu); }
+TORCH_LIBRARY_IMPL(facenet_ext, CPU, m) {
+  m.impl("semihard_from_sq_dist", &semihard_from_sq_dist_cpu);
+  m.impl("semi_hard_triplets", &semi_hard_triplets_cpu);
+}
 
 }  // namespace fx

@@ -5,8 +5,11 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <atomic>
+#include <cmath>
 #include <vector>
 
+#include "checks.h"
 #include "common/triplet_rules.h"
 #include "triplet_csr.h"
 
@@ -14,17 +17,22 @@ namespace fx {
 namespace {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_margin_forward_cpu(const at::Tensor& emb_in,
-                                                                          const at::Tensor& anchor,
-                                                                          const at::Tensor& positive,
-                                                                          const at::Tensor& negative, double margin,
+                                                                          const at::Tensor& anchor_in,
+                                                                          const at::Tensor& positive_in,
+                                                                          const at::Tensor& negative_in, double margin,
                                                                           bool squared) {
-  const char* op = "triplet_loss";
-  check_triplet_emb(op, emb_in);
-  check_triplet_indices(op, anchor, positive, negative, emb_in.device());
-  const at::Tensor emb = emb_in.contiguous();
+  const char* op = "triplet_margin_forward";
+  check_triplet_forward(op, emb_in, anchor_in, positive_in, negative_in, margin);
+  // Every input is read through raw pointers as packed: strided or expanded views are packed first.
+  const at::Tensor emb = emb_in.contiguous(), anchor = anchor_in.contiguous(), positive = positive_in.contiguous(),
+                   negative = negative_in.contiguous();
+  check_triplet_index_range(op, anchor, positive, negative, emb.size(0));
   const int64_t T = anchor.size(0), D = emb.size(1);
-  auto out_opts = emb.options().dtype(triplet_acc_type(emb.scalar_type()));
+  auto out_opts = emb.options().dtype(acc_type(emb.scalar_type()));
   at::Tensor loss = at::empty({T}, out_opts), d_ap = at::empty({T}, out_opts), d_an = at::empty({T}, out_opts);
+  // A NaN/Inf in a row a triplet reads (or a squared distance that overflows) raises rather than
+  // returning a NaN loss; found in the pass that computes the distances.
+  std::atomic<bool> non_finite{false};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, emb.scalar_type(), "triplet_margin_forward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* x = emb.data_ptr<scalar_t>();
@@ -32,6 +40,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_margin_forward_cpu(const 
     acc_t *L = loss.data_ptr<acc_t>(), *DP = d_ap.data_ptr<acc_t>(), *DN = d_an.data_ptr<acc_t>();
     const acc_t m = static_cast<acc_t>(margin);
     at::parallel_for(0, T, 256, [&](int64_t begin, int64_t end) {
+      bool bad = false;
       for (int64_t t = begin; t < end; ++t) {
         const scalar_t *xa = x + A[t] * D, *xp = x + P[t] * D, *xn = x + N[t] * D;
         acc_t sp = 0, sn = 0;
@@ -40,25 +49,31 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_margin_forward_cpu(const 
           sp += u * u;
           sn += v * v;
         }
+        bad |= !std::isfinite(sp) || !std::isfinite(sn);
         DP[t] = squared ? sp : fx_sqrt(sp);
         DN[t] = squared ? sn : fx_sqrt(sn);
         L[t] = hinge(DP[t], DN[t], m);
       }
+      if (bad) non_finite.store(true, std::memory_order_relaxed);
     });
   });
+  TORCH_CHECK_VALUE(!non_finite.load(), op, ": emb contains NaN or Inf in a row of a triplet (or a squared "
+                    "distance overflows its dtype)");
   return {loss, d_ap, d_an};
 }
 
-at::Tensor triplet_margin_backward_cpu(const at::Tensor& grad_loss, const at::Tensor& emb_in, const at::Tensor& anchor,
-                                       const at::Tensor& positive, const at::Tensor& negative, const at::Tensor& loss,
-                                       const at::Tensor& d_ap, const at::Tensor& d_an, bool squared) {
-  const char* op = "triplet_loss backward";
-  check_triplet_emb(op, emb_in);
-  check_triplet_indices(op, anchor, positive, negative, emb_in.device());
-  const at::Tensor emb = emb_in.contiguous();
+at::Tensor triplet_margin_backward_cpu(const at::Tensor& grad_loss, const at::Tensor& emb_in,
+                                       const at::Tensor& anchor_in, const at::Tensor& positive_in,
+                                       const at::Tensor& negative_in, const at::Tensor& loss_in,
+                                       const at::Tensor& d_ap_in, const at::Tensor& d_an_in, bool squared) {
+  const char* op = "triplet_margin_backward";
+  check_triplet_backward(op, grad_loss, emb_in, anchor_in, positive_in, negative_in, loss_in, d_ap_in, d_an_in);
+  const at::Tensor emb = emb_in.contiguous(), anchor = anchor_in.contiguous(), positive = positive_in.contiguous(),
+                   negative = negative_in.contiguous(), loss = loss_in.contiguous(), d_ap = d_ap_in.contiguous(),
+                   d_an = d_an_in.contiguous();
   const int64_t B = emb.size(0), D = emb.size(1);
-  const auto acc_type = triplet_acc_type(emb.scalar_type());
-  const at::Tensor g = grad_loss.to(acc_type).contiguous();
+  check_triplet_index_range(op, anchor, positive, negative, B);
+  const at::Tensor g = grad_loss.to(acc_type(emb.scalar_type())).contiguous();
   const TripletCsr csr = triplet_csr(anchor, positive, negative, B);
   at::Tensor grad = at::empty_like(emb);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, emb.scalar_type(), "triplet_margin_backward_cpu", [&] {

@@ -1,4 +1,4 @@
-// all_semihard_from_sq_dist on CUDA: count, exclusive scan (ATen), fill.
+// all_semi_hard_triplets and all_semihard_from_sq_dist on CUDA: count, exclusive scan (ATen), fill.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
@@ -6,26 +6,25 @@
 #include "cuda/kernels/all_semihard.cuh"
 #include "cuda/launch.cuh"
 #include "label_groups.h"
+#include "pairwise_dist_common.h"
 
 namespace fx {
 namespace {
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> all_semihard_cuda(const at::Tensor& sq_dist, const at::Tensor& labels,
-                                                                  const at::Tensor& ref_labels, bool exclude_self,
-                                                                  double margin, bool squared) {
-  const c10::cuda::CUDAGuard guard(sq_dist.device());
-  const char* op = "all_semi_hard_triplets";
-  const at::Tensor dist = row_major(sq_dist);
-  const LabelGroups g = label_groups_cuda(op, dist, labels, ref_labels, exclude_self);
+// The scan's total is read back to size the output (a sync); a NaN/Inf flag, when given, is checked
+// right after it, at no extra cost.
+Triplets all_semihard_mine_cuda(const char* op, const at::Tensor& dist, const LabelGroups& g, bool exclude_self,
+                                double margin, bool squared, const at::Tensor& non_finite) {
   const int64_t num_pairs = g.summary.num_pairs;
-  auto opts = labels.options().dtype(at::kLong);
-  if (num_pairs == 0) return {at::empty({0}, opts), at::empty({0}, opts), at::empty({0}, opts)};
+  auto opts = dist.options().dtype(at::kLong);
+  if (num_pairs == 0) return empty_triplets(dist);
   at::Tensor counts = at::empty({num_pairs}, opts);
   cuda::AllSemihardArgs args{dist.stride(0), dist.size(1),
                              g.anchor_gid.data_ptr<int32_t>(), g.ref_gid.data_ptr<int32_t>(),
                              g.members.data_ptr<int32_t>(), g.group_start.data_ptr<int32_t>(),
                              g.pair_offset.data_ptr<int64_t>(), exclude_self, squared,
-                             counts.data_ptr<int64_t>(), nullptr, nullptr, nullptr, nullptr};
+                             counts.data_ptr<int64_t>(), nullptr, nullptr, nullptr, nullptr,
+                             non_finite.defined() ? non_finite.data_ptr<int>() : nullptr};
   const unsigned blocks = static_cast<unsigned>(dist.size(0));
   const int threads = cuda::kAllSemihardWarps * 32;
   at::Tensor a, p, n;
@@ -37,11 +36,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> all_semihard_cuda(const at::Tenso
     const at::Tensor ends = counts.cumsum(0);
     const at::Tensor offsets = ends - counts;
     const int64_t total = ends[-1].item<int64_t>();
+    if (non_finite.defined()) cuda::raise_if_flagged(op, non_finite);
     a = at::empty({total}, opts);
     p = at::empty({total}, opts);
     n = at::empty({total}, opts);
     if (total == 0) return;
     args.count = nullptr;
+    args.non_finite = nullptr;
     args.out_offset = offsets.data_ptr<int64_t>();
     args.out_a = a.data_ptr<int64_t>();
     args.out_p = p.data_ptr<int64_t>();
@@ -53,8 +54,32 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> all_semihard_cuda(const at::Tenso
   return {a, p, n};
 }
 
+Triplets all_semihard_from_sq_dist_cuda(const at::Tensor& sq_dist, const at::Tensor& labels,
+                                        const at::Tensor& ref_labels, bool exclude_self, double margin,
+                                        bool squared) {
+  const c10::cuda::CUDAGuard guard(sq_dist.device());
+  const char* op = "all_semihard_from_sq_dist";
+  check_mining_inputs(op, sq_dist, labels, ref_labels, exclude_self, margin);
+  const LabelGroups g = label_groups_cuda(op, labels, ref_labels, exclude_self, at::Tensor());
+  const at::Tensor non_finite = at::zeros({1}, sq_dist.options().dtype(at::kInt));
+  return all_semihard_mine_cuda(op, row_major(sq_dist), g, exclude_self, margin, squared, non_finite);
+}
+
+Triplets all_semi_hard_triplets_cuda(const at::Tensor& emb, const at::Tensor& labels, double margin, bool squared) {
+  const c10::cuda::CUDAGuard guard(emb.device());
+  const char* op = "all_semi_hard_triplets";
+  check_fused_mining_inputs(op, emb, labels, margin);
+  const LabelGroups g = label_groups_cuda(op, labels, labels, true, cuda::embeddings_unsafe_flag(emb));
+  if (g.summary.num_pairs == 0) return empty_triplets(emb);
+  const at::Tensor d = pairwise_sq_dist_cuda_impl(op, "emb", emb, "emb", std::nullopt);
+  return all_semihard_mine_cuda(op, d, g, true, margin, squared, at::Tensor());
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(facenet_ext, CUDA, m) { m.impl("all_semihard_from_sq_dist", &all_semihard_cuda); }
+TORCH_LIBRARY_IMPL(facenet_ext, CUDA, m) {
+  m.impl("all_semihard_from_sq_dist", &all_semihard_from_sq_dist_cuda);
+  m.impl("all_semi_hard_triplets", &all_semi_hard_triplets_cuda);
+}
 
 }  // namespace fx

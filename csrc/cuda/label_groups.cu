@@ -1,6 +1,5 @@
 // Label groups on CUDA: the stable sort (ATen), one single-block kernel, one summary copy to the host.
 #include <ATen/ATen.h>
-#include <ATen/Dispatch.h>
 
 #include "cuda/kernels/label_groups.cuh"
 #include "cuda/launch.cuh"
@@ -8,11 +7,12 @@
 
 namespace fx {
 
-LabelGroups label_groups_cuda(const char* op, const at::Tensor& sq_dist, const at::Tensor& labels,
-                              const at::Tensor& ref_labels, bool exclude_self) {
-  LabelGroups g = allocate_label_groups(op, sq_dist, labels, ref_labels, exclude_self);
+LabelGroups label_groups_cuda(const char* op, const at::Tensor& labels, const at::Tensor& ref_labels,
+                              bool exclude_self, const at::Tensor& non_finite_flag) {
+  LabelGroups g = allocate_label_groups(labels, ref_labels);
   const int64_t B = labels.size(0), N = ref_labels.size(0);
   at::Tensor summary = at::zeros({cuda::kSummarySize}, g.pair_offset.options());
+  if (non_finite_flag.defined()) summary.narrow(0, cuda::kNonFinite, 1).copy_(non_finite_flag);
   at::Tensor sorted, order;
   if (N > 0) std::tie(sorted, order) = sort_reference_labels(ref_labels);
   const at::Tensor labels64 = labels.to(at::kLong).contiguous();
@@ -21,15 +21,13 @@ LabelGroups label_groups_cuda(const char* op, const at::Tensor& sq_dist, const a
                        g.anchor_gid.data_ptr<int32_t>(), g.ref_gid.data_ptr<int32_t>(), g.members.data_ptr<int32_t>(),
                        g.group_start.data_ptr<int32_t>(), g.pair_offset.data_ptr<int64_t>(),
                        summary.data_ptr<int64_t>()};
-  AT_DISPATCH_FLOATING_TYPES(sq_dist.scalar_type(), "label_groups_cuda", [&] {
-    cuda::label_groups_kernel<scalar_t><<<1, cuda::kGroupThreads, 0, cuda::current_stream()>>>(
-        args, sq_dist.data_ptr<scalar_t>(), sq_dist.stride(0));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
+  cuda::label_groups_kernel<<<1, cuda::kGroupThreads, 0, cuda::current_stream()>>>(args);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
   const at::Tensor host = summary.cpu();  // the one host sync of a mining call
   const int64_t* v = host.data_ptr<int64_t>();
-  if (v[cuda::kNonFinite]) fail_non_finite(op);
-  g.summary = {v[cuda::kNumPairs], v[cuda::kMaxPositives], v[cuda::kLonely], v[cuda::kNoPositive]};
+  TORCH_CHECK_VALUE(!v[cuda::kNonFinite], op, ": emb contains NaN or Inf, or squared norms too large for ",
+                    "distances in its dtype (rescale the embeddings or use float64)");
+  g.summary = {v[cuda::kNumPairs], v[cuda::kMaxPositives], v[cuda::kNoPairs]};
   return g;
 }
 

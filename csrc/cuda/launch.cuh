@@ -1,11 +1,16 @@
-// Launcher helpers shared by the .cu files: the current stream and a grid size cap.
+// Launcher helpers shared by the .cu files: the current stream, a grid size cap, and the miners'
+// NaN/Inf flags.
 #pragma once
+#include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
 #include <algorithm>
 #include <cstdint>
+
+#include "label_groups.h"
+#include "pairwise_dist_common.h"
 
 namespace fx::cuda {
 
@@ -17,5 +22,16 @@ inline unsigned grid_for(int64_t work, int threads) {
   return static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, 65535LL * 8));
 }
 
+// The fused miners' embedding check, without a sync: a device flag that label_groups_cuda folds into
+// its one read-back (NaN/Inf embeddings, or norms whose distances could overflow).
+inline at::Tensor embeddings_unsafe_flag(const at::Tensor& emb) {
+  return norms_unsafe_flag(emb.to(emb.scalar_type() == at::kDouble ? at::kDouble : at::kFloat).square().sum(1));
+}
+
+// The *_from_sq_dist ops' check: their mining kernel sets the flag on a NaN/Inf distance it reads;
+// reading it back is one more small sync (the fused miners check their embeddings up front instead).
+inline void raise_if_flagged(const char* op, const at::Tensor& flag) {
+  if (flag.item<int>() != 0) fail_non_finite(op);
+}
 
 }  // namespace fx::cuda

@@ -8,11 +8,13 @@
 #include "pairwise_dist_common.h"
 
 namespace fx {
-namespace {
 
-at::Tensor pairwise_sq_dist_cuda(const at::Tensor& x, const std::optional<at::Tensor>& y) {
+// NaN/Inf inputs propagate to NaN distances, as with torch.cdist: a check would cost a host sync. The
+// fused miners check their embeddings' norms inside their one read-back (norms_unsafe_flag).
+at::Tensor pairwise_sq_dist_cuda_impl(const char* op, const char* x_name, const at::Tensor& x, const char* y_name,
+                                      const std::optional<at::Tensor>& y) {
   const c10::cuda::CUDAGuard guard(x.device());
-  PairwiseParts parts = pairwise_gram(x, y);
+  PairwiseParts parts = pairwise_gram(op, x_name, x, y_name, y);
   const int64_t B = parts.out.size(0), N = parts.out.size(1);
   if (parts.out.numel() == 0) return parts.out;
   const cudaStream_t stream = cuda::current_stream();
@@ -34,6 +36,10 @@ at::Tensor pairwise_sq_dist_cuda(const at::Tensor& x, const std::optional<at::Te
   return parts.out;
 }
 
+namespace {
+at::Tensor pairwise_sq_dist_cuda(const at::Tensor& x, const std::optional<at::Tensor>& y) {
+  return pairwise_sq_dist_cuda_impl("pairwise_sq_dist", "x", x, "y", y);
+}
 }  // namespace
 
 TORCH_LIBRARY_IMPL(facenet_ext, CUDA, m) { m.impl("pairwise_sq_dist", &pairwise_sq_dist_cuda); }

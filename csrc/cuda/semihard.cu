@@ -1,4 +1,5 @@
-// semihard_from_sq_dist on CUDA: label groups (ATen), one block per anchor, ordered compaction (ATen).
+// semi_hard_triplets and semihard_from_sq_dist on CUDA: label groups (one host sync), one block per
+// anchor, ordered compaction (ATen).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
@@ -6,22 +7,20 @@
 #include "cuda/kernels/semihard.cuh"
 #include "cuda/launch.cuh"
 #include "label_groups.h"
+#include "pairwise_dist_common.h"
 
 namespace fx {
 namespace {
 
 constexpr int kMaxChunk = 1024;  // positives per shared-memory pass (~21 KB float, ~33 KB double)
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> semihard_cuda(const at::Tensor& sq_dist, const at::Tensor& labels,
-                                                              const at::Tensor& ref_labels, bool exclude_self,
-                                                              std::optional<double> margin, bool squared,
-                                                              bool drop_fallback) {
-  const c10::cuda::CUDAGuard guard(sq_dist.device());
-  const char* op = "semi_hard_triplets";
-  const at::Tensor dist = row_major(sq_dist);
-  const LabelGroups g = label_groups_cuda(op, dist, labels, ref_labels, exclude_self);
+// Mines a checked, row-major matrix with its groups built. `non_finite`: int32 [1] the kernel sets on a
+// NaN/Inf distance, or undefined when the caller has checked its inputs.
+Triplets semihard_mine_cuda(const at::Tensor& dist, const LabelGroups& g, bool exclude_self,
+                            std::optional<double> margin, bool squared, bool drop_fallback,
+                            const at::Tensor& non_finite) {
   const MiningSummary& s = g.summary;
-  auto opts = labels.options().dtype(at::kLong);
+  auto opts = dist.options().dtype(at::kLong);
   at::Tensor a = at::empty({s.num_pairs}, opts), p = at::empty({s.num_pairs}, opts), n = at::empty({s.num_pairs}, opts);
   if (s.num_pairs == 0) return {a, p, n};
   const int chunk = static_cast<int>(std::min<int64_t>(s.max_positives, kMaxChunk));
@@ -29,7 +28,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> semihard_cuda(const at::Tensor& s
                           g.anchor_gid.data_ptr<int32_t>(), g.ref_gid.data_ptr<int32_t>(),
                           g.members.data_ptr<int32_t>(), g.group_start.data_ptr<int32_t>(),
                           g.pair_offset.data_ptr<int64_t>(), exclude_self, margin.has_value(), squared, drop_fallback,
-                          chunk, a.data_ptr<int64_t>(), p.data_ptr<int64_t>(), n.data_ptr<int64_t>()};
+                          chunk, a.data_ptr<int64_t>(), p.data_ptr<int64_t>(), n.data_ptr<int64_t>(),
+                          non_finite.defined() ? non_finite.data_ptr<int>() : nullptr};
   AT_DISPATCH_FLOATING_TYPES(dist.scalar_type(), "semihard_cuda", [&] {
     const size_t smem = cuda::semihard_smem_bytes<scalar_t>(chunk);
     cuda::semihard_kernel<scalar_t><<<static_cast<unsigned>(dist.size(0)), cuda::kSemihardThreads, smem,
@@ -37,13 +37,40 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> semihard_cuda(const at::Tensor& s
                                                                 static_cast<scalar_t>(margin.value_or(0)), args);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  // Slots stay empty only through the margin, "drop", or anchors without any negative.
-  if (margin.has_value() || drop_fallback || s.lonely_anchors > 0) return compact_triplets(a, p, n);
+  // Slots stay empty only through the margin or "drop" (anchors without a negative have no slot).
+  if (margin.has_value() || drop_fallback) return compact_triplets(a, p, n);
   return {a, p, n};
+}
+
+Triplets semihard_from_sq_dist_cuda(const at::Tensor& sq_dist, const at::Tensor& labels,
+                                    const at::Tensor& ref_labels, bool exclude_self, std::optional<double> margin,
+                                    bool squared, bool drop_fallback) {
+  const c10::cuda::CUDAGuard guard(sq_dist.device());
+  const char* op = "semihard_from_sq_dist";
+  check_mining_inputs(op, sq_dist, labels, ref_labels, exclude_self, margin);
+  const LabelGroups g = label_groups_cuda(op, labels, ref_labels, exclude_self, at::Tensor());
+  const at::Tensor non_finite = at::zeros({1}, sq_dist.options().dtype(at::kInt));
+  Triplets out = semihard_mine_cuda(row_major(sq_dist), g, exclude_self, margin, squared, drop_fallback, non_finite);
+  cuda::raise_if_flagged(op, non_finite);
+  return out;
+}
+
+Triplets semi_hard_triplets_cuda(const at::Tensor& emb, const at::Tensor& labels, std::optional<double> margin,
+                                 bool squared, bool drop_fallback) {
+  const c10::cuda::CUDAGuard guard(emb.device());
+  const char* op = "semi_hard_triplets";
+  check_fused_mining_inputs(op, emb, labels, margin);
+  const LabelGroups g = label_groups_cuda(op, labels, labels, true, cuda::embeddings_unsafe_flag(emb));
+  if (g.summary.num_pairs == 0) return empty_triplets(emb);
+  const at::Tensor d = pairwise_sq_dist_cuda_impl(op, "emb", emb, "emb", std::nullopt);
+  return semihard_mine_cuda(d, g, true, margin, squared, drop_fallback, at::Tensor());
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(facenet_ext, CUDA, m) { m.impl("semihard_from_sq_dist", &semihard_cuda); }
+TORCH_LIBRARY_IMPL(facenet_ext, CUDA, m) {
+  m.impl("semihard_from_sq_dist", &semihard_from_sq_dist_cuda);
+  m.impl("semi_hard_triplets", &semi_hard_triplets_cuda);
+}
 
 }  // namespace fx

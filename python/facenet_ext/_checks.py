@@ -1,5 +1,13 @@
-"""Argument validation shared by the public wrappers: clear errors naming the function and argument."""
+"""Argument validation shared by the public wrappers: clear errors naming the function and argument.
+
+Wrong type is TypeError, wrong value (shape, length, range, device) ValueError, an index out of range
+IndexError: the classes the native ops raise for the same faults (csrc/checks.h), so a direct
+``torch.ops.facenet_ext`` call and the wrapper fail alike.
+"""
 from __future__ import annotations
+
+import math
+import numbers
 
 import torch
 from torch import Tensor
@@ -20,13 +28,20 @@ def check_tensor(fn: str, name: str, t: object) -> Tensor:
     return t
 
 
-def check_embeddings(fn: str, emb: object, name: str = "emb") -> Tensor:
-    """2-D, floating, non-empty, and (on the CPU) finite; see check_finite."""
+def check_embedding_shape(fn: str, emb: object, name: str = "emb") -> Tensor:
+    """A tensor, 2-D and floating point (an empty batch is fine). Metadata only: nothing is read, so it
+    costs nothing and traces under torch.compile; the native ops check the values (NaN/Inf) themselves."""
     emb = check_tensor(fn, name, emb)
     if emb.dim() != 2:
         raise ValueError(f"{fn}: {name} must be 2-D [batch, dim], got shape {tuple(emb.shape)}")
     if not emb.is_floating_point():
         raise TypeError(f"{fn}: {name} must be floating point (float16/bfloat16/float32/float64), got {emb.dtype}")
+    return emb
+
+
+def check_embeddings(fn: str, emb: object, name: str = "emb") -> Tensor:
+    """2-D, floating, non-empty, and (on the CPU) finite; see check_finite."""
+    emb = check_embedding_shape(fn, emb, name)
     if emb.shape[0] == 0:
         raise ValueError(f"{fn}: {name} is an empty batch (shape {tuple(emb.shape)})")
     check_finite(fn, name, emb)
@@ -66,10 +81,10 @@ def check_reference(fn: str, ref: object, emb: Tensor, name: str = "ref_emb") ->
 
 def check_labels(fn: str, labels: object, batch: int, device: torch.device, name: str = "labels") -> Tensor:
     labels = check_tensor(fn, name, labels)
-    if labels.dim() != 1:
-        raise ValueError(f"{fn}: {name} must be 1-D, got shape {tuple(labels.shape)}")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise TypeError(f"{fn}: {name} must be an integer tensor, got {labels.dtype}")
+    if labels.dim() != 1:
+        raise ValueError(f"{fn}: {name} must be 1-D, got shape {tuple(labels.shape)}")
     if labels.shape[0] != batch:
         raise ValueError(f"{fn}: {name} has length {labels.shape[0]} but the batch has {batch} embeddings")
     if labels.device != device:
@@ -77,13 +92,37 @@ def check_labels(fn: str, labels: object, batch: int, device: torch.device, name
     return labels
 
 
-def check_margin(fn: str, margin: float | None, allow_none: bool = False) -> None:
+def check_real(fn: str, name: str, value: object) -> float:
+    """A real scalar (int, float, numpy scalar or 0-d real tensor; not bool) as a Python float."""
+    if isinstance(value, Tensor):
+        if value.dim() != 0 or value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"{fn}: {name} must be a real number or a 0-d real tensor, got a {value.dtype} tensor "
+                            f"of shape {tuple(value.shape)}")
+        return float(value.item())
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{fn}: {name} must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
+def check_margin(fn: str, margin: object, allow_none: bool = False, dtype: torch.dtype | None = None) -> float | None:
+    """A margin as a float: finite, >= 0 and, given the embeddings' ``dtype``, representable in the dtype
+    the loss is computed in (1e300 would silently become inf in float32)."""
     if margin is None and allow_none:
-        return
-    if not isinstance(margin, (int, float)) or isinstance(margin, bool):
-        raise TypeError(f"{fn}: margin must be a number, got {type(margin).__name__}")
-    if not margin >= 0 or margin == float("inf"):
-        raise ValueError(f"{fn}: margin must be finite and >= 0, got {margin}")
+        return None
+    m = check_real(fn, "margin", margin)
+    if not (math.isfinite(m) and m >= 0):
+        raise ValueError(f"{fn}: margin must be finite and >= 0, got {m}")
+    if dtype is not None and dtype.is_floating_point and m > torch.finfo(acc_dtype(dtype)).max:
+        raise ValueError(f"{fn}: margin {m} does not fit in {acc_dtype(dtype)} "
+                         f"(largest finite value {torch.finfo(acc_dtype(dtype)).max})")
+    return m
+
+
+def check_bool(fn: str, name: str, value: object) -> bool:
+    """A bool (or numpy bool): None or a string is a TypeError, never silently truthy or falsy."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return bool(value)
+    raise TypeError(f"{fn}: {name} must be a bool, got {type(value).__name__}")
 
 
 def check_choice(fn: str, name: str, value: object, choices: tuple[str, ...]) -> None:

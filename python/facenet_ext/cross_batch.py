@@ -20,7 +20,8 @@ import torch
 from torch import Tensor
 
 from . import _C  # noqa: F401  (registers torch.ops.facenet_ext.*)
-from ._checks import acc_dtype
+from ._checks import acc_dtype, check_embedding_shape, check_finite, check_labels, check_like, check_tensor
+from .memory_bank import MemoryBank
 
 _ops = torch.ops.facenet_ext
 Triplets = tuple[Tensor, Tensor, Tensor]
@@ -61,6 +62,131 @@ def chunk_columns(batch: int, n_ref: int, chunk_size: int | None) -> int | None:
     if batch * n_ref <= MATRIX_LIMIT:
         return None
     return max(1, CHUNK_ELEMENTS // batch)
+
+
+REFERENCE_DOC = """
+    Reference sets (keyword-only, as in pytorch-metric-learning): with ``ref_emb`` [N, D] and ``ref_labels``
+    [N], anchors come from ``emb`` and positives/negatives from the reference set, which is not assumed to
+    contain the anchors (no self-exclusion); anchor indices point into ``emb``, positive and negative
+    indices into ``ref_emb``. With ``memory=`` a :class:`facenet_ext.MemoryBank`, the reference set is the
+    batch followed by the bank's entries (XBM: ``emb`` then ``memory.embeddings``), an anchor never being
+    its own positive; positive and negative indices point into that concatenation (``< B``: the batch).
+    ``chunk_size``: mine the reference set that many columns at a time with running per-anchor state
+    (never the B x N matrix; memory O(B·chunk_size + B·K)); ``None`` does so automatically once B·N
+    exceeds ``facenet_ext.cross_batch.MATRIX_LIMIT`` (see docs/cross_batch.md). Same triplets, same order.
+"""
+
+
+def check_chunk_size(fn: str, chunk_size: object) -> None:
+    if chunk_size is None:
+        return
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
+        raise TypeError(f"{fn}: chunk_size must be a positive int or None, got {type(chunk_size).__name__}")
+    if chunk_size < 1:
+        raise ValueError(f"{fn}: chunk_size must be a positive int or None, got {chunk_size!r}")
+
+
+def check_reference_args(fn: str, emb: Tensor, ref_emb, ref_labels, memory, chunk_size) -> None:
+    """The reference-set arguments, checked against ``emb`` (metadata only: no data is read)."""
+    check_chunk_size(fn, chunk_size)
+    if memory is not None:
+        if ref_emb is not None or ref_labels is not None:
+            raise ValueError(f"{fn}: give either memory= or ref_emb=/ref_labels=, not both")
+        if not isinstance(memory, MemoryBank):
+            raise TypeError(f"{fn}: memory must be a facenet_ext.MemoryBank, got {type(memory).__name__}")
+        memory._check_compatible(fn, emb, "emb (against memory)")
+        return
+    if (ref_emb is None) != (ref_labels is None):
+        given, missing = ("ref_emb", "ref_labels") if ref_labels is None else ("ref_labels", "ref_emb")
+        raise ValueError(f"{fn}: {given} was given without {missing}; pass both (or neither)")
+    if ref_emb is not None:
+        check_tensor(fn, "ref_emb", ref_emb)
+        if ref_emb.dim() != 2:
+            raise ValueError(f"{fn}: ref_emb must be 2-D [N, dim], got shape {tuple(ref_emb.shape)}")
+        check_like(fn, ref_emb, "ref_emb", emb, "emb")
+        check_labels(fn, ref_labels, ref_emb.shape[0], emb.device, "ref_labels")
+
+
+def plain_batch(fn: str, emb: Tensor, ref_emb, ref_labels, memory, chunk_size) -> bool:
+    """True for the hot path: no reference set, no streaming, and B x B fits (emb is checked). Otherwise
+    the reference arguments are checked too (metadata only) for :func:`mine_references`."""
+    if ref_emb is None and ref_labels is None and memory is None and chunk_size is None:
+        return chunk_columns(emb.shape[0], emb.shape[0], None) is None
+    check_reference_args(fn, emb, ref_emb, ref_labels, memory, chunk_size)
+    return False
+
+
+def reference_count(emb: Tensor, ref_emb, memory) -> int:
+    """How many rows positive/negative indices may point to."""
+    if memory is not None:
+        return emb.shape[0] + len(memory)
+    return emb.shape[0] if ref_emb is None else ref_emb.shape[0]
+
+
+def mine_references(fn: str, kind: str, emb: Tensor, labels: Tensor, ref_emb, ref_labels, memory, chunk_size, *,
+                    margin: float | None = None, squared: bool = True, drop: bool = False) -> Triplets:
+    """A miner against a reference set (``ref_emb``, ``memory``, or the batch streamed in chunks), as one
+    opaque op, so ``torch.compile(fullgraph=True)`` traces it without a graph break. Arguments checked
+    by the caller and :func:`plain_batch`."""
+    if memory is not None:
+        ref, ref_lab, offset = torch.cat([emb.detach(), memory.embeddings]), torch.cat([labels.long(), memory.labels]), 0
+    elif ref_emb is not None:
+        ref, ref_lab, offset = ref_emb.detach(), ref_labels, -1
+    else:
+        ref, ref_lab, offset = emb.detach(), labels, 0
+    return _ops.mine_reference_set(fn, kind, emb.detach(), labels, ref, ref_lab, offset, chunk_size or 0, margin,
+                                   squared, drop)
+
+
+@torch.library.custom_op(
+    "facenet_ext::mine_reference_set",
+    mutates_args=(),
+    schema="(str fn, str kind, Tensor anchors, Tensor labels, Tensor ref_emb, Tensor ref_labels, int self_offset, "
+    "int chunk_size, float? margin, bool squared, bool drop) -> (Tensor, Tensor, Tensor)",
+)
+def _mine_reference_set(fn, kind, anchors, labels, ref_emb, ref_labels, self_offset, chunk_size, margin, squared, drop):
+    # Runs eagerly in both modes, so its checks (and messages) are the same with and without compile.
+    check_finite(fn, "emb", anchors)
+    check_finite(fn, "ref_emb" if self_offset < 0 else "memory", ref_emb)
+    if ref_emb.shape[0] == 0 or anchors.shape[0] == 0:
+        empty = torch.empty(0, dtype=torch.int64, device=anchors.device)
+        return empty, empty.clone(), empty.clone()
+    ref = ReferenceSet(ref_emb, ref_labels, None if self_offset < 0 else self_offset)
+    # A custom op's outputs may not alias its inputs or each other; a copy of T indices is cheap here.
+    return tuple(t.clone() for t in mine(kind, anchors, labels, ref, chunk_size or None, margin=margin,
+                                         squared=squared, drop=drop))
+
+
+@_mine_reference_set.register_fake
+def _(fn, kind, anchors, labels, ref_emb, ref_labels, self_offset, chunk_size, margin, squared, drop):
+    n = torch.library.get_ctx().new_dynamic_size()
+    return tuple(anchors.new_empty((n,), dtype=torch.int64) for _ in range(3))
+
+
+def gather_reference_rows(emb: Tensor, ref_emb, memory, p: Tensor, n: Tensor):
+    """``[emb; the rows of the reference set the triplets use]``, with p and n renumbered into it: the
+    loss then costs O((B + T)·D) however large the reference set is, and autograd reaches ``ref_emb``
+    through index_select. Positive/negative indices ``>= base`` point into ``extra`` (index - base):
+    ``ref_emb`` (base 0), or the bank (base B: indices below B are the batch)."""
+    extra, base = (memory.embeddings, emb.shape[0]) if memory is not None else (ref_emb, 0)
+    used, p, n = _ops.reference_rows(p, n, base, emb.shape[0])
+    return torch.cat([emb, extra.index_select(0, used)]), p, n
+
+
+@torch.library.custom_op("facenet_ext::reference_rows", mutates_args=(),
+                         schema="(Tensor p, Tensor n, int base, int batch) -> (Tensor, Tensor, Tensor)")
+def _reference_rows(p, n, base, batch):
+    idx = torch.cat([p, n])
+    in_extra = idx >= base
+    used = torch.unique(idx[in_extra] - base)  # sorted
+    renumbered = torch.where(in_extra, batch + torch.searchsorted(used, (idx - base).clamp_min(0)), idx)
+    return used, renumbered[: p.shape[0]].clone(), renumbered[p.shape[0]:].clone()
+
+
+@_reference_rows.register_fake
+def _(p, n, base, batch):
+    k = torch.library.get_ctx().new_dynamic_size()
+    return p.new_empty((k,)), torch.empty_like(p), torch.empty_like(n)
 
 
 def mine(kind: str, anchors: Tensor, labels: Tensor, ref: ReferenceSet, chunk_size: int | None, *,

@@ -63,7 +63,7 @@ def triplet_loss(
     margin: float = 0.2,
     *,
     mining: str = "semihard",
-    squared: bool = True,
+    squared: bool | None = None,
     reduction: str = "mean",
     group=None,
     scale_for_ddp: bool = True,
@@ -95,8 +95,9 @@ def triplet_loss(
     fn = "distributed.triplet_loss"
     emb = check_embeddings(fn, emb)
     labels = check_labels(fn, labels, emb.shape[0], emb.device)
-    check_margin(fn, margin)
+    margin = check_margin(fn, margin, dtype=emb.dtype)
     check_choice(fn, "mining", mining, MINING)
+    squared = ops.resolve_squared(fn, squared, mining)
     check_choice(fn, "reduction", reduction, REDUCTIONS)
     if not (dist.is_available() and dist.is_initialized()):
         return ops.triplet_loss(emb, labels, margin, mining=mining, squared=squared, reduction=reduction, chunk_size=chunk_size)

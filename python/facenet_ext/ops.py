@@ -1,7 +1,9 @@
 """The public ops: one thin wrapper per native op, its fake (meta) kernel and its autograd.
 
-Every wrapper validates its arguments in Python (messages name the function and argument), then calls
-``torch.ops.facenet_ext.<op>``, which the dispatcher routes to the CPU or CUDA kernel. Fake kernels make
+Every wrapper checks what costs nothing (argument types, choices, scalars), then makes one call to
+``torch.ops.facenet_ext.<op>``, which the dispatcher routes to the CPU or CUDA kernel; the native op
+validates every tensor argument itself (shape, dtype, device, length, NaN/Inf) with the same exception
+classes, so eager mode, ``torch.compile`` and a direct ``torch.ops`` call fail alike. Fake kernels make
 the ops traceable by ``torch.compile(fullgraph=True)``; data-dependent triplet counts are unbacked
 symbolic sizes (``ctx.new_dynamic_size()``).
 """
@@ -11,18 +13,17 @@ import torch
 from torch import Tensor
 
 from . import _C  # noqa: F401  (loads the library: registers torch.ops.facenet_ext.*)
+from . import cross_batch
 from ._checks import (
     _compiling,
     acc_dtype,
+    check_bool,
     check_choice,
-    check_embeddings,
+    check_embedding_shape,
     check_labels,
-    check_like,
     check_margin,
-    check_reference,
     check_tensor,
 )
-from .cross_batch import ReferenceSet, chunk_columns, mine
 from .memory_bank import MemoryBank
 
 _ops = torch.ops.facenet_ext
@@ -38,14 +39,15 @@ def pairwise_sq_dist(x: Tensor, y: Tensor | None = None) -> Tensor:
     ``x``: [B, D]; ``y``: [N, D] or ``None`` (then ``y = x``, and the result is exactly symmetric with an
     exactly zero diagonal). Never negative. float16/bfloat16 inputs accumulate, and return, in float32;
     float32/float64 return their own dtype. Differentiable in ``x`` and ``y`` (entries clamped to 0 carry
-    no gradient). NaN/Inf inputs raise ``ValueError`` on the CPU; on CUDA (where a check would cost a
-    host sync) they propagate to NaN distances, as with ``torch.cdist``.
+    no gradient), twice included. NaN/Inf inputs raise ``ValueError`` on the CPU; on CUDA (where a check
+    would cost a host sync) they propagate to NaN distances, as with ``torch.cdist``.
     """
     fn = "pairwise_sq_dist"
-    x = check_embeddings(fn, x, "x")
+    check_tensor(fn, "x", x)
     if y is not None:
-        y = check_embeddings(fn, y, "y")
-        check_like(fn, y, "y", x, "x")
+        check_tensor(fn, "y", y)
+    if _needs_grad(x, y):
+        return _PairwiseSqDist.apply(x, y)
     return _ops.pairwise_sq_dist(x, y)
 
 
@@ -80,64 +82,28 @@ def _pairwise_backward(ctx, grad):
 torch.library.register_autograd("facenet_ext::pairwise_sq_dist", _pairwise_backward, setup_context=_pairwise_setup)
 
 
+def _needs_grad(*tensors) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+# The public functions differentiate through these torch.autograd.Functions, which carry the same
+# backward as the ops' register_autograd registration (used by direct torch.ops calls): the autograd
+# class that register_autograd generates has no setup_context, so torch.func (grad, jacrev, vmap) refuses
+# it; a Function with setup_context composes with torch.func.
+class _PairwiseSqDist(torch.autograd.Function):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, y):
+        return _ops.pairwise_sq_dist(x, y)
+
+    setup_context = staticmethod(_pairwise_setup)
+    backward = staticmethod(_pairwise_backward)
+
+
 # ---------------------------------------------------------------------------------------------------
 # miners
 # ---------------------------------------------------------------------------------------------------
-_REF_DOC = """
-    Reference sets (keyword-only, as in pytorch-metric-learning): with ``ref_emb`` [N, D] and ``ref_labels``
-    [N], anchors come from ``emb`` and positives/negatives from the reference set, which is not assumed to
-    contain the anchors (no self-exclusion); anchor indices point into ``emb``, positive and negative
-    indices into ``ref_emb``. With ``memory=`` a :class:`facenet_ext.MemoryBank`, the reference set is the
-    batch followed by the bank's entries (XBM: ``emb`` then ``memory.embeddings``), an anchor never being
-    its own positive; positive and negative indices point into that concatenation (``< B``: the batch).
-    ``chunk_size``: mine the reference set that many columns at a time with running per-anchor state
-    (never the B x N matrix; memory O(B·chunk_size + B·K)); ``None`` does so automatically once B·N
-    exceeds ``facenet_ext.cross_batch.MATRIX_LIMIT`` (see docs/cross_batch.md). Same triplets, same order.
-"""
-
-
-def _check_reference_args(fn: str, emb: Tensor, ref_emb, ref_labels, memory, chunk_size) -> None:
-    """The reference-set arguments, checked against a checked ``emb`` (messages name ``fn``)."""
-    if chunk_size is not None and (not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1):
-        raise ValueError(f"{fn}: chunk_size must be a positive int or None, got {chunk_size!r}")
-    if memory is not None:
-        if ref_emb is not None or ref_labels is not None:
-            raise ValueError(f"{fn}: give either memory= or ref_emb=/ref_labels=, not both")
-        if not isinstance(memory, MemoryBank):
-            raise TypeError(f"{fn}: memory must be a facenet_ext.MemoryBank, got {type(memory).__name__}")
-        memory._check_compatible(fn, emb, "emb (against memory)")
-        return
-    if (ref_emb is None) != (ref_labels is None):
-        given, missing = ("ref_emb", "ref_labels") if ref_labels is None else ("ref_labels", "ref_emb")
-        raise ValueError(f"{fn}: {given} was given without {missing}; pass both (or neither)")
-    if ref_emb is not None:
-        ref_emb = check_reference(fn, ref_emb, emb)
-        check_labels(fn, ref_labels, ref_emb.shape[0], emb.device, "ref_labels")
-
-
-def _references(fn: str, emb: Tensor, labels, ref_emb, ref_labels, memory, chunk_size):
-    """(emb, labels, ReferenceSet or None). None: the plain batch path (the reference set is the batch and
-    B x B fits), which stays exactly the code it always was."""
-    emb = check_embeddings(fn, emb)
-    labels = check_labels(fn, labels, emb.shape[0], emb.device)
-    _check_reference_args(fn, emb, ref_emb, ref_labels, memory, chunk_size)
-    if memory is not None:
-        ref = ReferenceSet(torch.cat([emb.detach(), memory.embeddings]), torch.cat([labels.long(), memory.labels]), 0)
-        return emb, labels, ref
-    if ref_emb is not None:
-        return emb, labels, ReferenceSet(ref_emb.detach(), ref_labels, None)
-    if chunk_size is None and chunk_columns(emb.shape[0], emb.shape[0], None) is None:
-        return emb, labels, None
-    return emb, labels, ReferenceSet(emb.detach(), labels, 0)
-
-
-def _mine_reference(kind, emb, labels, ref, chunk_size, **rule) -> Triplets:
-    if ref.emb.shape[0] == 0:
-        empty = torch.empty(0, dtype=torch.int64, device=emb.device)
-        return empty, empty, empty
-    return mine(kind, emb.detach(), labels, ref, chunk_size, **rule)
-
-
 def semi_hard_triplets(
     emb: Tensor,
     labels: Tensor,
@@ -147,7 +113,7 @@ def semi_hard_triplets(
     fallback: str = "easiest",
     ref_emb: Tensor | None = None,
     ref_labels: Tensor | None = None,
-    memory=None,
+    memory: MemoryBank | None = None,
     chunk_size: int | None = None,
 ) -> Triplets:
     r"""FaceNet's online semi-hard mining (Schroff et al. 2015, eq. 4): one triplet per ordered
@@ -156,43 +122,40 @@ def semi_hard_triplets(
     .. math:: n^*(a, p) = \arg\min_{n:\, y_n \ne y_a,\ D_{an} > D_{ap}} D_{an}.
 
     If no negative is farther than the positive, ``fallback="easiest"`` takes the farthest negative
-    (TF-Addons' rule) and ``fallback="drop"`` drops the pair. Anchors with no negative yield nothing.
-    With ``margin`` set, only triplets with :math:`D_{an} < D_{ap} + \text{margin}` (non-zero loss) are
-    returned; ``squared`` says whether that test uses squared or plain distances (selection is the same).
-    Ties go to the smallest index.
+    (TF-Addons' rule) and ``fallback="drop"`` drops the pair. Anchors with no negative yield nothing (and
+    cost nothing: a one-identity batch returns at once, without distances). With ``margin`` set, only
+    triplets with :math:`D_{an} < D_{ap} + \text{margin}` (non-zero loss) are returned; ``squared`` says
+    whether that test compares squared or plain Euclidean distances (the selection itself is the same).
+    Ties go to the smallest index. An empty batch gives empty tensors.
 
-    Returns int64 ``(anchor, positive, negative)`` sorted by (anchor, positive). Cost O(B^2 D) for the
-    distances plus O(B (B log K)) for mining; memory O(B^2), never B^3.
+    Returns int64 ``(anchor, positive, negative)`` sorted by (anchor, positive). One native call: cost
+    O(B^2 D) for the distances plus O(B (B log K)) for mining; memory O(B^2), never B^3. NaN/Inf
+    embeddings raise ``ValueError``.
     """
     fn = "semi_hard_triplets"
-    check_margin(fn, margin, allow_none=True)
+    emb, labels = _check_batch(fn, emb, labels)
+    m = check_margin(fn, margin, allow_none=True, dtype=emb.dtype)
+    squared = check_bool(fn, "squared", squared)
     check_choice(fn, "fallback", fallback, ("easiest", "drop"))
-    m = None if margin is None else float(margin)
-    emb, labels, ref = _references(fn, emb, labels, ref_emb, ref_labels, memory, chunk_size)
-    if ref is not None:
-        return _mine_reference("semihard", emb, labels, ref, chunk_size, margin=m, squared=bool(squared), drop=fallback == "drop")
-    d = _ops.pairwise_sq_dist(emb.detach(), None)
-    return _ops.semihard_from_sq_dist(d, labels, labels, True, m, bool(squared), fallback == "drop")
+    return _mine(fn, "semihard", emb, labels, m, squared, fallback == "drop", ref_emb, ref_labels, memory, chunk_size)
 
 
 def batch_hard_triplets(
     emb: Tensor,
     labels: Tensor,
     *,
-    squared: bool = True,
     ref_emb: Tensor | None = None,
     ref_labels: Tensor | None = None,
-    memory=None,
+    memory: MemoryBank | None = None,
     chunk_size: int | None = None,
 ) -> Triplets:
     """Batch-hard mining (Hermans et al. 2017): for every anchor with a positive and a negative, the
-    farthest positive and the closest negative (ties to the smallest index). ``squared`` is accepted for
-    symmetry with the other miners; the selection does not depend on it. Sorted by anchor."""
-    emb, labels, ref = _references("batch_hard_triplets", emb, labels, ref_emb, ref_labels, memory, chunk_size)
-    if ref is not None:
-        return _mine_reference("batch_hard", emb, labels, ref, chunk_size)
-    d = _ops.pairwise_sq_dist(emb.detach(), None)
-    return _ops.batch_hard_from_sq_dist(d, labels, labels, True)
+    farthest positive and the closest negative (ties to the smallest index). The selection is the same
+    for squared and plain distances, so this miner takes no ``squared``. Sorted by anchor. One native
+    call; NaN/Inf embeddings raise ``ValueError``."""
+    fn = "batch_hard_triplets"
+    emb, labels = _check_batch(fn, emb, labels)
+    return _mine(fn, "batch_hard", emb, labels, None, True, False, ref_emb, ref_labels, memory, chunk_size)
 
 
 def all_semi_hard_triplets(
@@ -203,46 +166,77 @@ def all_semi_hard_triplets(
     squared: bool = False,
     ref_emb: Tensor | None = None,
     ref_labels: Tensor | None = None,
-    memory=None,
+    memory: MemoryBank | None = None,
     chunk_size: int | None = None,
 ) -> Triplets:
     r"""Every triplet with :math:`0 < D_{an} - D_{ap} \le \text{margin}` — the ``"semihard"`` rule of
-    pytorch-metric-learning's ``TripletMarginMiner`` (plain Euclidean distances by default, as there).
+    pytorch-metric-learning's ``TripletMarginMiner``. ``squared=False`` (the default, as there) compares
+    plain Euclidean distances, ``squared=True`` squared ones; the two select different triplets.
     Sorted by (anchor, positive, negative). Output size is data dependent (up to B·K·N); working memory
-    besides the output is O(B^2)."""
+    besides the output is O(B^2). One native call; NaN/Inf embeddings raise ``ValueError``."""
     fn = "all_semi_hard_triplets"
-    check_margin(fn, margin)
-    emb, labels, ref = _references(fn, emb, labels, ref_emb, ref_labels, memory, chunk_size)
-    if ref is not None:
-        return _mine_reference("all_semihard", emb, labels, ref, chunk_size, margin=float(margin), squared=bool(squared))
-    d = _ops.pairwise_sq_dist(emb.detach(), None)
-    return _ops.all_semihard_from_sq_dist(d, labels, labels, True, float(margin), bool(squared))
+    emb, labels = _check_batch(fn, emb, labels)
+    m = check_margin(fn, margin, dtype=emb.dtype)
+    squared = check_bool(fn, "squared", squared)
+    return _mine(fn, "all_semihard", emb, labels, m, squared, False, ref_emb, ref_labels, memory, chunk_size)
 
 
 for _miner in (semi_hard_triplets, batch_hard_triplets, all_semi_hard_triplets):
-    _miner.__doc__ += _REF_DOC
+    _miner.__doc__ += cross_batch.REFERENCE_DOC
 
 
-def _fake_triplets(sq_dist, labels, *rest):
+def _mine(fn: str, kind: str, emb: Tensor, labels: Tensor, margin: float | None, squared: bool, drop: bool,
+          ref_emb, ref_labels, memory, chunk_size) -> Triplets:
+    """Every miner's one path (checked arguments): the fused native op on a plain batch, else the
+    reference-set miner (reference set, memory bank, or streaming); ``fn`` names the caller in errors."""
+    if cross_batch.plain_batch(fn, emb, ref_emb, ref_labels, memory, chunk_size):
+        if kind == "semihard":
+            return _ops.semi_hard_triplets(emb.detach(), labels, margin, squared, drop)
+        if kind == "batch_hard":
+            return _ops.batch_hard_triplets(emb.detach(), labels)
+        return _ops.all_semi_hard_triplets(emb.detach(), labels, margin, squared)
+    return cross_batch.mine_references(fn, kind, emb, labels, ref_emb, ref_labels, memory, chunk_size,
+                                       margin=margin, squared=squared, drop=drop)
+
+
+def _check_batch(fn: str, emb: object, labels: object) -> tuple[Tensor, Tensor]:
+    """emb [B, D] floating and labels [B] integer on its device: metadata only (the native op reads and
+    checks the values), so the message names the function the user called."""
+    emb = check_embedding_shape(fn, emb)
+    return emb, check_labels(fn, labels, emb.shape[0], emb.device)
+
+
+def _fake_triplets(first, *rest):
     n = torch.library.get_ctx().new_dynamic_size()  # the triplet count depends on the data
-    return tuple(sq_dist.new_empty((n,), dtype=torch.int64) for _ in range(3))
+    return tuple(first.new_empty((n,), dtype=torch.int64) for _ in range(3))
 
 
-for _name in ("semihard_from_sq_dist", "batch_hard_from_sq_dist", "all_semihard_from_sq_dist"):
+for _name in (
+    "semi_hard_triplets",
+    "batch_hard_triplets",
+    "all_semi_hard_triplets",
+    "semihard_from_sq_dist",
+    "batch_hard_from_sq_dist",
+    "all_semihard_from_sq_dist",
+):
     torch.library.register_fake(f"facenet_ext::{_name}", _fake_triplets)
 
 
 # ---------------------------------------------------------------------------------------------------
 # triplet loss
 # ---------------------------------------------------------------------------------------------------
-MINERS = {
-    "semihard": lambda emb, labels, margin, squared, **ref: semi_hard_triplets(emb, labels, squared=squared, **ref),
-    "batch_hard": lambda emb, labels, margin, squared, **ref: batch_hard_triplets(emb, labels, squared=squared, **ref),
-    "all_semihard": lambda emb, labels, margin, squared, **ref: all_semi_hard_triplets(
-        emb, labels, margin, squared=squared, **ref
-    ),
-}
+#: mining strategy -> the distance its public miner uses by default (True = squared).
+MINERS = {"semihard": True, "batch_hard": True, "all_semihard": False}
 REDUCTIONS = ("mean", "mean_active", "sum", "none")
+
+
+def resolve_squared(fn: str, squared: object, mining) -> bool:
+    """``squared=None``: the distance of the mining strategy's own miner (squared for "semihard",
+    "batch_hard" and explicit triplets, as in FaceNet; plain for "all_semihard", as its miner and
+    pytorch-metric-learning), so ``mining="x"`` mines exactly what the public miner "x" mines."""
+    if squared is None:
+        return MINERS[mining] if isinstance(mining, str) else True
+    return check_bool(fn, "squared", squared)
 
 
 def triplet_loss(
@@ -251,7 +245,7 @@ def triplet_loss(
     margin: float = 0.2,
     *,
     mining: str | Triplets = "semihard",
-    squared: bool = True,
+    squared: bool | None = None,
     reduction: str = "mean",
     return_stats: bool = False,
     ref_emb: Tensor | None = None,
@@ -263,12 +257,21 @@ def triplet_loss(
     triplets, with the two distances recomputed exactly from ``emb`` (so gradients are those of the
     loss, not of the mining's Gram-matrix expansion).
 
-    ``mining``: ``"semihard"`` (FaceNet eq. 4 with TF-Addons' fallback: one triplet per positive pair),
-    ``"batch_hard"``, ``"all_semihard"``, or an explicit ``(anchor, positive, negative)`` tuple of int64
-    tensors (``labels`` may then be ``None``). ``reduction``: ``"mean"`` over all mined triplets (TF-Addons'
-    convention), ``"mean_active"`` over the triplets with non-zero loss, ``"sum"``, or ``"none"`` (the
-    per-triplet losses, in float32 for float16/bfloat16 input). An empty mining result gives 0 and a zero
-    gradient. Backward costs O(T·D) and is deterministic.
+    ``mining``: ``"semihard"`` (FaceNet eq. 4 with TF-Addons' fallback: one triplet per positive pair;
+    the margin does not enter the selection, as in FaceNet), ``"batch_hard"``, ``"all_semihard"`` (every
+    triplet with 0 < D_an - D_ap <= margin), or an explicit ``(anchor, positive, negative)`` tuple of
+    int64 tensors (``labels`` may then be ``None``). Each name mines exactly what its public miner mines.
+
+    ``squared``: the distance D of both the mining and the loss: ``True`` squared Euclidean (FaceNet),
+    ``False`` plain Euclidean. ``None`` (default) takes the mining strategy's own default: squared for
+    "semihard", "batch_hard" and explicit triplets, plain for "all_semihard" (as
+    :func:`all_semi_hard_triplets` and pytorch-metric-learning's ``TripletMarginMiner``).
+
+    ``reduction``: ``"mean"`` over all mined triplets (TF-Addons' convention), ``"mean_active"`` over the
+    triplets with non-zero loss, ``"sum"``, or ``"none"`` (the per-triplet losses, in float32 for
+    float16/bfloat16 input). An empty batch or an empty mining result gives 0 (connected to the graph)
+    and a zero gradient. Backward costs O(T·D) and is deterministic; second derivatives (``create_graph``)
+    are exact, through a plain PyTorch expression of the same gradient.
 
     With ``return_stats=True`` returns ``(loss, stats)``; ``stats`` holds 0-d tensors (no host sync):
     ``num_triplets``, ``active_fraction``, ``mean_d_ap``, ``mean_d_an``.
@@ -281,26 +284,30 @@ def triplet_loss(
     (see the miners). Only the mined rows of the reference set enter the loss: O(T·D), whatever N is.
     """
     fn = "triplet_loss"
-    emb = check_embeddings(fn, emb)
-    check_margin(fn, margin)
+    emb = check_embedding_shape(fn, emb)
+    if isinstance(mining, str):
+        labels = check_labels(fn, labels, emb.shape[0], emb.device)
+    margin = check_margin(fn, margin, dtype=emb.dtype)
     check_choice(fn, "reduction", reduction, REDUCTIONS)
-    _check_reference_args(fn, emb, ref_emb, ref_labels, memory, chunk_size)
-    refs = {"ref_emb": ref_emb, "ref_labels": ref_labels, "memory": memory, "chunk_size": chunk_size}
-    extra, base = _reference_rows(emb, ref_emb, memory)
+    return_stats = check_bool(fn, "return_stats", return_stats)
     if isinstance(mining, str):
         check_choice(fn, "mining", mining, tuple(MINERS))
-        labels = check_labels(fn, labels, emb.shape[0], emb.device)
-        with torch.no_grad():
-            a, p, n = MINERS[mining](emb.detach(), labels, margin, squared, **refs)
+    squared = resolve_squared(fn, squared, mining)
+    cross_batch.check_reference_args(fn, emb, ref_emb, ref_labels, memory, chunk_size)
+    refs = {"ref_emb": ref_emb, "ref_labels": ref_labels, "memory": memory, "chunk_size": chunk_size}
+    if isinstance(mining, str):
+        # The public miner's triplets with the loss's `squared`; only "all_semihard" mines with the margin.
+        mining_margin = margin if mining == "all_semihard" else None
+        a, p, n = _mine(fn, mining, emb, labels, mining_margin, squared, False, **refs)
     else:
-        if not (isinstance(mining, (tuple, list)) and len(mining) == 3):
-            raise TypeError(f"{fn}: mining must be a strategy name or an (anchor, positive, negative) tuple")
-        n_ref = emb.shape[0] if extra is None else base + extra.shape[0]
-        a, p, n = _check_triplet_indices(fn, mining, emb, n_ref)
+        a, p, n = _check_triplet_indices(fn, mining, emb, cross_batch.reference_count(emb, ref_emb, memory))
     rows = emb
-    if extra is not None:
-        rows, p, n = _gather_reference_rows(emb, extra, base, p, n)
-    loss, d_ap, d_an = _ops.triplet_margin_forward(rows, a, p, n, float(margin), bool(squared))
+    if ref_emb is not None or memory is not None:
+        rows, p, n = cross_batch.gather_reference_rows(emb, ref_emb, memory, p, n)
+    if _needs_grad(rows):
+        loss, d_ap, d_an = _TripletMargin.apply(rows, a, p, n, margin, squared)
+    else:
+        loss, d_ap, d_an = _ops.triplet_margin_forward(rows, a, p, n, margin, squared)
     count = loss.shape[0]
     if reduction == "mean":
         out = loss.sum() / torch.sym_max(count, 1)
@@ -322,54 +329,38 @@ def triplet_loss(
     return out, stats
 
 
-def _reference_rows(emb: Tensor, ref_emb, memory) -> tuple[Tensor | None, int]:
-    """The rows positive/negative indices >= ``base`` point to (index - base): ``ref_emb`` (base 0), the
-    bank (base B: indices below B are the batch), or None when the reference set is the batch."""
-    if memory is not None:
-        return memory.embeddings, emb.shape[0]
-    return ref_emb, 0
-
-
-def _gather_reference_rows(emb: Tensor, extra: Tensor, base: int, p: Tensor, n: Tensor):
-    """[emb; the rows of ``extra`` the triplets use], with p and n renumbered into it: the loss then costs
-    O((B + T)·D) however large the reference set is, and autograd reaches ``extra`` through index_select."""
-    idx = torch.cat([p, n])
-    in_extra = idx >= base
-    used = torch.unique(idx[in_extra] - base)  # sorted
-    renumbered = torch.where(in_extra, emb.shape[0] + torch.searchsorted(used, (idx - base).clamp_min(0)), idx)
-    rows = torch.cat([emb, extra.index_select(0, used)])
-    return rows, renumbered[: p.shape[0]], renumbered[p.shape[0] :]
-
-
 def _check_triplet_indices(fn: str, mining, emb: Tensor, n_ref: int) -> Triplets:
-    """User-supplied (anchor, positive, negative): int64, 1-D, equal lengths, on emb's device, in range.
-    The range check reads two numbers back to the host; mined indices skip it (they are in range by
-    construction), and the kernels index raw pointers, so it must not be skipped here."""
+    """User-supplied (anchor, positive, negative): int64, 1-D, equal lengths, on emb's device, in range
+    (IndexError otherwise, as the native op raises). The range check reads two numbers per tensor; it is
+    skipped while compiling, where the CPU kernel checks the range itself and CUDA asserts on device."""
+    if not (isinstance(mining, (tuple, list)) and len(mining) == 3):
+        raise TypeError(f"{fn}: mining must be a strategy name or an (anchor, positive, negative) tuple")
     out = []
     for i, (name, t) in enumerate(zip(("anchor", "positive", "negative"), mining)):
         arg = f"mining[{i}] ({name} indices)"
         t = check_tensor(fn, f"mining[{i}]", t)
-        if t.dim() != 1 or t.dtype != torch.int64:
-            raise TypeError(f"{fn}: {arg} must be a 1-D int64 tensor, got {t.dtype} of shape {tuple(t.shape)}")
+        if t.dtype != torch.int64:
+            raise TypeError(f"{fn}: {arg} must be an int64 tensor, got {t.dtype}")
+        if t.dim() != 1:
+            raise ValueError(f"{fn}: {arg} must be 1-D, got shape {tuple(t.shape)}")
         if t.device != emb.device:
             # Checked here: the dispatcher would pick a kernel by the indices' device and never name them.
             raise ValueError(f"{fn}: {arg} is on {t.device} but emb is on {emb.device}")
-        if t.shape[0] != mining[0].shape[0]:
-            raise ValueError(f"{fn}: anchor/positive/negative index tensors have different lengths "
-                             f"({', '.join(str(m.shape[0]) for m in mining)})")
-        if t.numel() and not _compiling():
-            lo, hi = torch.aminmax(t)
-            bound = emb.shape[0] if i == 0 else n_ref
-            if int(lo) < 0 or int(hi) >= bound:
-                raise ValueError(f"{fn}: {arg} must lie in [0, {bound})")
         out.append(t)
+    if not (out[0].shape[0] == out[1].shape[0] == out[2].shape[0]):
+        raise ValueError(f"{fn}: anchor/positive/negative index tensors have different lengths "
+                         f"({', '.join(str(t.shape[0]) for t in out)})")
+    if not _compiling():
+        for i, (name, t) in enumerate(zip(("anchor", "positive", "negative"), out)):
+            bound = emb.shape[0] if i == 0 else n_ref
+            if t.numel() and not bool(((t >= 0) & (t < bound)).all()):
+                raise IndexError(f"{fn}: mining[{i}] ({name} indices) must lie in [0, {bound})")
     return tuple(out)
 
 
 @torch.library.register_fake("facenet_ext::triplet_margin_forward")
 def _(emb, anchor, positive, negative, margin, squared):
-    dtype = torch.float64 if emb.dtype == torch.float64 else torch.float32
-    return tuple(emb.new_empty(anchor.shape, dtype=dtype) for _ in range(3))
+    return tuple(emb.new_empty(anchor.shape, dtype=acc_dtype(emb.dtype)) for _ in range(3))
 
 
 @torch.library.register_fake("facenet_ext::triplet_margin_backward")
@@ -386,13 +377,49 @@ def _triplet_setup(ctx, inputs, output):
 
 def _triplet_backward(ctx, grad_loss, _grad_d_ap, _grad_d_an):
     emb, a, p, n, loss, d_ap, d_an = ctx.saved_tensors
-    grad = _ops.triplet_margin_backward(grad_loss.contiguous(), emb, a, p, n, loss, d_ap, d_an, ctx.squared)
+    if torch.is_grad_enabled():
+        # create_graph=True: the same gradient as a differentiable PyTorch expression, so second
+        # derivatives (Hessian-vector products, gradient penalties) are exact rather than silently 0.
+        grad = _triplet_grad_differentiable(grad_loss, emb, a, p, n, loss, ctx.squared)
+    else:
+        grad = _ops.triplet_margin_backward(grad_loss, emb, a, p, n, loss, d_ap, d_an, ctx.squared)
     return grad, None, None, None, None, None
+
+
+def _triplet_grad_differentiable(grad_loss: Tensor, emb: Tensor, a: Tensor, p: Tensor, n: Tensor, loss: Tensor,
+                                 squared: bool) -> Tensor:
+    """dL/d emb of the per-triplet losses weighted by ``grad_loss``, in differentiable ops. The same rule
+    as csrc/common/triplet_rules.h: weights cp on (x_a - x_p) and cn on (x_a - x_n), zero for inactive
+    triplets and, for plain distances, zero at a zero distance (never NaN)."""
+    acc = acc_dtype(emb.dtype)
+    x = emb.to(acc)
+    u, v = x[a] - x[p], x[a] - x[n]
+    g = grad_loss.to(acc) * (loss > 0)
+    if squared:
+        cp = cn = 2 * g
+    else:
+        cp, cn = (torch.where(d > 0, g / torch.where(d > 0, d, 1).sqrt(), 0) for d in (u.square().sum(1), v.square().sum(1)))
+    wu, wv = cp.unsqueeze(1) * u, cn.unsqueeze(1) * v
+    grad = torch.zeros_like(x).index_add(0, a, wu - wv).index_add(0, p, -wu).index_add(0, n, wv)
+    return grad.to(emb.dtype)
 
 
 torch.library.register_autograd(
     "facenet_ext::triplet_margin_forward", _triplet_backward, setup_context=_triplet_setup
 )
+
+
+class _TripletMargin(torch.autograd.Function):
+    """triplet_margin_forward for the public function (see _PairwiseSqDist)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(emb, a, p, n, margin, squared):
+        return _ops.triplet_margin_forward(emb, a, p, n, margin, squared)
+
+    setup_context = staticmethod(_triplet_setup)
+    backward = staticmethod(_triplet_backward)
 
 
 __all__ = [

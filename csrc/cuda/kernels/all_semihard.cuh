@@ -19,6 +19,7 @@ struct AllSemihardArgs {
   int64_t* count;             // counting pass: hits per slot
   const int64_t* out_offset;  // filling pass: first output row of each slot
   int64_t *out_a, *out_p, *out_n;
+  int* non_finite;  // counting pass: set to 1 when a distance read is NaN/Inf; null: inputs were checked
 };
 
 template <typename T, bool kFill>
@@ -42,6 +43,7 @@ __global__ void __launch_bounds__(kAllSemihardWarps * 32)
     self_pos = lo - gs;
   }
   const unsigned below = (1u << lane) - 1u;
+  bool bad = false;
   for (int q = warp; q < K; q += kAllSemihardWarps) {
     const int32_t p = args.members[gs + q + (q >= self_pos ? 1 : 0)];
     const T ap = to_metric(row[p], args.squared);
@@ -51,7 +53,10 @@ __global__ void __launch_bounds__(kAllSemihardWarps * 32)
     for (int64_t j0 = 0; j0 < args.N; j0 += 32) {
       const int64_t j = j0 + lane;
       bool hit = false;
-      if (j < args.N && args.ref_gid[j] != gid) hit = in_semihard_window(ap, to_metric(row[j], args.squared), margin);
+      if (j < args.N) {
+        if (!kFill) bad |= !isfinite(row[j]);
+        if (args.ref_gid[j] != gid) hit = in_semihard_window(ap, to_metric(row[j], args.squared), margin);
+      }
       const unsigned mask = __ballot_sync(0xFFFFFFFFu, hit);
       if constexpr (kFill) {
         if (hit) {
@@ -67,6 +72,7 @@ __global__ void __launch_bounds__(kAllSemihardWarps * 32)
     }
     if (!kFill && lane == 0) args.count[slot] = written;
   }
+  if (!kFill && bad && args.non_finite) *args.non_finite = 1;
 }
 
 }  // namespace fx::cuda

@@ -1,6 +1,7 @@
 // Label groups on the GPU in ONE single-block launch (after the stable sort of the reference labels):
 // a block-wide scan over the sorted labels numbers the groups, a second over the anchors lays out the
 // pair slots, and the same block writes the summary the launcher reads back with a single copy.
+// Anchors with no positive or no negative get no slot (common/label_rules.h).
 // One block is enough: the work is O(B + N) and a batch holds at most a few hundred thousand labels.
 #pragma once
 #include <cub/block/block_reduce.cuh>
@@ -17,7 +18,9 @@ struct MaxOp {
   __device__ int64_t operator()(int64_t a, int64_t b) const { return a > b ? a : b; }
 };
 
-enum SummarySlot { kNumPairs = 0, kMaxPositives, kLonely, kNoPositive, kNonFinite, kSummarySize };
+// kNonFinite is not written by the kernel: the launcher copies a caller's device-side flag there, so one
+// read-back carries it too.
+enum SummarySlot { kNumPairs = 0, kMaxPositives, kNoPairs, kNonFinite, kSummarySize };
 
 struct GroupArgs {
   const int64_t *sorted, *order, *labels;
@@ -27,9 +30,7 @@ struct GroupArgs {
   int64_t *pair_offset, *summary;
 };
 
-template <typename T>
-__global__ void __launch_bounds__(kGroupThreads)
-    label_groups_kernel(GroupArgs g, const T* __restrict__ dist, int64_t ld) {
+__global__ void __launch_bounds__(kGroupThreads) label_groups_kernel(GroupArgs g) {
   using Scan = cub::BlockScan<int64_t, kGroupThreads>;
   using Reduce = cub::BlockReduce<int64_t, kGroupThreads>;
   __shared__ union {
@@ -58,10 +59,10 @@ __global__ void __launch_bounds__(kGroupThreads)
   __syncthreads();  // group_start / ref_gid written above are read below by other threads
 
   // Anchors: their group, positives count, and slot offsets by an exclusive scan.
-  int64_t slots = 0, max_pos = 0, lonely = 0, no_pos = 0;
+  int64_t slots = 0, max_pos = 0, no_pairs = 0;
   for (int64_t base = 0; base < g.B; base += kGroupThreads) {
     const int64_t a = base + tid;
-    AnchorCounts c{0, false};
+    int64_t mine = 0;
     if (a < g.B) {
       int32_t gid = -1;
       if (g.exclude_self) {
@@ -71,38 +72,26 @@ __global__ void __launch_bounds__(kGroupThreads)
         if (pos < g.N && g.sorted[pos] == g.labels[a]) gid = g.ref_gid[g.order[pos]];
       }
       const int64_t size = gid >= 0 ? g.group_start[gid + 1] - g.group_start[gid] : 0;
-      c = anchor_counts(gid >= 0, size, g.N, g.exclude_self);
+      mine = anchor_slots(gid >= 0, size, g.N, g.exclude_self);
       g.anchor_gid[a] = gid;
-      max_pos = c.positives > max_pos ? c.positives : max_pos;
-      lonely += c.lonely;
-      no_pos += c.positives == 0;
+      max_pos = mine > max_pos ? mine : max_pos;
+      no_pairs += mine == 0;
     }
     int64_t exclusive, tile_total;
-    Scan(tmp.scan).ExclusiveSum(c.positives, exclusive, tile_total);
+    Scan(tmp.scan).ExclusiveSum(mine, exclusive, tile_total);
     if (a < g.B) g.pair_offset[a] = slots + exclusive;
     slots += tile_total;
     __syncthreads();
   }
 
-  // NaN/Inf anywhere in the embeddings shows in row 0 or column 0 of the distances.
-  bool bad = false;
-  if (g.B > 0 && g.N > 0) {
-    for (int64_t i = tid; i < g.B; i += kGroupThreads) bad |= !isfinite(dist[i * ld]);
-    for (int64_t j = tid; j < g.N; j += kGroupThreads) bad |= !isfinite(dist[j]);
-  }
-  const int any_bad = __syncthreads_or(bad);
   const int64_t max_all = Reduce(tmp.reduce).Reduce(max_pos, MaxOp{});
   __syncthreads();
-  const int64_t lonely_all = Reduce(tmp.reduce).Sum(lonely);
-  __syncthreads();
-  const int64_t no_pos_all = Reduce(tmp.reduce).Sum(no_pos);
+  const int64_t no_pairs_all = Reduce(tmp.reduce).Sum(no_pairs);
   if (tid == 0) {
     g.pair_offset[g.B] = slots;
     g.summary[kNumPairs] = slots;
     g.summary[kMaxPositives] = max_all;
-    g.summary[kLonely] = lonely_all;
-    g.summary[kNoPositive] = no_pos_all;
-    g.summary[kNonFinite] = any_bad;
+    g.summary[kNoPairs] = no_pairs_all;
   }
 }
 

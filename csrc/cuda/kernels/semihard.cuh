@@ -79,6 +79,7 @@ struct SemihardArgs {
   bool exclude_self, has_margin, squared, drop;
   int chunk;  // positives per shared-memory chunk
   int64_t *out_a, *out_p, *out_n;
+  int* non_finite;  // set to 1 when a distance read is NaN/Inf; null: the caller checked its inputs
 };
 
 template <typename T>
@@ -122,11 +123,13 @@ __global__ void __launch_bounds__(kSemihardThreads) semihard_kernel(const T* __r
   __shared__ typename Reduce::TempStorage reduce_storage;
   __shared__ DistIndex<T> farthest;
 
+  bool bad = false;  // a NaN/Inf among the distances this thread reads
   for (int c0 = 0; c0 < K; c0 += chunk) {
     const int kc = min(chunk, K - c0);
     for (int q = tid; q < kc; q += kSemihardThreads) {
       const int32_t pos = c0 + q;
       thr[q] = row[args.members[gs + pos + (pos >= self_pos ? 1 : 0)]];
+      bad |= !isfinite(thr[q]);
     }
     for (int c = tid; c <= kc; c += kSemihardThreads) buckets.init(c);
     __syncthreads();
@@ -144,6 +147,7 @@ __global__ void __launch_bounds__(kSemihardThreads) semihard_kernel(const T* __r
     for (int64_t j = tid; j < args.N; j += kSemihardThreads) {
       if (args.ref_gid[j] == gid) continue;
       const T d = row[j];
+      bad |= !isfinite(d);
       buckets.offer(count_below(sorted, kc, d), d, static_cast<int32_t>(j));
       far = Farthest{}(far, DistIndex<T>{d, static_cast<int32_t>(j)});
     }
@@ -177,6 +181,7 @@ __global__ void __launch_bounds__(kSemihardThreads) semihard_kernel(const T* __r
     }
     __syncthreads();  // the next chunk reuses shared memory
   }
+  if (bad && args.non_finite) *args.non_finite = 1;  // every writer stores the same value
 }
 
 }  // namespace fx::cuda

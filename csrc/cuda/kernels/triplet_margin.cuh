@@ -1,7 +1,12 @@
 // Triplet margin loss on the GPU. Forward: one warp per triplet, butterfly (shfl_xor) sums in a fixed
 // order. Backward: one warp per embedding row, walking that row's CSR entries (triplet_csr.h) in order:
 // every gradient element is summed in the same order on every run, with no float atomics.
+//
+// Indices out of [0, B) stop the kernel with a device-side assert (as ATen's own index kernels do):
+// checking them on the host would cost a sync per call.
 #pragma once
+#include <c10/macros/Macros.h>
+
 #include <cstdint>
 
 #include "common/triplet_rules.h"
@@ -19,12 +24,13 @@ __device__ __forceinline__ acc_t warp_sum(acc_t v) {
 
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kTripletWarps * 32)
-    triplet_forward_kernel(const scalar_t* __restrict__ x, int64_t D, const int64_t* __restrict__ A,
+    triplet_forward_kernel(const scalar_t* __restrict__ x, int64_t B, int64_t D, const int64_t* __restrict__ A,
                            const int64_t* __restrict__ P, const int64_t* __restrict__ N, int64_t T, acc_t margin,
                            bool squared, acc_t* __restrict__ loss, acc_t* __restrict__ d_ap, acc_t* __restrict__ d_an) {
   const int lane = threadIdx.x & 31;
   const int64_t warps = int64_t(gridDim.x) * kTripletWarps;
   for (int64_t t = blockIdx.x * int64_t(kTripletWarps) + (threadIdx.x >> 5); t < T; t += warps) {
+    CUDA_KERNEL_ASSERT(A[t] >= 0 && A[t] < B && P[t] >= 0 && P[t] < B && N[t] >= 0 && N[t] < B);
     const scalar_t *xa = x + A[t] * D, *xp = x + P[t] * D, *xn = x + N[t] * D;
     acc_t sp = 0, sn = 0;
     for (int64_t k = lane; k < D; k += 32) {
@@ -73,6 +79,7 @@ __global__ void __launch_bounds__(kTripletWarps * 32)
           ia = A[t];
           ip = P[t];
           in = N[t];
+          CUDA_KERNEL_ASSERT(ia >= 0 && ia < B && ip >= 0 && ip < B && in >= 0 && in < B);
         }
         const int count = static_cast<int>(end - e0 < 32 ? end - e0 : 32);
         for (int j = 0; j < count; ++j) {
