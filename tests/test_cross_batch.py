@@ -68,13 +68,21 @@ def test_reference_set_matches_reference(dtype, case):
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 @pytest.mark.parametrize("filled", [0, 9, 40], ids=["empty bank", "partly filled", "wrapped"])
 def test_memory_equals_mining_the_concatenation(case, filled):
-    miner, kwargs, _ = case
+    """memory=bank mines the batch's anchors against [batch; bank]. The float64 reference on that
+    concatenation is the independent check (with an empty bank, mining the concatenation with our own
+    miner would be the very call under test); our miner on the concatenation must agree as well."""
+    miner, kwargs, reference = case
     emb, labels = integer_set(20)
     bank = fx.MemoryBank(25, 3)
     if filled:
         bank.enqueue(*integer_set(filled))
+    assert len(bank) == min(filled, 25)
     cat, cat_labels = torch.cat([emb, bank.embeddings]), torch.cat([labels, bank.labels])
-    want = restricted(miner(cat, cat_labels, **kwargs), 20)
+    # The square reference on the concatenation (self excluded), restricted to the batch's anchors: each
+    # anchor's triplets depend on its own row only, and the batch rows keep their indices 0..19.
+    want = restricted(reference(pairwise_sq_dist_reference(cat), cat_labels, None), 20)
+    assert len(want) > 0
+    assert restricted(miner(cat, cat_labels, **kwargs), 20) == want
     assert rows(miner(emb, labels, **kwargs, memory=bank)) == want
     assert rows(miner(emb, labels, **kwargs, memory=bank, chunk_size=4)) == want
 

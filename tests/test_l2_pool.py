@@ -1,33 +1,23 @@
-"""fx.l2_pool2d and fx.nn.L2Pool2d against the float64 reference (issue 4), on every device present.
+"""fx.l2_pool2d and fx.nn.L2Pool2d against the float64 reference (issue 4), on every device present;
+fx.nn.L2Pool2d under TorchScript, and fx.l2_pool2d under torch.func.
 
 Inputs are fresh random numbers each run. Failures are reproducible: hypothesis prints the falsifying
-example (its seed included), and the other tests print their seed and put shapes in the message
-(FACENET_EXT_SEED=<seed> replays one).
+example (its seed included), and the other tests take their seed from conftest's fresh_seed, which
+prints it (FACENET_EXT_TEST_SEED=<seed> replays one), and put shapes in the message.
 """
 from __future__ import annotations
-
-import os
-import random
 
 import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from params import devices, requires_cuda
 
 import facenet_ext as fx
 from facenet_ext.reference import l2_pool2d_reference
 
 ops = torch.ops.facenet_ext
-
-
-def devices() -> list:
-    """"cpu", and "cuda" when a GPU is present and the extension was built with CUDA kernels (else it skips)."""
-    has_cuda = torch.cuda.is_available() and fx.build_info()["cuda_kernels"]
-    return ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not has_cuda, reason="no CUDA")])]
-
-
-DEVICES = devices()
 
 # Forward vs the float64 reference. float32 sums at most 25 non-negative squares: relative error
 # <= 24 u plus the sqrt's rounding, u = 2^-24 (~1.5e-6), so 1e-5 leaves margin; float64 likewise.
@@ -36,19 +26,12 @@ FWD_TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol
 GRAD_TOL = {torch.float64: dict(rtol=1e-10, atol=1e-10), torch.float32: dict(rtol=1e-4, atol=1e-5)}
 
 
-@pytest.fixture
-def seed() -> int:
-    value = int(os.environ.get("FACENET_EXT_SEED", random.SystemRandom().randrange(2**31)))
-    torch.manual_seed(value)
-    print(f"seed={value}")
-    return value
-
-
-def check_against_reference(x, k, s, p, ceil_mode, what=""):
-    """Forward and backward of fx.l2_pool2d vs the float64 reference's, on x's device and dtype."""
+def check_against_reference(x, k, s, p, ceil_mode, what="", pool=None):
+    """Forward and backward of `pool` (default: fx.l2_pool2d with these arguments) vs the float64
+    reference's, on x's device and dtype."""
     msg = f"{what} shape={tuple(x.shape)} dtype={x.dtype} k={k} s={s} p={p} ceil_mode={ceil_mode}"
     x = x.detach().requires_grad_()
-    y = fx.l2_pool2d(x, k, s, p, ceil_mode)
+    y = fx.l2_pool2d(x, k, s, p, ceil_mode) if pool is None else pool(x)
     x64 = x.detach().to(torch.float64).requires_grad_()
     y_ref = l2_pool2d_reference(x64, k, s, p, ceil_mode)
     expected_shape = F.max_pool2d(x.detach(), k, s, p, ceil_mode=ceil_mode).shape
@@ -72,7 +55,7 @@ def geometries(draw):
     return shape, k, s, p, draw(st.booleans())
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@devices()
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @settings(max_examples=60, deadline=None)
 @given(geometry=geometries(), data_seed=st.integers(0, 2**31 - 1))
@@ -97,17 +80,17 @@ FIXED_CASES = [
 ]
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@devices()
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("case", FIXED_CASES, ids=str)
-def test_fixed_cases_match_reference(device, dtype, case, seed):
+def test_fixed_cases_match_reference(device, dtype, case):
     shape, k, s, p, ceil_mode = case
     check_against_reference(torch.randn(shape, dtype=dtype, device=device), k, s, p, ceil_mode)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@devices()
 @pytest.mark.parametrize("layout", ["channels_last", "sliced", "transposed"])
-def test_non_contiguous_input_gives_identical_results(device, layout, seed):
+def test_non_contiguous_input_gives_identical_results(device, layout):
     base = torch.randn(2, 6, 9, 11, device=device)
     if layout == "channels_last":
         x = base.to(memory_format=torch.channels_last)
@@ -127,8 +110,8 @@ def test_non_contiguous_input_gives_identical_results(device, layout, seed):
         assert torch.equal(xs.grad, xb.grad), (layout, args)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_strided_grad_out_is_read_in_place(device, seed):
+@devices()
+def test_strided_grad_out_is_read_in_place(device):
     x = torch.randn(2, 3, 8, 8, device=device)
     y = fx.l2_pool2d(x, 3, 1, 1)
     g = torch.randn(2, 3, 8, 8, device=device).transpose(2, 3)  # non-contiguous
@@ -151,17 +134,17 @@ def with_zeros(shape, device):
     return x
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@devices()
 @pytest.mark.parametrize("args", [(3, 1, 1, False), (2, 2, 0, True), (3, 2, 1, True), ((3, 2), (1, 2), (1, 0), False)])
-def test_gradcheck_with_exact_zeros(device, args, seed):
+def test_gradcheck_with_exact_zeros(device, args):
     x = with_zeros((1, 2, 7, 8), device).requires_grad_()
     assert (fx.l2_pool2d(x.detach(), *args) == 0).any(), "the case must contain all-zero windows"
     assert torch.autograd.gradcheck(lambda t: fx.l2_pool2d(t, *args), (x,)), args
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@devices()
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
-def test_gradient_is_zero_and_finite_on_all_zero_windows(device, dtype, seed):
+def test_gradient_is_zero_and_finite_on_all_zero_windows(device, dtype):
     x = with_zeros((2, 3, 9, 9), device).to(dtype).requires_grad_()
     y = fx.l2_pool2d(x, 3, 1, 1)
     y.backward(torch.randn_like(y))
@@ -176,10 +159,10 @@ def test_gradient_is_zero_and_finite_on_all_zero_windows(device, dtype, seed):
 # from the float32 op only by the final rounding: at most half an ulp, eps/2 relative. The gradient
 # also sees y rounded (another eps/2 in g/y); with g > 0 no cancellation can amplify that, so eps and
 # 2 eps leave a factor of 2 of margin. smallest_normal covers results that land in the subnormals.
-@pytest.mark.parametrize("device", DEVICES)
+@devices()
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("args", [(3, 1, 1, False), (3, 2, 1, True), (5, 3, 2, True)])
-def test_half_precision_matches_float32(device, dtype, args, seed):
+def test_half_precision_matches_float32(device, dtype, args):
     finfo = torch.finfo(dtype)
     x = torch.randn(2, 4, 15, 13, device=device).to(dtype).requires_grad_()
     x32 = x.detach().float().requires_grad_()
@@ -193,9 +176,9 @@ def test_half_precision_matches_float32(device, dtype, args, seed):
     torch.testing.assert_close(x.grad.float(), x32.grad, rtol=2 * finfo.eps, atol=finfo.smallest_normal)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@devices()
 @pytest.mark.parametrize("k, s", [(3, 1), (3, 2), (2, None), ((2, 3), (1, 2))])
-def test_agrees_with_lp_pool2d_without_padding(device, k, s, seed):
+def test_agrees_with_lp_pool2d_without_padding(device, k, s):
     # F.lp_pool2d(x, 2, k, s) = sqrt(sign(m) * relu(|m|) * kh * kw), m = avg_pool2d(x^2): for m >= 0
     # that is sqrt(window sum), our op with padding 0 and ceil_mode False (its ceil_mode divides the
     # overhanging windows by their clipped area, then multiplies by the full one: not comparable).
@@ -209,8 +192,8 @@ def test_agrees_with_lp_pool2d_without_padding(device, k, s, seed):
     torch.testing.assert_close(x.grad, x_lp.grad, **GRAD_TOL[torch.float32])
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_opcheck(device, seed):
+@devices()
+def test_opcheck(device):
     x = torch.randn(2, 3, 9, 8, device=device, requires_grad=True)
     for k, s, p, ceil_mode in [([3, 3], [1, 1], [1, 1], False), ([3, 2], [2, 3], [1, 0], True)]:
         torch.library.opcheck(ops.l2_pool2d.default, (x, k, s, p, ceil_mode))
@@ -218,8 +201,8 @@ def test_opcheck(device, seed):
         torch.library.opcheck(ops.l2_pool2d_backward.default, (torch.randn_like(y), x.detach(), y, k, s, p, ceil_mode))
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_compile_fullgraph(device, seed):
+@devices()
+def test_compile_fullgraph(device):
     torch._dynamo.reset()
     model = torch.nn.Sequential(fx.nn.L2Pool2d(3, 1, 1), torch.nn.ReLU(), fx.nn.L2Pool2d(3, 2, 1, ceil_mode=True))
     compiled = torch.compile(model, fullgraph=True)
@@ -233,7 +216,7 @@ def test_compile_fullgraph(device, seed):
     torch.testing.assert_close(x.grad, x_eager.grad)
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@devices()
 def test_double_backward_raises(device):
     x = torch.randn(1, 2, 6, 6, dtype=torch.float64, device=device, requires_grad=True)
     (dx,) = torch.autograd.grad(fx.l2_pool2d(x, 3, 1, 1).sum(), x, create_graph=True)  # first order works
@@ -241,7 +224,7 @@ def test_double_backward_raises(device):
         dx.sum().backward()
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@devices()
 def test_empty_batch(device):
     x = torch.randn(0, 3, 8, 8, device=device, requires_grad=True)
     y = fx.l2_pool2d(x, 3, 2, 1)
@@ -250,15 +233,118 @@ def test_empty_batch(device):
     assert x.grad.shape == x.shape
 
 
-def test_module_repr_and_forward(seed):
+def test_module_repr_and_state():
     pool = fx.nn.L2Pool2d(3, stride=1, padding=1)
     assert repr(pool) == "L2Pool2d(kernel_size=3, stride=1, padding=1, ceil_mode=False)"
     assert repr(fx.nn.L2Pool2d((3, 2), ceil_mode=True)) == (
         "L2Pool2d(kernel_size=(3, 2), stride=(3, 2), padding=0, ceil_mode=True)"
     )
     assert not list(pool.parameters()) and not pool.state_dict()
-    x = torch.randn(2, 3, 10, 10)
-    assert torch.equal(pool(x), fx.l2_pool2d(x, 3, 1, 1))
+
+
+# (module arguments, the same geometry spelled out for the reference): every argument reaches the op,
+# none swapped (asymmetric pairs), stride=None means the kernel size, and ceil_mode is passed on.
+MODULE_CASES = [
+    (dict(kernel_size=3, stride=1, padding=1), (3, 1, 1, False)),
+    (dict(kernel_size=(3, 2), ceil_mode=True), ((3, 2), (3, 2), 0, True)),
+    (dict(kernel_size=(3, 4), stride=(2, 1), padding=(1, 2), ceil_mode=True), ((3, 4), (2, 1), (1, 2), True)),
+    (dict(kernel_size=(5, 3), stride=(1, 3), padding=(2, 0)), ((5, 3), (1, 3), (2, 0), False)),
+]
+
+
+@devices()
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("case", MODULE_CASES, ids=str)
+def test_module_matches_reference(device, dtype, case):
+    kwargs, (k, s, p, ceil_mode) = case
+    pool = fx.nn.L2Pool2d(**kwargs)
+    for shape in [(2, 3, 11, 10), (3, 9, 8)]:  # batched, and a 3-D input
+        x = torch.randn(shape, dtype=dtype, device=device)
+        check_against_reference(x, k, s, p, ceil_mode, what=f"L2Pool2d(**{kwargs})", pool=pool)
+
+
+# ---------------------------------------------------------------------------------------------------
+# TorchScript and torch.func
+# ---------------------------------------------------------------------------------------------------
+# torch 2.13 deprecates TorchScript in favour of torch.compile/torch.export, but models still get
+# scripted and saved, and L2Pool2d must not be what stops them.
+torchscript_deprecated = pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning")
+
+
+def small_model():
+    """A conv, then the two L2Pool2d configurations NN2 uses and one with pairs and ceil_mode."""
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1),
+        fx.nn.L2Pool2d(3, 1, 1),
+        torch.nn.ReLU(),
+        fx.nn.L2Pool2d(3, stride=2, padding=1),
+        fx.nn.L2Pool2d((3, 2), stride=(1, 2), padding=(1, 0), ceil_mode=True),
+    )
+
+
+def forward_and_grads(model, x, grad_out):
+    x = x.detach().requires_grad_()
+    y = model(x)
+    y.backward(grad_out)
+    return y.detach(), x.grad, [p.grad.clone() for p in model.parameters()]
+
+
+@torchscript_deprecated
+@devices()
+def test_torchscript_matches_eager_and_round_trips(device, tmp_path):
+    eager = small_model().to(device=device, dtype=torch.float64)
+    scripted = torch.jit.script(eager)
+    assert "facenet_ext::l2_pool2d" in str(scripted.inlined_graph)  # the op itself, not a Python fallback
+    x = torch.randn(2, 3, 13, 11, dtype=torch.float64, device=device)
+    g = torch.randn_like(eager(x).detach())
+    want = forward_and_grads(eager, x, g)
+    path = tmp_path / "model.pt"
+    torch.jit.save(scripted, str(path))
+    loaded = torch.jit.load(str(path), map_location=device)
+    for name, model in [("scripted", scripted), ("loaded", loaded)]:
+        model.zero_grad()
+        got = forward_and_grads(model, x, g)
+        torch.testing.assert_close(got[0], want[0], rtol=0, atol=0, msg=lambda m: f"{name} forward\n{m}")
+        torch.testing.assert_close(got[1], want[1], rtol=0, atol=0, msg=lambda m: f"{name} input grad\n{m}")
+        torch.testing.assert_close(got[2], want[2], rtol=0, atol=0, msg=lambda m: f"{name} weight grads\n{m}")
+    # an unbatched [C, H, W] input, as torch's pooling modules take it
+    torch.testing.assert_close(loaded(x[0]), eager(x[0]), rtol=0, atol=0)
+
+
+@torchscript_deprecated
+@pytest.mark.parametrize(
+    "x, match",
+    [
+        (torch.randn(6, 6), "x must be 4-D .* got shape \\(6, 6\\)"),
+        (torch.ones(1, 3, 6, 6, dtype=torch.int64), "x must be floating point"),
+        (torch.randn(1, 3, 2, 6), "x of spatial size 2x6 is too small for kernel_size \\(3, 3\\)"),
+    ],
+    ids=["rank", "dtype", "too small"],
+)
+def test_torchscript_checks_its_input(x, match):
+    scripted = torch.jit.script(fx.nn.L2Pool2d(3))
+    with pytest.raises(torch.jit.Error, match=f"L2Pool2d: {match}"):
+        scripted(x)
+
+
+# vmap (and jacrev, which vmaps the backward) runs the ops once per batch element and warns about it.
+@pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")
+@devices()
+@pytest.mark.parametrize("args", [(3, 1, 1, False), ((3, 2), (2, 1), (1, 0), True)], ids=str)
+def test_torch_func_matches_reference(device, args):
+    x = torch.randn(2, 2, 7, 6, dtype=torch.float64, device=device)
+    pool = lambda t: fx.l2_pool2d(t, *args)  # noqa: E731
+    reference = lambda t: l2_pool2d_reference(t, *args)  # noqa: E731
+    w = torch.randn_like(reference(x))
+    x64 = x.clone().requires_grad_()
+    (reference(x64) * w).sum().backward()
+    torch.testing.assert_close(torch.func.grad(lambda t: (pool(t) * w).sum())(x), x64.grad)
+    jacobian = torch.autograd.functional.jacobian(reference, x)
+    torch.testing.assert_close(torch.func.jacrev(pool)(x), jacobian)
+    torch.testing.assert_close(torch.func.vmap(pool)(x), torch.stack([reference(t) for t in x]))
+    # what cannot work still says why: differentiating the gradient
+    with pytest.raises(RuntimeError, match="double backward is not supported"):
+        torch.func.grad(lambda t: torch.func.grad(lambda u: pool(u).sum())(t).sum())(x)
 
 
 x4 = torch.randn(1, 2, 6, 6)
@@ -315,10 +401,9 @@ def test_native_backward_checks_shapes():
         ops.l2_pool2d_backward(y.double(), x4, y, [3, 3], [1, 1], [1, 1], False)
 
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not (torch.cuda.is_available() and fx.build_info()["cuda_kernels"]), reason="no CUDA")
+@requires_cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_cuda_matches_cpu(dtype, seed):
+def test_cuda_matches_cpu(dtype):
     # Same rules (common/l2_pool_rules.h) and summation order; only FMA contraction on the GPU differs.
     x = with_zeros((4, 8, 17, 19), "cpu").to(dtype)
     for args in [(3, 1, 1, False), (3, 2, 1, True), (2, 3, 0, True)]:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
-from params import ALL_FLOATS, FULL, devices, dtypes
+from params import ALL_FLOATS, FULL, devices, dtypes, requires_cuda
 from strategies import MARGINS, labelled_batches
 
 import facenet_ext as fx
@@ -149,8 +149,7 @@ def test_dispatcher_ops_on_empty_matrices(shape):
         assert rows(triplets) == []
 
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available() or not fx.build_info()["cuda_kernels"], reason="needs CUDA kernels")
+@requires_cuda
 def test_cuda_indices_identical_to_cpu_on_the_same_matrix():
     emb, labels = random_batch("integers", 300, 8, 4, torch.float32, "cpu")
     d = fx.pairwise_sq_dist(emb)
