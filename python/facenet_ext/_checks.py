@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -120,7 +121,7 @@ def check_margin(fn: str, margin: object, allow_none: bool = False, dtype: torch
 
 def check_bool(fn: str, name: str, value: object) -> bool:
     """A bool (or numpy bool): None or a string is a TypeError, never silently truthy or falsy."""
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    if isinstance(value, (bool, np.bool_)):
         return bool(value)
     raise TypeError(f"{fn}: {name} must be a bool, got {type(value).__name__}")
 

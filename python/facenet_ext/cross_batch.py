@@ -251,6 +251,9 @@ def _positives(labels: Tensor, ref: ReferenceSet) -> _Positives:
     sorted_labels, order = torch.sort(ref.labels, stable=True)  # members of a label: ascending index
     start = torch.searchsorted(sorted_labels, labels, side="left")
     count = torch.searchsorted(sorted_labels, labels, side="right") - start
+    # An anchor whose label is the whole reference set has no negative: it forms no triplet, so it gets
+    # no positive slots either (a one-identity batch streams nothing instead of B x B slots).
+    count = count.masked_fill(count == sorted_labels.shape[0], 0)
     width = int(count.max()) if B else 0
     slot = torch.arange(width, device=dev)
     valid = slot < count.unsqueeze(1)
