@@ -28,12 +28,15 @@ struct MiningSummary {
   int64_t anchors_without_pairs = 0;  // anchors with no positive or no negative (they yield nothing)
 };
 
+// Pointers into two buffers on the labels' device (one allocation per integer width: every allocation
+// is an allocator call and a profiler event on the hot path).
 struct LabelGroups {
-  at::Tensor anchor_gid;   // int32 [B]: group of each anchor's label in the reference set, -1 if absent
-  at::Tensor ref_gid;      // int32 [N]: group of each reference element
-  at::Tensor members;      // int32 [N]: reference indices sorted by (label, index)
-  at::Tensor group_start;  // int32 [N + 1]: CSR offsets into members; group_start[G] = N
-  at::Tensor pair_offset;  // int64 [B + 1]: exclusive scan of the number of slots per anchor
+  at::Tensor storage32, storage64;  // own the arrays below
+  int32_t* anchor_gid;   // [B]: group of each anchor's label in the reference set, -1 if absent
+  int32_t* ref_gid;      // [N]: group of each reference element
+  int32_t* members;      // [N]: reference indices sorted by (label, index)
+  int32_t* group_start;  // [N + 1]: CSR offsets into members; group_start[G] = N
+  int64_t* pair_offset;  // [B + 1]: exclusive scan of the number of slots per anchor
   MiningSummary summary;
 };
 
@@ -50,7 +53,7 @@ void check_mining_inputs(const char* op, const at::Tensor& sq_dist, const at::Te
 void check_fused_mining_inputs(const char* op, const at::Tensor& emb, const at::Tensor& labels,
                                std::optional<double> margin);
 
-// Allocates the groups' tensors on labels' device (anchor_gid filled with -1).
+// Allocates the groups' arrays on labels' device (uninitialised: the builders write every entry).
 LabelGroups allocate_label_groups(const at::Tensor& labels, const at::Tensor& ref_labels);
 
 // The stable sort both backends start from: (sorted labels, permutation), both int64.
@@ -72,5 +75,8 @@ Triplets compact_triplets(const at::Tensor& a, const at::Tensor& p, const at::Te
 
 // Three empty int64 index tensors on `like`'s device.
 Triplets empty_triplets(const at::Tensor& like);
+
+// An uninitialised tensor of `dtype` on `like`'s device (on the CPU without a dispatcher hop).
+at::Tensor empty_like_device(at::IntArrayRef size, const at::Tensor& like, at::ScalarType dtype);
 
 }  // namespace fx

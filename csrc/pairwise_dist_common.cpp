@@ -6,8 +6,8 @@
 
 namespace fx {
 
-PairwiseParts pairwise_gram(const char* op, const char* x_name, const at::Tensor& x, const char* y_name,
-                            const std::optional<at::Tensor>& y) {
+void check_pairwise_inputs(const char* op, const char* x_name, const at::Tensor& x, const char* y_name,
+                           const std::optional<at::Tensor>& y) {
   check_embeddings(op, x_name, x);
   if (y) {
     check_embeddings(op, y_name, *y);
@@ -17,6 +17,15 @@ PairwiseParts pairwise_gram(const char* op, const char* x_name, const at::Tensor
     TORCH_CHECK_VALUE(y->size(1) == x.size(1), op, ": ", y_name, " has width ", y->size(1), " but ", x_name, " has ",
                       x.size(1));
   }
+}
+
+at::Tensor packed_as(const at::Tensor& t, at::ScalarType type) {
+  return t.scalar_type() == type ? t.contiguous() : t.to(type).contiguous();
+}
+
+PairwiseParts pairwise_gram(const char* op, const char* x_name, const at::Tensor& x, const char* y_name,
+                            const std::optional<at::Tensor>& y) {
+  check_pairwise_inputs(op, x_name, x, y_name, y);
   const auto acc = acc_type(x.scalar_type());
   PairwiseParts parts;
   parts.symmetric = !y.has_value();
@@ -29,11 +38,11 @@ PairwiseParts pairwise_gram(const char* op, const char* x_name, const at::Tensor
   return parts;
 }
 
-void check_norms_finite(const char* op, const char* name, const at::Tensor& t, const at::Tensor& norms) {
-  if (at::isfinite(norms).all().item<bool>()) return;
+void fail_norms_non_finite(const char* op, const char* name, const at::Tensor& t) {
   check_finite_embeddings(op, name, t);
-  TORCH_CHECK_VALUE(false, op, ": ", name, " has a squared norm that overflows ", norms.scalar_type(),
+  TORCH_CHECK_VALUE(false, op, ": ", name, " has a squared norm that overflows ", acc_type(t.scalar_type()),
                     "; rescale the embeddings or use float64");
+  __builtin_unreachable();
 }
 
 void check_finite_embeddings(const char* op, const char* name, const at::Tensor& t) {

@@ -15,15 +15,22 @@ struct PairwiseParts {
   bool symmetric = false;
 };
 
-// Checks x (and y: same width, dtype, device), then the Gram term and the norms. Messages name `op`
-// and the arguments as x_name / y_name (the fused miners call their embeddings "emb").
+// Checks x (and y: 2-D floating, same width, dtype, device). Messages name `op` and the arguments as
+// x_name / y_name (the fused miners call their embeddings "emb").
+void check_pairwise_inputs(const char* op, const char* x_name, const at::Tensor& x, const char* y_name,
+                           const std::optional<at::Tensor>& y);
+
+// `t` in dtype `type`, packed: t itself when it already is (no copy, no ATen call).
+at::Tensor packed_as(const at::Tensor& t, at::ScalarType type);
+
+// Checks the inputs, then the Gram term and the norms with ATen (the CUDA path).
 PairwiseParts pairwise_gram(const char* op, const char* x_name, const at::Tensor& x, const char* y_name,
                             const std::optional<at::Tensor>& y);
 
-// CPU: raises ValueError unless every squared norm of `t` is finite, naming the cause: NaN/Inf entries
-// in `t`, or finite entries whose squared norm overflows the accumulation dtype (then Gram-expanded
-// distances would be inf - inf = NaN).
-void check_norms_finite(const char* op, const char* name, const at::Tensor& t, const at::Tensor& norms);
+// CPU: raises ValueError for a non-finite squared norm of `t`, naming the cause: NaN/Inf entries in
+// `t`, or finite entries whose squared norm overflows the accumulation dtype (then Gram-expanded
+// distances would be inf - inf = NaN). Called only once a norm was found non-finite.
+[[noreturn]] void fail_norms_non_finite(const char* op, const char* name, const at::Tensor& t);
 
 // CPU: raises ValueError when `t` holds a NaN or Inf (the fused miners' check when no distance is
 // computed, so a batch that forms no triplet still reports bad embeddings).

@@ -30,10 +30,10 @@ bool all_semihard_pass(const at::Tensor& sq_dist, const LabelGroups& g, bool exc
                        const Slots& s) {
   const int64_t B = sq_dist.size(0), N = sq_dist.size(1), ld = sq_dist.stride(0);
   const T* dist = sq_dist.data_ptr<T>();
-  const int32_t* anchor_gid = g.anchor_gid.data_ptr<int32_t>();
-  const int32_t* ref_gid = g.ref_gid.data_ptr<int32_t>();
-  const int32_t* members = g.members.data_ptr<int32_t>();
-  const int32_t* group_start = g.group_start.data_ptr<int32_t>();
+  const int32_t* anchor_gid = g.anchor_gid;
+  const int32_t* ref_gid = g.ref_gid;
+  const int32_t* members = g.members;
+  const int32_t* group_start = g.group_start;
   std::atomic<bool> non_finite{false};
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> metric(N);
@@ -75,22 +75,21 @@ bool all_semihard_pass(const at::Tensor& sq_dist, const LabelGroups& g, bool exc
 Triplets all_semihard_mine_cpu(const char* op, const at::Tensor& dist, const LabelGroups& g, bool exclude_self,
                                double margin, bool squared) {
   const int64_t num_pairs = g.summary.num_pairs;
-  auto opts = dist.options().dtype(at::kLong);
   if (num_pairs == 0) return empty_triplets(dist);
-  at::Tensor counts = at::empty({num_pairs}, opts);
+  at::Tensor counts = empty_like_device({num_pairs}, dist, at::kLong);
   at::Tensor a, p, n;
   bool finite = true;
   AT_DISPATCH_FLOATING_TYPES(dist.scalar_type(), "all_semihard_cpu", [&] {
     const auto m = static_cast<scalar_t>(margin);
-    Slots s{g.pair_offset.data_ptr<int64_t>(), nullptr, counts.data_ptr<int64_t>(), nullptr, nullptr, nullptr};
+    Slots s{g.pair_offset, nullptr, counts.data_ptr<int64_t>(), nullptr, nullptr, nullptr};
     finite = all_semihard_pass<scalar_t>(dist, g, exclude_self, m, squared, s);
     if (!finite) return;
     const at::Tensor offsets = counts.cumsum(0) - counts;
     const int64_t total = (offsets[-1] + counts[-1]).item<int64_t>();
-    a = at::empty({total}, opts);
-    p = at::empty({total}, opts);
-    n = at::empty({total}, opts);
-    s = Slots{g.pair_offset.data_ptr<int64_t>(), offsets.data_ptr<int64_t>(), nullptr,
+    a = empty_like_device({total}, dist, at::kLong);
+    p = empty_like_device({total}, dist, at::kLong);
+    n = empty_like_device({total}, dist, at::kLong);
+    s = Slots{g.pair_offset, offsets.data_ptr<int64_t>(), nullptr,
               a.data_ptr<int64_t>(), p.data_ptr<int64_t>(), n.data_ptr<int64_t>()};
     all_semihard_pass<scalar_t>(dist, g, exclude_self, m, squared, s);
   });

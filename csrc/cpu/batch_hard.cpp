@@ -21,9 +21,9 @@ bool batch_hard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool
                            int64_t* out_n) {
   const int64_t B = sq_dist.size(0), N = sq_dist.size(1), ld = sq_dist.stride(0);
   const T* dist = sq_dist.data_ptr<T>();
-  const int32_t* anchor_gid = g.anchor_gid.data_ptr<int32_t>();
-  const int32_t* ref_gid = g.ref_gid.data_ptr<int32_t>();
-  const int64_t* pair_offset = g.pair_offset.data_ptr<int64_t>();
+  const int32_t* anchor_gid = g.anchor_gid;
+  const int32_t* ref_gid = g.ref_gid;
+  const int64_t* pair_offset = g.pair_offset;
   constexpr T kInf = std::numeric_limits<T>::infinity();
   std::atomic<bool> non_finite{false};
   at::parallel_for(0, B, 16, [&](int64_t begin, int64_t end) {
@@ -56,8 +56,10 @@ bool batch_hard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool
 
 Triplets batch_hard_mine_cpu(const char* op, const at::Tensor& dist, const LabelGroups& g, bool exclude_self) {
   const int64_t B = dist.size(0);
-  auto opts = dist.options().dtype(at::kLong);
-  at::Tensor a = at::arange(B, opts), p = at::empty({B}, opts), n = at::empty({B}, opts);
+  at::Tensor a = empty_like_device({B}, dist, at::kLong), p = empty_like_device({B}, dist, at::kLong),
+             n = empty_like_device({B}, dist, at::kLong);
+  int64_t* anchor = a.data_ptr<int64_t>();
+  for (int64_t i = 0; i < B; ++i) anchor[i] = i;
   bool finite = true;
   AT_DISPATCH_FLOATING_TYPES(dist.scalar_type(), "batch_hard_cpu", [&] {
     finite = batch_hard_cpu_kernel<scalar_t>(dist, g, exclude_self, p.data_ptr<int64_t>(), n.data_ptr<int64_t>());

@@ -4,6 +4,14 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <ATen/ops/empty_cpu_dispatch.h>
+#include <ATen/ops/mm_cpu_dispatch.h>
+#include <ATen/ops/t_native.h>
+
+#include <cmath>
+#include <vector>
+
+#include "checks.h"
 #include "common/pairwise_rules.h"
 #include "pairwise_dist_common.h"
 
@@ -11,6 +19,19 @@ namespace fx {
 namespace {
 
 constexpr int64_t kTile = 64;
+
+// Squared norms of the rows of a packed [n, D] matrix; false if one is not finite.
+template <typename T>
+bool row_norms(const T* x, int64_t n, int64_t D, T* norm) {
+  bool finite = true;
+  for (int64_t i = 0; i < n; ++i) {
+    T s = 0;
+    for (int64_t k = 0; k < D; ++k) s += x[i * D + k] * x[i * D + k];
+    norm[i] = s;
+    finite &= std::isfinite(s);
+  }
+  return finite;
+}
 
 // Symmetric case: each tile pair (I <= J) reads only the upper triangle of the Gram matrix and writes
 // both D_ij and D_ji from it, so the result is exactly symmetric and the diagonal exactly zero.
@@ -55,21 +76,30 @@ void cross_epilogue(T* out, const T* x_norm, const T* y_norm, int64_t B, int64_t
 
 at::Tensor pairwise_sq_dist_cpu_impl(const char* op, const char* x_name, const at::Tensor& x, const char* y_name,
                                      const std::optional<at::Tensor>& y) {
-  PairwiseParts parts = pairwise_gram(op, x_name, x, y_name, y);
-  // NaN/Inf inputs, or finite ones whose squared norms overflow (inf - inf = NaN distances): say which.
-  // One pass over B + N numbers.
-  check_norms_finite(op, x_name, x, parts.x_norm);
-  if (!parts.symmetric) check_norms_finite(op, y_name, *y, parts.y_norm);
-  AT_DISPATCH_FLOATING_TYPES(parts.out.scalar_type(), "pairwise_sq_dist_cpu", [&] {
-    scalar_t* out = parts.out.data_ptr<scalar_t>();
-    if (parts.symmetric) {
-      symmetric_epilogue<scalar_t>(out, parts.x_norm.data_ptr<scalar_t>(), parts.out.size(0));
+  check_pairwise_inputs(op, x_name, x, y_name, y);
+  // Straight to the CPU kernels (at::cpu::, at::native::): inputs are checked CPU tensors, and each
+  // dispatcher hop would cost more than the work at small B.
+  const auto acc = acc_type(x.scalar_type());
+  const bool symmetric = !y.has_value();
+  const at::Tensor xa = packed_as(x, acc);
+  const at::Tensor ya = symmetric ? xa : packed_as(*y, acc);
+  const int64_t B = xa.size(0), N = ya.size(0), D = xa.size(1);
+  at::Tensor out = at::cpu::empty({B, N}, xa.options());
+  AT_DISPATCH_FLOATING_TYPES(acc, "pairwise_sq_dist_cpu", [&] {
+    std::vector<scalar_t> x_norm(B), y_norm(symmetric ? 0 : N);
+    // NaN/Inf inputs, or finite ones whose squared norms overflow (inf - inf = NaN distances): say which.
+    if (!row_norms(xa.data_ptr<scalar_t>(), B, D, x_norm.data())) fail_norms_non_finite(op, x_name, x);
+    if (!symmetric && !row_norms(ya.data_ptr<scalar_t>(), N, D, y_norm.data())) fail_norms_non_finite(op, y_name, *y);
+    if (out.numel() == 0) return;
+    at::cpu::mm_out(out, xa, at::native::t(ya));
+    scalar_t* o = out.data_ptr<scalar_t>();
+    if (symmetric) {
+      symmetric_epilogue<scalar_t>(o, x_norm.data(), B);
     } else {
-      cross_epilogue<scalar_t>(out, parts.x_norm.data_ptr<scalar_t>(), parts.y_norm.data_ptr<scalar_t>(),
-                               parts.out.size(0), parts.out.size(1));
+      cross_epilogue<scalar_t>(o, x_norm.data(), y_norm.data(), B, N);
     }
   });
-  return parts.out;
+  return out;
 }
 
 namespace {

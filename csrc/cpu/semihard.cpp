@@ -130,11 +130,11 @@ bool semihard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool e
                          T margin, bool squared, bool drop, int64_t* out_a, int64_t* out_p, int64_t* out_n) {
   const int64_t B = sq_dist.size(0), N = sq_dist.size(1), ld = sq_dist.stride(0);
   const T* dist = sq_dist.data_ptr<T>();
-  const int32_t* anchor_gid = g.anchor_gid.data_ptr<int32_t>();
-  const int32_t* ref_gid = g.ref_gid.data_ptr<int32_t>();
-  const int32_t* members = g.members.data_ptr<int32_t>();
-  const int32_t* group_start = g.group_start.data_ptr<int32_t>();
-  const int64_t* pair_offset = g.pair_offset.data_ptr<int64_t>();
+  const int32_t* anchor_gid = g.anchor_gid;
+  const int32_t* ref_gid = g.ref_gid;
+  const int32_t* members = g.members;
+  const int32_t* group_start = g.group_start;
+  const int64_t* pair_offset = g.pair_offset;
   constexpr T kInf = std::numeric_limits<T>::infinity();
   std::atomic<bool> non_finite{false};
 
@@ -204,8 +204,8 @@ bool semihard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool e
 Triplets semihard_mine_cpu(const char* op, const at::Tensor& dist, const LabelGroups& g, bool exclude_self,
                            std::optional<double> margin, bool squared, bool drop_fallback) {
   const int64_t num_pairs = g.summary.num_pairs;
-  auto opts = dist.options().dtype(at::kLong);
-  at::Tensor a = at::empty({num_pairs}, opts), p = at::empty({num_pairs}, opts), n = at::empty({num_pairs}, opts);
+  at::Tensor a = empty_like_device({num_pairs}, dist, at::kLong), p = empty_like_device({num_pairs}, dist, at::kLong),
+             n = empty_like_device({num_pairs}, dist, at::kLong);
   if (num_pairs == 0) return {a, p, n};
   bool finite = true;
   AT_DISPATCH_FLOATING_TYPES(dist.scalar_type(), "semihard_cpu", [&] {

@@ -9,12 +9,36 @@
 #include <cmath>
 #include <vector>
 
+#include <ATen/ops/empty_cpu_dispatch.h>
+
 #include "checks.h"
 #include "common/triplet_rules.h"
 #include "triplet_csr.h"
 
 namespace fx {
 namespace {
+
+// ||a - b||^2 with kLanes partial sums combined in a fixed order: the compiler may then vectorise the
+// loop (a single running sum must be added strictly in order), and the result stays the same on every
+// run and every thread count.
+template <typename acc_t, typename scalar_t>
+inline acc_t squared_distance(const scalar_t* __restrict__ a, const scalar_t* __restrict__ b, int64_t D) {
+  constexpr int kLanes = 8;
+  acc_t part[kLanes] = {};
+  int64_t k = 0;
+  for (; k + kLanes <= D; k += kLanes)
+    for (int l = 0; l < kLanes; ++l) {
+      const acc_t u = acc_t(a[k + l]) - acc_t(b[k + l]);
+      part[l] += u * u;
+    }
+  acc_t s = 0;
+  for (; k < D; ++k) {
+    const acc_t u = acc_t(a[k]) - acc_t(b[k]);
+    s += u * u;
+  }
+  for (int l = 0; l < kLanes; ++l) s += part[l];
+  return s;
+}
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_margin_forward_cpu(const at::Tensor& emb_in,
                                                                           const at::Tensor& anchor_in,
@@ -29,7 +53,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_margin_forward_cpu(const 
   check_triplet_index_range(op, anchor, positive, negative, emb.size(0));
   const int64_t T = anchor.size(0), D = emb.size(1);
   auto out_opts = emb.options().dtype(acc_type(emb.scalar_type()));
-  at::Tensor loss = at::empty({T}, out_opts), d_ap = at::empty({T}, out_opts), d_an = at::empty({T}, out_opts);
+  at::Tensor loss = at::cpu::empty({T}, out_opts), d_ap = at::cpu::empty({T}, out_opts),
+             d_an = at::cpu::empty({T}, out_opts);
   // A NaN/Inf in a row a triplet reads (or a squared distance that overflows) raises rather than
   // returning a NaN loss; found in the pass that computes the distances.
   std::atomic<bool> non_finite{false};
@@ -43,12 +68,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_margin_forward_cpu(const 
       bool bad = false;
       for (int64_t t = begin; t < end; ++t) {
         const scalar_t *xa = x + A[t] * D, *xp = x + P[t] * D, *xn = x + N[t] * D;
-        acc_t sp = 0, sn = 0;
-        for (int64_t k = 0; k < D; ++k) {
-          const acc_t a = xa[k], u = a - acc_t(xp[k]), v = a - acc_t(xn[k]);
-          sp += u * u;
-          sn += v * v;
-        }
+        const acc_t sp = squared_distance<acc_t>(xa, xp, D), sn = squared_distance<acc_t>(xa, xn, D);
         bad |= !std::isfinite(sp) || !std::isfinite(sn);
         DP[t] = squared ? sp : fx_sqrt(sp);
         DN[t] = squared ? sn : fx_sqrt(sn);
@@ -62,6 +82,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_margin_forward_cpu(const 
   return {loss, d_ap, d_an};
 }
 
+// Which triplet entries touch each row, as a CSR (entry k = 3 t + role), by a counting sort over the
+// 3T row indices: O(3T + B), stable (entries stay in (triplet, role) order within a row).
+void triplet_rows_csr(const int64_t* A, const int64_t* P, const int64_t* N, int64_t T, int64_t B,
+                      std::vector<int64_t>& row_ptr, std::vector<int64_t>& entry) {
+  row_ptr.assign(B + 1, 0);
+  entry.resize(3 * T);
+  const int64_t* roles[3] = {A, P, N};
+  for (int64_t t = 0; t < T; ++t)
+    for (int r = 0; r < 3; ++r) ++row_ptr[roles[r][t] + 1];
+  for (int64_t i = 0; i < B; ++i) row_ptr[i + 1] += row_ptr[i];
+  std::vector<int64_t> next(row_ptr.begin(), row_ptr.end() - 1);
+  for (int64_t t = 0; t < T; ++t)
+    for (int r = 0; r < 3; ++r) entry[next[roles[r][t]]++] = 3 * t + r;
+}
+
 at::Tensor triplet_margin_backward_cpu(const at::Tensor& grad_loss, const at::Tensor& emb_in,
                                        const at::Tensor& anchor_in, const at::Tensor& positive_in,
                                        const at::Tensor& negative_in, const at::Tensor& loss_in,
@@ -71,29 +106,36 @@ at::Tensor triplet_margin_backward_cpu(const at::Tensor& grad_loss, const at::Te
   const at::Tensor emb = emb_in.contiguous(), anchor = anchor_in.contiguous(), positive = positive_in.contiguous(),
                    negative = negative_in.contiguous(), loss = loss_in.contiguous(), d_ap = d_ap_in.contiguous(),
                    d_an = d_an_in.contiguous();
-  const int64_t B = emb.size(0), D = emb.size(1);
+  const int64_t B = emb.size(0), D = emb.size(1), T = anchor.size(0);
   check_triplet_index_range(op, anchor, positive, negative, B);
-  const at::Tensor g = grad_loss.to(acc_type(emb.scalar_type())).contiguous();
-  const TripletCsr csr = triplet_csr(anchor, positive, negative, B);
-  at::Tensor grad = at::empty_like(emb);
+  // grad_loss is read through its stride: the gradient of loss.sum() is one number expanded (stride 0).
+  const auto acc = acc_type(emb.scalar_type());
+  const at::Tensor g = grad_loss.scalar_type() == acc ? grad_loss : grad_loss.to(acc);
+  const int64_t g_stride = g.stride(0);
+  std::vector<int64_t> row_ptr, entry;
+  triplet_rows_csr(anchor.data_ptr<int64_t>(), positive.data_ptr<int64_t>(), negative.data_ptr<int64_t>(), T, B,
+                   row_ptr, entry);
+  at::Tensor grad = at::cpu::empty({B, D}, emb.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, emb.scalar_type(), "triplet_margin_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* x = emb.data_ptr<scalar_t>();
     const int64_t *A = anchor.data_ptr<int64_t>(), *P = positive.data_ptr<int64_t>(), *N = negative.data_ptr<int64_t>();
     const acc_t *G = g.data_ptr<acc_t>(), *L = loss.data_ptr<acc_t>(), *DP = d_ap.data_ptr<acc_t>(),
                 *DN = d_an.data_ptr<acc_t>();
-    const int64_t *row_ptr = csr.row_ptr.data_ptr<int64_t>(), *entry = csr.entry.data_ptr<int64_t>();
     scalar_t* out = grad.data_ptr<scalar_t>();
     at::parallel_for(0, B, 16, [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> acc(D);
+      std::vector<acc_t> acc_row(D);
+      acc_t* __restrict__ acc = acc_row.data();
       for (int64_t i = begin; i < end; ++i) {
-        std::fill(acc.begin(), acc.end(), acc_t(0));
+        std::fill(acc, acc + D, acc_t(0));
         for (int64_t e = row_ptr[i]; e < row_ptr[i + 1]; ++e) {
           const int64_t k = entry[e], t = k / 3, role = k % 3;
-          const RowWeights<acc_t> w = triplet_row_weights<acc_t>(static_cast<int>(role), G[t], L[t], DP[t], DN[t], squared);
+          const RowWeights<acc_t> w =
+              triplet_row_weights<acc_t>(static_cast<int>(role), G[t * g_stride], L[t], DP[t], DN[t], squared);
           if (w.wp == acc_t(0) && w.wn == acc_t(0)) continue;
-          const scalar_t *xa = x + A[t] * D, *xp = x + P[t] * D, *xn = x + N[t] * D;
-          for (int64_t k2 = 0; k2 < D; ++k2) {
+          const scalar_t *__restrict__ xa = x + A[t] * D, *__restrict__ xp = x + P[t] * D,
+                                      *__restrict__ xn = x + N[t] * D;
+          for (int64_t k2 = 0; k2 < D; ++k2) {  // independent lanes: vectorises
             const acc_t a = xa[k2];
             acc[k2] += w.wp * (a - acc_t(xp[k2])) + w.wn * (a - acc_t(xn[k2]));
           }

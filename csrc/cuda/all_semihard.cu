@@ -20,9 +20,9 @@ Triplets all_semihard_mine_cuda(const char* op, const at::Tensor& dist, const La
   if (num_pairs == 0) return empty_triplets(dist);
   at::Tensor counts = at::empty({num_pairs}, opts);
   cuda::AllSemihardArgs args{dist.stride(0), dist.size(1),
-                             g.anchor_gid.data_ptr<int32_t>(), g.ref_gid.data_ptr<int32_t>(),
-                             g.members.data_ptr<int32_t>(), g.group_start.data_ptr<int32_t>(),
-                             g.pair_offset.data_ptr<int64_t>(), exclude_self, squared,
+                             g.anchor_gid, g.ref_gid,
+                             g.members, g.group_start,
+                             g.pair_offset, exclude_self, squared,
                              counts.data_ptr<int64_t>(), nullptr, nullptr, nullptr, nullptr,
                              non_finite.defined() ? non_finite.data_ptr<int>() : nullptr};
   const unsigned blocks = static_cast<unsigned>(dist.size(0));

@@ -25,9 +25,9 @@ Triplets semihard_mine_cuda(const at::Tensor& dist, const LabelGroups& g, bool e
   if (s.num_pairs == 0) return {a, p, n};
   const int chunk = static_cast<int>(std::min<int64_t>(s.max_positives, kMaxChunk));
   cuda::SemihardArgs args{dist.stride(0), dist.size(1),
-                          g.anchor_gid.data_ptr<int32_t>(), g.ref_gid.data_ptr<int32_t>(),
-                          g.members.data_ptr<int32_t>(), g.group_start.data_ptr<int32_t>(),
-                          g.pair_offset.data_ptr<int64_t>(), exclude_self, margin.has_value(), squared, drop_fallback,
+                          g.anchor_gid, g.ref_gid,
+                          g.members, g.group_start,
+                          g.pair_offset, exclude_self, margin.has_value(), squared, drop_fallback,
                           chunk, a.data_ptr<int64_t>(), p.data_ptr<int64_t>(), n.data_ptr<int64_t>(),
                           non_finite.defined() ? non_finite.data_ptr<int>() : nullptr};
   AT_DISPATCH_FLOATING_TYPES(dist.scalar_type(), "semihard_cuda", [&] {

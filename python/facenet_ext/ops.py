@@ -190,11 +190,12 @@ def _mine(fn: str, kind: str, emb: Tensor, labels: Tensor, margin: float | None,
     """Every miner's one path (checked arguments): the fused native op on a plain batch, else the
     reference-set miner (reference set, memory bank, or streaming); ``fn`` names the caller in errors."""
     if cross_batch.plain_batch(fn, emb, ref_emb, ref_labels, memory, chunk_size):
+        # No detach: the ops have no autograd formula and return indices, so nothing is recorded.
         if kind == "semihard":
-            return _ops.semi_hard_triplets(emb.detach(), labels, margin, squared, drop)
+            return _ops.semi_hard_triplets(emb, labels, margin, squared, drop)
         if kind == "batch_hard":
-            return _ops.batch_hard_triplets(emb.detach(), labels)
-        return _ops.all_semi_hard_triplets(emb.detach(), labels, margin, squared)
+            return _ops.batch_hard_triplets(emb, labels)
+        return _ops.all_semi_hard_triplets(emb, labels, margin, squared)
     return cross_batch.mine_references(fn, kind, emb, labels, ref_emb, ref_labels, memory, chunk_size,
                                        margin=margin, squared=squared, drop=drop)
 
@@ -310,7 +311,7 @@ def triplet_loss(
         loss, d_ap, d_an = _ops.triplet_margin_forward(rows, a, p, n, margin, squared)
     count = loss.shape[0]
     if reduction == "mean":
-        out = loss.sum() / torch.sym_max(count, 1)
+        out = loss.sum() / torch.sym_float(torch.sym_max(count, 1))  # a float: no int-to-float tensor copy
     elif reduction == "mean_active":
         out = loss.sum() / (loss > 0).sum().clamp_min(1)
     elif reduction == "sum":
@@ -371,12 +372,15 @@ def _(grad_loss, emb, anchor, positive, negative, loss, d_ap, d_an, squared):
 def _triplet_setup(ctx, inputs, output):
     emb, a, p, n, margin, squared = inputs
     loss, d_ap, d_an = output
+    ctx.set_materialize_grads(False)  # d_ap and d_an are never differentiated: no zero tensors for them
     ctx.squared = squared
     ctx.save_for_backward(emb, a, p, n, loss, d_ap, d_an)
 
 
 def _triplet_backward(ctx, grad_loss, _grad_d_ap, _grad_d_an):
     emb, a, p, n, loss, d_ap, d_an = ctx.saved_tensors
+    if grad_loss is None:  # only d_ap/d_an were used, and they carry no gradient
+        return None, None, None, None, None, None
     if torch.is_grad_enabled():
         # create_graph=True: the same gradient as a differentiable PyTorch expression, so second
         # derivatives (Hessian-vector products, gradient penalties) are exact rather than silently 0.
