@@ -10,7 +10,7 @@
 
 #include "cpu/finite.h"
 #include "label_groups.h"
-#include "pairwise_dist_common.h"
+#include "cpu/mine_embeddings.h"
 
 namespace fx {
 namespace {
@@ -80,14 +80,9 @@ Triplets batch_hard_from_sq_dist_cpu(const at::Tensor& sq_dist, const at::Tensor
 
 Triplets batch_hard_triplets_cpu(const at::Tensor& emb, const at::Tensor& labels) {
   const char* op = "batch_hard_triplets";
-  check_fused_mining_inputs(op, emb, labels, std::nullopt);
-  const LabelGroups g = label_groups_cpu(labels, labels, /*exclude_self=*/true);
-  if (g.summary.num_pairs == 0) {
-    check_finite_embeddings(op, "emb", emb);
-    return empty_triplets(emb);
-  }
-  const at::Tensor d = pairwise_sq_dist_cpu_impl(op, "emb", emb, "emb", std::nullopt);
-  return batch_hard_mine_cpu(op, d, g, true);
+  return mine_embeddings_cpu(op, emb, labels, std::nullopt, [&](const at::Tensor& d, const LabelGroups& g) {
+    return batch_hard_mine_cpu(op, d, g, true);
+  });
 }
 
 }  // namespace

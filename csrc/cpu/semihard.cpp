@@ -19,7 +19,7 @@
 #include "common/mining_rules.h"
 #include "cpu/finite.h"
 #include "label_groups.h"
-#include "pairwise_dist_common.h"
+#include "cpu/mine_embeddings.h"
 
 namespace fx {
 namespace {
@@ -231,14 +231,9 @@ Triplets semihard_from_sq_dist_cpu(const at::Tensor& sq_dist, const at::Tensor& 
 Triplets semi_hard_triplets_cpu(const at::Tensor& emb, const at::Tensor& labels, std::optional<double> margin,
                                 bool squared, bool drop_fallback) {
   const char* op = "semi_hard_triplets";
-  check_fused_mining_inputs(op, emb, labels, margin);
-  const LabelGroups g = label_groups_cpu(labels, labels, /*exclude_self=*/true);
-  if (g.summary.num_pairs == 0) {
-    check_finite_embeddings(op, "emb", emb);
-    return empty_triplets(emb);
-  }
-  const at::Tensor d = pairwise_sq_dist_cpu_impl(op, "emb", emb, "emb", std::nullopt);
-  return semihard_mine_cpu(op, d, g, true, margin, squared, drop_fallback);
+  return mine_embeddings_cpu(op, emb, labels, margin, [&](const at::Tensor& d, const LabelGroups& g) {
+    return semihard_mine_cpu(op, d, g, true, margin, squared, drop_fallback);
+  });
 }
 
 }  // namespace

@@ -5,8 +5,8 @@
 
 #include "cuda/kernels/all_semihard.cuh"
 #include "cuda/launch.cuh"
+#include "cuda/mine_embeddings.cuh"
 #include "label_groups.h"
-#include "pairwise_dist_common.h"
 
 namespace fx {
 namespace {
@@ -66,13 +66,10 @@ Triplets all_semihard_from_sq_dist_cuda(const at::Tensor& sq_dist, const at::Ten
 }
 
 Triplets all_semi_hard_triplets_cuda(const at::Tensor& emb, const at::Tensor& labels, double margin, bool squared) {
-  const c10::cuda::CUDAGuard guard(emb.device());
   const char* op = "all_semi_hard_triplets";
-  check_fused_mining_inputs(op, emb, labels, margin);
-  const LabelGroups g = label_groups_cuda(op, labels, labels, true, cuda::embeddings_unsafe_flag(emb));
-  if (g.summary.num_pairs == 0) return empty_triplets(emb);
-  const at::Tensor d = pairwise_sq_dist_cuda_impl(op, "emb", emb, "emb", std::nullopt);
-  return all_semihard_mine_cuda(op, d, g, true, margin, squared, at::Tensor());
+  return cuda::mine_embeddings(op, emb, labels, margin, [&](const at::Tensor& d, const LabelGroups& g) {
+    return all_semihard_mine_cuda(op, d, g, true, margin, squared, at::Tensor());
+  });
 }
 
 }  // namespace

@@ -5,8 +5,8 @@
 
 #include "cuda/kernels/batch_hard.cuh"
 #include "cuda/launch.cuh"
+#include "cuda/mine_embeddings.cuh"
 #include "label_groups.h"
-#include "pairwise_dist_common.h"
 
 namespace fx {
 namespace {
@@ -41,13 +41,10 @@ Triplets batch_hard_from_sq_dist_cuda(const at::Tensor& sq_dist, const at::Tenso
 }
 
 Triplets batch_hard_triplets_cuda(const at::Tensor& emb, const at::Tensor& labels) {
-  const c10::cuda::CUDAGuard guard(emb.device());
-  const char* op = "batch_hard_triplets";
-  check_fused_mining_inputs(op, emb, labels, std::nullopt);
-  const LabelGroups g = label_groups_cuda(op, labels, labels, true, cuda::embeddings_unsafe_flag(emb));
-  if (g.summary.num_pairs == 0) return empty_triplets(emb);
-  const at::Tensor d = pairwise_sq_dist_cuda_impl(op, "emb", emb, "emb", std::nullopt);
-  return batch_hard_mine_cuda(d, g, true, at::Tensor());
+  return cuda::mine_embeddings("batch_hard_triplets", emb, labels, std::nullopt,
+                               [&](const at::Tensor& d, const LabelGroups& g) {
+                                 return batch_hard_mine_cuda(d, g, true, at::Tensor());
+                               });
 }
 
 }  // namespace

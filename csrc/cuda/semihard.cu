@@ -6,8 +6,8 @@
 
 #include "cuda/kernels/semihard.cuh"
 #include "cuda/launch.cuh"
+#include "cuda/mine_embeddings.cuh"
 #include "label_groups.h"
-#include "pairwise_dist_common.h"
 
 namespace fx {
 namespace {
@@ -57,13 +57,9 @@ Triplets semihard_from_sq_dist_cuda(const at::Tensor& sq_dist, const at::Tensor&
 
 Triplets semi_hard_triplets_cuda(const at::Tensor& emb, const at::Tensor& labels, std::optional<double> margin,
                                  bool squared, bool drop_fallback) {
-  const c10::cuda::CUDAGuard guard(emb.device());
-  const char* op = "semi_hard_triplets";
-  check_fused_mining_inputs(op, emb, labels, margin);
-  const LabelGroups g = label_groups_cuda(op, labels, labels, true, cuda::embeddings_unsafe_flag(emb));
-  if (g.summary.num_pairs == 0) return empty_triplets(emb);
-  const at::Tensor d = pairwise_sq_dist_cuda_impl(op, "emb", emb, "emb", std::nullopt);
-  return semihard_mine_cuda(d, g, true, margin, squared, drop_fallback, at::Tensor());
+  return cuda::mine_embeddings("semi_hard_triplets", emb, labels, margin, [&](const at::Tensor& d, const LabelGroups& g) {
+    return semihard_mine_cuda(d, g, true, margin, squared, drop_fallback, at::Tensor());
+  });
 }
 
 }  // namespace

@@ -1,0 +1,93 @@
+"""Per-call cost at every batch size: our miner and loss against torch.cdist (the floor of any exact
+miner) and pytorch-metric-learning's miner + loss, in one process, on the same inputs, with the profiler
+events each call records. The rows of the "one native call per op" targets in BENCHMARKS.md.
+
+    .venv/bin/python benchmarks/bench_overhead.py [--threads 2] [--batches 64,256,1800]
+
+Timing: torch.utils.benchmark.Timer.blocked_autorange (medians), the methods of one batch size
+interleaved over several rounds so that a load change hits all of them alike.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+
+import torch
+import torch.nn.functional as F
+import torch.utils.benchmark as tb
+from torch.profiler import ProfilerActivity, profile
+
+import facenet_ext as fx
+
+
+def problem(batch: int, dim: int = 128, per_identity: int = 40):
+    k = min(per_identity, max(2, batch // 8))
+    g = torch.Generator().manual_seed(batch)
+    emb = F.normalize(torch.randn(batch, dim, generator=g), dim=1)
+    return emb, torch.arange(batch) // k
+
+
+def methods(emb: torch.Tensor, labels: torch.Tensor) -> dict:
+    from pytorch_metric_learning.losses import TripletMarginLoss
+    from pytorch_metric_learning.miners import BatchHardMiner
+
+    pml_miner, pml_loss = BatchHardMiner(), TripletMarginLoss(margin=0.2)
+    leaf = emb.clone().requires_grad_()
+
+    def fx_loss():
+        fx.triplet_loss(leaf, labels).backward()
+
+    def pml():
+        pml_loss(leaf, labels, pml_miner(leaf, labels)).backward()
+
+    return {
+        "torch.cdist": lambda: torch.cdist(emb, emb),
+        "fx.semi_hard_triplets": lambda: fx.semi_hard_triplets(emb, labels),
+        "fx.triplet_loss fwd+bwd": fx_loss,
+        "PML BatchHard + TripletMarginLoss fwd+bwd": pml,
+    }
+
+
+def median_seconds(fn, rounds: int) -> float:
+    fn()
+    times = []
+    for _ in range(rounds):
+        times.append(tb.Timer("fn()", globals={"fn": fn}).blocked_autorange(min_run_time=0.2).median)
+    return statistics.median(times)
+
+
+def events(fn) -> int:
+    fn()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:  # prints two USDT lines on stderr
+        fn()
+    return len(prof.events())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batches", default="64,256,1800")
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()}", file=sys.stderr)
+    print("| B | method | median | / torch.cdist | profiler events |")
+    print("|---:|---|---:|---:|---:|")
+    for batch in (int(b) for b in args.batches.split(",")):
+        fns = methods(*problem(batch))
+        per_round = {name: [] for name in fns}
+        for _ in range(args.rounds):  # interleaved
+            for name, fn in fns.items():
+                per_round[name].append(median_seconds(fn, 1))
+        med = {name: statistics.median(v) for name, v in per_round.items()}
+        for name, t in med.items():
+            ev = events(fns[name]) if name.startswith("fx.") else ""
+            print(f"| {batch} | {name} | {t * 1e3:.3f} ms | {t / med['torch.cdist']:.2f}x | {ev} |")
+    print(f"load average after: {os.getloadavg()}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
