@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch.utils.cpp_extension as cpp
 
+import exported_symbols  # tools/, next to this file
+
 ROOT = Path(__file__).resolve().parents[1]
 FLAGS_FILE = ROOT / "cmake" / "nvcc_flags.txt"
 ARCHS = ("80", "90")
@@ -71,9 +73,29 @@ def main() -> int:
                 if proc.returncode != 0:
                     failed += 1
                     print(proc.stdout + proc.stderr)
-    print(f"cuda-check: {len(sources) - failed} passed, {failed} failed")
-    return 1 if failed else 0
+        print(f"cuda-check: {len(sources) - failed} passed, {failed} failed")
+        if failed:
+            return 1
+        return check_exports(sorted(Path(tmp).glob("*.o")), Path(tmp) / "cuda_objects.so")
 
+
+def check_exports(objects: list[Path], lib: Path) -> int:
+    """Link the CUDA objects as CMake links _C (same export map) and require that they export nothing.
+
+    The one check of the CUDA objects' linkage that needs no GPU and no CUDA torch: the references to
+    torch stay undefined, which a shared library allows.
+    """
+    cmd = [os.environ.get("CXX", "c++"), "-shared", "-o", str(lib), *map(str, objects),
+           f"-Wl,--version-script={ROOT / 'cmake' / 'exports.map'}", "-Wl,--exclude-libs,ALL"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"cuda-check: linking the objects FAILED\n{proc.stdout}{proc.stderr}")
+        return 1
+    exported = exported_symbols.unexpected_exports(lib)
+    print(f"cuda-check: linked CUDA objects: {exported_symbols.summary(lib)}")
+    for name in exported[:20]:
+        print(f"cuda-check:   exports {name}")
+    return 1 if exported else 0
 
 if __name__ == "__main__":
     sys.exit(main())
