@@ -40,16 +40,11 @@ def test_std_references_bind_to_libstdcxx_not_to_torch_copies():
     env = dict(os.environ, LD_DEBUG="bindings", LD_BIND_NOW="1")
     proc = _run([sys.executable, "-c", "import facenet_ext"], env=env, cwd="/")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    bindings = []  # (symbol, library it bound to) for each of our references
-    for line in proc.stderr.splitlines():
-        if f"binding file {C_MODULE}" in line and "symbol `" in line:
-            target = line.split(" to ", 1)[1].split(" [", 1)[0]
-            bindings.append((line.split("symbol `", 1)[1].split("'", 1)[0], Path(target).name))
+    bindings = exported_symbols.bindings(proc.stderr, C_MODULE)
     assert len(bindings) > 100, "LD_DEBUG=bindings reported too little; the parser is stale"
-    std = exported_symbols.is_std([name for name, _ in bindings])
-    elsewhere = sorted({(name, lib) for (name, lib), s in zip(bindings, std) if s and not lib.startswith("libstdc++")})
+    to_libstdcxx, elsewhere = exported_symbols.std_bound_elsewhere(bindings)
     assert elsewhere == []
-    assert sum(std) > 0
+    assert to_libstdcxx > 0
 
 
 def test_compiled_as_cxx17_like_the_cuda_flags_say():

@@ -1,6 +1,8 @@
 """What a shared library exports and imports, from its dynamic symbol table (binutils' nm).
 
     python tools/exported_symbols.py path/to/_C.so     # prints counts, then every unexpected export
+    python tools/exported_symbols.py --bindings path/to/_C.so ld_debug.txt
+        # where the module's std:: references bound, from LD_DEBUG=bindings output
 
 Used by tests/test_build.py, tools/cuda_compile_check.py and tools/gpu_smoke.sh. The module must export
 its init function and nothing else (cmake/exports.map); nm's linker-defined markers (_edata, _end,
@@ -65,8 +67,35 @@ def summary(path: Path) -> str:
             f"{len(unexpected_exports(path))} exported besides {INIT_SYMBOL}")
 
 
+def bindings(ld_debug: str, lib: Path) -> list[tuple[str, str]]:
+    """(symbol, file name of the library it bound to) for each of lib's references in LD_DEBUG=bindings output."""
+    rows = []
+    for line in ld_debug.splitlines():
+        # "<pid>: binding file <lib> [0] to <target> [0]: normal symbol `<name>' [<version>]"
+        if f"binding file {lib} " in line and "symbol `" in line:
+            target = line.split(" to ", 1)[1].split(" [", 1)[0]
+            rows.append((line.split("symbol `", 1)[1].split("'", 1)[0], Path(target).name))
+    return rows
+
+
+def std_bound_elsewhere(rows: list[tuple[str, str]]) -> tuple[int, list[tuple[str, str]]]:
+    """How many std:: references bound to libstdc++, and (symbol, library) for those that bound anywhere else:
+    torch's libraries export statically linked copies of some libstdc++ code (pytorch issue 109923)."""
+    std = is_std([name for name, _ in rows])
+    to_libstdcxx = sum(s and lib.startswith("libstdc++") for (_, lib), s in zip(rows, std))
+    return to_libstdcxx, sorted({row for row, s in zip(rows, std) if s and not row[1].startswith("libstdc++")})
+
+
 if __name__ == "__main__":
-    lib = Path(sys.argv[1])
-    print(f"{lib.name}: {summary(lib)}")
-    for name in unexpected_exports(lib):
-        print(f"  exports {name}")
+    if sys.argv[1] == "--bindings":
+        lib = Path(sys.argv[2])
+        rows = bindings(Path(sys.argv[3]).read_text(errors="replace"), lib)
+        good, elsewhere = std_bound_elsewhere(rows)
+        print(f"std:: bindings of {lib.name}: {len(rows)} references bound, std:: to libstdc++ {good}, elsewhere {len(elsewhere)}")
+        for name, target in elsewhere:
+            print(f"  {demangle([name])[0]} -> {target}")
+    else:
+        lib = Path(sys.argv[1])
+        print(f"{lib.name}: {summary(lib)}")
+        for name in unexpected_exports(lib):
+            print(f"  exports {name}")
