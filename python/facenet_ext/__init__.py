@@ -19,7 +19,7 @@ def _check_torch_version() -> None:
         from ._build_config import TORCH_VERSION as built
     except ImportError:
         return
-    if built != torch.__version__:
+    if built != str(torch.__version__):  # as strings: TorchVersion compares as a version
         raise ImportError(
             f"facenet_ext: the native extension was built against torch {built}, running torch "
             f"{torch.__version__}: rebuild it in this environment with `pip install --no-build-isolation .`"
