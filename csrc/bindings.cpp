@@ -32,6 +32,7 @@ static py::dict build_info() {
 #endif
   info["threads"] = at::get_num_threads();
   info["compiler"] = __VERSION__;
+  info["cplusplus"] = static_cast<long>(__cplusplus);  // the standard CMake compiled us as (201703: C++17)
   return info;
 }
 

@@ -12,3 +12,10 @@ def test_build_info():
     assert info["cuda_available"] == torch.cuda.is_available()
     assert info["threads"] == torch.get_num_threads() >= 1
     assert (info["cuda_runtime_built_against"] is None) == (not info["cuda_kernels"])
+
+
+def test_build_config_matches_the_compiled_version():
+    # __init__.py checks the running torch against _build_config before loading _C; it must say what _C says.
+    from facenet_ext._build_config import TORCH_VERSION
+
+    assert TORCH_VERSION == fx.build_info()["torch_version_built_against"]

@@ -144,3 +144,55 @@ def test_compile_and_opcheck_on_cuda():
     compiled = torch.compile(step, fullgraph=True)
     e = emb.clone().requires_grad_()
     torch.testing.assert_close(compiled(e, labels), step(e, labels))
+
+
+# ---- small exact cases: tools/gpu_smoke.sh selects them with `-k smoke`, also under compute-sanitizer ----
+# Integer embeddings in [-2, 2], D = 8: every squared distance is an integer <= 128, exact in fp16, bf16
+# and any summation order, so CPU and CUDA must agree exactly on indices and closely on the loss.
+
+def _exact_batch(B: int, labels: torch.Tensor | None = None, dtype=torch.float32):
+    emb = torch.randint(-2, 3, (B, 8)).to(dtype)
+    return emb, labels if labels is not None else torch.randint(0, max(B // 4, 1), (B,))
+
+
+def _same_mining_and_loss(emb, labels, miners, dtype=torch.float32):
+    for fn in miners:
+        cpu, gpu = fn(emb, labels), fn(emb.cuda(), labels.cuda())
+        assert all(torch.equal(c, g.cpu()) for c, g in zip(cpu, gpu)), fn.__name__
+    losses = []
+    for dev in ("cpu", "cuda"):
+        e = emb.detach().to(dev).requires_grad_()
+        loss = fx.triplet_loss(e, labels.to(dev), 0.2)
+        loss.backward()
+        losses.append((loss.detach().double().cpu(), e.grad.double().cpu()))
+    tol = {torch.float16: 1e-2, torch.bfloat16: 5e-2}.get(dtype, 1e-5)
+    torch.testing.assert_close(losses[1], losses[0], rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("B", [1, 2, 33, 257])
+def test_smoke_small_batches(B):
+    miners = (fx.semi_hard_triplets, fx.batch_hard_triplets, fx.all_semi_hard_triplets)
+    _same_mining_and_loss(*_exact_batch(B), miners)
+
+
+def test_smoke_more_than_1024_positives():
+    # 1040 images of one identity: each of its anchors has 1039 positives (the chunked path), plus 160 others
+    labels = (torch.arange(1200) >= 1040).long()
+    _same_mining_and_loss(*_exact_batch(1200, labels), (fx.semi_hard_triplets, fx.batch_hard_triplets))
+
+
+def test_smoke_strided_indices():
+    emb, labels = _exact_batch(96, torch.arange(12).repeat_interleave(8))
+    packed = fx.semi_hard_triplets(emb, labels)
+    columns = torch.stack(packed, 1)  # columns[:, i] is a stride-3 view
+    for dev in ("cpu", "cuda"):
+        e = emb.to(dev)
+        ref = fx.triplet_loss(e, None, 0.2, mining=tuple(t.to(dev) for t in packed))
+        got = fx.triplet_loss(e, None, 0.2, mining=tuple(columns.to(dev).unbind(1)))
+        torch.testing.assert_close(got.cpu(), ref.cpu(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+def test_smoke_half_precision(dtype):
+    emb, labels = _exact_batch(128, torch.arange(16).repeat_interleave(8), dtype)
+    _same_mining_and_loss(emb, labels, (fx.semi_hard_triplets, fx.batch_hard_triplets), dtype)

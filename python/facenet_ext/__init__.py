@@ -5,13 +5,34 @@
 >>> labels = torch.arange(45).repeat_interleave(40)
 >>> a, p, n = fx.semi_hard_triplets(emb, labels)
 """
-import torch  # noqa: F401  (loads libtorch before the extension that links against it)
+import torch  # loads libtorch before the extension that links against it
 
-from . import _C, distributed, losses, nn
-from .memory_bank import MemoryBank
-from .ops import all_semi_hard_triplets, batch_hard_triplets, pairwise_sq_dist, semi_hard_triplets, triplet_loss
-from .pooling import l2_pool2d
-from .quality import aggregate_templates, face_quality
+
+def _check_torch_version() -> None:
+    """Refuse a _C built against another torch before loading it.
+
+    torch's C++ ABI changes between releases: a stale _C fails on an undefined symbol at best, and at
+    worst loads and misreads changed structures. CMake writes the version it built against into
+    _build_config.py; a checkout without it (no CMake build) has no _C to check either.
+    """
+    try:
+        from ._build_config import TORCH_VERSION as built
+    except ImportError:
+        return
+    if built != str(torch.__version__):  # as strings: TorchVersion compares as a version
+        raise ImportError(
+            f"facenet_ext: the native extension was built against torch {built}, running torch "
+            f"{torch.__version__}: rebuild it in this environment with `pip install --no-build-isolation .`"
+        )
+
+
+_check_torch_version()
+
+from . import _C, distributed, losses, nn  # noqa: E402
+from .memory_bank import MemoryBank  # noqa: E402
+from .ops import all_semi_hard_triplets, batch_hard_triplets, pairwise_sq_dist, semi_hard_triplets, triplet_loss  # noqa: E402
+from .pooling import l2_pool2d  # noqa: E402
+from .quality import aggregate_templates, face_quality  # noqa: E402
 
 __version__ = "0.1.0"
 
