@@ -70,16 +70,6 @@ def check_like(fn: str, t: Tensor, name: str, like: Tensor, like_name: str) -> N
         raise ValueError(f"{fn}: {name} is on {t.device} but {like_name} is on {like.device}")
 
 
-def check_reference(fn: str, ref: object, emb: Tensor, name: str = "ref_emb") -> Tensor:
-    """A reference set for ``emb``: 2-D with emb's width, dtype and device, finite; it may be empty."""
-    ref = check_tensor(fn, name, ref)
-    if ref.dim() != 2:
-        raise ValueError(f"{fn}: {name} must be 2-D [N, dim], got shape {tuple(ref.shape)}")
-    check_like(fn, ref, name, emb, "emb")
-    check_finite(fn, name, ref)
-    return ref
-
-
 def check_labels(fn: str, labels: object, batch: int, device: torch.device, name: str = "labels") -> Tensor:
     labels = check_tensor(fn, name, labels)
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:

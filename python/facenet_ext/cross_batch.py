@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from . import _C  # noqa: F401  (registers torch.ops.facenet_ext.*)
-from ._checks import acc_dtype, check_embedding_shape, check_finite, check_labels, check_like, check_tensor
+from ._checks import acc_dtype, check_finite, check_labels, check_like, check_tensor
 from .memory_bank import MemoryBank
 
 _ops = torch.ops.facenet_ext
