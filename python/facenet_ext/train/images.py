@@ -166,6 +166,28 @@ def augment(x: Tensor, generator: torch.Generator, shift: int = 4) -> Tensor:
     return cropped.gather(3, cols)
 
 
+def center_crop(x: Tensor, size: int | None) -> Tensor:
+    """The centred ``size`` x ``size`` window of images [N, C, H, W] (unchanged when size is None or H)."""
+    h, w = x.shape[-2:]
+    if size is None or (size == h and size == w):
+        return x
+    top, left = (h - size) // 2, (w - size) // 2
+    return x[..., top : top + size, left : left + size]
+
+
+def random_crop_flip(x: Tensor, size: int, generator: torch.Generator) -> Tensor:
+    """FaceNet-style augmentation, drawn from ``generator`` so a resumed run replays it: a random
+    ``size`` x ``size`` window of each image [N, C, H, W] and a random horizontal flip."""
+    n, _, h, w = x.shape
+    flip = torch.rand(n, generator=generator) < 0.5
+    top = torch.randint(0, h - size + 1, (n,), generator=generator)
+    left = torch.randint(0, w - size + 1, (n,), generator=generator)
+    rows = (top.view(-1, 1) + torch.arange(size)).view(n, 1, size, 1).expand(n, x.shape[1], size, w)
+    cols = (left.view(-1, 1) + torch.arange(size)).view(n, 1, 1, size).expand(n, x.shape[1], size, size)
+    out = x.gather(2, rows).gather(3, cols)
+    return torch.where(flip.view(-1, 1, 1, 1), out.flip(-1), out)
+
+
 def _square(im, size: int):
     from PIL import Image
 
