@@ -66,6 +66,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     opt("--schedule", choices=SCHEDULES, help="constant lr, or cosine decay to 0 over the run")
     opt("--augment", action=argparse.BooleanOptionalAction,
         help="random crops of --input-size and flips (without --input-size: flips and shifts of up to 4 pixels)")
+    opt("--hflip", action=argparse.BooleanOptionalAction, help="--augment mirrors images (--no-hflip for digits)")
     opt("--flip-eval", action=argparse.BooleanOptionalAction, help="evaluate each image's embedding averaged with its mirror image's")
     opt("--degrade", type=float, metavar="FRACTION",
         help="blur, noise or occlude this fraction of each batch (low-quality faces for MagFace to learn from)")

@@ -47,6 +47,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: str = "constant"  # "cosine": lr decays to 0 over the run along half a cosine
     augment: bool = False
+    hflip: bool = True  # augmentation mirrors images (faces); off where a mirror image is another class (digits)
     flip_eval: bool = False  # evaluate on the mean embedding of each image and its mirror image
     degrade: float = 0.0  # fraction of each batch blurred / noised / occluded (quality-aware training)
     memory_bank: int = 0  # triplet loss: also mine against the last N training embeddings (0 = off)

@@ -116,6 +116,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, *, spli
         "identities": subset.identities, "images": len(subset), "metrics": metrics,
         "erc_quality_feature_norm": {k: np.asarray(v).tolist() for k, v in erc.items()},
     }
+    if pairs is not None:  # a pair list (LFW): its ROC is small enough to keep, e.g. for lfw-view2's plot
+        report["roc"] = {"far": curves["model"][0].tolist(), "val": curves["model"][1].tolist()}
     (out / "eval.json").write_text(json.dumps(report, indent=2, default=float))
     return {"out": out, "report": report, "table": metrics_table(metrics)}
 

@@ -75,7 +75,7 @@ def build_model(cfg: TrainConfig, in_channels: int) -> torch.nn.Module:
 
 def build_sampler(cfg: TrainConfig, labels: torch.Tensor):
     if cfg.sampler == "uniform":
-        return UniformSampler(labels, cfg.identities_per_batch * cfg.images_per_identity)
+        return UniformSampler(labels, cfg.identities_per_batch * cfg.images_per_identity, singles=cfg.singletons > 0)
     return PKSampler(labels, cfg.identities_per_batch, cfg.images_per_identity, cfg.singletons)
 
 
@@ -117,8 +117,8 @@ def network_input(cfg: TrainConfig, images: torch.Tensor, generator: torch.Gener
     if generator is None or not cfg.augment:
         return center_crop(x, size)
     if size < images.shape[-1]:
-        return random_crop_flip(x, size, generator)
-    return augment(x, generator)
+        return random_crop_flip(x, size, generator, cfg.hflip)
+    return augment(x, generator, hflip=cfg.hflip)
 
 
 class _Indexed(torch.utils.data.Dataset):
@@ -227,6 +227,10 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = Fal
 
     torch.manual_seed(cfg.seed)
     data, train_set, held_set, pairs = load_sets(cfg, cache_dir, max(workers, 2), progress)
+    if cfg.loss != "triplet" and not cfg.singletons:
+        # a margin-softmax head over the people with two or more images; --singletons N makes the
+        # single-image people classes too (each pulls its own centre and repels everyone else's images)
+        train_set = train_set.select_identities([n for n, c in zip(train_set.identities, train_set.counts().tolist()) if c >= 2])
     sampler = build_sampler(cfg, train_set.labels)
     in_channels = train_set.images.shape[1]
     net = build_model(cfg, in_channels)

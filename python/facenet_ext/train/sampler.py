@@ -62,12 +62,13 @@ class PKSampler:
 
 class UniformSampler:
     """Batches of ``batch_size`` distinct images drawn uniformly among those of identities with two or
-    more images: what a margin-softmax head (ArcFace) trains on, where a batch needs no positives."""
+    more images (all images with ``singles``): what a margin-softmax head (ArcFace) trains on, where a
+    batch needs no positives."""
 
-    def __init__(self, labels: Tensor, batch_size: int) -> None:
+    def __init__(self, labels: Tensor, batch_size: int, singles: bool = False) -> None:
         labels = labels.to(torch.int64).cpu()
         counts = torch.bincount(labels)
-        self.pool = (counts[labels] >= 2).nonzero().flatten()
+        self.pool = torch.arange(labels.numel()) if singles else (counts[labels] >= 2).nonzero().flatten()
         if self.pool.numel() < 2:
             raise ValueError(f"training needs images of identities with two or more images, found {self.pool.numel()}")
         self.batch_size = min(batch_size, int(self.pool.numel()))
