@@ -31,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--write-pairs", default=None, metavar="FILE", help="write an LFW-style 10-fold pairs file for --data and exit")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", default=None, metavar="DIR", help="decoded-image cache for LFW runs (default ~/.cache/facenet_ext)")
+    p.add_argument("--crop-box", type=int, default=None, metavar="PIXELS",
+                   help="another --data folder: cut this centred square from each image before resizing (frame its faces "
+                        "as the training crop framed LFW's); default: the largest centred square")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.checkpoint:
             raise ValueError("--checkpoint is required (or --write-pairs)")
         result = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, pairs_file=args.pairs, out=args.out,
-                                     seed=args.seed, cache_dir=args.cache)
+                                     seed=args.seed, cache_dir=args.cache, crop_box=args.crop_box)
     except (CheckpointError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
         print(f"facenet-ext eval: {exc}", file=sys.stderr)
         return 2
@@ -53,10 +56,11 @@ def run(args: argparse.Namespace) -> int:
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, *, split: str | None = None,
                         pairs_file: str | None = None, out: str | Path | None = None, seed: int = 0,
-                        cache_dir: str | Path | None = None) -> dict:
+                        cache_dir: str | Path | None = None, crop_box: int | None = None) -> dict:
     """Evaluate a checkpoint (see the module doc). The checkpoint's data path is absolute (older
     checkpoints: relative, resolved against the current directory, else the run folder). An LFW
-    protocol run evaluates on its own test pairs unless ``data`` or ``pairs_file`` says otherwise."""
+    protocol run evaluates on its own test pairs unless ``data`` or ``pairs_file`` says otherwise.
+    ``crop_box``: cut this centred square (source pixels) from each image of ``data`` before resizing."""
     from .. import eval as fe
     from .checkpoint import load_checkpoint
     from .config import TrainConfig
@@ -84,6 +88,12 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, *, spli
         split = split or ("heldout" if same_data and not pairs_file else "all")
         if data is None and cfg_data is None:
             images = load_digits_set(cfg.image_size or 32)
+        elif crop_box is not None:  # a centred box of each image first, e.g. to frame ORL's faces as LFW's
+            from .face_cache import Preprocess, load_cached_faces
+            from .lfw_data import all_faces
+
+            images = all_faces(load_cached_faces(data or cfg_data, Preprocess(cfg.image_size or 64, in_channels, crop_box),
+                                                 cache_dir, workers=0, progress=False))
         else:  # another folder is converted to the checkpoint's channels (grayscale ORL model on RGB faces)
             images = load_image_folder(data or cfg_data, cfg.image_size or 64, in_channels)
         if split != "all":
