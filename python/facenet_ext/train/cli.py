@@ -66,6 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     opt("--schedule", choices=SCHEDULES, help="constant lr, or cosine decay to 0 over the run")
     opt("--augment", action=argparse.BooleanOptionalAction,
         help="random crops of --input-size and flips (without --input-size: flips and shifts of up to 4 pixels)")
+    opt("--new-identities", metavar="T1,T2", help="train on each training identity transformed (mirror, rot90, rot270) as new "
+                                                "identities, where that makes another class (digits)")
     opt("--hflip", action=argparse.BooleanOptionalAction, help="--augment mirrors images (--no-hflip for digits)")
     opt("--flip-eval", action=argparse.BooleanOptionalAction, help="evaluate each image's embedding averaged with its mirror image's")
     opt("--degrade", type=float, metavar="FRACTION",

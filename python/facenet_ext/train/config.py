@@ -12,6 +12,7 @@ MODELS = ("nn2", "small")
 SAMPLERS = ("pk", "uniform")
 SCHEDULES = ("constant", "cosine")
 PROTOCOLS = ("view1", "view2")
+IDENTITY_TRANSFORMS = ("mirror", "rot90", "rot270")
 
 
 @dataclass
@@ -47,6 +48,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: str = "constant"  # "cosine": lr decays to 0 over the run along half a cosine
     augment: bool = False
+    new_identities: str = ""  # e.g. "mirror,rot90,rot270": each transform of every training identity is one more (digits)
     hflip: bool = True  # augmentation mirrors images (faces); off where a mirror image is another class (digits)
     flip_eval: bool = False  # evaluate on the mean embedding of each image and its mirror image
     degrade: float = 0.0  # fraction of each batch blurred / noised / occluded (quality-aware training)
@@ -72,6 +74,9 @@ class TrainConfig:
             raise ValueError(f"input_size must be in [8, image_size = {self.image_size}], got {self.input_size}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        unknown = [t for t in self.new_identities.split(",") if t and t not in IDENTITY_TRANSFORMS]
+        if unknown:
+            raise ValueError(f"new_identities: unknown transform(s) {unknown}; choose from {', '.join(IDENTITY_TRANSFORMS)}")
         if self.singletons < 0:
             raise ValueError(f"singletons must be >= 0, got {self.singletons}")
         if not 0 < self.lr < 10:
