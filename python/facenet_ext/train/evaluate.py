@@ -67,6 +67,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, *, spli
     from ..quality import error_versus_reject, plot_erc
     from .embed import embed_features, metrics_table, raw_pixel_embeddings
     from .images import load_digits_set, load_image_folder, split_identities
+    from .lfw_protocol import images_dir, is_lfw_root
     from .loop import build_model, load_sets, resolve_data
 
     state = load_checkpoint(checkpoint)
@@ -86,16 +87,20 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, *, spli
         _, _, images, protocol_pairs = load_sets(TrainConfig.from_dict({**cfg.to_dict(), "data": cfg_data}), cache_dir, progress=False)
     else:
         split = split or ("heldout" if same_data and not pairs_file else "all")
-        if data is None and cfg_data is None:
+        folder = data or cfg_data
+        if folder is not None and is_lfw_root(folder):  # LFW's person folders, with the run's crop unless told
+            folder = str(images_dir(folder))
+            crop_box = crop_box if crop_box is not None else cfg.crop_box
+        if folder is None:
             images = load_digits_set(cfg.image_size or 32)
         elif crop_box is not None:  # a centred box of each image first, e.g. to frame ORL's faces as LFW's
             from .face_cache import Preprocess, load_cached_faces
             from .lfw_data import all_faces
 
-            images = all_faces(load_cached_faces(data or cfg_data, Preprocess(cfg.image_size or 64, in_channels, crop_box),
+            images = all_faces(load_cached_faces(folder, Preprocess(cfg.image_size or 64, in_channels, crop_box),
                                                  cache_dir, workers=0, progress=False))
         else:  # another folder is converted to the checkpoint's channels (grayscale ORL model on RGB faces)
-            images = load_image_folder(data or cfg_data, cfg.image_size or 64, in_channels)
+            images = load_image_folder(folder, cfg.image_size or 64, in_channels)
         if split != "all":
             if not same_data or cfg.protocol is not None:
                 raise ValueError(f"--split {split} needs the checkpoint's own training data, not {data!r}")
@@ -104,7 +109,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, *, spli
 
     pairs, subset = protocol_pairs, images
     if pairs_file:
-        subset, pairs = _images_for_pairs(images, fe.read_pairs(pairs_file), data or cfg_data)
+        subset, pairs = _images_for_pairs(images, fe.read_pairs(pairs_file), folder)
     labels = subset.labels.numpy()
     features = embed_features(model, subset.images, input_size=cfg.input_size, flip=cfg.flip_eval)
     magnitude = features.norm(dim=1)

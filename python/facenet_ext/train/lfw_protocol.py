@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..eval.lfw_pairs import Pairs, image_path, read_pairs
+from .config import PROTOCOLS
 
 PROTOCOL_FILES = ("pairs.txt", "people.txt")
 VIEW1_FILES = ("peopleDevTrain.txt", "pairsDevTest.txt")
-PROTOCOLS = ("view1", "view2")
 VIEW2_FOLDS = 10
 
 

@@ -1,10 +1,13 @@
 """The training loop: P x K batches, online mining inside fx.triplet_loss (or an ArcFace/MagFace head),
 checkpoints, metrics.
 
-A run folder holds ``checkpoint.pt`` (model, optimiser, sampler RNG, history, config), ``metrics.json``
-(config, per-epoch history, held-out metrics ``before`` and ``after`` training and of raw pixels) and
-``train.png``. ``resume=True`` continues a run bit for bit: the next step is the one the uninterrupted
-run would have taken (each step's random draws depend only on the seed, the step and the rank). Ctrl-C finishes the current step, saves and stops; a second Ctrl-C aborts at once.
+A run folder holds ``checkpoint.pt`` (model, optimiser, history, config), ``metrics.json`` (config,
+per-epoch history, held-out metrics ``before`` and ``after`` training and of raw pixels) and
+``train.png``. "Held out" is the last ``holdout`` fraction of the identities, or, for an LFW protocol
+(``cfg.protocol``), the protocol's test pairs. A folder that already holds a run is refused unless
+``resume`` or ``overwrite``. ``resume=True`` continues a run bit for bit: the next step is the one the
+uninterrupted run would have taken (each step's random draws and learning rate depend only on the seed,
+the step and the rank). Ctrl-C finishes the current step, saves and stops; a second Ctrl-C aborts at once.
 """
 from __future__ import annotations
 

@@ -29,6 +29,6 @@ LFW = {
     "identities_per_batch": 32, "images_per_identity": 4,
     # optimiser and budget
     "optimizer": "adam", "lr": 2e-3, "weight_decay": 5e-4, "schedule": "cosine",
-    "epochs": 10, "steps_per_epoch": 150,
+    "epochs": 10, "steps_per_epoch": 200,
     "augment": True, "flip_eval": True,
 }
