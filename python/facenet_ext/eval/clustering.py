@@ -83,8 +83,11 @@ def cluster(emb, *, threshold: float = DEFAULT_CLUSTER_THRESHOLD, linkage: str =
 
 
 def cut_into(emb, n_clusters: int, *, linkage: str = "average") -> tuple[np.ndarray, float]:
-    """(cluster ids, the equivalent Euclidean threshold) of the merge tree cut into ``n_clusters``
-    clusters: the threshold lies halfway between the last merge kept and the first one undone."""
+    """(cluster ids, Euclidean threshold) of the merge tree cut into ``n_clusters`` clusters, or fewer
+    where merges of equal height straddle the cut: ties cannot be split without an arbitrary choice, so
+    they are all kept (a collapsed model, every distance 0, gives one cluster). The threshold lies halfway
+    between the last merge kept and the first one undone, and ``cluster(emb, threshold=...)`` gives the
+    same clusters."""
     fn = "cut_into"
     _check_linkage(fn, linkage)
     e = _inputs.embeddings(fn, emb)
@@ -93,12 +96,14 @@ def cut_into(emb, n_clusters: int, *, linkage: str = "average") -> tuple[np.ndar
         raise ValueError(f"{fn}: n_clusters must be an integer in [1, {n}], got {n_clusters!r}")
     if n == 1:
         return np.zeros(1, dtype=np.int64), DEFAULT_CLUSTER_THRESHOLD
-    tree = AgglomerativeClustering(n_clusters=int(n_clusters), linkage=linkage, compute_distances=True).fit(e)
-    h = tree.distances_  # n - 1 merge heights, increasing; n - k merges are kept
-    kept, undone = n - int(n_clusters), n - int(n_clusters)
-    lo = h[kept - 1] if kept > 0 else 0.0
-    hi = h[undone] if undone < h.size else np.nextafter(lo, np.inf)
-    return tree.labels_.astype(np.int64), float((lo + hi) / 2)
+    h = AgglomerativeClustering(n_clusters=1, linkage=linkage, compute_distances=True).fit(e).distances_
+    kept = n - int(n_clusters)  # merges below the cut; h is non-decreasing for these linkages
+    lo = float(h[kept - 1]) if kept > 0 else 0.0
+    while kept < h.size and h[kept] <= lo:  # a tie at the cut: keep the whole tie
+        kept += 1
+    threshold = (lo + float(h[kept])) / 2 if kept < h.size else float(np.nextafter(lo, np.inf))
+    threshold = max(threshold, float(np.nextafter(0.0, 1.0)))
+    return cluster(e, threshold=threshold, linkage=linkage), threshold
 
 
 def clustering_scores(emb, labels, *, threshold: float | None = DEFAULT_CLUSTER_THRESHOLD,
