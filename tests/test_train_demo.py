@@ -10,7 +10,8 @@ def test_quick_preset_learns_on_held_out_digits(tmp_path):
     out = tmp_path / "demo"
     assert main(["train", "--quick", "--out", str(out), "--seed", "0", "--threads", "1", "--no-progress"]) == 0
     m = json.loads((out / "metrics.json").read_text())
-    assert m["data"]["train_identities"] == [f"digit{d}" for d in range(7)]
+    train = m["data"]["train_identities"]  # digits 0-6, then their mirrored and quarter-turned versions
+    assert train[:7] == [f"digit{d}" for d in range(7)] and len(train) == 28 and train[7] == "digit0 (mirror)"
     assert m["data"]["heldout_identities"] == ["digit7", "digit8", "digit9"]
     for key in ("auc", "accuracy_10fold"):
         assert m["after"][key] > m["before"][key], (key, m["after"][key], m["before"][key])
