@@ -184,3 +184,25 @@ def test_gallery_probe_split():
 def test_bad_inputs(call, exc, msg):
     with pytest.raises(exc, match=msg):
         call()
+
+
+def test_evaluate_embeddings_cuts_into_as_many_clusters_as_identities():
+    # Four identities, perfectly separated (AUC 1, rank-1 1) but all within Euclidean distance 1 of each
+    # other: a fixed cut at 1.0 put everything into one cluster (F 0.4, NMI 0); the cut by the number of
+    # identities recovers them exactly.
+    rng = np.random.default_rng(0)
+    centre = np.r_[1.0, np.zeros(15)]
+    directions = np.eye(16)[1:5] * 0.25
+    emb = np.concatenate([centre + d + rng.normal(0, 0.005, (6, 16)) for d in directions])
+    labels = np.repeat(np.arange(4), 6)
+    m = fe.evaluate_embeddings(emb, labels)
+    assert m["auc"] == 1.0 and m["knn_top1"] == 1.0
+    assert m["cluster_f1"] == 1.0 and m["cluster_nmi"] == pytest.approx(1.0)
+    fixed = fe.clustering_scores(emb, labels, threshold=1.0)
+    assert fixed["n_clusters"] == 1 and fixed["nmi"] == pytest.approx(0.0)
+    pred, threshold = fe.cut_into(emb, 4)
+    assert len(set(pred.tolist())) == 4
+    assert np.array_equal(fe.cluster(emb, threshold=threshold), pred)  # the reported threshold reproduces the cut
+    assert fe.evaluate_embeddings(emb, labels, cluster_threshold=1.0)["cluster_f1"] < 0.5
+    with pytest.raises(ValueError, match="n_clusters"):
+        fe.cut_into(emb, 0)

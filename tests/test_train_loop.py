@@ -163,3 +163,43 @@ def test_bad_combinations_are_refused(faces, tmp_path):
         train(_cfg(faces, loss="magface", memory_bank=10), tmp_path / "run", progress=False)
     with pytest.raises(ValueError, match="memory_bank"):
         _cfg(faces, memory_bank=-1)
+
+
+def test_existing_run_is_refused_unless_resumed_or_overwritten(faces, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--data", str(faces), "--out", str(out), "--holdout", "0.34", "-P", "4", "-K", "4",
+            "--epochs", "1", "--steps-per-epoch", "1", *TINY]
+    assert main(args) == 0
+    (out / "eval.json").write_text("{}")  # an evaluation of the old model, as `eval` leaves it
+    (out / "roc.png").write_bytes(b"old")
+    before = (out / "checkpoint.pt").read_bytes()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run" in err and "--resume" in err and "--overwrite" in err
+    assert (out / "checkpoint.pt").read_bytes() == before  # untouched
+    assert main([*args, "--overwrite", "--seed", "7"]) == 0
+    assert not (out / "eval.json").exists() and not (out / "roc.png").exists()  # no stale files beside the new model
+    assert json.loads((out / "metrics.json").read_text())["config"]["seed"] == 7
+    assert main([*args, "--resume", "--overwrite"]) == 2
+    assert "give one" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("epochs", ["0", "-3"])
+def test_zero_or_negative_epochs_are_refused(tmp_path, capsys, epochs):
+    assert main(["train", "--quick", "--epochs", epochs, "--out", str(tmp_path / "run"), *TINY]) == 2
+    assert "epochs must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    assert main(["train", "--quick", "--steps-per-epoch", "0", "--out", str(tmp_path / "run"), *TINY]) == 2
+    assert "steps_per_epoch must be >= 1" in capsys.readouterr().err
+
+
+def test_checkpoint_stores_an_absolute_data_path(faces, tmp_path, monkeypatch):
+    monkeypatch.chdir(faces.parent)
+    out = tmp_path / "run"
+    args = ["train", "--data", faces.name, "--out", str(out), "--holdout", "0.34", "-P", "4", "-K", "4",
+            "--epochs", "1", "--steps-per-epoch", "1", *TINY]
+    assert main(args) == 0
+    assert load_checkpoint(out / "checkpoint.pt")["config"]["data"] == str(faces.resolve())
+    monkeypatch.chdir(tmp_path)  # another directory: `eval` still finds the data
+    assert main(["eval", "--checkpoint", str(out / "checkpoint.pt")]) == 0
+    assert json.loads((out / "eval.json").read_text())["split"] == "heldout"

@@ -25,3 +25,16 @@ def shared_data_dir(start: str | os.PathLike | None = None) -> Path | None:
         if candidate.is_dir():
             return candidate
     return None
+
+
+CACHE_ENV_VAR = "FACENET_EXT_CACHE"
+
+
+def default_cache_dir() -> Path:
+    """Where decoded-image caches go: ``$FACENET_EXT_CACHE``, else ``$XDG_CACHE_HOME/facenet_ext``, else
+    ``~/.cache/facenet_ext``. Never beside the data, which may be read-only (as on CI)."""
+    env = os.environ.get(CACHE_ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "facenet_ext"

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _inputs
 from .clustering import (DEFAULT_CLUSTER_THRESHOLD, LINKAGES, PairScores, best_f1_threshold, cluster,
-                         clustering_scores, f1_sweep, pairwise_scores)
+                         clustering_scores, cut_into, f1_sweep, pairwise_scores)
 from .identification import gallery_probe_split, identification_accuracy, rank_accuracy
 from .lfw_pairs import LFW_PATTERN, Pairs, image_path, index_pairs, list_image_folder, make_pairs, read_pairs, write_pairs
 from .pairs import IndexPairs, all_pairs, check_index_pairs, pair_sq_dist
@@ -48,7 +48,7 @@ def _balanced(issame: np.ndarray, seed: int) -> np.ndarray:
 
 
 def evaluate_embeddings(emb, labels, *, n_folds: int = 10, seed: int = 0, pairs: IndexPairs | None = None,
-                        cluster_threshold: float = DEFAULT_CLUSTER_THRESHOLD) -> dict[str, float]:
+                        cluster_threshold: float | None = None) -> dict[str, float]:
     """Every headline metric of one embedded, labelled evaluation set, as plain floats (keys:
     :data:`METRIC_KEYS`).
 
@@ -64,8 +64,10 @@ def evaluate_embeddings(emb, labels, *, n_folds: int = 10, seed: int = 0, pairs:
       numerous different pairs (90% of them for 10 identities x 10 images: a constant answer scores 0.9);
     - ``auc``, ``eer``: of the ROC of all pairs;
     - ``knn_top1``: rank-1 :func:`identification_accuracy`, one gallery image per identity (seeded);
-    - ``cluster_f1``, ``cluster_nmi``: :func:`clustering_scores` at ``cluster_threshold`` (Euclidean,
-      average linkage), over all N items;
+    - ``cluster_f1``, ``cluster_nmi``: :func:`clustering_scores` over all N items, average linkage, the
+      tree cut into as many clusters as there are identities (by default; the count of identities is
+      known to any evaluation, which item belongs to whom is not used), or at the Euclidean
+      ``cluster_threshold`` when one is given (choose it on other data);
     - ``num_pairs_same``, ``num_pairs_diff``: the pair counts (as floats).
     """
     fn = "evaluate_embeddings"
@@ -73,7 +75,10 @@ def evaluate_embeddings(emb, labels, *, n_folds: int = 10, seed: int = 0, pairs:
     e, codes, pairs, dist = _pair_distances(fn, emb, labels, n_folds, seed, pairs)
     balanced = _balanced(pairs.issame, seed) if given_pairs is None else slice(None)
     acc = kfold_accuracy(dist[balanced], pairs.issame[balanced], pairs.fold[balanced])
-    clusters = clustering_scores(e, codes, threshold=cluster_threshold)
+    if cluster_threshold is None:
+        clusters = clustering_scores(e, codes, n_clusters=int(np.unique(codes).size))
+    else:
+        clusters = clustering_scores(e, codes, threshold=cluster_threshold)
     return {
         "val_at_far_1e-3": val_at_far(dist, pairs.issame, 1e-3).val,
         "val_at_far_1e-2": val_at_far(dist, pairs.issame, 1e-2).val,
@@ -108,7 +113,7 @@ __all__ = [
     # identification
     "gallery_probe_split", "rank_accuracy", "identification_accuracy",
     # clustering
-    "cluster", "pairwise_scores", "clustering_scores", "f1_sweep", "best_f1_threshold", "PairScores",
+    "cluster", "cut_into", "pairwise_scores", "clustering_scores", "f1_sweep", "best_f1_threshold", "PairScores",
     "DEFAULT_CLUSTER_THRESHOLD", "LINKAGES",
     # plots
     "plot_roc",

@@ -29,8 +29,10 @@ from . import _inputs
 
 LINKAGES = ("average", "complete", "single", "ward")
 
-#: Default cut, in Euclidean distance of unit vectors: 1.0 = squared distance 1.0 = cosine similarity 0.5
-#: (60°). Fixed in advance, not tuned on the data it scores; choose another on separate data if needed.
+#: A fixed cut, in Euclidean distance of unit vectors: 1.0 = squared distance 1.0 = cosine similarity 0.5
+#: (60°); ``cluster``'s default. ``evaluate_embeddings`` instead cuts the tree into as many clusters as
+#: there are identities (:func:`clustering_scores` with ``n_clusters``): a fixed distance means different
+#: things for different models (an untrained network puts every face within it: one cluster).
 DEFAULT_CLUSTER_THRESHOLD = 1.0
 
 
@@ -80,19 +82,49 @@ def cluster(emb, *, threshold: float = DEFAULT_CLUSTER_THRESHOLD, linkage: str =
     return model.fit_predict(e).astype(np.int64)
 
 
-def clustering_scores(emb, labels, *, threshold: float | None = DEFAULT_CLUSTER_THRESHOLD,
-                      linkage: str = "average") -> dict[str, float | int]:
-    """Cluster at ``threshold`` and score: {precision, recall, f1, nmi, n_clusters, threshold}.
+def cut_into(emb, n_clusters: int, *, linkage: str = "average") -> tuple[np.ndarray, float]:
+    """(cluster ids, Euclidean threshold) of the merge tree cut into ``n_clusters`` clusters, or fewer
+    where merges of equal height straddle the cut: ties cannot be split without an arbitrary choice, so
+    they are all kept (a collapsed model, every distance 0, gives one cluster). The threshold lies halfway
+    between the last merge kept and the first one undone, and ``cluster(emb, threshold=...)`` gives the
+    same clusters."""
+    fn = "cut_into"
+    _check_linkage(fn, linkage)
+    e = _inputs.embeddings(fn, emb)
+    n = e.shape[0]
+    if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)) or not 1 <= n_clusters <= n:
+        raise ValueError(f"{fn}: n_clusters must be an integer in [1, {n}], got {n_clusters!r}")
+    if n == 1:
+        return np.zeros(1, dtype=np.int64), DEFAULT_CLUSTER_THRESHOLD
+    h = AgglomerativeClustering(n_clusters=1, linkage=linkage, compute_distances=True).fit(e).distances_
+    kept = n - int(n_clusters)  # merges below the cut; h is non-decreasing for these linkages
+    lo = float(h[kept - 1]) if kept > 0 else 0.0
+    while kept < h.size and h[kept] <= lo:  # a tie at the cut: keep the whole tie
+        kept += 1
+    threshold = (lo + float(h[kept])) / 2 if kept < h.size else float(np.nextafter(lo, np.inf))
+    threshold = max(threshold, float(np.nextafter(0.0, 1.0)))
+    return cluster(e, threshold=threshold, linkage=linkage), threshold
 
-    ``threshold=None`` uses :func:`best_f1_threshold` on these same labels: an *oracle* cut, optimistic
-    by construction (it peeks at the answer), for "how good could it get", never for a reported number.
-    NMI is scikit-learn's ``normalized_mutual_info_score`` (arithmetic normalisation)."""
+
+def clustering_scores(emb, labels, *, threshold: float | None = DEFAULT_CLUSTER_THRESHOLD,
+                      linkage: str = "average", n_clusters: int | None = None) -> dict[str, float | int]:
+    """Cluster at ``threshold`` (or into ``n_clusters`` clusters when given) and score: {precision,
+    recall, f1, nmi, n_clusters, threshold}.
+
+    ``threshold=None`` without ``n_clusters`` uses :func:`best_f1_threshold` on these same labels: an
+    *oracle* cut, optimistic by construction (it peeks at the answer), for "how good could it get",
+    never for a reported number. ``n_clusters`` (e.g. the number of identities) uses only how many
+    identities there are, not which item is whose. NMI is scikit-learn's
+    ``normalized_mutual_info_score`` (arithmetic normalisation)."""
     fn = "clustering_scores"
     codes = _inputs.labels(fn, labels, _inputs.embeddings(fn, emb).shape[0], min_classes=1)
     # The raw emb goes on: normalising twice could move distances by an ulp and so a cut.
-    if threshold is None:
-        threshold = best_f1_threshold(emb, codes, linkage=linkage)[0]
-    pred = cluster(emb, threshold=threshold, linkage=linkage)
+    if n_clusters is not None:
+        pred, threshold = cut_into(emb, n_clusters, linkage=linkage)
+    else:
+        if threshold is None:
+            threshold = best_f1_threshold(emb, codes, linkage=linkage)[0]
+        pred = cluster(emb, threshold=threshold, linkage=linkage)
     p = pairwise_scores(codes, pred)
     return {"precision": p.precision, "recall": p.recall, "f1": p.f1,
             "nmi": float(normalized_mutual_info_score(codes, pred)),

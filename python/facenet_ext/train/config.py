@@ -8,6 +8,11 @@ from ..ops import MINERS
 LOSSES = ("triplet", "arcface", "magface")
 MINING = tuple(MINERS)
 OPTIMIZERS = ("adagrad", "adam", "sgd")
+MODELS = ("nn2", "small")
+SAMPLERS = ("pk", "uniform")
+SCHEDULES = ("constant", "cosine")
+PROTOCOLS = ("view1", "view2")
+IDENTITY_TRANSFORMS = ("mirror", "rot90", "rot270")
 
 
 @dataclass
@@ -15,23 +20,37 @@ class TrainConfig:
     """Defaults follow FaceNet where it fits a CPU: margin 0.2, AdaGrad at lr 0.05, semi-hard mining,
     128-D L2-normalised embeddings; the network is NN2 scaled down by ``width`` and ``depth``."""
 
-    data: str | None = None  # ROOT/<identity>/<image>; None = scikit-learn's bundled digits
-    image_size: int | None = None  # None: 64 for an image folder, 32 for the digits
+    data: str | None = None  # ROOT/<identity>/<image> or an LFW root (absolute); None = scikit-learn's digits
+    protocol: str | None = None  # LFW: "view1" or "view2" (with fold); None = split identities by `holdout`
+    fold: int | None = None  # View 2 fold tested (0..9); its people are left out of training
+    image_size: int | None = None  # stored side; None: 64 for an image folder, 32 for the digits
     channels: int | None = None  # 1 or 3; None = 1 if every image is grayscale
+    crop_box: int | None = None  # side of the centred square cut from each source image (pixels); None = largest
+    input_size: int | None = None  # network input side: random crops in training, centre crop in evaluation
     holdout: float = 0.25  # fraction of identities (last in natural order) held out for evaluation
+    model: str = "nn2"  # "nn2" (NN2-style Inception) or "small" (a 3-conv net for tiny images such as 8x8 digits)
     width: float = 0.25
     depth: int = 2
     embedding_dim: int = 128
     identities_per_batch: int = 15
     images_per_identity: int = 8
+    sampler: str = "pk"  # "pk": P identities x K images; "uniform": P*K images at random (margin-softmax heads)
+    singletons: int = 0  # single-image people added to each P x K batch, as negatives only
     epochs: int = 30
     steps_per_epoch: int | None = None  # None: about one pass over the training images per epoch
     loss: str = "triplet"
     mining: str = "semihard"
     margin: float = 0.2
+    head_scale: float | None = None  # ArcFace/MagFace logit scale s; None = the loss's default (64)
+    head_margin: float | None = None  # ArcFace angular margin m; None = the loss's default (0.5)
     optimizer: str = "adagrad"
     lr: float = 0.05
+    weight_decay: float = 0.0
+    schedule: str = "constant"  # "cosine": lr decays to 0 over the run along half a cosine
     augment: bool = False
+    new_identities: str = ""  # e.g. "mirror,rot90,rot270": each transform of every training identity is one more (digits)
+    hflip: bool = True  # augmentation mirrors images (faces); off where a mirror image is another class (digits)
+    flip_eval: bool = False  # evaluate on the mean embedding of each image and its mirror image
     degrade: float = 0.0  # fraction of each batch blurred / noised / occluded (quality-aware training)
     memory_bank: int = 0  # triplet loss: also mine against the last N training embeddings (0 = off)
     seed: int = 0
@@ -40,6 +59,26 @@ class TrainConfig:
         _choice("loss", self.loss, LOSSES)
         _choice("mining", self.mining, MINING)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("model", self.model, MODELS)
+        _choice("sampler", self.sampler, SAMPLERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        if self.protocol is not None:
+            _choice("protocol", self.protocol, PROTOCOLS)
+            if self.data is None:
+                raise ValueError(f"protocol {self.protocol} needs data (an LFW folder)")
+        if (self.protocol == "view2") != (self.fold is not None):
+            raise ValueError(f"fold goes with protocol view2 (got protocol {self.protocol!r}, fold {self.fold!r})")
+        if self.fold is not None and not 0 <= self.fold < 10:
+            raise ValueError(f"fold must be in 0..9, got {self.fold}")
+        if self.input_size is not None and self.image_size is not None and not 8 <= self.input_size <= self.image_size:
+            raise ValueError(f"input_size must be in [8, image_size = {self.image_size}], got {self.input_size}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        unknown = [t for t in self.new_identities.split(",") if t and t not in IDENTITY_TRANSFORMS]
+        if unknown:
+            raise ValueError(f"new_identities: unknown transform(s) {unknown}; choose from {', '.join(IDENTITY_TRANSFORMS)}")
+        if self.singletons < 0:
+            raise ValueError(f"singletons must be >= 0, got {self.singletons}")
         if not 0 < self.lr < 10:
             raise ValueError(f"lr must be in (0, 10), got {self.lr}")
         if self.margin <= 0:

@@ -149,11 +149,11 @@ def standardize(images: Tensor) -> Tensor:
     return (x - mean.view(-1, 1, 1, 1)) / std.view(-1, 1, 1, 1)
 
 
-def augment(x: Tensor, generator: torch.Generator, shift: int = 4) -> Tensor:
+def augment(x: Tensor, generator: torch.Generator, shift: int = 4, hflip: bool = True) -> Tensor:
     """Light augmentation, drawn from ``generator`` so a resumed run replays it: a random horizontal
-    flip and a random translation by up to ``shift`` pixels (zero fill)."""
+    flip (unless not ``hflip``) and a random translation by up to ``shift`` pixels (zero fill)."""
     n, _, h, w = x.shape
-    flip = torch.rand(n, generator=generator) < 0.5
+    flip = (torch.rand(n, generator=generator) < 0.5) & hflip
     x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
     if shift <= 0:
         return x
@@ -164,6 +164,28 @@ def augment(x: Tensor, generator: torch.Generator, shift: int = 4) -> Tensor:
     cropped = padded.gather(2, rows)
     cols = (dx.view(-1, 1) + torch.arange(w)).view(n, 1, 1, w).expand(n, x.shape[1], h, w)
     return cropped.gather(3, cols)
+
+
+def center_crop(x: Tensor, size: int | None) -> Tensor:
+    """The centred ``size`` x ``size`` window of images [N, C, H, W] (unchanged when size is None or H)."""
+    h, w = x.shape[-2:]
+    if size is None or (size == h and size == w):
+        return x
+    top, left = (h - size) // 2, (w - size) // 2
+    return x[..., top : top + size, left : left + size]
+
+
+def random_crop_flip(x: Tensor, size: int, generator: torch.Generator, hflip: bool = True) -> Tensor:
+    """FaceNet-style augmentation, drawn from ``generator`` so a resumed run replays it: a random
+    ``size`` x ``size`` window of each image [N, C, H, W] and (``hflip``) a random horizontal flip."""
+    n, _, h, w = x.shape
+    flip = (torch.rand(n, generator=generator) < 0.5) & hflip
+    top = torch.randint(0, h - size + 1, (n,), generator=generator)
+    left = torch.randint(0, w - size + 1, (n,), generator=generator)
+    rows = (top.view(-1, 1) + torch.arange(size)).view(n, 1, size, 1).expand(n, x.shape[1], size, w)
+    cols = (left.view(-1, 1) + torch.arange(size)).view(n, 1, 1, size).expand(n, x.shape[1], size, size)
+    out = x.gather(2, rows).gather(3, cols)
+    return torch.where(flip.view(-1, 1, 1, 1), out.flip(-1), out)
 
 
 def _square(im, size: int):

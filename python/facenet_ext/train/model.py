@@ -123,3 +123,31 @@ class NN2(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.normalize(self.features(x), dim=1)
+
+
+class SmallNet(nn.Module):
+    """A small conv net for tiny images (the 8x8 digits): 3x3 conv blocks of 32 and 64 channels (x
+    ``width`` / 0.25), a 2x2 max pool, a 3x3 conv block of 128, then the feature map pooled to 2x2 and
+    flattened (not a global average: on a digit, where a stroke lies is what tells a 7 from a 1), a
+    linear layer with BatchNorm and L2 normalisation. NN2's 7x7/2 stem and two pools would shrink an 8x8
+    image to 1 pixel before the first Inception module."""
+
+    def __init__(self, in_channels: int = 1, embedding_dim: int = 128, width: float = 0.25) -> None:
+        super().__init__()
+        if not 0 < width <= 4:
+            raise ValueError(f"SmallNet: width must be in (0, 4], got {width}")
+        c = [max(4, int(round(n * width / 0.25))) for n in (32, 64, 128)]
+        self.stem = nn.Sequential(ConvBNReLU(in_channels, c[0], 3), ConvBNReLU(c[0], c[1], 3), nn.MaxPool2d(2, ceil_mode=True),
+                                  ConvBNReLU(c[1], c[2], 3), nn.AdaptiveAvgPool2d(2))
+        self.embed = nn.Sequential(nn.Linear(4 * c[2], embedding_dim), nn.BatchNorm1d(embedding_dim))
+        self.config = {"in_channels": in_channels, "embedding_dim": embedding_dim, "width": width}
+
+    init_feature_magnitude = NN2.init_feature_magnitude
+
+    def features(self, x: Tensor) -> Tensor:
+        if x.dim() != 4:
+            raise ValueError(f"SmallNet: input must be [N, C, H, W], got shape {tuple(x.shape)}")
+        return self.embed(torch.flatten(self.stem(x), 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.normalize(self.features(x), dim=1)

@@ -23,9 +23,12 @@ class Objective(nn.Module):
         self.distributed = world_size > 1
         self.head = None
         if cfg.loss == "arcface":
-            self.head = ArcFaceLoss(cfg.embedding_dim, num_classes)
+            options = {k: v for k, v in (("scale", cfg.head_scale), ("margin", cfg.head_margin)) if v is not None}
+            self.head = ArcFaceLoss(cfg.embedding_dim, num_classes, **options)
         elif cfg.loss == "magface":
-            self.head = MagFaceLoss(cfg.embedding_dim, num_classes)
+            if cfg.head_margin is not None:
+                raise ValueError("--head-margin applies to --loss arcface (MagFace's margin follows the magnitude)")
+            self.head = MagFaceLoss(cfg.embedding_dim, num_classes, **({"scale": cfg.head_scale} if cfg.head_scale is not None else {}))
         if self.distributed and (self.head is not None or cfg.memory_bank):
             raise ValueError("training under torchrun supports --loss triplet without --memory-bank")
         if cfg.memory_bank and self.head is not None:

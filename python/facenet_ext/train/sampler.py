@@ -14,9 +14,11 @@ from torch import Tensor
 class PKSampler:
     """Draws batches of ``identities_per_batch`` distinct identities and up to ``images_per_identity``
     distinct images of each (an identity with fewer images gives all it has). Identities with a single
-    image cannot be anchors (they have no positive): they are left out of training, with a warning."""
+    image cannot be anchors (they have no positive): with ``singletons`` > 0 that many of them are added
+    to every batch as negatives only (a miner never pairs them as anchor and positive); with 0 they are
+    left out of training, with a warning."""
 
-    def __init__(self, labels: Tensor, identities_per_batch: int, images_per_identity: int) -> None:
+    def __init__(self, labels: Tensor, identities_per_batch: int, images_per_identity: int, singletons: int = 0) -> None:
         if identities_per_batch < 2:
             raise ValueError(f"identities_per_batch must be >= 2 (a batch needs negatives), got {identities_per_batch}")
         if images_per_identity < 2:
@@ -27,7 +29,9 @@ class PKSampler:
         starts = torch.cumsum(counts, 0) - counts
         self._members = [order[s : s + c] for s, c in zip(starts.tolist(), counts.tolist())]
         single = [i for i, c in enumerate(counts.tolist()) if c == 1]
-        if single:
+        self.singles = torch.cat([self._members[i] for i in single]) if single else torch.zeros(0, dtype=torch.int64)
+        self.n_singles = min(singletons, len(single))
+        if single and not singletons:
             warnings.warn(
                 f"{len(single)} identit{'y has' if len(single) == 1 else 'ies have'} a single image and cannot be "
                 f"anchors; they are skipped for training (labels {single[:10]}{' ...' if len(single) > 10 else ''})",
@@ -46,9 +50,28 @@ class PKSampler:
         for identity in chosen.tolist():
             members = self._members[identity]
             parts.append(members[torch.randperm(members.numel(), generator=generator)[: self.k]])
+        if self.n_singles:
+            parts.append(self.singles[torch.randperm(self.singles.numel(), generator=generator)[: self.n_singles]])
         return torch.cat(parts)
 
     @property
     def batch_size(self) -> int:
-        """The largest batch this sampler draws (P x K)."""
-        return self.p * self.k
+        """The largest batch this sampler draws (P x K, plus the single-image negatives)."""
+        return self.p * self.k + self.n_singles
+
+
+class UniformSampler:
+    """Batches of ``batch_size`` distinct images drawn uniformly among those of identities with two or
+    more images (all images with ``singles``): what a margin-softmax head (ArcFace) trains on, where a
+    batch needs no positives."""
+
+    def __init__(self, labels: Tensor, batch_size: int, singles: bool = False) -> None:
+        labels = labels.to(torch.int64).cpu()
+        counts = torch.bincount(labels)
+        self.pool = torch.arange(labels.numel()) if singles else (counts[labels] >= 2).nonzero().flatten()
+        if self.pool.numel() < 2:
+            raise ValueError(f"training needs images of identities with two or more images, found {self.pool.numel()}")
+        self.batch_size = min(batch_size, int(self.pool.numel()))
+
+    def batch(self, generator: torch.Generator) -> Tensor:
+        return self.pool[torch.randperm(self.pool.numel(), generator=generator)[: self.batch_size]]
