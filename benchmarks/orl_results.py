@@ -44,7 +44,7 @@ def main() -> None:
     for loss in LOSSES:
         for seed in seeds:
             cfg = TrainConfig(data=str(data / "orl_faces"), epochs=args.epochs, augment=True, optimizer="adam", lr=1e-3, loss=loss, seed=seed)
-            result = train(cfg, out / f"{loss}-seed{seed}", progress=False)
+            result = train(cfg, out / f"{loss}-seed{seed}", overwrite=True, progress=False)
             runs[loss].append(result.metrics)
             print(f"{loss} seed {seed}: " + ", ".join(f"{k} {result.metrics['after'][k]:.3f}" for k in KEYS[:3]), flush=True)
 
