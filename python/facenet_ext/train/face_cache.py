@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import tempfile
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 
 from ..paths import IMAGE_SUFFIXES, default_cache_dir
-from .images import MAX_PIXELS, _square, natural_key
+from .images import MAX_PIXELS, _square, natural_key, report_unreadable
 
 CACHE_VERSION = 1
 
@@ -163,12 +162,7 @@ def load_cached_faces(root: str | Path, prep: Preprocess, cache_dir: str | Path 
                                [tuple(s) for s in manifest["skipped"]], array_file, rebuilt=False)
 
     images, kept, skipped = _decode_all([f for _, f in files], prep, workers, progress)
-    if skipped:
-        listing = "\n  ".join(f"{p}: {why}" for p, why in skipped[:20])
-        more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
-        warnings.warn(f"skipped {len(skipped)} unreadable image(s) under {root}:\n  {listing}{more}", stacklevel=2)
-    if not kept:
-        raise ValueError(f"data folder {str(root)!r}: none of its {len(files)} image files could be read")
+    report_unreadable(root, len(files), skipped, len(kept))
     _atomic_write(array_file, lambda f: np.save(f, images))
     record = {"version": CACHE_VERSION, "root": str(root), "preprocess": asdict(prep), "signature": signature,
               "files": [str(p.relative_to(root)) for p in kept], "skipped": skipped}

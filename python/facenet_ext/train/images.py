@@ -58,6 +58,16 @@ def natural_key(name: str) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
+
+def report_unreadable(root, n_files: int, skipped: list, n_kept: int) -> None:
+    """Warn once about the files that could not be decoded (the first 20 named); fail if none could."""
+    if skipped:
+        listing = "\n  ".join(f"{p}: {why}" for p, why in skipped[:20])
+        more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
+        warnings.warn(f"skipped {len(skipped)} unreadable image(s) under {root}:\n  {listing}{more}", stacklevel=3)
+    if not n_kept:
+        raise ValueError(f"data folder {str(root)!r}: none of its {n_files} image files could be read")
+
 def load_image_folder(root: str | Path, image_size: int = 64, channels: int | None = None) -> ImageSet:
     """Every image under ``root/<identity>/``; identity folders in natural order. ``channels`` 1 or 3;
     ``None`` picks 1 if every image is grayscale, else 3."""
@@ -88,12 +98,7 @@ def load_image_folder(root: str | Path, image_size: int = 64, channels: int | No
                 decoded.append((identity, str(path), im.copy()))
         except Exception as exc:  # noqa: BLE001  (any decoder failure means: skip this file, keep going)
             skipped.append((str(path), f"{type(exc).__name__}: {exc}"))
-    if skipped:
-        listing = "\n  ".join(f"{p}: {why}" for p, why in skipped[:20])
-        more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
-        warnings.warn(f"skipped {len(skipped)} unreadable image(s) under {root}:\n  {listing}{more}", stacklevel=2)
-    if not decoded:
-        raise ValueError(f"data folder {str(root)!r}: none of its {len(files)} image files could be read")
+    report_unreadable(root, len(files), skipped, len(decoded))
     if channels is None:
         channels = 1 if all(im.mode in ("L", "I", "I;16", "1", "F") for _, _, im in decoded) else 3
     mode = "L" if channels == 1 else "RGB"
