@@ -29,8 +29,8 @@ PairwiseParts pairwise_gram(const char* op, const char* x_name, const at::Tensor
   const auto acc = acc_type(x.scalar_type());
   PairwiseParts parts;
   parts.symmetric = !y.has_value();
-  const at::Tensor xa = x.to(acc).contiguous();
-  const at::Tensor ya = parts.symmetric ? xa : y->to(acc).contiguous();
+  const at::Tensor xa = packed_as(x, acc);
+  const at::Tensor ya = parts.symmetric ? xa : packed_as(*y, acc);
   parts.out = at::empty({xa.size(0), ya.size(0)}, xa.options());
   if (parts.out.numel() > 0) at::mm_out(parts.out, xa, ya.t());
   parts.x_norm = xa.square().sum(1);

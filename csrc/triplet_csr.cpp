@@ -1,6 +1,5 @@
 #include "triplet_csr.h"
 
-#include <vector>
 
 #include "checks.h"
 
@@ -65,21 +64,7 @@ void check_triplet_index_range(const char* op, const at::Tensor& anchor, const a
 TripletCsr triplet_csr(const at::Tensor& anchor, const at::Tensor& positive, const at::Tensor& negative, int64_t B) {
   const at::Tensor rows = at::stack({anchor, positive, negative}, 1).reshape(-1);  // row of entry 3 t + role
   TripletCsr csr;
-  if (rows.device().is_cpu()) {
-    // Counting sort: O(3T + B), stable by construction, far cheaper than a comparison sort on a CPU.
-    const int64_t n = rows.numel();
-    const int64_t* r = rows.data_ptr<int64_t>();
-    csr.row_ptr = at::zeros({B + 1}, rows.options());
-    csr.entry = at::empty({n}, rows.options());
-    int64_t* ptr = csr.row_ptr.data_ptr<int64_t>();
-    int64_t* entry = csr.entry.data_ptr<int64_t>();
-    for (int64_t k = 0; k < n; ++k) ++ptr[r[k] + 1];
-    for (int64_t i = 0; i < B; ++i) ptr[i + 1] += ptr[i];
-    std::vector<int64_t> next(ptr, ptr + B);
-    for (int64_t k = 0; k < n; ++k) entry[next[r[k]]++] = k;
-    return csr;
-  }
-  // Stable sort: within a row, entries stay in (role, triplet) order. Row starts by binary search
+  // Stable sort: within a row, entries stay in (triplet, role) order, as the CPU's counting sort leaves them. Row starts by binary search
   // rather than bincount, which would read the maximum back to the host.
   auto [sorted_rows, entry] = at::sort(rows, /*stable=*/true, /*dim=*/0, /*descending=*/false);
   csr.entry = entry;

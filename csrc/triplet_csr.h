@@ -28,6 +28,7 @@ void check_triplet_backward(const char* op, const at::Tensor& grad_loss, const a
 void check_triplet_index_range(const char* op, const at::Tensor& anchor, const at::Tensor& positive,
                                const at::Tensor& negative, int64_t B);
 
+// The CUDA backward's CSR (a stable device sort; the CPU builds its own by a counting sort on raw arrays).
 TripletCsr triplet_csr(const at::Tensor& anchor, const at::Tensor& positive, const at::Tensor& negative, int64_t B);
 
 }  // namespace fx

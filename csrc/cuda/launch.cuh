@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "checks.h"
 #include "label_groups.h"
 #include "pairwise_dist_common.h"
 
@@ -25,7 +26,7 @@ inline unsigned grid_for(int64_t work, int threads) {
 // The fused miners' embedding check, without a sync: a device flag that label_groups_cuda folds into
 // its one read-back (NaN/Inf embeddings, or norms whose distances could overflow).
 inline at::Tensor embeddings_unsafe_flag(const at::Tensor& emb) {
-  return norms_unsafe_flag(emb.to(emb.scalar_type() == at::kDouble ? at::kDouble : at::kFloat).square().sum(1));
+  return norms_unsafe_flag(emb.to(acc_type(emb.scalar_type())).square().sum(1));
 }
 
 // The *_from_sq_dist ops' check: their mining kernel sets the flag on a NaN/Inf distance it reads;

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from . import _C  # noqa: F401  (registers torch.ops.facenet_ext.*)
-from ._checks import acc_dtype, check_finite, check_labels, check_like, check_tensor
+from ._checks import acc_dtype, check_embedding_shape, check_finite, check_labels, check_like
 from .memory_bank import MemoryBank
 
 _ops = torch.ops.facenet_ext
@@ -100,9 +100,7 @@ def check_reference_args(fn: str, emb: Tensor, ref_emb, ref_labels, memory, chun
         given, missing = ("ref_emb", "ref_labels") if ref_labels is None else ("ref_labels", "ref_emb")
         raise ValueError(f"{fn}: {given} was given without {missing}; pass both (or neither)")
     if ref_emb is not None:
-        check_tensor(fn, "ref_emb", ref_emb)
-        if ref_emb.dim() != 2:
-            raise ValueError(f"{fn}: ref_emb must be 2-D [N, dim], got shape {tuple(ref_emb.shape)}")
+        check_embedding_shape(fn, ref_emb, "ref_emb")
         check_like(fn, ref_emb, "ref_emb", emb, "emb")
         check_labels(fn, ref_labels, ref_emb.shape[0], emb.device, "ref_labels")
 
