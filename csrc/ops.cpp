@@ -39,6 +39,15 @@ TORCH_LIBRARY(facenet_ext, m) {
       "triplet_margin_backward(Tensor grad_loss, Tensor emb, Tensor anchor, Tensor positive, "
       "Tensor negative, Tensor loss, Tensor d_ap, Tensor d_an, bool squared) -> Tensor");
 
+  // triplet_loss(mining="all_semihard") without the triplet list: O(B^2) memory for up to B^2 K triplets.
+  // Returns (sums [3]: loss over the active triplets, sum of D_ap and of D_an over all triplets, in the
+  // accumulation dtype; counts int64 [2]: triplets, active triplets; coef [B, B] when with_grad, else
+  // [0, 0]: the gradient of the summed loss is sum_j (C_aj + C_ja)(x_a - x_j) for each row a). The
+  // triplets are exactly all_semi_hard_triplets' (the same Gram distances and window test).
+  m.def(
+      "all_semihard_loss(Tensor emb, Tensor labels, float margin, bool squared, bool with_grad) "
+      "-> (Tensor, Tensor, Tensor)");
+
   // y = sqrt(sum over the window of x^2) with zero padding (FaceNet NN2's L2 pooling).
   m.def("l2_pool2d(Tensor x, int[2] kernel_size, int[2] stride, int[2] padding, bool ceil_mode) -> Tensor");
   m.def(

@@ -39,6 +39,7 @@ CALLS = {
     "semi_hard_triplets": ({"emb": EMB, "labels": LABELS}, lambda t: ops.semi_hard_triplets(t["emb"], t["labels"], None, True, False)),
     "batch_hard_triplets": ({"emb": EMB, "labels": LABELS}, lambda t: ops.batch_hard_triplets(t["emb"], t["labels"])),
     "all_semi_hard_triplets": ({"emb": EMB, "labels": LABELS}, lambda t: ops.all_semi_hard_triplets(t["emb"], t["labels"], 0.2, False)),
+    "all_semihard_loss": ({"emb": EMB, "labels": LABELS}, lambda t: ops.all_semihard_loss(t["emb"], t["labels"], 0.2, False, True)),
     "triplet_margin_forward": (
         {"emb": EMB, "anchor": A, "positive": P, "negative": N},
         lambda t: ops.triplet_margin_forward(t["emb"], t["anchor"], t["positive"], t["negative"], 0.2, True),

@@ -121,6 +121,20 @@ def test_triplet_loss_with_explicit_triplets(device, squared):
 
 
 @devices()
+@pytest.mark.parametrize("squared", [True, False])
+def test_fused_all_semihard_loss(device, squared):
+    emb, labels = batch(device)
+
+    def loss_and_grad(e, y):
+        e = e.detach().requires_grad_()
+        loss = fx.triplet_loss(e, y, 0.5, mining="all_semihard", squared=squared, reduction="sum")
+        (g,) = torch.autograd.grad(loss, e)
+        return loss, g
+
+    check_every_argument(loss_and_grad, [emb, labels])
+
+
+@devices()
 def test_triplet_loss_with_a_reference_set(device):
     emb, labels = batch(device)
     ref, ref_labels = batch(device, b=13)
@@ -162,6 +176,7 @@ def test_native_miner_ops(device):
     check_every_argument(lambda e, y: ops.semi_hard_triplets(e, y, None, True, False), [emb, labels])
     check_every_argument(lambda e, y: ops.batch_hard_triplets(e, y), [emb, labels])
     check_every_argument(lambda e, y: ops.all_semi_hard_triplets(e, y, 0.3, False), [emb, labels])
+    check_every_argument(lambda e, y: ops.all_semihard_loss(e, y, 0.3, False, True), [emb, labels])
     check_every_argument(lambda x, y: ops.pairwise_sq_dist(x, y), [emb, ref])
 
 

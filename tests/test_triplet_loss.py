@@ -120,8 +120,16 @@ def test_named_mining_trains_on_the_documented_triplets(mining, squared):
         kwargs = dict(squared=squared, reduction=reduction, return_stats=True)
         named, named_stats = fx.triplet_loss(emb, labels, 0.3, mining=mining, **kwargs)
         given_, given_stats = fx.triplet_loss(emb, None, 0.3, mining=mined(emb, labels, mining, 0.3, squared), **kwargs)
-        assert torch.equal(named, given_)
-        assert {k: v.item() for k, v in named_stats.items()} == {k: v.item() for k, v in given_stats.items()}
+        named_stats, given_stats = ({k: v.item() for k, v in s.items()} for s in (named_stats, given_stats))
+        if mining == "all_semihard" and reduction != "none":
+            # Reduced, it never lists its triplets (test_all_semihard_loss.py): the same triplets, the
+            # value summed per pair instead of per triplet.
+            torch.testing.assert_close(named, given_, rtol=1e-6, atol=1e-7)
+            assert named_stats["num_triplets"] == given_stats["num_triplets"]
+            assert named_stats == pytest.approx(given_stats, rel=1e-6)
+        else:
+            assert torch.equal(named, given_)
+            assert named_stats == given_stats
 
 
 @given(

@@ -50,4 +50,11 @@ FX_HD bool in_semihard_window(T metric_ap, T metric_an, T margin) {
   return diff > T(0) && diff <= margin;
 }
 
+// Inside the window, the triplet's loss margin + D_ap - D_an is non-zero exactly when the same literal
+// difference is below the margin (the fused all-semi-hard loss counts these as active triplets).
+template <typename T>
+FX_HD bool semihard_active(T metric_ap, T metric_an, T margin) {
+  return metric_an - metric_ap < margin;
+}
+
 }  // namespace fx

@@ -296,6 +296,9 @@ def triplet_loss(
     squared = resolve_squared(fn, squared, mining)
     cross_batch.check_reference_args(fn, emb, ref_emb, ref_labels, memory, chunk_size)
     refs = {"ref_emb": ref_emb, "ref_labels": ref_labels, "memory": memory, "chunk_size": chunk_size}
+    plain = ref_emb is None and memory is None and chunk_size is None
+    if mining == "all_semihard" and plain and reduction != "none":
+        return _all_semihard_loss(emb, labels, margin, squared, reduction, return_stats)
     if isinstance(mining, str):
         # The public miner's triplets with the loss's `squared`; only "all_semihard" mines with the margin.
         mining_margin = margin if mining == "all_semihard" else None
@@ -328,6 +331,80 @@ def triplet_loss(
         "mean_d_an": d_an.detach().sum() / denom,
     }
     return out, stats
+
+
+def _all_semihard_loss(emb: Tensor, labels: Tensor, margin: float, squared: bool, reduction: str,
+                       return_stats: bool):
+    """triplet_loss(mining="all_semihard") on a plain batch, reduced: one native call that never lists
+    the triplets (up to B^2 K of them; O(B^2) memory), with the materialised path's value and gradient."""
+    if _needs_grad(emb):
+        sums, counts, _ = _AllSemihardLoss.apply(emb, labels, margin, squared)
+    else:
+        sums, counts, _ = _ops.all_semihard_loss(emb, labels, margin, squared, False)
+    total, active = counts[0], counts[1]
+    if reduction == "mean":
+        out = sums[0] / total.clamp_min(1)
+    elif reduction == "mean_active":
+        out = sums[0] / active.clamp_min(1)
+    else:
+        out = sums[0]
+    if not return_stats:
+        return out
+    denom = total.clamp_min(1)
+    detached = sums.detach()
+    stats = {
+        "num_triplets": total,
+        "active_fraction": active.to(sums.dtype) / denom,
+        "mean_d_ap": detached[1] / denom,
+        "mean_d_an": detached[2] / denom,
+    }
+    return out, stats
+
+
+@torch.library.register_fake("facenet_ext::all_semihard_loss")
+def _(emb, labels, margin, squared, with_grad):
+    acc = acc_dtype(emb.dtype)
+    b = emb.shape[0] if with_grad else 0
+    return emb.new_empty((3,), dtype=acc), emb.new_empty((2,), dtype=torch.int64), emb.new_empty((b, b), dtype=acc)
+
+
+class _AllSemihardLoss(torch.autograd.Function):
+    """(sums, counts) of all_semihard_loss; the gradient of sums[0] (the summed loss) from the op's
+    coefficient matrix C: dL/dx_a = sum_j (C_aj + C_ja)(x_a - x_j), two GEMMs and no triplet list."""
+
+    @staticmethod
+    def forward(emb, labels, margin, squared):
+        sums, counts, coef = _ops.all_semihard_loss(emb, labels, margin, squared, True)
+        return sums, counts, coef
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        emb, labels, margin, squared = inputs
+        ctx.set_materialize_grads(False)
+        ctx.margin, ctx.squared = margin, squared
+        ctx.mark_non_differentiable(output[1], output[2])
+        ctx.save_for_backward(emb, labels, output[2])
+
+    @staticmethod
+    def backward(ctx, grad_sums, _grad_counts, _grad_coef):
+        emb, labels, coef = ctx.saved_tensors
+        if grad_sums is None:
+            return None, None, None, None
+        g = grad_sums[0]
+        if torch.is_grad_enabled():
+            # create_graph=True: list the triplets once and differentiate the plain PyTorch expression,
+            # so second derivatives are exact (as on the materialised path).
+            x = emb.detach()
+            a, p, n = _ops.all_semi_hard_triplets(x, labels, ctx.margin, ctx.squared)
+            loss = _ops.triplet_margin_forward(x, a, p, n, ctx.margin, ctx.squared)[0]
+            grad = _triplet_grad_differentiable(g.expand(loss.shape), emb, a, p, n, loss, ctx.squared)
+            return grad, None, None, None
+        # A fresh packed copy (B x D, cheap next to the GEMMs): BLAS rounds differently for differently
+        # aligned storage, and the gradient must not depend on the layout the caller passed.
+        x = emb.to(coef.dtype, memory_format=torch.contiguous_format, copy=True)
+        out = (coef.sum(1) + coef.sum(0)).unsqueeze(1) * x
+        out = out.addmm_(coef, x, alpha=-1).addmm_(coef.t(), x, alpha=-1)
+        return (out * g.to(coef.dtype)).to(emb.dtype), None, None, None
 
 
 def _check_triplet_indices(fn: str, mining, emb: Tensor, n_ref: int) -> Triplets:
