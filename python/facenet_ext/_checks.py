@@ -119,3 +119,32 @@ def check_bool(fn: str, name: str, value: object) -> bool:
 def check_choice(fn: str, name: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{fn}: unknown {name} {value!r}; expected one of {', '.join(map(repr, choices))}")
+
+
+def check_triplet_indices(fn: str, mining, emb: Tensor, n_ref: int) -> tuple[Tensor, Tensor, Tensor]:
+    """User-supplied (anchor, positive, negative): int64, 1-D, equal lengths, on emb's device, in range
+    (IndexError otherwise, as the native op raises). The range check reads two numbers per tensor; it is
+    skipped while compiling, where the CPU kernel checks the range itself and CUDA asserts on device."""
+    if not (isinstance(mining, (tuple, list)) and len(mining) == 3):
+        raise TypeError(f"{fn}: mining must be a strategy name or an (anchor, positive, negative) tuple")
+    out = []
+    for i, (name, t) in enumerate(zip(("anchor", "positive", "negative"), mining)):
+        arg = f"mining[{i}] ({name} indices)"
+        t = check_tensor(fn, f"mining[{i}]", t)
+        if t.dtype != torch.int64:
+            raise TypeError(f"{fn}: {arg} must be an int64 tensor, got {t.dtype}")
+        if t.dim() != 1:
+            raise ValueError(f"{fn}: {arg} must be 1-D, got shape {tuple(t.shape)}")
+        if t.device != emb.device:
+            # Checked here: the dispatcher would pick a kernel by the indices' device and never name them.
+            raise ValueError(f"{fn}: {arg} is on {t.device} but emb is on {emb.device}")
+        out.append(t)
+    if not (out[0].shape[0] == out[1].shape[0] == out[2].shape[0]):
+        raise ValueError(f"{fn}: anchor/positive/negative index tensors have different lengths "
+                         f"({', '.join(str(t.shape[0]) for t in out)})")
+    if not _compiling():
+        for i, (name, t) in enumerate(zip(("anchor", "positive", "negative"), out)):
+            bound = emb.shape[0] if i == 0 else n_ref
+            if t.numel() and not bool(((t >= 0) & (t < bound)).all()):
+                raise IndexError(f"{fn}: mining[{i}] ({name} indices) must lie in [0, {bound})")
+    return tuple(out)

@@ -5,23 +5,23 @@ appended to the batch, or the global batch of ``torch.distributed``).
 Two paths, chosen by :func:`chunk_columns`:
 
 * the whole B x N distance matrix, mined by the native ops (the fast path, used while it is small);
-* streaming: the reference set in column chunks of C elements, with per-anchor running state updated by
-  vectorised PyTorch, so memory is O(B·C + B·K) (K = positives per anchor) and B x N never exists.
-  The rules are those of DESIGN.md and ``csrc/common/mining_rules.h`` (ties to the smallest index,
+* streaming: the reference set in chunks of C columns, with per-anchor running state
+  (:mod:`facenet_ext.streaming`) updated by vectorised PyTorch, so memory is O(B·C + B·K) (K = positives
+  per anchor) and B x N never exists. The rules are those of ``csrc/common/mining_rules.h`` (ties to the smallest index,
   strict comparisons, margin tests in the distance matrix's dtype), so both paths return the same
   triplets in the same order whenever they see the same distances. See :func:`chunk_columns` for when
   that holds bit for bit.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
 from . import _C  # noqa: F401  (registers torch.ops.facenet_ext.*)
-from ._checks import acc_dtype, check_embedding_shape, check_finite, check_labels, check_like
+from ._checks import check_embedding_shape, check_finite, check_labels, check_like, check_triplet_indices
 from .memory_bank import MemoryBank
+from .mining import MINING
+from .streaming import ReferenceSet, positives
 
 _ops = torch.ops.facenet_ext
 Triplets = tuple[Tensor, Tensor, Tensor]
@@ -31,17 +31,6 @@ MATRIX_LIMIT = 2**28
 #: Otherwise the reference set is streamed in chunks of ``max(1, CHUNK_ELEMENTS // B)`` columns, whose
 #: working set is a few B x chunk tensors (about 16 bytes per element of the chunk: see docs/cross_batch.md).
 CHUNK_ELEMENTS = 2**24
-
-
-@dataclass(frozen=True)
-class ReferenceSet:
-    """Positives and negatives come from ``emb`` [N, D] (detached) with ``labels`` [N]. ``self_offset``:
-    anchor ``i`` is reference element ``self_offset + i`` (the batch is part of the reference set, so an
-    anchor is never its own positive), or ``None`` when the reference set is unrelated to the anchors."""
-
-    emb: Tensor
-    labels: Tensor
-    self_offset: int | None
 
 
 def chunk_columns(batch: int, n_ref: int, chunk_size: int | None) -> int | None:
@@ -105,15 +94,6 @@ def check_reference_args(fn: str, emb: Tensor, ref_emb, ref_labels, memory, chun
         check_labels(fn, ref_labels, ref_emb.shape[0], emb.device, "ref_labels")
 
 
-def plain_batch(fn: str, emb: Tensor, ref_emb, ref_labels, memory, chunk_size) -> bool:
-    """True for the hot path: no reference set, no streaming, and B x B fits (emb is checked). Otherwise
-    the reference arguments are checked too (metadata only) for :func:`mine_references`."""
-    if ref_emb is None and ref_labels is None and memory is None and chunk_size is None:
-        return chunk_columns(emb.shape[0], emb.shape[0], None) is None
-    check_reference_args(fn, emb, ref_emb, ref_labels, memory, chunk_size)
-    return False
-
-
 def reference_count(emb: Tensor, ref_emb, memory) -> int:
     """How many rows positive/negative indices may point to."""
     if memory is not None:
@@ -121,11 +101,29 @@ def reference_count(emb: Tensor, ref_emb, memory) -> int:
     return emb.shape[0] if ref_emb is None else ref_emb.shape[0]
 
 
+def reference_triplets(fn: str, mining, emb: Tensor, labels: Tensor | None, margin: float, squared: bool, ref_emb,
+                       ref_labels, memory, chunk_size):
+    """``triplet_loss`` with a reference set (``ref_emb``/``ref_labels`` or ``memory``): the reference
+    arguments checked, the triplets mined (``mining`` a kind) or checked (explicit indices into the
+    reference set), and the rows the loss reads. Returns ``(rows, a, p, n)`` with p and n renumbered into
+    ``rows`` = ``[emb; the reference rows the triplets use]``."""
+    if isinstance(mining, str):
+        mining_margin = margin if MINING[mining].margin_selects else None
+        a, p, n = mine_references(fn, mining, emb, labels, ref_emb, ref_labels, memory, chunk_size,
+                                  margin=mining_margin, squared=squared)
+    else:
+        check_reference_args(fn, emb, ref_emb, ref_labels, memory, chunk_size)
+        a, p, n = check_triplet_indices(fn, mining, emb, reference_count(emb, ref_emb, memory))
+    rows, p, n = gather_reference_rows(emb, ref_emb, memory, p, n)
+    return rows, a, p, n
+
+
 def mine_references(fn: str, kind: str, emb: Tensor, labels: Tensor, ref_emb, ref_labels, memory, chunk_size, *,
                     margin: float | None = None, squared: bool = True, drop: bool = False) -> Triplets:
     """A miner against a reference set (``ref_emb``, ``memory``, or the batch streamed in chunks), as one
-    opaque op, so ``torch.compile(fullgraph=True)`` traces it without a graph break. Arguments checked
-    by the caller and :func:`plain_batch`."""
+    opaque op, so ``torch.compile(fullgraph=True)`` traces it without a graph break. The reference
+    arguments are checked here; the rest by the caller."""
+    check_reference_args(fn, emb, ref_emb, ref_labels, memory, chunk_size)
     if memory is not None:
         ref, ref_lab, offset = torch.cat([emb.detach(), memory.embeddings]), torch.cat([labels.long(), memory.labels]), 0
     elif ref_emb is not None:
@@ -202,11 +200,7 @@ def mine(kind: str, anchors: Tensor, labels: Tensor, ref: ReferenceSet, chunk_si
 # the whole matrix, native ops
 # ---------------------------------------------------------------------------------------------------
 def _native(kind: str, d: Tensor, labels: Tensor, ref_labels: Tensor, exclude_self: bool, margin, squared, drop):
-    if kind == "semihard":
-        return _ops.semihard_from_sq_dist(d, labels, ref_labels, exclude_self, margin, squared, drop)
-    if kind == "batch_hard":
-        return _ops.batch_hard_from_sq_dist(d, labels, ref_labels, exclude_self)
-    return _ops.all_semihard_from_sq_dist(d, labels, ref_labels, exclude_self, margin, squared)
+    return MINING[kind].from_sq_dist(d, labels, ref_labels, exclude_self, margin, squared, drop)
 
 
 def _mine_matrix(kind, anchors, labels, ref: ReferenceSet, *, margin, squared, drop) -> Triplets:
@@ -231,203 +225,18 @@ def _mine_matrix(kind, anchors, labels, ref: ReferenceSet, *, margin, squared, d
 # ---------------------------------------------------------------------------------------------------
 # streaming
 # ---------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Positives:
-    """Per anchor its positives in the reference set, ascending and padded: ``idx``/``valid`` [B, K], K =
-    the most positives of any anchor (O(B·K), read from the labels alone). ``order[start[a]:][:count[a]]``
-    lists every reference element with anchor a's label (the anchor itself included when it is there)."""
-
-    idx: Tensor
-    valid: Tensor
-    order: Tensor
-    start: Tensor
-    count: Tensor
-
-
-def _positives(labels: Tensor, ref: ReferenceSet) -> _Positives:
-    B, dev = labels.shape[0], labels.device
-    sorted_labels, order = torch.sort(ref.labels, stable=True)  # members of a label: ascending index
-    start = torch.searchsorted(sorted_labels, labels, side="left")
-    count = torch.searchsorted(sorted_labels, labels, side="right") - start
-    # An anchor whose label is the whole reference set has no negative: it forms no triplet, so it gets
-    # no positive slots either (a one-identity batch streams nothing instead of B x B slots).
-    count = count.masked_fill(count == sorted_labels.shape[0], 0)
-    width = int(count.max()) if B else 0
-    slot = torch.arange(width, device=dev)
-    valid = slot < count.unsqueeze(1)
-    idx = order[(start.unsqueeze(1) + slot).clamp_max(max(order.shape[0] - 1, 0))] if width else order.new_zeros((B, 0))
-    if ref.self_offset is not None and width:  # drop the anchor's own column and close the gap
-        valid &= idx != (torch.arange(B, device=dev) + ref.self_offset).unsqueeze(1)
-        width = int(valid.sum(1).max())
-        packed = torch.sort(valid.to(torch.int8), dim=1, descending=True, stable=True).indices[:, :width]
-        idx, valid = idx.gather(1, packed), valid.gather(1, packed)
-    return _Positives(idx.masked_fill(~valid, 0), valid, order, start, count)
-
-
-def _positive_distances(anchors: Tensor, labels: Tensor, ref: ReferenceSet, pos: _Positives) -> Tensor:
-    """D_ap [B, K] (+inf where not valid), one GEMM per identity of the batch: its anchors against the
-    reference members of that identity, with the op that computes the chunks' distances. Sum over the
-    identities of |anchors|·|members| = O(B·K)."""
-    B, K = pos.idx.shape
-    out = torch.full((B, K), float("inf"), dtype=acc_dtype(anchors.dtype), device=anchors.device)
-    if K == 0:
-        return out
-    by_label = torch.sort(labels, stable=True).indices
-    _, sizes = torch.unique_consecutive(labels[by_label], return_counts=True)
-    for rows in torch.split(by_label, sizes.tolist()):
-        first = int(rows[0])
-        s, c = int(pos.start[first]), int(pos.count[first])
-        if c == 0:
-            continue
-        cols = pos.order[s : s + c]  # ascending
-        d = _ops.pairwise_sq_dist(anchors.index_select(0, rows), ref.emb.index_select(0, cols))
-        where = torch.searchsorted(cols, pos.idx.index_select(0, rows))  # column of each positive in `cols`
-        v = pos.valid.index_select(0, rows)
-        out[rows] = torch.where(v, d.gather(1, where.clamp_max(c - 1)), out.index_select(0, rows))
-    return out
-
-
-def _to_metric(sq: Tensor, squared: bool) -> Tensor:
-    return sq if squared else sq.sqrt()
-
-
 def _stream(kind, anchors, labels, ref: ReferenceSet, chunk: int, *, margin, squared, drop) -> Triplets:
     B, N, dev = anchors.shape[0], ref.emb.shape[0], anchors.device
     labels, ref_labels = labels.long(), ref.labels.long()
     ref = ReferenceSet(ref.emb, ref_labels, ref.self_offset)
-    pos = _positives(labels, ref)
+    pos = positives(labels, ref)
     empty = torch.empty(0, dtype=torch.int64, device=dev)
     if pos.idx.shape[1] == 0:  # no anchor has a positive: every miner returns nothing
         return empty, empty, empty
-    state = _STATES[kind](anchors, labels, ref, pos, chunk, margin=margin, squared=squared, drop=drop)
+    state = MINING[kind].stream_state(anchors, labels, ref, pos, chunk, margin=margin, squared=squared, drop=drop)
     for s in range(0, N, chunk):
         e = min(N, s + chunk)
         d = _ops.pairwise_sq_dist(anchors, ref.emb[s:e])
         same = labels.unsqueeze(1) == ref_labels[s:e].unsqueeze(0)
         state.update(d, same, torch.arange(s, e, device=dev))
     return state.result()
-
-
-class _SlotMiner:
-    """One native mining call per chunk on the matrix [K "slot" columns | chunk columns], where slot k of
-    row a holds D_ap of anchor a's k-th positive. Every anchor gets label 0, the slots label 0 and the
-    chunk's columns label 1, so each anchor's positives are exactly its slots and its candidates are the
-    chunk's columns. The chunk's true positives (and the anchor itself) get distance -1: below every
-    threshold, so never semi-hard, never in an all-semi-hard window, never the farthest negative.
-    Padding slots hold the dtype's largest value: no negative lies beyond it. The buffer is allocated
-    once; a shorter last chunk uses a row-padded view of it (the ops take any row stride)."""
-
-    def __init__(self, anchors, labels, ref, pos, chunk):
-        self.pos, self.valid = pos.idx, pos.valid
-        self.d_ap = _positive_distances(anchors, labels, ref, pos)
-        B, K = self.pos.shape
-        self.work = torch.empty((B, K + chunk), dtype=self.d_ap.dtype, device=self.pos.device)
-        self.work[:, :K] = self.d_ap.masked_fill(~self.valid, torch.finfo(self.d_ap.dtype).max)
-        self.ref_labels = torch.ones(K + chunk, dtype=torch.int64, device=self.pos.device)
-        self.ref_labels[:K] = 0
-        self.labels = torch.zeros(B, dtype=torch.int64, device=self.pos.device)
-        self.minus_one = torch.tensor(-1.0, dtype=self.d_ap.dtype, device=self.pos.device)
-
-    def matrix(self, d: Tensor, same: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(matrix, labels, ref_labels) for the native op; matrix[:, K:] is the chunk with -1 on positives."""
-        K, C = self.pos.shape[1], d.shape[1]
-        work = self.work[:, : K + C]
-        torch.where(same, self.minus_one, d, out=work[:, K:])
-        return work, self.labels, self.ref_labels[: K + C]
-
-
-class _SemiHard(_SlotMiner):
-    """Per (anchor, positive) pair the closest semi-hard negative so far (kept only when strictly closer,
-    as earlier chunks hold the smaller indices), and per anchor the farthest negative (TF-Addons'
-    fallback). The margin filter is applied at the end, as the op applies it. State O(B·K)."""
-
-    def __init__(self, anchors, labels, ref, pos, chunk, *, margin, squared, drop):
-        super().__init__(anchors, labels, ref, pos, chunk)
-        self.margin, self.squared, self.drop = margin, squared, drop
-        B = self.pos.shape[0]
-        self.best_d = torch.full_like(self.d_ap, float("inf"))
-        self.best_i = torch.full_like(self.pos, -1)
-        self.far_d = torch.full((B,), -1.0, dtype=self.d_ap.dtype, device=self.pos.device)
-        self.far_i = torch.full((B,), -1, dtype=torch.int64, device=self.pos.device)
-
-    def update(self, d, same, cols):
-        K = self.pos.shape[1]
-        work, labels, ref_labels = self.matrix(d, same)
-        a, k, n = _ops.semihard_from_sq_dist(work, labels, ref_labels, False, None, True, True)
-        dn = work[a, n]
-        better = dn < self.best_d[a, k]  # (a, k) pairs are distinct within one call
-        a, k = a[better], k[better]
-        self.best_d[a, k] = dn[better]
-        self.best_i[a, k] = cols[n[better] - K]
-        j = work[:, K:].argmax(1)  # first maximum = smallest index; positives sit at -1, below every negative
-        fd = work[:, K:].gather(1, j.unsqueeze(1)).squeeze(1)
-        better = fd > self.far_d
-        self.far_d = torch.where(better, fd, self.far_d)
-        self.far_i = torch.where(better, cols[j], self.far_i)
-
-    def result(self) -> Triplets:
-        n, d_an = self.best_i, self.best_d
-        if not self.drop:
-            found = n >= 0
-            n = torch.where(found, n, self.far_i.unsqueeze(1))
-            d_an = torch.where(found, d_an, self.far_d.unsqueeze(1))
-        keep = self.valid & (n >= 0) & (self.far_i >= 0).unsqueeze(1)  # anchors without negatives: nothing
-        if self.margin is not None:
-            m = torch.tensor(self.margin, dtype=d_an.dtype, device=d_an.device)
-            keep &= _to_metric(d_an, self.squared) < _to_metric(self.d_ap, self.squared) + m
-        a = torch.arange(n.shape[0], device=n.device).unsqueeze(1).expand_as(n)
-        return a[keep], self.pos[keep], n[keep]
-
-
-def _running_extreme(masked: Tensor, largest: bool, best_d: Tensor, best_i: Tensor, cols: Tensor) -> tuple[Tensor, Tensor]:
-    """Each row's extreme of this chunk (first occurrence = smallest index) merged into the running one:
-    strictly better only, as earlier chunks hold the smaller indices."""
-    j = masked.argmax(1) if largest else masked.argmin(1)
-    v = masked.gather(1, j.unsqueeze(1)).squeeze(1)
-    take = v > best_d if largest else v < best_d
-    return torch.where(take, v, best_d), torch.where(take, cols[j], best_i)
-
-
-class _BatchHard:
-    """Per anchor a running farthest positive and closest negative, ties to the smallest index."""
-
-    def __init__(self, anchors, labels, ref, pos, chunk, **_):
-        B, dev = pos.idx.shape[0], pos.idx.device
-        self.self_col = None if ref.self_offset is None else (torch.arange(B, device=dev) + ref.self_offset).unsqueeze(1)
-        acc = acc_dtype(anchors.dtype)
-        self.p_d = torch.full((B,), float("-inf"), dtype=acc, device=dev)
-        self.n_d = torch.full((B,), float("inf"), dtype=acc, device=dev)
-        self.p_i = torch.full((B,), -1, dtype=torch.int64, device=dev)
-        self.n_i = torch.full((B,), -1, dtype=torch.int64, device=dev)
-
-    def update(self, d, same, cols):
-        positive = same if self.self_col is None else same & (cols.unsqueeze(0) != self.self_col)
-        self.p_d, self.p_i = _running_extreme(d.masked_fill(~positive, float("-inf")), True, self.p_d, self.p_i, cols)
-        self.n_d, self.n_i = _running_extreme(d.masked_fill(same, float("inf")), False, self.n_d, self.n_i, cols)
-
-    def result(self) -> Triplets:
-        keep = (self.p_i >= 0) & (self.n_i >= 0)
-        return keep.nonzero().squeeze(1), self.p_i[keep], self.n_i[keep]
-
-
-class _AllSemiHard(_SlotMiner):
-    """Every (a, p, n) with 0 < D_an - D_ap <= margin: chunk results concatenated in chunk order (so n
-    ascends within each (a, p)), then stably sorted by (anchor, positive): the whole-matrix op's order."""
-
-    def __init__(self, anchors, labels, ref, pos, chunk, *, margin, squared, **_):
-        super().__init__(anchors, labels, ref, pos, chunk)
-        self.margin, self.squared, self.n_ref = margin, squared, ref.emb.shape[0]
-        self.parts: list[Triplets] = []
-
-    def update(self, d, same, cols):
-        K = self.pos.shape[1]
-        a, k, n = _ops.all_semihard_from_sq_dist(*self.matrix(d, same), False, self.margin, self.squared)
-        self.parts.append((a, self.pos[a, k], cols[n - K]))
-
-    def result(self) -> Triplets:
-        a, p, n = (torch.cat(t) for t in zip(*self.parts))
-        order = torch.sort(a * self.n_ref + p, stable=True).indices
-        return a[order], p[order], n[order]
-
-
-_STATES = {"semihard": _SemiHard, "batch_hard": _BatchHard, "all_semihard": _AllSemiHard}

@@ -21,10 +21,11 @@ from torch import Tensor
 
 from . import ops
 from ._checks import check_choice, check_embeddings, check_labels, check_margin
-from .cross_batch import ReferenceSet, mine
+from .cross_batch import mine
+from .mining import MINING
+from .streaming import ReferenceSet
 
 _ops = torch.ops.facenet_ext
-MINING = tuple(ops.MINERS)
 REDUCTIONS = tuple(r for r in ops.REDUCTIONS if r != "none")  # a per-triplet result has no global form
 
 
@@ -96,7 +97,7 @@ def triplet_loss(
     emb = check_embeddings(fn, emb)
     labels = check_labels(fn, labels, emb.shape[0], emb.device)
     margin = check_margin(fn, margin, dtype=emb.dtype)
-    check_choice(fn, "mining", mining, MINING)
+    check_choice(fn, "mining", mining, tuple(MINING))
     squared = ops.resolve_squared(fn, squared, mining)
     check_choice(fn, "reduction", reduction, REDUCTIONS)
     if not (dist.is_available() and dist.is_initialized()):
@@ -119,7 +120,7 @@ def triplet_loss(
             labels,
             ReferenceSet(global_emb.detach(), global_labels, offset),
             chunk_size,
-            margin=float(margin) if mining == "all_semihard" else None,
+            margin=float(margin) if MINING[mining].margin_selects else None,
             squared=bool(squared),
         )
     # Recompute the distances from the gathered rows: this rank's own rows come back through the

@@ -15,7 +15,6 @@ from torch import Tensor
 from . import _C  # noqa: F401  (loads the library: registers torch.ops.facenet_ext.*)
 from . import cross_batch
 from ._checks import (
-    _compiling,
     acc_dtype,
     check_bool,
     check_choice,
@@ -23,8 +22,10 @@ from ._checks import (
     check_labels,
     check_margin,
     check_tensor,
+    check_triplet_indices,
 )
 from .memory_bank import MemoryBank
+from .mining import MINING
 
 _ops = torch.ops.facenet_ext
 Triplets = tuple[Tensor, Tensor, Tensor]
@@ -189,15 +190,17 @@ def _mine(fn: str, kind: str, emb: Tensor, labels: Tensor, margin: float | None,
           ref_emb, ref_labels, memory, chunk_size) -> Triplets:
     """Every miner's one path (checked arguments): the fused native op on a plain batch, else the
     reference-set miner (reference set, memory bank, or streaming); ``fn`` names the caller in errors."""
-    if cross_batch.plain_batch(fn, emb, ref_emb, ref_labels, memory, chunk_size):
+    if _plain_batch(emb, ref_emb, ref_labels, memory, chunk_size):
         # No detach: the ops have no autograd formula and return indices, so nothing is recorded.
-        if kind == "semihard":
-            return _ops.semi_hard_triplets(emb, labels, margin, squared, drop)
-        if kind == "batch_hard":
-            return _ops.batch_hard_triplets(emb, labels)
-        return _ops.all_semi_hard_triplets(emb, labels, margin, squared)
+        return MINING[kind].fused(emb, labels, margin, squared, drop)
     return cross_batch.mine_references(fn, kind, emb, labels, ref_emb, ref_labels, memory, chunk_size,
                                        margin=margin, squared=squared, drop=drop)
+
+
+def _plain_batch(emb: Tensor, ref_emb, ref_labels, memory, chunk_size) -> bool:
+    """The hot path: no reference set, no streaming, and the B x B matrix within the limit."""
+    return (ref_emb is None and ref_labels is None and memory is None and chunk_size is None
+            and emb.shape[0] * emb.shape[0] <= cross_batch.MATRIX_LIMIT)
 
 
 def _check_batch(fn: str, emb: object, labels: object) -> tuple[Tensor, Tensor]:
@@ -226,8 +229,6 @@ for _name in (
 # ---------------------------------------------------------------------------------------------------
 # triplet loss
 # ---------------------------------------------------------------------------------------------------
-#: mining strategy -> the distance its public miner uses by default (True = squared).
-MINERS = {"semihard": True, "batch_hard": True, "all_semihard": False}
 REDUCTIONS = ("mean", "mean_active", "sum", "none")
 
 
@@ -236,7 +237,7 @@ def resolve_squared(fn: str, squared: object, mining) -> bool:
     "batch_hard" and explicit triplets, as in FaceNet; plain for "all_semihard", as its miner and
     pytorch-metric-learning), so ``mining="x"`` mines exactly what the public miner "x" mines."""
     if squared is None:
-        return MINERS[mining] if isinstance(mining, str) else True
+        return MINING[mining].squared_default if isinstance(mining, str) else True
     return check_bool(fn, "squared", squared)
 
 
@@ -292,22 +293,23 @@ def triplet_loss(
     check_choice(fn, "reduction", reduction, REDUCTIONS)
     return_stats = check_bool(fn, "return_stats", return_stats)
     if isinstance(mining, str):
-        check_choice(fn, "mining", mining, tuple(MINERS))
+        check_choice(fn, "mining", mining, tuple(MINING))
     squared = resolve_squared(fn, squared, mining)
-    cross_batch.check_reference_args(fn, emb, ref_emb, ref_labels, memory, chunk_size)
-    refs = {"ref_emb": ref_emb, "ref_labels": ref_labels, "memory": memory, "chunk_size": chunk_size}
-    plain = ref_emb is None and memory is None and chunk_size is None
-    if mining == "all_semihard" and plain and reduction != "none":
+    if isinstance(mining, str) and MINING[mining].margin_selects and reduction != "none" \
+            and _plain_batch(emb, ref_emb, ref_labels, memory, chunk_size):
         return _all_semihard_loss(emb, labels, margin, squared, reduction, return_stats)
-    if isinstance(mining, str):
-        # The public miner's triplets with the loss's `squared`; only "all_semihard" mines with the margin.
-        mining_margin = margin if mining == "all_semihard" else None
-        a, p, n = _mine(fn, mining, emb, labels, mining_margin, squared, False, **refs)
+    if ref_emb is None and ref_labels is None and memory is None:
+        cross_batch.check_chunk_size(fn, chunk_size)
+        rows = emb
+        if isinstance(mining, str):
+            # The public miner's triplets with the loss's `squared` (and its margin where it selects).
+            mining_margin = margin if MINING[mining].margin_selects else None
+            a, p, n = _mine(fn, mining, emb, labels, mining_margin, squared, False, None, None, None, chunk_size)
+        else:
+            a, p, n = check_triplet_indices(fn, mining, emb, emb.shape[0])
     else:
-        a, p, n = _check_triplet_indices(fn, mining, emb, cross_batch.reference_count(emb, ref_emb, memory))
-    rows = emb
-    if ref_emb is not None or memory is not None:
-        rows, p, n = cross_batch.gather_reference_rows(emb, ref_emb, memory, p, n)
+        rows, a, p, n = cross_batch.reference_triplets(fn, mining, emb, labels, margin, squared, ref_emb, ref_labels,
+                                                       memory, chunk_size)
     if _needs_grad(rows):
         loss, d_ap, d_an = _TripletMargin.apply(rows, a, p, n, margin, squared)
     else:
@@ -405,35 +407,6 @@ class _AllSemihardLoss(torch.autograd.Function):
         out = (coef.sum(1) + coef.sum(0)).unsqueeze(1) * x
         out = out.addmm_(coef, x, alpha=-1).addmm_(coef.t(), x, alpha=-1)
         return (out * g.to(coef.dtype)).to(emb.dtype), None, None, None
-
-
-def _check_triplet_indices(fn: str, mining, emb: Tensor, n_ref: int) -> Triplets:
-    """User-supplied (anchor, positive, negative): int64, 1-D, equal lengths, on emb's device, in range
-    (IndexError otherwise, as the native op raises). The range check reads two numbers per tensor; it is
-    skipped while compiling, where the CPU kernel checks the range itself and CUDA asserts on device."""
-    if not (isinstance(mining, (tuple, list)) and len(mining) == 3):
-        raise TypeError(f"{fn}: mining must be a strategy name or an (anchor, positive, negative) tuple")
-    out = []
-    for i, (name, t) in enumerate(zip(("anchor", "positive", "negative"), mining)):
-        arg = f"mining[{i}] ({name} indices)"
-        t = check_tensor(fn, f"mining[{i}]", t)
-        if t.dtype != torch.int64:
-            raise TypeError(f"{fn}: {arg} must be an int64 tensor, got {t.dtype}")
-        if t.dim() != 1:
-            raise ValueError(f"{fn}: {arg} must be 1-D, got shape {tuple(t.shape)}")
-        if t.device != emb.device:
-            # Checked here: the dispatcher would pick a kernel by the indices' device and never name them.
-            raise ValueError(f"{fn}: {arg} is on {t.device} but emb is on {emb.device}")
-        out.append(t)
-    if not (out[0].shape[0] == out[1].shape[0] == out[2].shape[0]):
-        raise ValueError(f"{fn}: anchor/positive/negative index tensors have different lengths "
-                         f"({', '.join(str(t.shape[0]) for t in out)})")
-    if not _compiling():
-        for i, (name, t) in enumerate(zip(("anchor", "positive", "negative"), out)):
-            bound = emb.shape[0] if i == 0 else n_ref
-            if t.numel() and not bool(((t >= 0) & (t < bound)).all()):
-                raise IndexError(f"{fn}: mining[{i}] ({name} indices) must lie in [0, {bound})")
-    return tuple(out)
 
 
 @torch.library.register_fake("facenet_ext::triplet_margin_forward")

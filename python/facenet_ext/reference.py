@@ -196,15 +196,13 @@ def triplet_loss_reference(
     "mean_active" over those with L_t > 0, "sum", "none"; an empty result gives 0."""
     x = emb.to(torch.float64)
     if isinstance(mining, str):
-        d = pairwise_sq_dist_reference(x.detach())
-        if mining == "semihard":
-            a, p, n = semi_hard_triplets_from_sq_dist_reference(d, labels, squared=squared)
-        elif mining == "batch_hard":
-            a, p, n = batch_hard_triplets_from_sq_dist_reference(d, labels)
-        elif mining == "all_semihard":
-            a, p, n = all_semi_hard_triplets_from_sq_dist_reference(d, labels, margin, squared=squared)
-        else:
+        from .mining import MINING  # here: the table itself points at this module's rules
+
+        if mining not in MINING:
             raise ValueError(f"unknown mining {mining!r}")
+        strategy = MINING[mining]
+        d = pairwise_sq_dist_reference(x.detach())
+        a, p, n = strategy.reference(d, labels, margin if strategy.margin_selects else None, squared)
     else:
         a, p, n = mining
     d_ap = _distance_reference(x[a] - x[p], squared)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from ..ops import MINERS
+from .. import mining
 
 LOSSES = ("triplet", "arcface", "magface")
-MINING = tuple(MINERS)
+MINING = tuple(mining.MINING)
 OPTIMIZERS = ("adagrad", "adam", "sgd")
 MODELS = ("nn2", "small")
 SAMPLERS = ("pk", "uniform")

@@ -1,0 +1,65 @@
+"""The mining strategies, one table: for each kind its fused native op, its op over a distance matrix,
+its streaming state, its float64 reference rule, the distance its public miner uses by default, and
+whether the loss's margin enters its selection. Every place that dispatches on a mining kind (the
+public miners, ``triplet_loss``, the reference-set and streaming paths, ``facenet_ext.distributed``,
+the reference implementation) reads this table.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from . import _C  # noqa: F401  (registers torch.ops.facenet_ext.*)
+from . import reference, streaming
+
+_ops = torch.ops.facenet_ext
+Triplets = tuple[Tensor, Tensor, Tensor]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One mining kind. ``fused(emb, labels, margin, squared, drop)`` mines a plain batch in one native
+    call; ``from_sq_dist(sq_dist, labels, ref_labels, exclude_self, margin, squared, drop)`` mines a
+    distance matrix (a reference set, or one streamed chunk); ``stream_state`` keeps the running state of
+    a streamed reference set; ``reference(sq_dist, labels, margin, squared)`` is the float64 rule the tests
+    check the ops against. ``squared_default``: the public miner's distance (True = squared Euclidean).
+    ``margin_selects``: ``triplet_loss`` mines with its margin (else the margin only enters the loss)."""
+
+    name: str
+    squared_default: bool
+    margin_selects: bool
+    fused: Callable[..., Triplets]
+    from_sq_dist: Callable[..., Triplets]
+    stream_state: type
+    reference: Callable[..., Triplets]
+
+
+MINING: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        Strategy(
+            "semihard", squared_default=True, margin_selects=False,
+            fused=lambda e, y, m, sq, drop: _ops.semi_hard_triplets(e, y, m, sq, drop),
+            from_sq_dist=lambda d, y, ry, ex, m, sq, drop: _ops.semihard_from_sq_dist(d, y, ry, ex, m, sq, drop),
+            stream_state=streaming.SemiHardState,
+            reference=lambda d, y, m, sq: reference.semi_hard_triplets_from_sq_dist_reference(d, y, m, squared=sq),
+        ),
+        Strategy(
+            "batch_hard", squared_default=True, margin_selects=False,
+            fused=lambda e, y, m, sq, drop: _ops.batch_hard_triplets(e, y),
+            from_sq_dist=lambda d, y, ry, ex, m, sq, drop: _ops.batch_hard_from_sq_dist(d, y, ry, ex),
+            stream_state=streaming.BatchHardState,
+            reference=lambda d, y, m, sq: reference.batch_hard_triplets_from_sq_dist_reference(d, y),
+        ),
+        Strategy(
+            "all_semihard", squared_default=False, margin_selects=True,
+            fused=lambda e, y, m, sq, drop: _ops.all_semi_hard_triplets(e, y, m, sq),
+            from_sq_dist=lambda d, y, ry, ex, m, sq, drop: _ops.all_semihard_from_sq_dist(d, y, ry, ex, m, sq),
+            stream_state=streaming.AllSemiHardState,
+            reference=lambda d, y, m, sq: reference.all_semi_hard_triplets_from_sq_dist_reference(d, y, m, squared=sq),
+        ),
+    )
+}
