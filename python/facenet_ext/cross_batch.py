@@ -199,25 +199,22 @@ def mine(kind: str, anchors: Tensor, labels: Tensor, ref: ReferenceSet, chunk_si
 # ---------------------------------------------------------------------------------------------------
 # the whole matrix, native ops
 # ---------------------------------------------------------------------------------------------------
-def _native(kind: str, d: Tensor, labels: Tensor, ref_labels: Tensor, exclude_self: bool, margin, squared, drop):
-    return MINING[kind].from_sq_dist(d, labels, ref_labels, exclude_self, margin, squared, drop)
-
-
 def _mine_matrix(kind, anchors, labels, ref: ReferenceSet, *, margin, squared, drop) -> Triplets:
     B, N = anchors.shape[0], ref.emb.shape[0]
     off = ref.self_offset
+    native = MINING[kind].from_sq_dist
     if off == 0 and N == B:  # the reference set is the batch: the ops' own self-exclusion
-        return _native(kind, _ops.pairwise_sq_dist(anchors, None), labels, ref.labels, True, margin, squared, drop)
+        return native(_ops.pairwise_sq_dist(anchors, None), labels, ref.labels, True, margin, squared, drop)
     d = _ops.pairwise_sq_dist(anchors, ref.emb)
     if off is None:
-        return _native(kind, d, labels, ref.labels, False, margin, squared, drop)
+        return native(d, labels, ref.labels, False, margin, squared, drop)
     # The ops exclude "self" only on a square matrix. Anchor i's own column off + i is a positive; every
     # miner's choice for a pair (a, p) ignores the other positives except batch-hard's "farthest
     # positive", so: give self a distance below every real one (it never wins a maximum while another
     # positive exists), mine, and drop the triplets whose positive is the anchor itself.
     rows = torch.arange(B, device=d.device)
     d[rows, rows + off] = -1.0
-    a, p, n = _native(kind, d, labels, ref.labels, False, margin, squared, drop)
+    a, p, n = native(d, labels, ref.labels, False, margin, squared, drop)
     keep = p != a + off
     return a[keep], p[keep], n[keep]
 
