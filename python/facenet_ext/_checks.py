@@ -116,6 +116,17 @@ def check_bool(fn: str, name: str, value: object) -> bool:
     raise TypeError(f"{fn}: {name} must be a bool, got {type(value).__name__}")
 
 
+def check_capacity(fn: str, capacity: object) -> int | None:
+    """``capacity=``: None, or an int >= 0 (not a bool)."""
+    if capacity is None:
+        return None
+    if isinstance(capacity, bool) or not isinstance(capacity, numbers.Integral):
+        raise TypeError(f"{fn}: capacity must be an int >= 0 or None, got {type(capacity).__name__}")
+    if capacity < 0:
+        raise ValueError(f"{fn}: capacity must be an int >= 0 or None, got {capacity!r}")
+    return int(capacity)
+
+
 def check_choice(fn: str, name: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{fn}: unknown {name} {value!r}; expected one of {', '.join(map(repr, choices))}")

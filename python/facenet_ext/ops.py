@@ -17,6 +17,7 @@ from . import cross_batch
 from ._checks import (
     acc_dtype,
     check_bool,
+    check_capacity,
     check_choice,
     check_embedding_shape,
     check_labels,
@@ -116,7 +117,8 @@ def semi_hard_triplets(
     ref_labels: Tensor | None = None,
     memory: MemoryBank | None = None,
     chunk_size: int | None = None,
-) -> Triplets:
+    capacity: int | None = None,
+):
     r"""FaceNet's online semi-hard mining (Schroff et al. 2015, eq. 4): one triplet per ordered
     anchor-positive pair, with the negative
 
@@ -138,7 +140,9 @@ def semi_hard_triplets(
     m = check_margin(fn, margin, allow_none=True, dtype=emb.dtype)
     squared = check_bool(fn, "squared", squared)
     check_choice(fn, "fallback", fallback, ("easiest", "drop"))
-    return _mine(fn, "semihard", emb, labels, m, squared, fallback == "drop", ref_emb, ref_labels, memory, chunk_size)
+    capacity = check_capacity(fn, capacity)
+    triplets = _mine(fn, "semihard", emb, labels, m, squared, fallback == "drop", ref_emb, ref_labels, memory, chunk_size)
+    return triplets if capacity is None else _ops.pad_triplets(*triplets, capacity)
 
 
 def batch_hard_triplets(
@@ -149,14 +153,17 @@ def batch_hard_triplets(
     ref_labels: Tensor | None = None,
     memory: MemoryBank | None = None,
     chunk_size: int | None = None,
-) -> Triplets:
+    capacity: int | None = None,
+):
     """Batch-hard mining (Hermans et al. 2017): for every anchor with a positive and a negative, the
     farthest positive and the closest negative (ties to the smallest index). The selection is the same
     for squared and plain distances, so this miner takes no ``squared``. Sorted by anchor. One native
     call; NaN/Inf embeddings raise ``ValueError``."""
     fn = "batch_hard_triplets"
     emb, labels = _check_batch(fn, emb, labels)
-    return _mine(fn, "batch_hard", emb, labels, None, True, False, ref_emb, ref_labels, memory, chunk_size)
+    capacity = check_capacity(fn, capacity)
+    triplets = _mine(fn, "batch_hard", emb, labels, None, True, False, ref_emb, ref_labels, memory, chunk_size)
+    return triplets if capacity is None else _ops.pad_triplets(*triplets, capacity)
 
 
 def all_semi_hard_triplets(
@@ -169,7 +176,8 @@ def all_semi_hard_triplets(
     ref_labels: Tensor | None = None,
     memory: MemoryBank | None = None,
     chunk_size: int | None = None,
-) -> Triplets:
+    capacity: int | None = None,
+):
     r"""Every triplet with :math:`0 < D_{an} - D_{ap} \le \text{margin}` — the ``"semihard"`` rule of
     pytorch-metric-learning's ``TripletMarginMiner``. ``squared=False`` (the default, as there) compares
     plain Euclidean distances, ``squared=True`` squared ones; the two select different triplets.
@@ -179,11 +187,40 @@ def all_semi_hard_triplets(
     emb, labels = _check_batch(fn, emb, labels)
     m = check_margin(fn, margin, dtype=emb.dtype)
     squared = check_bool(fn, "squared", squared)
-    return _mine(fn, "all_semihard", emb, labels, m, squared, False, ref_emb, ref_labels, memory, chunk_size)
+    capacity = check_capacity(fn, capacity)
+    triplets = _mine(fn, "all_semihard", emb, labels, m, squared, False, ref_emb, ref_labels, memory, chunk_size)
+    return triplets if capacity is None else _ops.pad_triplets(*triplets, capacity)
 
+
+CAPACITY_DOC = """
+    ``capacity``: fixed-size output for ``torch.compile`` and CUDA graphs. Returns ``(anchor, positive,
+    negative, found)``: three int64 tensors of exactly ``capacity`` entries, the first ``min(found,
+    capacity)`` of them the triplets above (in the same order) and the rest -1, and ``found``, a 0-d int64
+    tensor counting every triplet mined (``found > capacity`` means the output was truncated: checking it
+    is up to the caller, since reading it is a host sync on CUDA). ``triplet_loss(..., capacity=)`` uses
+    the same padding. ``None`` (default): exactly the triplets found.
+"""
 
 for _miner in (semi_hard_triplets, batch_hard_triplets, all_semi_hard_triplets):
-    _miner.__doc__ += cross_batch.REFERENCE_DOC
+    _miner.__doc__ += cross_batch.REFERENCE_DOC + CAPACITY_DOC
+
+
+@torch.library.custom_op("facenet_ext::pad_triplets", mutates_args=(),
+                         schema="(Tensor a, Tensor p, Tensor n, int capacity) -> (Tensor, Tensor, Tensor, Tensor)")
+def _pad_triplets(a, p, n, capacity):
+    """The first ``capacity`` triplets, padded with -1 to exactly ``capacity``, and how many there were."""
+    k = min(a.shape[0], capacity)
+    out = []
+    for t in (a, p, n):
+        padded = t.new_full((capacity,), -1)
+        padded[:k] = t[:k]
+        out.append(padded)
+    return (*out, torch.tensor(a.shape[0], dtype=torch.int64, device=a.device))
+
+
+@_pad_triplets.register_fake
+def _(a, p, n, capacity):
+    return (*(a.new_empty((capacity,)) for _ in range(3)), a.new_empty(()))
 
 
 def _mine(fn: str, kind: str, emb: Tensor, labels: Tensor, margin: float | None, squared: bool, drop: bool,
@@ -254,6 +291,7 @@ def triplet_loss(
     ref_labels: Tensor | None = None,
     memory: MemoryBank | None = None,
     chunk_size: int | None = None,
+    capacity: int | None = None,
 ):
     r"""FaceNet's triplet loss with online mining: :math:`L = [D_{ap} - D_{an} + \alpha]_+` over the mined
     triplets, with the two distances recomputed exactly from ``emb`` (so gradients are those of the
@@ -284,6 +322,12 @@ def triplet_loss(
     own rows carry gradients, the bank's do not). Explicit ``mining`` indices then follow the miners'
     convention (positive/negative indices into the reference set). ``chunk_size`` streams the mining
     (see the miners). Only the mined rows of the reference set enter the loss: O(T·D), whatever N is.
+
+    ``capacity``: static shapes for ``torch.compile`` and CUDA graphs. The triplets are padded (or
+    truncated) to exactly ``capacity`` as by the miners' ``capacity=``; padding adds nothing to the loss
+    and is not counted ("mean" divides by the number of triplets used, a tensor). ``reduction="none"``
+    then returns ``capacity`` values, 0 for padding. ``mining="all_semihard"`` with a reduction never lists
+    its triplets and has static shapes with or without it.
     """
     fn = "triplet_loss"
     emb = check_embedding_shape(fn, emb)
@@ -292,6 +336,7 @@ def triplet_loss(
     margin = check_margin(fn, margin, dtype=emb.dtype)
     check_choice(fn, "reduction", reduction, REDUCTIONS)
     return_stats = check_bool(fn, "return_stats", return_stats)
+    capacity = check_capacity(fn, capacity)
     if isinstance(mining, str):
         check_choice(fn, "mining", mining, tuple(MINING))
     squared = resolve_squared(fn, squared, mining)
@@ -310,13 +355,29 @@ def triplet_loss(
     else:
         rows, a, p, n = cross_batch.reference_triplets(fn, mining, emb, labels, margin, squared, ref_emb, ref_labels,
                                                        memory, chunk_size)
+    found = None
+    if capacity is not None:  # static shapes: `capacity` triplet slots, the padding masked out of the loss
+        a, p, n, found = _ops.pad_triplets(a, p, n, capacity)
+        valid = a >= 0
+        # Padding reads row 0 (any valid row would do) and is multiplied by 0 below; an empty batch has
+        # no row 0 and no triplet.
+        a, p, n = (t.clamp_min(0)[: capacity if rows.shape[0] else 0] for t in (a, p, n))
     if _needs_grad(rows):
         loss, d_ap, d_an = _TripletMargin.apply(rows, a, p, n, margin, squared)
     else:
         loss, d_ap, d_an = _ops.triplet_margin_forward(rows, a, p, n, margin, squared)
-    count = loss.shape[0]
+    if found is not None:
+        if rows.shape[0] == 0:
+            loss = d_ap = d_an = rows.new_zeros((capacity,), dtype=acc_dtype(rows.dtype)) + rows.sum()
+        mask = valid.to(loss.dtype)
+        loss, d_ap, d_an = loss * mask, d_ap * mask, d_an * mask
+        count = found.clamp_max(capacity)
+    else:
+        count = loss.shape[0]
+    static = isinstance(count, Tensor)
     if reduction == "mean":
-        out = loss.sum() / torch.sym_float(torch.sym_max(count, 1))  # a float: no int-to-float tensor copy
+        # A Python count divides as a float: no int-to-float tensor copy.
+        out = loss.sum() / (count.clamp_min(1) if static else torch.sym_float(torch.sym_max(count, 1)))
     elif reduction == "mean_active":
         out = loss.sum() / (loss > 0).sum().clamp_min(1)
     elif reduction == "sum":
@@ -325,9 +386,13 @@ def triplet_loss(
         out = loss
     if not return_stats:
         return out
-    denom = torch.sym_max(count, 1)
+    denom = count.clamp_min(1) if static else torch.sym_max(count, 1)
+    if static:
+        num = count
+    else:
+        num = torch.tensor(count, device=emb.device) if isinstance(count, int) else loss.new_tensor(count)
     stats = {
-        "num_triplets": torch.tensor(count, device=emb.device) if isinstance(count, int) else loss.new_tensor(count),
+        "num_triplets": num,
         "active_fraction": (loss.detach() > 0).to(loss.dtype).sum() / denom,
         "mean_d_ap": d_ap.detach().sum() / denom,
         "mean_d_an": d_an.detach().sum() / denom,
