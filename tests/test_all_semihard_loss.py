@@ -140,3 +140,10 @@ def test_never_lists_its_triplets():
     assert triplets * 24 > 2**30, "the case must be one whose triplet list would not fit in 1 GiB"
     assert finite
     assert growth_mib < 64, f"peak memory grew by {growth_mib:.0f} MiB"
+
+
+@pytest.mark.parametrize("with_grad", [True, False])
+def test_opcheck(with_grad):
+    emb = F.normalize(torch.randn(30, 8), dim=1)
+    labels = torch.arange(30) % 4
+    torch.library.opcheck(torch.ops.facenet_ext.all_semihard_loss, (emb, labels, 0.3, False, with_grad))

@@ -137,6 +137,7 @@ def test_compile_and_opcheck_on_cuda():
     torch.library.opcheck(ops.semihard_from_sq_dist, (d, labels, labels, True, None, True, False))
     torch.library.opcheck(ops.batch_hard_from_sq_dist, (d, labels, labels, True))
     torch.library.opcheck(ops.all_semihard_from_sq_dist, (d, labels, labels, True, 0.2, False))
+    torch.library.opcheck(ops.all_semihard_loss, (emb, labels, 0.2, False, True))
 
     def step(e, y):
         return fx.triplet_loss(e, y, 0.2)
@@ -196,3 +197,25 @@ def test_smoke_strided_indices():
 def test_smoke_half_precision(dtype):
     emb, labels = _exact_batch(128, torch.arange(16).repeat_interleave(8), dtype)
     _same_mining_and_loss(emb, labels, (fx.semi_hard_triplets, fx.batch_hard_triplets), dtype)
+
+
+@pytest.mark.parametrize("B", [2, 33, 257])
+@pytest.mark.parametrize("squared", [True, False], ids=["squared", "plain"])
+def test_smoke_fused_all_semihard_loss(B, squared):
+    """The fused all-semi-hard loss (never lists its triplets): CPU and CUDA agree on the counts exactly and
+    on the value and gradient closely, with capacity= and stats, and the CUDA gradient is bit-reproducible."""
+    emb, labels = _exact_batch(B)
+    runs = []
+    for dev in ("cpu", "cuda", "cuda"):
+        e = emb.detach().to(dev).requires_grad_()
+        loss, stats = fx.triplet_loss(e, labels.to(dev), 2.0, mining="all_semihard", squared=squared, return_stats=True)
+        loss.backward()
+        runs.append((loss.detach().double().cpu(), {k: v.item() for k, v in stats.items()}, e.grad.cpu()))
+    (cpu_loss, cpu_stats, cpu_grad), (gpu_loss, gpu_stats, gpu_grad) = runs[0], runs[1]
+    assert gpu_stats["num_triplets"] == cpu_stats["num_triplets"]
+    assert gpu_stats == pytest.approx(cpu_stats, rel=1e-5)
+    torch.testing.assert_close(gpu_loss, cpu_loss, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gpu_grad, cpu_grad, rtol=1e-4, atol=1e-4)
+    assert torch.equal(runs[1][2], runs[2][2])
+    a, p, n, found = fx.semi_hard_triplets(emb.cuda(), labels.cuda(), capacity=64)
+    assert a.shape == (64,) and found.item() == len(fx.semi_hard_triplets(emb, labels)[0])
