@@ -22,4 +22,16 @@ FX_HD int64_t anchor_slots(bool found, int64_t group_size, int64_t N, bool exclu
   return group_size == N ? 0 : positives;
 }
 
+// Position of anchor `a` among the sorted members[begin..end) of its own group (the lower bound of a):
+// the kernels that enumerate an anchor's positives by rank skip this one position.
+template <typename Index>
+FX_HD int32_t self_position(const Index* members, int32_t begin, int32_t end, int64_t a) {
+  int32_t lo = begin, hi = end;
+  while (lo < hi) {
+    const int32_t mid = (lo + hi) >> 1;
+    if (members[mid] < a) lo = mid + 1; else hi = mid;
+  }
+  return lo - begin;
+}
+
 }  // namespace fx

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 
+#include "common/label_rules.h"
 #include "common/mining_rules.h"
 
 namespace fx::cuda {
@@ -33,15 +34,9 @@ __global__ void __launch_bounds__(kAllSemihardWarps * 32)
   const int32_t gid = args.anchor_gid[a];
   const int32_t gs = args.group_start[gid];
   const T* row = dist + a * args.ld;
-  int32_t self_pos = INT32_MAX;  // the anchor's position among its group's members, skipped
-  if (args.exclude_self) {
-    int32_t lo = gs, hi = args.group_start[gid + 1];
-    while (lo < hi) {
-      const int32_t mid = (lo + hi) >> 1;
-      if (args.members[mid] < a) lo = mid + 1; else hi = mid;
-    }
-    self_pos = lo - gs;
-  }
+  // The anchor's position among its group's members, skipped.
+  const int32_t self_pos =
+      args.exclude_self ? self_position(args.members, gs, args.group_start[gid + 1], a) : INT32_MAX;
   const unsigned below = (1u << lane) - 1u;
   bool bad = false;
   for (int q = warp; q < K; q += kAllSemihardWarps) {

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 
+#include "common/label_rules.h"
 #include "common/mining_rules.h"
 #include "common/pairwise_rules.h"
 #include "common/triplet_rules.h"
@@ -63,12 +64,7 @@ __global__ void __launch_bounds__(kAllSemihardLossThreads) all_semihard_loss_ker
   const T* row = args.dist + a * args.B;
   const T m = args.margin;
   // The anchor's own position among its group's members (sorted by index), skipped as a positive.
-  int32_t lo = gs, hi = args.group_start[gid + 1];
-  while (lo < hi) {
-    const int32_t mid = (lo + hi) >> 1;
-    if (args.members[mid] < a) lo = mid + 1; else hi = mid;
-  }
-  const int32_t self_pos = lo - gs;
+  const int32_t self_pos = self_position(args.members, gs, args.group_start[gid + 1], a);
   auto positive = [&](int q) { return args.members[gs + q + (q >= self_pos ? 1 : 0)]; };
 
   LossPartial part{0, 0, 0, 0, 0};

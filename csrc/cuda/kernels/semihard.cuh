@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "common/label_rules.h"
 #include "common/mining_rules.h"
 #include "cuda/kernels/mining_keys.cuh"
 #include "cuda/kernels/pair_reduce.cuh"
@@ -95,15 +96,7 @@ __global__ void __launch_bounds__(kSemihardThreads) semihard_kernel(const T* __r
   const T* row = dist + a * args.ld;
 
   // Position of the anchor among its group's members (sorted by index), skipped when exclude_self.
-  int32_t self_pos = INT32_MAX;
-  if (args.exclude_self) {
-    int32_t lo = gs, hi = ge;
-    while (lo < hi) {
-      const int32_t mid = (lo + hi) >> 1;
-      if (args.members[mid] < a) lo = mid + 1; else hi = mid;
-    }
-    self_pos = lo - gs;
-  }
+  const int32_t self_pos = args.exclude_self ? self_position(args.members, gs, ge, a) : INT32_MAX;
 
   extern __shared__ __align__(16) unsigned char smem[];
   const int chunk = args.chunk;
