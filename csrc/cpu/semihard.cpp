@@ -18,6 +18,7 @@
 
 #include "common/mining_rules.h"
 #include "cpu/finite.h"
+#include "cpu/simd.h"
 #include "label_groups.h"
 #include "cpu/mine_embeddings.h"
 
@@ -28,7 +29,7 @@ namespace {
 // extra bucket K + 1, which nobody reads. For few thresholds a linear count vectorises across
 // elements and beats binary search; both compute count_below exactly.
 template <typename T>
-__attribute__((always_inline)) inline void assign_buckets_body(const T* row, const int32_t* ref_gid, int32_t gid,
+FX_ALWAYS_INLINE void assign_buckets_body(const T* row, const int32_t* ref_gid, int32_t gid,
                                                                 int64_t N, const T* sorted, int K, int32_t* bucket) {
   constexpr int kLinearMax = 64;
   int64_t j = 0;
@@ -60,13 +61,7 @@ __attribute__((always_inline)) inline void assign_buckets_body(const T* row, con
   for (j = 0; j < N; ++j) bucket[j] = (ref_gid[j] == gid) ? K + 1 : bucket[j];
 }
 
-// The counting loop is the miner's hot spot: compile it for AVX2 as well and pick at load time
-// (GCC function multi-versioning), so a generic x86-64 build still runs 8 lanes wide.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define FX_TARGET_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define FX_TARGET_CLONES
-#endif
+// The counting loop is the miner's hot spot: compiled for AVX2 as well (cpu/simd.h).
 
 FX_TARGET_CLONES void assign_buckets(const float* row, const int32_t* ref_gid, int32_t gid, int64_t N,
                                      const float* sorted, int K, int32_t* bucket) {

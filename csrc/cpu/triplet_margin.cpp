@@ -13,6 +13,7 @@
 
 #include "checks.h"
 #include "common/triplet_rules.h"
+#include "cpu/simd.h"
 #include "triplet_csr.h"
 
 namespace fx {
@@ -22,7 +23,7 @@ namespace {
 // loop (a single running sum must be added strictly in order), and the result stays the same on every
 // run and every thread count.
 template <typename acc_t, typename scalar_t>
-inline acc_t squared_distance(const scalar_t* __restrict__ a, const scalar_t* __restrict__ b, int64_t D) {
+FX_ALWAYS_INLINE acc_t squared_distance(const scalar_t* __restrict__ a, const scalar_t* __restrict__ b, int64_t D) {
   constexpr int kLanes = 8;
   acc_t part[kLanes] = {};
   int64_t k = 0;
@@ -39,6 +40,83 @@ inline acc_t squared_distance(const scalar_t* __restrict__ a, const scalar_t* __
   for (int l = 0; l < kLanes; ++l) s += part[l];
   return s;
 }
+
+template <typename scalar_t, typename acc_t>
+struct ForwardArgs {
+  const scalar_t* x;
+  const int64_t *A, *P, *N;
+  int64_t D;
+  acc_t margin;
+  bool squared;
+  acc_t *loss, *d_ap, *d_an;
+};
+
+// Triplets [begin, end): distances and hinge; false if a distance is not finite.
+template <typename scalar_t, typename acc_t>
+FX_ALWAYS_INLINE bool forward_triplets_body(const ForwardArgs<scalar_t, acc_t>& f, int64_t begin, int64_t end) {
+  bool bad = false;
+  const int64_t D = f.D;
+  for (int64_t t = begin; t < end; ++t) {
+    const scalar_t *xa = f.x + f.A[t] * D, *xp = f.x + f.P[t] * D, *xn = f.x + f.N[t] * D;
+    const acc_t sp = squared_distance<acc_t>(xa, xp, D), sn = squared_distance<acc_t>(xa, xn, D);
+    bad |= !std::isfinite(sp) || !std::isfinite(sn);
+    f.d_ap[t] = f.squared ? sp : fx_sqrt(sp);
+    f.d_an[t] = f.squared ? sn : fx_sqrt(sn);
+    f.loss[t] = hinge(f.d_ap[t], f.d_an[t], f.margin);
+  }
+  return !bad;
+}
+
+template <typename scalar_t, typename acc_t>
+struct BackwardArgs {
+  const scalar_t* x;
+  const int64_t *A, *P, *N;
+  const acc_t* G;  // the gradient of each triplet's loss, read with stride g_stride (0: one expanded value)
+  int64_t g_stride;
+  const acc_t *L, *DP, *DN;
+  int64_t D;
+  bool squared;
+  const int64_t *row_ptr, *entry;  // CSR: the (triplet, role) entries of each row
+  scalar_t* out;
+};
+
+// Rows [begin, end) of the gradient, each summed over its CSR entries in a fixed order.
+template <typename scalar_t, typename acc_t>
+FX_ALWAYS_INLINE void backward_rows_body(const BackwardArgs<scalar_t, acc_t>& b, int64_t begin, int64_t end,
+                                         acc_t* __restrict__ acc) {
+  const int64_t D = b.D;
+  for (int64_t i = begin; i < end; ++i) {
+    std::fill(acc, acc + D, acc_t(0));
+    for (int64_t e = b.row_ptr[i]; e < b.row_ptr[i + 1]; ++e) {
+      const int64_t k = b.entry[e], t = k / 3, role = k % 3;
+      const RowWeights<acc_t> w =
+          triplet_row_weights<acc_t>(static_cast<int>(role), b.G[t * b.g_stride], b.L[t], b.DP[t], b.DN[t], b.squared);
+      if (w.wp == acc_t(0) && w.wn == acc_t(0)) continue;
+      const scalar_t *__restrict__ xa = b.x + b.A[t] * D, *__restrict__ xp = b.x + b.P[t] * D,
+                                  *__restrict__ xn = b.x + b.N[t] * D;
+      for (int64_t k2 = 0; k2 < D; ++k2) {  // independent lanes: vectorises
+        const acc_t a = xa[k2];
+        acc[k2] += w.wp * (a - acc_t(xp[k2])) + w.wn * (a - acc_t(xn[k2]));
+      }
+    }
+    for (int64_t k2 = 0; k2 < D; ++k2) b.out[i * D + k2] = static_cast<scalar_t>(acc[k2]);
+  }
+}
+
+// One AVX2-or-baseline clone per element type (cpu/simd.h).
+#define FX_TRIPLET_CLONES(scalar_t, acc_t)                                                                     \
+  FX_TARGET_CLONES bool forward_triplets(const ForwardArgs<scalar_t, acc_t>& f, int64_t begin, int64_t end) { \
+    return forward_triplets_body(f, begin, end);                                                           \
+  }                                                                                                        \
+  FX_TARGET_CLONES void backward_rows(const BackwardArgs<scalar_t, acc_t>& b, int64_t begin, int64_t end,     \
+                                      acc_t* acc) {                                                         \
+    backward_rows_body(b, begin, end, acc);                                                                \
+  }
+FX_TRIPLET_CLONES(float, float)
+FX_TRIPLET_CLONES(double, double)
+FX_TRIPLET_CLONES(at::Half, float)
+FX_TRIPLET_CLONES(at::BFloat16, float)
+#undef FX_TRIPLET_CLONES
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_margin_forward_cpu(const at::Tensor& emb_in,
                                                                           const at::Tensor& anchor_in,
@@ -60,21 +138,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_margin_forward_cpu(const 
   std::atomic<bool> non_finite{false};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, emb.scalar_type(), "triplet_margin_forward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* x = emb.data_ptr<scalar_t>();
-    const int64_t *A = anchor.data_ptr<int64_t>(), *P = positive.data_ptr<int64_t>(), *N = negative.data_ptr<int64_t>();
-    acc_t *L = loss.data_ptr<acc_t>(), *DP = d_ap.data_ptr<acc_t>(), *DN = d_an.data_ptr<acc_t>();
-    const acc_t m = static_cast<acc_t>(margin);
+    const ForwardArgs<scalar_t, acc_t> args{emb.data_ptr<scalar_t>(),  anchor.data_ptr<int64_t>(),
+                                            positive.data_ptr<int64_t>(), negative.data_ptr<int64_t>(),
+                                            D, static_cast<acc_t>(margin), squared, loss.data_ptr<acc_t>(),
+                                            d_ap.data_ptr<acc_t>(), d_an.data_ptr<acc_t>()};
     at::parallel_for(0, T, 256, [&](int64_t begin, int64_t end) {
-      bool bad = false;
-      for (int64_t t = begin; t < end; ++t) {
-        const scalar_t *xa = x + A[t] * D, *xp = x + P[t] * D, *xn = x + N[t] * D;
-        const acc_t sp = squared_distance<acc_t>(xa, xp, D), sn = squared_distance<acc_t>(xa, xn, D);
-        bad |= !std::isfinite(sp) || !std::isfinite(sn);
-        DP[t] = squared ? sp : fx_sqrt(sp);
-        DN[t] = squared ? sn : fx_sqrt(sn);
-        L[t] = hinge(DP[t], DN[t], m);
-      }
-      if (bad) non_finite.store(true, std::memory_order_relaxed);
+      if (!forward_triplets(args, begin, end)) non_finite.store(true, std::memory_order_relaxed);
     });
   });
   TORCH_CHECK_VALUE(!non_finite.load(), op, ": emb contains NaN or Inf in a row of a triplet (or a squared "
@@ -118,30 +187,14 @@ at::Tensor triplet_margin_backward_cpu(const at::Tensor& grad_loss, const at::Te
   at::Tensor grad = at::cpu::empty({B, D}, emb.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, emb.scalar_type(), "triplet_margin_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* x = emb.data_ptr<scalar_t>();
-    const int64_t *A = anchor.data_ptr<int64_t>(), *P = positive.data_ptr<int64_t>(), *N = negative.data_ptr<int64_t>();
-    const acc_t *G = g.data_ptr<acc_t>(), *L = loss.data_ptr<acc_t>(), *DP = d_ap.data_ptr<acc_t>(),
-                *DN = d_an.data_ptr<acc_t>();
-    scalar_t* out = grad.data_ptr<scalar_t>();
+    const BackwardArgs<scalar_t, acc_t> args{emb.data_ptr<scalar_t>(), anchor.data_ptr<int64_t>(),
+                                             positive.data_ptr<int64_t>(), negative.data_ptr<int64_t>(),
+                                             g.data_ptr<acc_t>(), g_stride, loss.data_ptr<acc_t>(),
+                                             d_ap.data_ptr<acc_t>(), d_an.data_ptr<acc_t>(), D, squared,
+                                             row_ptr.data(), entry.data(), grad.data_ptr<scalar_t>()};
     at::parallel_for(0, B, 16, [&](int64_t begin, int64_t end) {
       std::vector<acc_t> acc_row(D);
-      acc_t* __restrict__ acc = acc_row.data();
-      for (int64_t i = begin; i < end; ++i) {
-        std::fill(acc, acc + D, acc_t(0));
-        for (int64_t e = row_ptr[i]; e < row_ptr[i + 1]; ++e) {
-          const int64_t k = entry[e], t = k / 3, role = k % 3;
-          const RowWeights<acc_t> w =
-              triplet_row_weights<acc_t>(static_cast<int>(role), G[t * g_stride], L[t], DP[t], DN[t], squared);
-          if (w.wp == acc_t(0) && w.wn == acc_t(0)) continue;
-          const scalar_t *__restrict__ xa = x + A[t] * D, *__restrict__ xp = x + P[t] * D,
-                                      *__restrict__ xn = x + N[t] * D;
-          for (int64_t k2 = 0; k2 < D; ++k2) {  // independent lanes: vectorises
-            const acc_t a = xa[k2];
-            acc[k2] += w.wp * (a - acc_t(xp[k2])) + w.wn * (a - acc_t(xn[k2]));
-          }
-        }
-        for (int64_t k2 = 0; k2 < D; ++k2) out[i * D + k2] = static_cast<scalar_t>(acc[k2]);
-      }
+      backward_rows(args, begin, end, acc_row.data());
     });
   });
   return grad;
