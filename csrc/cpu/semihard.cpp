@@ -61,21 +61,10 @@ FX_ALWAYS_INLINE void assign_buckets_body(const T* row, const int32_t* ref_gid, 
   for (j = 0; j < N; ++j) bucket[j] = (ref_gid[j] == gid) ? K + 1 : bucket[j];
 }
 
-// The counting loop is the miner's hot spot: compiled for AVX2 as well (cpu/simd.h).
-
-FX_TARGET_CLONES void assign_buckets(const float* row, const int32_t* ref_gid, int32_t gid, int64_t N,
-                                     const float* sorted, int K, int32_t* bucket) {
-  assign_buckets_body(row, ref_gid, gid, N, sorted, K, bucket);
-}
-FX_TARGET_CLONES void assign_buckets(const double* row, const int32_t* ref_gid, int32_t gid, int64_t N,
-                                     const double* sorted, int K, int32_t* bucket) {
-  assign_buckets_body(row, ref_gid, gid, N, sorted, K, bucket);
-}
-
 // Closest negative of each bucket, ties to the smaller index. For float the (distance, index) pair
 // packs into one 64-bit key (a non-negative float orders like its bits), so the update is a branchless
 // min instead of a data-dependent branch the CPU mispredicts on every few elements.
-inline void bucket_minima(const float* row, const int32_t* bucket, int64_t N, int K, std::vector<float>& best_d,
+FX_ALWAYS_INLINE void bucket_minima(const float* row, const int32_t* bucket, int64_t N, int K, std::vector<float>& best_d,
                           std::vector<int64_t>& best_i) {
   std::vector<uint64_t> key(K + 2, ~uint64_t(0));
   for (int64_t j = 0; j < N; ++j) {
@@ -96,7 +85,7 @@ inline void bucket_minima(const float* row, const int32_t* bucket, int64_t N, in
   }
 }
 
-inline void bucket_minima(const double* row, const int32_t* bucket, int64_t N, int K, std::vector<double>& best_d,
+FX_ALWAYS_INLINE void bucket_minima(const double* row, const int32_t* bucket, int64_t N, int K, std::vector<double>& best_d,
                           std::vector<int64_t>& best_i) {
   best_d.assign(K + 2, std::numeric_limits<double>::infinity());
   best_i.assign(K + 2, -1);
@@ -119,78 +108,107 @@ void farthest_negative(const T* row, const int32_t* bucket, int64_t N, int K, T&
     }
 }
 
+template <typename T>
+struct SemihardRows {  // what every row of one mining call shares
+  const T* dist;
+  int64_t N, ld;
+  const LabelGroups* g;
+  bool exclude_self, has_margin;
+  T margin;
+  bool squared, drop;
+  int64_t *out_a, *out_p, *out_n;
+};
+
+template <typename T>
+struct RowScratch {  // per thread, reused across its rows
+  std::vector<int32_t> positives, order, rank, bucket;
+  std::vector<T> sorted, best_d;
+  std::vector<int64_t> best_i;
+};
+
+// Anchor a's slots; false when its row holds a NaN or Inf (the outputs are then meaningless).
+template <typename T>
+FX_ALWAYS_INLINE bool semihard_row_body(const SemihardRows<T>& r, int64_t a, RowScratch<T>& w) {
+  const LabelGroups& g = *r.g;
+  const int64_t slot0 = g.pair_offset[a];
+  const int K = static_cast<int>(g.pair_offset[a + 1] - slot0);
+  if (K == 0) return true;
+  const int64_t N = r.N;
+  const int32_t gid = g.anchor_gid[a];
+  const T* row = r.dist + a * r.ld;
+  if (!all_finite(row, N)) return false;  // the row is about to be read in full anyway (it is in cache next)
+
+  w.positives.clear();
+  for (int32_t m = g.group_start[gid]; m < g.group_start[gid + 1]; ++m)
+    if (!(r.exclude_self && g.members[m] == a)) w.positives.push_back(g.members[m]);
+  const std::vector<int32_t>& positives = w.positives;
+
+  // Thresholds in ascending order; rank[q] = sorted position of positive q (ties by q, stable).
+  w.order.resize(K);
+  std::iota(w.order.begin(), w.order.end(), 0);
+  std::stable_sort(w.order.begin(), w.order.end(),
+                   [&](int32_t u, int32_t v) { return row[positives[u]] < row[positives[v]]; });
+  w.sorted.resize(K);
+  w.rank.resize(K);
+  for (int s = 0; s < K; ++s) {
+    w.sorted[s] = row[positives[w.order[s]]];
+    w.rank[w.order[s]] = s;
+  }
+
+  w.bucket.resize(N);
+  assign_buckets_body(row, g.ref_gid, gid, N, w.sorted.data(), K, w.bucket.data());
+  bucket_minima(row, w.bucket.data(), N, K, w.best_d, w.best_i);
+  std::vector<T>& best_d = w.best_d;
+  std::vector<int64_t>& best_i = w.best_i;
+  // best[c] := closest negative in buckets c..K (suffix minimum, lexicographic on (d, index)).
+  for (int c = K - 1; c >= 0; --c)
+    if (best_i[c + 1] >= 0 && (best_i[c] < 0 || lex_less(best_d[c + 1], best_i[c + 1], best_d[c], best_i[c]))) {
+      best_d[c] = best_d[c + 1];
+      best_i[c] = best_i[c + 1];
+    }
+
+  T far_d = -std::numeric_limits<T>::infinity();
+  int64_t far_i = -1;
+  for (int q = 0; q < K; ++q) {
+    const int64_t slot = slot0 + q;
+    r.out_a[slot] = a;
+    r.out_p[slot] = positives[q];
+    int64_t n = best_i[w.rank[q] + 1];
+    T dn = best_d[w.rank[q] + 1];
+    if (n < 0 && !r.drop) {  // TF-Addons: the farthest negative (-1 if none); rarely needed, so found lazily
+      if (far_i < 0) farthest_negative(row, w.bucket.data(), N, K, far_d, far_i);
+      n = far_i;
+      dn = far_d;
+    }
+    if (n >= 0 && r.has_margin && !inside_margin(row[positives[q]], dn, r.margin, r.squared)) n = -1;
+    r.out_n[slot] = n;
+  }
+  return true;
+}
+
+// The rows [begin, end), compiled for AVX2 as well (cpu/simd.h); false if one is not finite.
+FX_TARGET_CLONES bool semihard_rows(const SemihardRows<float>& r, int64_t begin, int64_t end, RowScratch<float>& w) {
+  bool finite = true;
+  for (int64_t a = begin; a < end; ++a) finite &= semihard_row_body(r, a, w);
+  return finite;
+}
+FX_TARGET_CLONES bool semihard_rows(const SemihardRows<double>& r, int64_t begin, int64_t end,
+                                    RowScratch<double>& w) {
+  bool finite = true;
+  for (int64_t a = begin; a < end; ++a) finite &= semihard_row_body(r, a, w);
+  return finite;
+}
+
 // Returns false when a row it mines holds a NaN or Inf (the outputs are then meaningless).
 template <typename T>
 bool semihard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool exclude_self, bool has_margin,
                          T margin, bool squared, bool drop, int64_t* out_a, int64_t* out_p, int64_t* out_n) {
-  const int64_t B = sq_dist.size(0), N = sq_dist.size(1), ld = sq_dist.stride(0);
-  const T* dist = sq_dist.data_ptr<T>();
-  const int32_t* anchor_gid = g.anchor_gid;
-  const int32_t* ref_gid = g.ref_gid;
-  const int32_t* members = g.members;
-  const int32_t* group_start = g.group_start;
-  const int64_t* pair_offset = g.pair_offset;
-  constexpr T kInf = std::numeric_limits<T>::infinity();
+  const SemihardRows<T> rows{sq_dist.data_ptr<T>(), sq_dist.size(1), sq_dist.stride(0), &g, exclude_self, has_margin,
+                             margin, squared, drop, out_a, out_p, out_n};
   std::atomic<bool> non_finite{false};
-
-  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-    std::vector<int32_t> positives, order, rank, bucket(N);
-    std::vector<T> sorted;
-    std::vector<T> best_d;
-    std::vector<int64_t> best_i;
-    for (int64_t a = begin; a < end; ++a) {
-      const int64_t slot0 = pair_offset[a];
-      const int K = static_cast<int>(pair_offset[a + 1] - slot0);
-      if (K == 0) continue;
-      const int32_t gid = anchor_gid[a];
-      const T* row = dist + a * ld;
-      if (!all_finite(row, N)) {  // the row is about to be read in full anyway (it is in cache next)
-        non_finite.store(true, std::memory_order_relaxed);
-        continue;
-      }
-
-      positives.clear();
-      for (int32_t m = group_start[gid]; m < group_start[gid + 1]; ++m)
-        if (!(exclude_self && members[m] == a)) positives.push_back(members[m]);
-
-      // Thresholds in ascending order; rank[q] = sorted position of positive q (ties by q, stable).
-      order.resize(K);
-      std::iota(order.begin(), order.end(), 0);
-      std::stable_sort(order.begin(), order.end(),
-                       [&](int32_t u, int32_t v) { return row[positives[u]] < row[positives[v]]; });
-      sorted.resize(K);
-      rank.resize(K);
-      for (int s = 0; s < K; ++s) {
-        sorted[s] = row[positives[order[s]]];
-        rank[order[s]] = s;
-      }
-
-      assign_buckets(row, ref_gid, gid, N, sorted.data(), K, bucket.data());
-      bucket_minima(row, bucket.data(), N, K, best_d, best_i);
-      // best[c] := closest negative in buckets c..K (suffix minimum, lexicographic on (d, index)).
-      for (int c = K - 1; c >= 0; --c)
-        if (best_i[c + 1] >= 0 && (best_i[c] < 0 || lex_less(best_d[c + 1], best_i[c + 1], best_d[c], best_i[c]))) {
-          best_d[c] = best_d[c + 1];
-          best_i[c] = best_i[c + 1];
-        }
-
-      T far_d = -kInf;
-      int64_t far_i = -1;
-      for (int q = 0; q < K; ++q) {
-        const int64_t slot = slot0 + q;
-        out_a[slot] = a;
-        out_p[slot] = positives[q];
-        int64_t n = best_i[rank[q] + 1];
-        T dn = best_d[rank[q] + 1];
-        if (n < 0 && !drop) {  // TF-Addons: the farthest negative (-1 if none); rarely needed, so found lazily
-          if (far_i < 0) farthest_negative(row, bucket.data(), N, K, far_d, far_i);
-          n = far_i;
-          dn = far_d;
-        }
-        if (n >= 0 && has_margin && !inside_margin(row[positives[q]], dn, margin, squared)) n = -1;
-        out_n[slot] = n;
-      }
-    }
+  at::parallel_for(0, sq_dist.size(0), 1, [&](int64_t begin, int64_t end) {
+    RowScratch<T> scratch;
+    if (!semihard_rows(rows, begin, end, scratch)) non_finite.store(true, std::memory_order_relaxed);
   });
   return !non_finite.load();
 }
