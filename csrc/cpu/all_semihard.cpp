@@ -13,6 +13,7 @@
 #include "cpu/finite.h"
 #include "label_groups.h"
 #include "cpu/mine_embeddings.h"
+#include "cpu/grain.h"
 
 namespace fx {
 namespace {
@@ -35,7 +36,7 @@ bool all_semihard_pass(const at::Tensor& sq_dist, const LabelGroups& g, bool exc
   const int32_t* members = g.members;
   const int32_t* group_start = g.group_start;
   std::atomic<bool> non_finite{false};
-  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, B, grain_for(2 * N), [&](int64_t begin, int64_t end) {
     std::vector<T> metric(N);
     for (int64_t a = begin; a < end; ++a) {
       const int64_t slot0 = s.pair_offset[a];

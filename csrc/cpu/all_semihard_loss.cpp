@@ -25,6 +25,7 @@
 #include "cpu/finite.h"
 #include "label_groups.h"
 #include "pairwise_dist_common.h"
+#include "cpu/grain.h"
 
 namespace fx {
 namespace {
@@ -120,7 +121,7 @@ void all_semihard_loss_kernel(const LossInputs<T>& in, const LabelGroups& g, T* 
                               bool& finite) {
   std::vector<AnchorSums> per_anchor(in.B);
   std::atomic<bool> non_finite{false};
-  at::parallel_for(0, in.B, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, in.B, grain_for(4 * in.B), [&](int64_t begin, int64_t end) {
     std::vector<std::pair<T, int64_t>> pos;
     std::vector<int64_t> run_all, run_active;
     for (int64_t a = begin; a < end; ++a) {

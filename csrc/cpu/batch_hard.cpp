@@ -11,6 +11,7 @@
 #include "cpu/finite.h"
 #include "label_groups.h"
 #include "cpu/mine_embeddings.h"
+#include "cpu/grain.h"
 
 namespace fx {
 namespace {
@@ -26,7 +27,7 @@ bool batch_hard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool
   const int64_t* pair_offset = g.pair_offset;
   constexpr T kInf = std::numeric_limits<T>::infinity();
   std::atomic<bool> non_finite{false};
-  at::parallel_for(0, B, 16, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, B, grain_for(N), [&](int64_t begin, int64_t end) {
     for (int64_t a = begin; a < end; ++a) {
       out_p[a] = out_n[a] = -1;
       if (pair_offset[a + 1] == pair_offset[a]) continue;  // no positive or no negative: no triplet

@@ -14,6 +14,7 @@
 #include "checks.h"
 #include "common/pairwise_rules.h"
 #include "pairwise_dist_common.h"
+#include "cpu/grain.h"
 
 namespace fx {
 namespace {
@@ -40,7 +41,7 @@ template <typename T>
 void symmetric_epilogue(T* out, const T* norm, int64_t B) {
   const int64_t tiles = (B + kTile - 1) / kTile;
   const int64_t pairs = tiles * (tiles + 1) / 2;
-  at::parallel_for(0, pairs, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, pairs, grain_for(kTile * kTile), [&](int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) {
       // k -> (ti, tj) with ti <= tj, enumerating row-major over the upper triangle of tiles.
       int64_t ti = 0, rest = k;
@@ -64,7 +65,7 @@ void symmetric_epilogue(T* out, const T* norm, int64_t B) {
 
 template <typename T>
 void cross_epilogue(T* out, const T* x_norm, const T* y_norm, int64_t B, int64_t N) {
-  at::parallel_for(0, B, 16, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, B, grain_for(N), [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       T* row = out + i * N;
       for (int64_t j = 0; j < N; ++j) row[j] = sq_dist_from_gram(x_norm[i], y_norm[j], row[j]);

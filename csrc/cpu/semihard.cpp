@@ -21,6 +21,7 @@
 #include "cpu/simd.h"
 #include "label_groups.h"
 #include "cpu/mine_embeddings.h"
+#include "cpu/grain.h"
 
 namespace fx {
 namespace {
@@ -206,7 +207,7 @@ bool semihard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool e
   const SemihardRows<T> rows{sq_dist.data_ptr<T>(), sq_dist.size(1), sq_dist.stride(0), &g, exclude_self, has_margin,
                              margin, squared, drop, out_a, out_p, out_n};
   std::atomic<bool> non_finite{false};
-  at::parallel_for(0, sq_dist.size(0), 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, sq_dist.size(0), grain_for(4 * sq_dist.size(1)), [&](int64_t begin, int64_t end) {
     RowScratch<T> scratch;
     if (!semihard_rows(rows, begin, end, scratch)) non_finite.store(true, std::memory_order_relaxed);
   });

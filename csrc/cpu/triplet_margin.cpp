@@ -15,6 +15,7 @@
 #include "common/triplet_rules.h"
 #include "cpu/simd.h"
 #include "triplet_csr.h"
+#include "cpu/grain.h"
 
 namespace fx {
 namespace {
@@ -142,7 +143,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_margin_forward_cpu(const 
                                             positive.data_ptr<int64_t>(), negative.data_ptr<int64_t>(),
                                             D, static_cast<acc_t>(margin), squared, loss.data_ptr<acc_t>(),
                                             d_ap.data_ptr<acc_t>(), d_an.data_ptr<acc_t>()};
-    at::parallel_for(0, T, 256, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, T, grain_for(2 * D), [&](int64_t begin, int64_t end) {
       if (!forward_triplets(args, begin, end)) non_finite.store(true, std::memory_order_relaxed);
     });
   });
@@ -192,7 +193,7 @@ at::Tensor triplet_margin_backward_cpu(const at::Tensor& grad_loss, const at::Te
                                              g.data_ptr<acc_t>(), g_stride, loss.data_ptr<acc_t>(),
                                              d_ap.data_ptr<acc_t>(), d_an.data_ptr<acc_t>(), D, squared,
                                              row_ptr.data(), entry.data(), grad.data_ptr<scalar_t>()};
-    at::parallel_for(0, B, 16, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, B, grain_for(B > 0 ? 3 * T * 2 * D / B : 1), [&](int64_t begin, int64_t end) {
       std::vector<acc_t> acc_row(D);
       backward_rows(args, begin, end, acc_row.data());
     });
