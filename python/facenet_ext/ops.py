@@ -16,6 +16,7 @@ from . import _C  # noqa: F401  (loads the library: registers torch.ops.facenet_
 from . import cross_batch
 from ._checks import (
     acc_dtype,
+    apply_function,
     check_bool,
     check_capacity,
     check_choice,
@@ -49,7 +50,7 @@ def pairwise_sq_dist(x: Tensor, y: Tensor | None = None) -> Tensor:
     if y is not None:
         check_tensor(fn, "y", y)
     if _needs_grad(x, y):
-        return _PairwiseSqDist.apply(x, y)
+        return apply_function(_PairwiseSqDist, x, y)
     return _ops.pairwise_sq_dist(x, y)
 
 
@@ -362,8 +363,13 @@ def triplet_loss(
         # Padding reads row 0 (any valid row would do) and is multiplied by 0 below; an empty batch has
         # no row 0 and no triplet.
         a, p, n = (t.clamp_min(0)[: capacity if rows.shape[0] else 0] for t in (a, p, n))
+    if _needs_grad(rows) and found is None and reduction != "none":
+        # The reduction inside the one autograd node: no Sum/Div nodes in the graph (at B = 64 each
+        # autograd node costs about as much as the whole backward kernel).
+        out, loss, d_ap, d_an = apply_function(_TripletMarginReduced, rows, a, p, n, margin, squared, reduction)
+        return _with_stats(out, loss, d_ap, d_an, loss.shape[0], emb) if return_stats else out
     if _needs_grad(rows):
-        loss, d_ap, d_an = _TripletMargin.apply(rows, a, p, n, margin, squared)
+        loss, d_ap, d_an = apply_function(_TripletMargin, rows, a, p, n, margin, squared)
     else:
         loss, d_ap, d_an = _ops.triplet_margin_forward(rows, a, p, n, margin, squared)
     if found is not None:
@@ -374,18 +380,19 @@ def triplet_loss(
         count = found.clamp_max(capacity)
     else:
         count = loss.shape[0]
-    static = isinstance(count, Tensor)
-    if reduction == "mean":
-        # A Python count divides as a float: no int-to-float tensor copy.
-        out = loss.sum() / (count.clamp_min(1) if static else torch.sym_float(torch.sym_max(count, 1)))
-    elif reduction == "mean_active":
-        out = loss.sum() / (loss > 0).sum().clamp_min(1)
-    elif reduction == "sum":
-        out = loss.sum()
-    else:
+    if reduction == "none":
         out = loss
-    if not return_stats:
-        return out
+    elif reduction == "mean" and found is not None:
+        out = loss.sum() / count.clamp_min(1)  # the triplets kept, not the padded length
+    else:
+        out = _reduce(loss, reduction)
+    return _with_stats(out, loss, d_ap, d_an, count, emb) if return_stats else out
+
+
+def _with_stats(out: Tensor, loss: Tensor, d_ap: Tensor, d_an: Tensor, count, emb: Tensor):
+    """(out, stats) of triplet_loss: 0-d tensors, no host sync. ``count``: the triplets used, an int (or
+    symbolic int) or a 0-d tensor."""
+    static = isinstance(count, Tensor)
     denom = count.clamp_min(1) if static else torch.sym_max(count, 1)
     if static:
         num = count
@@ -405,7 +412,7 @@ def _all_semihard_loss(emb: Tensor, labels: Tensor, margin: float, squared: bool
     """triplet_loss(mining="all_semihard") on a plain batch, reduced: one native call that never lists
     the triplets (up to B^2 K of them; O(B^2) memory), with the materialised path's value and gradient."""
     if _needs_grad(emb):
-        sums, counts, _ = _AllSemihardLoss.apply(emb, labels, margin, squared)
+        sums, counts, _ = apply_function(_AllSemihardLoss, emb, labels, margin, squared)
     else:
         sums, counts, _ = _ops.all_semihard_loss(emb, labels, margin, squared, False)
     total, active = counts[0], counts[1]
@@ -526,6 +533,49 @@ def _triplet_grad_differentiable(grad_loss: Tensor, emb: Tensor, a: Tensor, p: T
 torch.library.register_autograd(
     "facenet_ext::triplet_margin_forward", _triplet_backward, setup_context=_triplet_setup
 )
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    """"mean" (over all triplets), "mean_active" (over those with a non-zero loss) or "sum"."""
+    if reduction == "mean":
+        # A Python count divides as a float: no int-to-float tensor copy.
+        return loss.sum() / torch.sym_float(torch.sym_max(loss.shape[0], 1))
+    if reduction == "mean_active":
+        return loss.sum() / (loss > 0).sum().clamp_min(1)
+    return loss.sum()
+
+
+class _TripletMarginReduced(torch.autograd.Function):
+    """triplet_margin_forward and the reduction as one autograd node: (reduced loss, then the per-triplet
+    loss, d_ap and d_an, not differentiable, for the statistics)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(emb, a, p, n, margin, squared, reduction):
+        loss, d_ap, d_an = _ops.triplet_margin_forward(emb, a, p, n, margin, squared)
+        return _reduce(loss, reduction), loss, d_ap, d_an
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        emb, a, p, n, margin, squared, reduction = inputs
+        _, loss, d_ap, d_an = output
+        ctx.mark_non_differentiable(loss, d_ap, d_an)
+        _triplet_setup(ctx, (emb, a, p, n, margin, squared), (loss, d_ap, d_an))
+        ctx.reduction = reduction
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_loss, _grad_d_ap, _grad_d_an):
+        if grad_out is None:
+            return None, None, None, None, None, None, None
+        loss = ctx.saved_tensors[4]
+        if ctx.reduction == "mean":
+            grad_out = grad_out / torch.sym_float(torch.sym_max(loss.shape[0], 1))
+        elif ctx.reduction == "mean_active":
+            grad_out = grad_out / (loss > 0).sum().clamp_min(1)
+        # The gradient of each triplet's loss is one number: expanded, no copy (the kernel reads strides).
+        grads = _triplet_backward(ctx, grad_out.to(loss.dtype).expand(loss.shape), None, None)
+        return (*grads, None)
 
 
 class _TripletMargin(torch.autograd.Function):

@@ -9,7 +9,7 @@ from torch import Tensor
 from torch._jit_internal import BroadcastingList2  # what F.max_pool2d uses: TorchScript reads an int as a pair
 
 from . import _C  # noqa: F401  (loads the library: registers torch.ops.facenet_ext.*)
-from ._checks import check_tensor
+from ._checks import apply_function, check_tensor
 
 _ops = torch.ops.facenet_ext
 Pair = tuple[int, int]
@@ -44,7 +44,7 @@ def l2_pool2d(
     k, s, p = pool_params(fn, kernel_size, stride, padding)
     _check_output_size(fn, x, k, s, p, ceil_mode)
     batched = x.dim() == 4
-    out = _L2Pool2dFunction.apply(x if batched else x.unsqueeze(0), k, s, p, bool(ceil_mode))
+    out = apply_function(_L2Pool2dFunction, x if batched else x.unsqueeze(0), k, s, p, bool(ceil_mode))
     return out if batched else out.squeeze(0)
 
 
@@ -163,7 +163,7 @@ def _setup(ctx, inputs, output):
 
 def _backward(ctx, grad_out):
     x, out = ctx.saved_tensors
-    return _L2Pool2dBackwardFunction.apply(grad_out, x, out, *ctx.params), None, None, None, None
+    return apply_function(_L2Pool2dBackwardFunction, grad_out, x, out, *ctx.params), None, None, None, None
 
 
 def _no_double_backward(ctx, *grads):
