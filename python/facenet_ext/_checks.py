@@ -6,6 +6,7 @@ IndexError: the classes the native ops raise for the same faults (csrc/checks.h)
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 
@@ -27,6 +28,15 @@ def apply_function(function: type, *args):
         return function.apply(*args)
     args = torch._functorch.utils.unwrap_dead_wrappers(args)
     return super(torch.autograd.Function, function).apply(*args)
+
+
+def below_autograd():
+    """A context that calls ops below the autograd dispatch key. For ops with a Python autograd
+    registration (``torch.library.register_autograd``), which otherwise runs its Python wrapper on every
+    call, even with gradients off (about 10 µs a call); for calls whose result must not be recorded
+    (inside an autograd.Function's forward, or when nothing requires a gradient). While compiling, a
+    no-op: the traced graph records no autograd either way."""
+    return contextlib.nullcontext() if _compiling() else torch._C._AutoDispatchBelowAutograd()
 
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -17,6 +17,7 @@ from . import cross_batch
 from ._checks import (
     acc_dtype,
     apply_function,
+    below_autograd,
     check_bool,
     check_capacity,
     check_choice,
@@ -51,7 +52,8 @@ def pairwise_sq_dist(x: Tensor, y: Tensor | None = None) -> Tensor:
         check_tensor(fn, "y", y)
     if _needs_grad(x, y):
         return apply_function(_PairwiseSqDist, x, y)
-    return _ops.pairwise_sq_dist(x, y)
+    with below_autograd():
+        return _ops.pairwise_sq_dist(x, y)
 
 
 @torch.library.register_fake("facenet_ext::pairwise_sq_dist")
@@ -98,7 +100,8 @@ class _PairwiseSqDist(torch.autograd.Function):
 
     @staticmethod
     def forward(x, y):
-        return _ops.pairwise_sq_dist(x, y)
+        with below_autograd():
+            return _ops.pairwise_sq_dist(x, y)
 
     setup_context = staticmethod(_pairwise_setup)
     backward = staticmethod(_pairwise_backward)
@@ -371,7 +374,8 @@ def triplet_loss(
     if _needs_grad(rows):
         loss, d_ap, d_an = apply_function(_TripletMargin, rows, a, p, n, margin, squared)
     else:
-        loss, d_ap, d_an = _ops.triplet_margin_forward(rows, a, p, n, margin, squared)
+        with below_autograd():
+            loss, d_ap, d_an = _ops.triplet_margin_forward(rows, a, p, n, margin, squared)
     if found is not None:
         if rows.shape[0] == 0:
             loss = d_ap = d_an = rows.new_zeros((capacity,), dtype=acc_dtype(rows.dtype)) + rows.sum()
@@ -553,7 +557,8 @@ class _TripletMarginReduced(torch.autograd.Function):
 
     @staticmethod
     def forward(emb, a, p, n, margin, squared, reduction):
-        loss, d_ap, d_an = _ops.triplet_margin_forward(emb, a, p, n, margin, squared)
+        with below_autograd():
+            loss, d_ap, d_an = _ops.triplet_margin_forward(emb, a, p, n, margin, squared)
         return _reduce(loss, reduction), loss, d_ap, d_an
 
     @staticmethod
@@ -585,7 +590,8 @@ class _TripletMargin(torch.autograd.Function):
 
     @staticmethod
     def forward(emb, a, p, n, margin, squared):
-        return _ops.triplet_margin_forward(emb, a, p, n, margin, squared)
+        with below_autograd():
+            return _ops.triplet_margin_forward(emb, a, p, n, margin, squared)
 
     setup_context = staticmethod(_triplet_setup)
     backward = staticmethod(_triplet_backward)
