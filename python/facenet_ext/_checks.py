@@ -14,6 +14,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+try:  # what Function.apply does first; absent in older torch
+    from torch._functorch.utils import unwrap_dead_wrappers as _unwrap_dead_wrappers
+except ImportError:
+    _unwrap_dead_wrappers = None
+
 
 def _compiling() -> bool:
     return torch.compiler.is_compiling()
@@ -26,8 +31,10 @@ def apply_function(function: type, *args):
     or a torch.func transform, the regular ``apply``."""
     if _compiling() or torch._C._are_functorch_transforms_active():
         return function.apply(*args)
-    args = torch._functorch.utils.unwrap_dead_wrappers(args)
+    if _unwrap_dead_wrappers is not None:
+        args = _unwrap_dead_wrappers(args)
     return super(torch.autograd.Function, function).apply(*args)
+
 
 
 def below_autograd():
