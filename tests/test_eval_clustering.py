@@ -176,9 +176,9 @@ def test_gallery_probe_split():
         (lambda: fe.rank_accuracy(np.ones((1, 2)), [0], np.ones((2, 2)), [0]), ValueError,
          r"gallery_labels must be 1-D with one label per row \(2\)"),
         (lambda: fe.rank_accuracy(np.ones((1, 2)), [0], np.ones((1, 2)), [0], topk=(0,)), ValueError,
-         "topk must be a non-empty sequence of integers >= 1"),
+         r"topk\[0\] must be an int >= 1, got 0"),
         (lambda: fe.identification_accuracy(np.ones((3, 2)), [0, 1, 2]), ValueError, "no identity has more than"),
-        (lambda: fe.gallery_probe_split([0, 1], n_gallery=0), ValueError, "n_gallery must be an integer >= 1"),
+        (lambda: fe.gallery_probe_split([0, 1], n_gallery=0), ValueError, "n_gallery must be an int >= 1"),
     ],
 )
 def test_bad_inputs(call, exc, msg):

@@ -131,8 +131,8 @@ def test_make_pairs_on_orl(shared_data):
     [
         ([0, 0, 0], {}, "images has 1 identities"),
         ([0, 0, 1, 1], {"n_folds": 2, "pairs_per_fold": 2}, r"need 4 matched and 4 mismatched pairs; the set has 2"),
-        ([0, 1, 2, 3], {"n_folds": 2}, "pairs_per_fold must be an integer >= 1, got 0"),
-        ([0, 0, 1, 1], {"n_folds": 1}, "n_folds must be an integer >= 2"),
+        ([0, 1, 2, 3], {"n_folds": 2}, "pairs_per_fold must be an int >= 1, got 0"),
+        ([0, 0, 1, 1], {"n_folds": 1}, "n_folds must be an int >= 2"),
     ],
 )
 def test_make_pairs_errors(labels, kwargs, msg):

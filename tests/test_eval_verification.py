@@ -281,9 +281,11 @@ def test_bad_pair_inputs(call, dist, issame, exc, msg):
         getattr(fe, call)(np.array(dist), issame)
 
 
-@pytest.mark.parametrize("target", [-0.1, 1.5, float("nan"), "0.1", None])
-def test_bad_far_target(target):
-    with pytest.raises(ValueError, match="val_at_far: far_target must be a number in"):
+@pytest.mark.parametrize("target, exc", [(-0.1, ValueError), (1.5, ValueError), (float("nan"), ValueError),
+                                         ("0.1", TypeError), (None, TypeError), (True, TypeError)])
+def test_bad_far_target(target, exc):
+    """Wrong type TypeError, wrong value ValueError (one rule for every scalar argument)."""
+    with pytest.raises(exc, match="val_at_far: far_target must be a"):
         fe.val_at_far(DIST, SAME, target)
 
 

@@ -282,7 +282,8 @@ def test_bad_magface_params(what, params, exc, arg):
         (dict(scale=0), ValueError, "scale"),
         (dict(margin=None), TypeError, "margin"),
         (dict(in_features=0), ValueError, "in_features"),
-        (dict(num_classes=2.5), ValueError, "num_classes"),
+        (dict(num_classes=2.5), TypeError, "num_classes"),  # wrong type: TypeError, as for every scalar
+        (dict(num_classes=0), ValueError, "num_classes"),
     ],
 )
 def test_bad_arcface_params(kwargs, exc, arg):

@@ -111,16 +111,50 @@ def check_labels(fn: str, labels: object, batch: int, device: torch.device, name
     return labels
 
 
-def check_real(fn: str, name: str, value: object) -> float:
-    """A real scalar (int, float, numpy scalar or 0-d real tensor; not bool) as a Python float."""
+def _bounds(low, high, low_open: bool, high_open: bool) -> str:
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if low_open else '>='} {low}")
+    if high is not None:
+        parts.append(f"{'<' if high_open else '<='} {high}")
+    return " " + " and ".join(parts) if parts else ""
+
+
+def check_int(fn: str, name: str, value: object, *, low: int | None = None, high: int | None = None,
+              allow_none: bool = False) -> int | None:
+    """An integer (Python or NumPy; a bool is not one) in [low, high]: TypeError for another type,
+    ValueError out of range. The message names the function and the argument."""
+    if value is None and allow_none:
+        return None
+    what = f"an int{_bounds(low, high, False, False)}{' or None' if allow_none else ''}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{fn}: {name} must be {what}, got {type(value).__name__}")
+    v = int(value)
+    if (low is not None and v < low) or (high is not None and v > high):
+        raise ValueError(f"{fn}: {name} must be {what}, got {v}")
+    return v
+
+
+def check_real(fn: str, name: str, value: object, *, low: float | None = None, high: float | None = None,
+               low_open: bool = False, high_open: bool = False, finite: bool = False) -> float:
+    """A real scalar (int, float, NumPy scalar or 0-d real tensor; not a bool) as a Python float, in the
+    given bounds (``low_open``/``high_open``: strict) and, with ``finite``, finite: TypeError for another
+    type, ValueError out of range (NaN is always out of a bounded range)."""
     if isinstance(value, Tensor):
         if value.dim() != 0 or value.is_complex() or value.dtype == torch.bool:
             raise TypeError(f"{fn}: {name} must be a real number or a 0-d real tensor, got a {value.dtype} tensor "
                             f"of shape {tuple(value.shape)}")
-        return float(value.item())
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        v = float(value.item())
+    elif isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{fn}: {name} must be a real number, got {type(value).__name__}")
-    return float(value)
+    else:
+        v = float(value)
+    below = low is not None and not (v > low if low_open else v >= low)
+    above = high is not None and not (v < high if high_open else v <= high)
+    if below or above or (finite and not math.isfinite(v)):
+        what = f"a{' finite' if finite else ''} number{_bounds(low, high, low_open, high_open)}"
+        raise ValueError(f"{fn}: {name} must be {what}, got {value!r}")
+    return v
 
 
 def check_margin(fn: str, margin: object, allow_none: bool = False, dtype: torch.dtype | None = None) -> float | None:
@@ -145,14 +179,8 @@ def check_bool(fn: str, name: str, value: object) -> bool:
 
 
 def check_capacity(fn: str, capacity: object) -> int | None:
-    """``capacity=``: None, or an int >= 0 (not a bool)."""
-    if capacity is None:
-        return None
-    if isinstance(capacity, bool) or not isinstance(capacity, numbers.Integral):
-        raise TypeError(f"{fn}: capacity must be an int >= 0 or None, got {type(capacity).__name__}")
-    if capacity < 0:
-        raise ValueError(f"{fn}: capacity must be an int >= 0 or None, got {capacity!r}")
-    return int(capacity)
+    """``capacity=``: None, or an int >= 0."""
+    return check_int(fn, "capacity", capacity, low=0, allow_none=True)
 
 
 def check_choice(fn: str, name: str, value: object, choices: tuple[str, ...]) -> None:

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from . import _C  # noqa: F401  (registers torch.ops.facenet_ext.*)
-from ._checks import check_embedding_shape, check_finite, check_labels, check_like, check_triplet_indices
+from ._checks import check_embedding_shape, check_finite, check_int, check_labels, check_like, check_triplet_indices
 from .memory_bank import MemoryBank
 from .mining import MINING
 from .streaming import ReferenceSet, positives
@@ -67,12 +67,7 @@ REFERENCE_DOC = """
 
 
 def check_chunk_size(fn: str, chunk_size: object) -> None:
-    if chunk_size is None:
-        return
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
-        raise TypeError(f"{fn}: chunk_size must be a positive int or None, got {type(chunk_size).__name__}")
-    if chunk_size < 1:
-        raise ValueError(f"{fn}: chunk_size must be a positive int or None, got {chunk_size!r}")
+    check_int(fn, "chunk_size", chunk_size, low=1, allow_none=True)
 
 
 def check_reference_args(fn: str, emb: Tensor, ref_emb, ref_labels, memory, chunk_size) -> None:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import _compiling, acc_dtype, check_embeddings, check_labels
+from ._checks import _compiling, acc_dtype, check_embeddings, check_int, check_labels, check_real
 
 # cos θ is clamped to [-1 + COS_EPS, 1 - COS_EPS] before sin θ = sqrt(1 - cos² θ): at |cos θ| = 1 the
 # derivative of the square root is infinite. 1e-7 is representable below 1 in float32 (spacing 6e-8).
@@ -30,11 +30,7 @@ _ARCFACE_CLAMP = (10.0, 110.0)
 
 
 def _number(fn: str, name: str, value: object) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise TypeError(f"{fn}: {name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{fn}: {name} must be finite, got {value}")
-    return float(value)
+    return check_real(fn, name, value, finite=True)
 
 
 def _check_margin_params(fn: str, scale, l_a, u_a, l_m, u_m, lambda_g, m_names=("l_m", "u_m")) -> None:
@@ -109,9 +105,8 @@ class _MarginHead(nn.Module):
 
     def __init__(self, fn: str, in_features: int, num_classes: int) -> None:
         super().__init__()
-        for name, value in (("in_features", in_features), ("num_classes", num_classes)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{fn}: {name} must be a positive int, got {value!r}")
+        in_features = check_int(fn, "in_features", in_features, low=1)
+        num_classes = check_int(fn, "num_classes", num_classes, low=1)
         self.in_features = in_features
         self.num_classes = num_classes
         self.weight = nn.Parameter(torch.empty(num_classes, in_features))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._checks import check_embeddings, check_labels, check_like
+from ._checks import check_embeddings, check_int, check_labels, check_like
 
 
 class MemoryBank:
@@ -30,9 +30,7 @@ class MemoryBank:
     """
 
     def __init__(self, size: int, dim: int, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"):
-        for name, v in (("size", size), ("dim", dim)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"MemoryBank: {name} must be a positive int, got {v!r}")
+        size, dim = check_int("MemoryBank", "size", size, low=1), check_int("MemoryBank", "dim", dim, low=1)
         if not dtype.is_floating_point:
             raise TypeError(f"MemoryBank: dtype must be floating point, got {dtype}")
         self.size, self.dim = size, dim

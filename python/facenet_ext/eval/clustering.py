@@ -25,6 +25,7 @@ from sklearn.cluster import AgglomerativeClustering
 from sklearn.metrics import normalized_mutual_info_score
 from sklearn.metrics.cluster import pair_confusion_matrix
 
+from .._checks import check_choice, check_int, check_real
 from . import _inputs
 
 LINKAGES = ("average", "complete", "single", "ward")
@@ -43,14 +44,11 @@ class PairScores(NamedTuple):
 
 
 def _check_linkage(fn: str, linkage: str) -> None:
-    if linkage not in LINKAGES:
-        raise ValueError(f"{fn}: unknown linkage {linkage!r}; expected one of {', '.join(map(repr, LINKAGES))}")
+    check_choice(fn, "linkage", linkage, LINKAGES)
 
 
 def _check_threshold(fn: str, threshold: object) -> float:
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < np.inf:
-        raise ValueError(f"{fn}: threshold must be a finite number > 0, got {threshold!r}")
-    return float(threshold)
+    return check_real(fn, "threshold", threshold, low=0, low_open=True, finite=True)
 
 
 def _scores(tp: float, pred: float, true: float) -> PairScores:
@@ -92,8 +90,7 @@ def cut_into(emb, n_clusters: int, *, linkage: str = "average") -> tuple[np.ndar
     _check_linkage(fn, linkage)
     e = _inputs.embeddings(fn, emb)
     n = e.shape[0]
-    if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)) or not 1 <= n_clusters <= n:
-        raise ValueError(f"{fn}: n_clusters must be an integer in [1, {n}], got {n_clusters!r}")
+    n_clusters = check_int(fn, "n_clusters", n_clusters, low=1, high=n)
     if n == 1:
         return np.zeros(1, dtype=np.int64), DEFAULT_CLUSTER_THRESHOLD
     h = AgglomerativeClustering(n_clusters=1, linkage=linkage, compute_distances=True).fit(e).distances_

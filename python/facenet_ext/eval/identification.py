@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .._checks import check_int
 from . import _inputs
 
 
@@ -20,8 +21,7 @@ def gallery_probe_split(labels, n_gallery: int = 1, seed: int = 0) -> tuple[np.n
     gallery and the rest are probes. An identity with no more than ``n_gallery`` items goes to the
     gallery whole (a distractor: it cannot be probed but can be confused with)."""
     fn = "gallery_probe_split"
-    if isinstance(n_gallery, bool) or not isinstance(n_gallery, (int, np.integer)) or n_gallery < 1:
-        raise ValueError(f"{fn}: n_gallery must be an integer >= 1, got {n_gallery!r}")
+    n_gallery = check_int(fn, "n_gallery", n_gallery, low=1)
     codes = _inputs.labels(fn, labels, min_classes=1)
     rng = np.random.default_rng(seed)
     gallery, probe = [], []
@@ -33,9 +33,9 @@ def gallery_probe_split(labels, n_gallery: int = 1, seed: int = 0) -> tuple[np.n
 
 
 def _check_topk(fn: str, topk: Sequence[int]) -> tuple[int, ...]:
-    ks = tuple(topk)
-    if not ks or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 for k in ks):
-        raise ValueError(f"{fn}: topk must be a non-empty sequence of integers >= 1, got {topk!r}")
+    ks = tuple(check_int(fn, f"topk[{i}]", k, low=1) for i, k in enumerate(topk))
+    if not ks:
+        raise ValueError(f"{fn}: topk must be a non-empty sequence of ints >= 1, got {topk!r}")
     return ks
 
 

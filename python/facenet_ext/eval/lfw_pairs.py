@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._checks import check_int
 from ..paths import IMAGE_SUFFIXES
 from .pairs import IndexPairs, check_n_folds, stratified_folds
 
@@ -192,8 +193,8 @@ def make_pairs(images: Sequence | Mapping[str, Sequence], *, n_folds: int = 10, 
     total_diff = codes.size * (codes.size - 1) // 2 - total_same
     if pairs_per_fold is None:
         pairs_per_fold = min(300, total_same // n_folds)
-    if isinstance(pairs_per_fold, bool) or not isinstance(pairs_per_fold, (int, np.integer)) or pairs_per_fold < 1:
-        raise ValueError(f"{fn}: pairs_per_fold must be an integer >= 1, got {pairs_per_fold!r} "
+    if check_int(fn, "pairs_per_fold", pairs_per_fold) < 1:
+        raise ValueError(f"{fn}: pairs_per_fold must be an int >= 1, got {pairs_per_fold!r} "
                          f"(the set has {total_same} matched pairs for {n_folds} folds)")
     need = n_folds * pairs_per_fold
     if need > min(total_same, total_diff):

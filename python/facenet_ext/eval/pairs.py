@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._checks import check_int
 from . import _inputs
 
 
@@ -37,9 +38,7 @@ def stratified_folds(issame: np.ndarray, n_folds: int, rng: np.random.Generator)
 
 
 def check_n_folds(fn: str, n_folds: object) -> int:
-    if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
-        raise ValueError(f"{fn}: n_folds must be an integer >= 2, got {n_folds!r}")
-    return int(n_folds)
+    return check_int(fn, "n_folds", n_folds, low=2)
 
 
 def all_pairs(labels, n_folds: int = 10, seed: int = 0) -> IndexPairs:

@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 from sklearn.metrics import auc as _trapezoid
 
+from .._checks import check_real
 from . import _inputs
 
 
@@ -137,8 +138,7 @@ def _threshold_at_far(r: Roc, far_target: float) -> float:
 
 
 def _check_far_target(fn: str, far_target: float) -> None:
-    if isinstance(far_target, bool) or not isinstance(far_target, (int, float)) or not 0 <= far_target <= 1:
-        raise ValueError(f"{fn}: far_target must be a number in [0, 1], got {far_target!r}")
+    check_real(fn, "far_target", far_target, low=0, high=1)
 
 
 def val_at_far(dist, issame, far_target: float = 1e-3) -> OperatingPoint:
