@@ -1,10 +1,13 @@
 # The two commands a new user runs (see README): `make demo` and `make test`.
-# Each creates .venv, installs torch (CPU build by default; override TORCH_SPEC), builds the extension
-# against it with `pip install --no-build-isolation`, then runs.
+# Each creates .venv, installs torch (TORCH_SPEC from pip's configured index, or from TORCH_INDEX),
+# builds the extension against it with `pip install --no-build-isolation`, then runs.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
+# Empty: pip's configured index decides which torch wheel (from PyPI on Linux that is the CUDA build).
+# For a CPU-only machine: make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
 .PHONY: demo test install cuda-check bench clean
@@ -14,7 +17,7 @@ $(PY):
 
 # Build-time tools and torch first: the build uses the installed torch, never an isolated copy.
 $(VENV)/.build-deps: $(PY) pyproject.toml
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)")
 	$(PY) -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja "cmake>=3.25"
 	touch $@
 

@@ -1,4 +1,4 @@
-"""L2 pooling benchmark (issue 4): fx.l2_pool2d against F.pad + F.lp_pool2d and against the reference
+"""L2 pooling benchmark: fx.l2_pool2d against F.pad + F.lp_pool2d and against the reference
 formula (F.pad + square + avg_pool2d * k^2 + sqrt) evaluated in float32, on FaceNet NN2-sized inputs.
 
     python benchmarks/bench_l2_pool.py [--device cpu|cuda] [--threads 2]

@@ -1,4 +1,4 @@
-"""Issue 3, item 9: our miners and loss against torch.cdist and the pure-PyTorch/Python miners, at
+"""Our miners and loss against torch.cdist and the pure-PyTorch/Python miners, at
 FaceNet's batch (B = 1800 = 45 identities x 40 images, D = 128, fp32) on 2 CPU threads; then B = 16384
 mining, with time and peak memory. Prints a markdown table of medians and ratios.
 

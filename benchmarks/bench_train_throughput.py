@@ -1,5 +1,5 @@
 """Training throughput (images/s) of the reference trainer's step with our fused loss against
-pytorch-metric-learning's miner + loss in the same loop (issue 7).
+pytorch-metric-learning's miner + loss in the same loop.
 
     python benchmarks/bench_train_throughput.py [--data DIR] [--steps 10] [--threads 2] [-P 30 -K 10]
 

@@ -35,7 +35,7 @@ def plain_triplet_loss(emb, triplets, margin, squared):
 # ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("squared", [True, False], ids=["squared", "plain"])
 def test_second_order_gradient_matches_plain_pytorch(squared):
-    """The issue's example: d/de of ||dL/de||^2. It was silently 0."""
+    """The reported example: d/de of ||dL/de||^2. It was silently 0."""
     emb, labels = batch(dtype=torch.float64)
     triplets = fx.semi_hard_triplets(emb, labels)
     e1, e2 = emb.clone().requires_grad_(), emb.clone().requires_grad_()

@@ -1,4 +1,4 @@
-"""fx.l2_pool2d and fx.nn.L2Pool2d against the float64 reference (issue 4), on every device present;
+"""fx.l2_pool2d and fx.nn.L2Pool2d against the float64 reference, on every device present;
 fx.nn.L2Pool2d under TorchScript, and fx.l2_pool2d under torch.func.
 
 Inputs are fresh random numbers each run. Failures are reproducible: hypothesis prints the falsifying

@@ -105,7 +105,7 @@ def test_miners(device, miner):
 @devices()
 @pytest.mark.parametrize("squared", [True, False])
 def test_triplet_loss_with_explicit_triplets(device, squared):
-    """The issue's case: the columns of torch.stack([a, p, n], 1) (strided), and expanded index tensors."""
+    """The reported case: the columns of torch.stack([a, p, n], 1) (strided), and expanded index tensors."""
     emb, labels = batch(device)
     a, p, n = triplets(emb, labels)
 

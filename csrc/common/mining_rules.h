@@ -1,4 +1,4 @@
-// The selection rules of DESIGN.md, written once for the CPU and CUDA miners.
+// The selection rules of docs/semantics.md, written once for the CPU and CUDA miners.
 //
 // Every miner works on squared distances D; `squared=false` only changes the margin tests, which
 // compare plain distances sqrt(D). Ties always go to the smaller index: scanning candidates in

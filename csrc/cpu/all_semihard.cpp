@@ -11,7 +11,7 @@
 
 #include "common/mining_rules.h"
 #include "cpu/finite.h"
-#include "label_groups.h"
+#include "aten/label_groups.h"
 #include "cpu/mine_embeddings.h"
 #include "cpu/grain.h"
 

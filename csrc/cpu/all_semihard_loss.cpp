@@ -23,8 +23,8 @@
 #include "common/pairwise_rules.h"
 #include "common/triplet_rules.h"
 #include "cpu/finite.h"
-#include "label_groups.h"
-#include "pairwise_dist_common.h"
+#include "aten/label_groups.h"
+#include "aten/pairwise_dist.h"
 #include "cpu/grain.h"
 
 namespace fx {

@@ -9,7 +9,7 @@
 #include <limits>
 
 #include "cpu/finite.h"
-#include "label_groups.h"
+#include "aten/label_groups.h"
 #include "cpu/mine_embeddings.h"
 #include "cpu/grain.h"
 

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "common/l2_pool_rules.h"
-#include "l2_pool_common.h"
+#include "aten/l2_pool.h"
 
 namespace fx {
 namespace {

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "common/label_rules.h"
-#include "label_groups.h"
+#include "aten/label_groups.h"
 
 namespace fx {
 

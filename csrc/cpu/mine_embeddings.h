@@ -4,8 +4,8 @@
 #pragma once
 #include <optional>
 
-#include "label_groups.h"
-#include "pairwise_dist_common.h"
+#include "aten/label_groups.h"
+#include "aten/pairwise_dist.h"
 
 namespace fx {
 

@@ -19,7 +19,7 @@
 #include "common/mining_rules.h"
 #include "cpu/finite.h"
 #include "cpu/simd.h"
-#include "label_groups.h"
+#include "aten/label_groups.h"
 #include "cpu/mine_embeddings.h"
 #include "cpu/grain.h"
 

@@ -14,7 +14,7 @@
 #include "checks.h"
 #include "common/triplet_rules.h"
 #include "cpu/simd.h"
-#include "triplet_csr.h"
+#include "aten/triplet_csr.h"
 #include "cpu/grain.h"
 
 namespace fx {

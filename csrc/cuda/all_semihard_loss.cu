@@ -6,7 +6,7 @@
 
 #include "cuda/kernels/all_semihard_loss.cuh"
 #include "cuda/launch.cuh"
-#include "label_groups.h"
+#include "aten/label_groups.h"
 
 namespace fx {
 namespace {

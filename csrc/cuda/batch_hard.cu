@@ -6,7 +6,7 @@
 #include "cuda/kernels/batch_hard.cuh"
 #include "cuda/launch.cuh"
 #include "cuda/mine_embeddings.cuh"
-#include "label_groups.h"
+#include "aten/label_groups.h"
 
 namespace fx {
 namespace {

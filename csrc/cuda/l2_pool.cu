@@ -1,4 +1,4 @@
-// l2_pool2d on CUDA: checks and geometry shared with the CPU path (l2_pool_common.h), then one
+// l2_pool2d on CUDA: checks and geometry shared with the CPU path (aten/l2_pool.h), then one
 // grid-stride kernel per direction (kernels/l2_pool.cuh). Like the CPU path, x is read as contiguous
 // NCHW (channels-last x is copied first) and the result is NCHW-contiguous.
 #include <ATen/ATen.h>
@@ -10,7 +10,7 @@
 
 #include "cuda/kernels/l2_pool.cuh"
 #include "cuda/launch.cuh"
-#include "l2_pool_common.h"
+#include "aten/l2_pool.h"
 
 namespace fx {
 namespace {

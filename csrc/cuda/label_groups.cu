@@ -3,7 +3,7 @@
 
 #include "cuda/kernels/label_groups.cuh"
 #include "cuda/launch.cuh"
-#include "label_groups.h"
+#include "aten/label_groups.h"
 
 namespace fx {
 

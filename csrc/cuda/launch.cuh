@@ -10,8 +10,8 @@
 #include <cstdint>
 
 #include "checks.h"
-#include "label_groups.h"
-#include "pairwise_dist_common.h"
+#include "aten/label_groups.h"
+#include "aten/pairwise_dist.h"
 
 namespace fx::cuda {
 

@@ -5,8 +5,8 @@
 #include <optional>
 
 #include "cuda/launch.cuh"
-#include "label_groups.h"
-#include "pairwise_dist_common.h"
+#include "aten/label_groups.h"
+#include "aten/pairwise_dist.h"
 
 namespace fx::cuda {
 

@@ -5,7 +5,7 @@
 
 #include "cuda/kernels/pairwise_dist.cuh"
 #include "cuda/launch.cuh"
-#include "pairwise_dist_common.h"
+#include "aten/pairwise_dist.h"
 
 namespace fx {
 

@@ -7,7 +7,7 @@
 #include "checks.h"
 #include "cuda/kernels/triplet_margin.cuh"
 #include "cuda/launch.cuh"
-#include "triplet_csr.h"
+#include "aten/triplet_csr.h"
 
 namespace fx {
 namespace {

@@ -1,4 +1,4 @@
-"""Mining against a reference set (DESIGN.md, "Beyond one batch"): anchors come from the batch, positives
+"""Mining against a reference set (docs/cross_batch.md): anchors come from the batch, positives
 and negatives from a reference set, which may contain the batch itself at some offset (a memory bank
 appended to the batch, or the global batch of ``torch.distributed``).
 

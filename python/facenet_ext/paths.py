@@ -1,5 +1,6 @@
 """Where the real face data lives. It is never copied into the repo: ``FACENET_EXT_DATA`` names it, or
-``../shared/data`` beside the checkout (the layout of this project's machines and CI)."""
+a ``shared/data`` folder beside the current directory or one of its parents (the layout of this project's
+machines and CI, where the checkout sits next to ``shared/``)."""
 from __future__ import annotations
 
 import os

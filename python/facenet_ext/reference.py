@@ -38,7 +38,7 @@ def pairwise_sq_dist_reference(x: Tensor, y: Tensor | None = None) -> Tensor:
 # ---------------------------------------------------------------------------------------------------
 # miners
 #
-# Each miner exists twice: `*_from_sq_dist_reference` applies DESIGN.md's rule to a given squared-distance
+# Each miner exists twice: `*_from_sq_dist_reference` applies the rule of docs/semantics.md to a given squared-distance
 # matrix (so a test can hand it the exact matrix the op mined on and demand identical indices), and
 # `*_reference` takes embeddings and mines on pairwise_sq_dist_reference in float64.
 #

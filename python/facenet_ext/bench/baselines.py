@@ -2,7 +2,7 @@
 
 They exist to be timed against our ops on the same inputs, and checked against them first
 (``facenet_ext.bench.agreement``). Each docstring states the exact rule implemented and where it differs
-from ours (DESIGN.md: "Semantics").
+from ours (docs/semantics.md).
 
 1. :func:`facenet_loop` — the per-pair Python loop of the popular FaceNet re-implementations.
 2. :func:`siamese_triplet_loop` — the per-label loop of the "siamese-triplet" tutorial's semi-hard selector.

@@ -250,7 +250,7 @@ METHODS: list[Method] = [
 ]
 BY_KEY = {m.key: m for m in METHODS}
 
-# Ratios beyond "each baseline vs the op doing the same job": the targets of issues 3 and 6.
+# Ratios beyond "each baseline vs the op doing the same job": the pairs the project's speed targets name.
 EXTRA_COMPARISONS: list[tuple[str, str]] = [
     ("fx.semihard", "cdist"),  # mining incl. distances, as a multiple of cdist alone (target <= 2x)
     ("fx.loss.semihard", "facenet_loop"),  # target >= 1000x

@@ -1,4 +1,4 @@
-"""Evaluation of face embeddings (FaceNet §4, issue 7): verification (VAL/FAR, ROC, AUC, EER, LFW 10-fold
+"""Evaluation of face embeddings (FaceNet §4): verification (VAL/FAR, ROC, AUC, EER, LFW 10-fold
 accuracy), identification (rank-k) and clustering (pairwise F-score, NMI), for any model's embeddings.
 
 >>> import numpy as np, facenet_ext.eval as fe

@@ -24,7 +24,6 @@ from ..paths import IMAGE_SUFFIXES
 from .pairs import IndexPairs, check_n_folds, stratified_folds
 
 LFW_PATTERN = "{name}/{name}_{idx:04d}.jpg"
-IMAGE_EXTENSIONS = IMAGE_SUFFIXES
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,7 +138,7 @@ def write_pairs(pairs: Pairs, path: str | os.PathLike) -> None:
 # ---------------------------------------------------------------------------------------------------
 # making pairs for any labelled set
 # ---------------------------------------------------------------------------------------------------
-def list_image_folder(root: str | os.PathLike, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> dict[str, list[Path]]:
+def list_image_folder(root: str | os.PathLike, extensions: Sequence[str] = IMAGE_SUFFIXES) -> dict[str, list[Path]]:
     """``{identity: [image paths]}`` of a tree ``root/<identity>/<image>``, both levels sorted by name, so
     image number i of an identity is its i-th file (1-based) in that order."""
     root = Path(root)

@@ -1,4 +1,4 @@
-#include "l2_pool_common.h"
+#include "aten/l2_pool.h"
 
 #include "checks.h"
 #include "common/l2_pool_rules.h"

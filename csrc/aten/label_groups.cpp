@@ -1,4 +1,4 @@
-#include "label_groups.h"
+#include "aten/label_groups.h"
 
 #include <ATen/ops/empty_cpu_dispatch.h>
 

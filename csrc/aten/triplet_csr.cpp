@@ -1,4 +1,4 @@
-#include "triplet_csr.h"
+#include "aten/triplet_csr.h"
 
 
 #include "checks.h"

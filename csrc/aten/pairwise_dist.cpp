@@ -1,4 +1,4 @@
-#include "pairwise_dist_common.h"
+#include "aten/pairwise_dist.h"
 
 #include <limits>
 
