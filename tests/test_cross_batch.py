@@ -352,3 +352,25 @@ def test_memory_bank_state_round_trip():
     assert torch.equal(copy.embeddings, bank.embeddings)
     with pytest.raises(ValueError, match="size 5"):
         fx.MemoryBank(4, 3).load_state_dict(bank.state_dict())
+
+
+def test_memory_bank_is_a_module():
+    """.to() moves it, a parent module's state_dict carries it, and a checkpoint holds only the valid
+    entries (10 rows of a 1000-row bank), not the mirrored storage."""
+    import io
+
+    parent = torch.nn.Module()
+    parent.bank = fx.MemoryBank(1000, 16)
+    parent.bank.enqueue(torch.randn(10, 16), torch.arange(10))
+    parent.bank.to(torch.float64)
+    assert parent.bank.dtype == torch.float64 and parent.bank.embeddings.dtype == torch.float64
+    state = parent.state_dict()
+    assert "bank._extra_state" in state
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    assert buffer.tell() < 16 * 1024, buffer.tell()  # 10 x 16 float64 rows, labels, steps and the header
+    other = torch.nn.Module()
+    other.bank = fx.MemoryBank(1000, 16, dtype=torch.float64)
+    other.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), weights_only=True))
+    assert torch.equal(other.bank.embeddings, parent.bank.embeddings) and len(other.bank) == 10
+    assert torch.equal(other.bank.labels, parent.bank.labels) and torch.equal(other.bank.steps, parent.bank.steps)

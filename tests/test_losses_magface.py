@@ -291,3 +291,17 @@ def test_bad_arcface_params(kwargs, exc, arg):
     with pytest.raises(exc) as err:
         ArcFaceLoss(**args)
     assert "ArcFaceLoss:" in str(err.value) and arg in str(err.value)
+
+
+@pytest.mark.parametrize("cls, saved, other", [
+    (MagFaceLoss, {"l_a": 10.0}, {"l_a": 20.0}),
+    (MagFaceLoss, {"lambda_g": 35.0}, {"lambda_g": 10.0}),
+    (ArcFaceLoss, {"margin": 0.5}, {"margin": 0.3}),
+])
+def test_state_dict_keeps_the_hyper_parameters(cls, saved, other):
+    """Loading weights into a loss built with other hyper-parameters raises (it silently changed the loss);
+    the same hyper-parameters load."""
+    state = cls(8, 5, **saved).state_dict()
+    cls(8, 5, **saved).load_state_dict(state)
+    with pytest.raises(ValueError, match=f"{cls.__name__}.load_state_dict: .*{next(iter(other))}"):
+        cls(8, 5, **other).load_state_dict(state)

@@ -101,7 +101,11 @@ def _margin_loss(fn, features, weight, labels, scale, l_a, u_a, l_m, u_m, lambda
 
 
 class _MarginHead(nn.Module):
-    """The class centres W [num_classes, in_features] of a margin-softmax loss."""
+    """The class centres W [num_classes, in_features] of a margin-softmax loss. Its hyper-parameters
+    (``HYPER_PARAMETERS``) travel in the state dict with the weights, and loading a state saved with other
+    values raises ``ValueError`` instead of silently training or scoring a different loss."""
+
+    HYPER_PARAMETERS: tuple[str, ...] = ()
 
     def __init__(self, fn: str, in_features: int, num_classes: int) -> None:
         super().__init__()
@@ -116,6 +120,17 @@ class _MarginHead(nn.Module):
         """Unit rows in uniformly random directions (only the direction of a class centre matters)."""
         with torch.no_grad():
             self.weight.copy_(F.normalize(torch.randn_like(self.weight), dim=1))
+
+    def get_extra_state(self) -> dict:
+        return {name: getattr(self, name) for name in self.HYPER_PARAMETERS}
+
+    def set_extra_state(self, state: dict) -> None:
+        differ = [f"{k}={state[k]!r} (this loss: {getattr(self, k)!r})" for k in self.HYPER_PARAMETERS
+                  if k in state and state[k] != getattr(self, k)]
+        if differ:
+            name = type(self).__name__
+            raise ValueError(f"{name}.load_state_dict: the state was saved with other hyper-parameters: "
+                             f"{', '.join(differ)}; construct the {name} with the saved values")
 
     @staticmethod
     def embed(features: Tensor) -> Tensor:
@@ -145,6 +160,8 @@ class MagFaceLoss(_MarginHead):
     >>> loss = head(f, labels)                              # doctest: +SKIP
     >>> emb, quality = head.embed(f), fx.face_quality(f)    # doctest: +SKIP
     """
+
+    HYPER_PARAMETERS = ("scale", "l_a", "u_a", "l_m", "u_m", "lambda_g")
 
     def __init__(
         self,
@@ -177,6 +194,8 @@ class ArcFaceLoss(_MarginHead):
     cross-entropy. Computed as MagFace with l_m = u_m = ``margin`` and lambda_g = 0 (the magnitude clamp
     then changes nothing but the ``g`` statistic, reported with MagFace's default [l_a, u_a] = [10, 110]).
     """
+
+    HYPER_PARAMETERS = ("scale", "margin")
 
     def __init__(self, in_features: int, num_classes: int, scale: float = 64.0, margin: float = 0.5) -> None:
         _check_margin_params("ArcFaceLoss", scale, *_ARCFACE_CLAMP, margin, margin, 0.0, m_names=("margin", "margin"))

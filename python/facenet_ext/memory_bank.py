@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ._checks import check_embeddings, check_int, check_labels, check_like
 
 
-class MemoryBank:
+class MemoryBank(nn.Module):
     """A FIFO of the last ``size`` detached embeddings with their labels and step stamps.
 
     ``enqueue(emb, labels)`` appends a batch (a batch larger than the bank keeps its newest ``size``
@@ -27,16 +27,23 @@ class MemoryBank:
 
     The bank's entries carry no gradient (they were computed by an older model; XBM's "slow drift"
     assumption). ``dtype`` and ``device`` must match the embeddings it is used with.
+
+    It is an ``nn.Module`` holding buffers: ``.to(device)`` and ``.to(dtype)`` move it, and as an attribute
+    of a model it travels in the model's ``state_dict``, which holds only the valid entries (oldest
+    first), their labels and steps, and the step counter: a checkpoint grows with ``len(bank)``, not with
+    the mirrored storage.
     """
 
     def __init__(self, size: int, dim: int, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"):
         size, dim = check_int("MemoryBank", "size", size, low=1), check_int("MemoryBank", "dim", dim, low=1)
         if not dtype.is_floating_point:
             raise TypeError(f"MemoryBank: dtype must be floating point, got {dtype}")
+        super().__init__()
         self.size, self.dim = size, dim
-        self._emb = torch.zeros(2 * size, dim, dtype=dtype, device=device)
-        self._labels = torch.zeros(2 * size, dtype=torch.int64, device=device)
-        self._steps = torch.zeros(2 * size, dtype=torch.int64, device=device)
+        # The mirrored ring storage is not saved as such: get_extra_state saves the valid window.
+        self.register_buffer("_emb", torch.zeros(2 * size, dim, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("_labels", torch.zeros(2 * size, dtype=torch.int64, device=device), persistent=False)
+        self.register_buffer("_steps", torch.zeros(2 * size, dtype=torch.int64, device=device), persistent=False)
         self.reset()
 
     @property
@@ -95,20 +102,24 @@ class MemoryBank:
         self._next = (self._next + n) % self.size
         self._count = min(self.size, self._count + n)
 
-    def state_dict(self) -> dict:
-        """The bank's contents and position (tensors and ints: checkpoint-safe with weights_only=True)."""
-        return {"size": self.size, "dim": self.dim, "emb": self._emb, "labels": self._labels, "steps": self._steps,
-                "next": self._next, "count": self._count, "step": self._step}
+    def get_extra_state(self) -> dict:
+        """The valid entries, oldest first, and the step counter (tensors and ints: checkpoint-safe with
+        ``weights_only=True``); ``state_dict()`` holds it under ``_extra_state``."""
+        return {"size": self.size, "dim": self.dim, "embeddings": self.embeddings.clone(),
+                "labels": self.labels.clone(), "steps": self.steps.clone(), "step": self._step}
 
-    def load_state_dict(self, state: dict) -> None:
-        """Restore ``state_dict()`` output of a bank of the same size and width."""
+    def set_extra_state(self, state: dict) -> None:
+        """Restores a state saved by a bank of the same size and width (entries in the same order)."""
         if (state["size"], state["dim"]) != (self.size, self.dim):
             raise ValueError(f"MemoryBank.load_state_dict: state of a bank of size {state['size']} and width "
                              f"{state['dim']}, this bank has size {self.size} and width {self.dim}")
-        self._emb.copy_(state["emb"])
-        self._labels.copy_(state["labels"])
-        self._steps.copy_(state["steps"])
-        self._next, self._count, self._step = int(state["next"]), int(state["count"]), int(state["step"])
+        n = state["labels"].shape[0]
+        rows = torch.arange(n, device=self.device)
+        for mirror in (rows, rows + self.size):
+            self._emb.index_copy_(0, mirror, state["embeddings"].to(self._emb))
+            self._labels.index_copy_(0, mirror, state["labels"].to(self._labels))
+            self._steps.index_copy_(0, mirror, state["steps"].to(self._steps))
+        self._next, self._count, self._step = n % self.size, n, int(state["step"])
 
     def _check_compatible(self, fn: str, emb: Tensor, name: str) -> None:
         check_like(fn, emb, name, self._emb, "the memory bank")

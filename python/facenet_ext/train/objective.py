@@ -51,10 +51,4 @@ class Objective(nn.Module):
             self.bank.enqueue(emb.detach(), labels)  # after the loss: a batch is never its own memory
         return loss, stats["active_fraction"]
 
-    # The bank is state, not parameters: it travels in the state dict so a resumed run continues exactly.
-    def get_extra_state(self) -> dict:
-        return {"bank": self.bank.state_dict() if self.bank is not None else None}
-
-    def set_extra_state(self, state: dict) -> None:
-        if self.bank is not None and state.get("bank") is not None:
-            self.bank.load_state_dict(state["bank"])
+    # The bank (a submodule) travels in this module's state dict, so a resumed run continues exactly.
