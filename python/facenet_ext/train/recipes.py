@@ -32,3 +32,15 @@ LFW = {
     "epochs": 10, "steps_per_epoch": 200,
     "augment": True, "flip_eval": True,
 }
+
+# ``--loss magface`` on LFW: the LFW recipe with these settings over it (RESULTS.md, "MagFace on LFW").
+# The ArcFace head's margin gives way to MagFace's magnitude-dependent one.
+MAGFACE_LFW = {
+    "loss": "magface", "head_margin": None, "head_scale": 32.0,
+    # MagFace's clamp and margin range; the margin is 0.3 (the ArcFace recipe's) at a = 50, and lambda_g is
+    # scaled with the logit scale (the paper: 35 at s = 64)
+    "mag_l_a": 10.0, "mag_u_a": 110.0, "mag_l_m": 0.2, "mag_u_m": 0.45, "mag_lambda_g": 20.0,
+    # a fifth of each batch blurred, noised, occluded, reduced in resolution or JPEG-compressed: faces
+    # MagFace learns to give low magnitudes
+    "degrade": 0.2, "degrade_kinds": "all",
+}
