@@ -38,10 +38,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facenet_ext.quality import plot_erc, plot_quality_grid
+from facenet_ext.quality import plot_erc, plot_quality_grid, quality_auc_by_kind
 from facenet_ext.train.config import TrainConfig
 from facenet_ext.train.degrade import DEGRADATIONS
-from facenet_ext.train.lfw_quality import degraded_copy, features_of, heldout_people, load_run, quality_report
+from facenet_ext.train.lfw_quality import (degraded_copy, features_of, heldout_people, load_run, quality_report,
+                                           training_people_sample)
 from facenet_ext.train.loop import train
 from facenet_ext.train.recipes import LFW, MAGFACE_LFW
 
@@ -77,6 +78,10 @@ def config(data: str, fold: int, loss: str, seed: int, **overrides) -> TrainConf
 
 def ensure_run(cfg: TrainConfig, run: Path, cache_dir, threads: int | None) -> Path:
     if (run / "metrics.json").is_file():
+        saved = json.loads((run / "metrics.json").read_text())["config"]
+        differ = {k: (saved.get(k), v) for k, v in cfg.to_dict().items() if saved.get(k) != v}
+        if differ:
+            raise SystemExit(f"{run} was trained with other settings (saved, planned): {differ}; move it away or use another --out")
         print(f"{run}: finished earlier, reused", flush=True)
         return run
     partial = (run / "checkpoint.pt").is_file()
@@ -155,7 +160,10 @@ def main() -> None:
         models = {"magface": features(name, seed), **({"arcface": features(arc, seed)} if arc else {})}
         t0 = time.perf_counter()
         report = quality_report(models, degraded_copy(held, args.fraction, seed), seed=seed, far=args.far)
-        cfg, _, metrics = loaded[name]
+        cfg, model, metrics = loaded[name]
+        seen = degraded_copy(training_people_sample(cfg, seed=seed, cache_dir=args.cache), args.fraction, seed + 1)
+        seen_q = features_of(model, cfg, seen.degraded).norm(dim=1)
+        report["magface"]["quality_auc_seen_people"] = quality_auc_by_kind(seen_q.numpy(), seen.kind.numpy(), DEGRADATIONS)
         results[name] = {"seed": seed, "arcface_run": arc, "people_fraction": cfg.people_fraction,
                          "train_classes": _classes(metrics), "report": report,
                          "accuracy": metrics["after"]["accuracy_10fold"], "auc_pairs": metrics["after"]["auc"],
@@ -227,10 +235,11 @@ def _tables(results: dict, main_runs: list[str], held, args) -> str:
              f"{args.max_per_person} each); degraded copy: {args.fraction:.0%} of them, a fifth each by "
              f"{', '.join(DEGRADATIONS)} (seeded by the run's seed). ERC threshold at FAR {args.far:g}.", "",
              "Per run:", "",
-             "| run | classes | pairs acc (ArcFace) | quality AUC " + " / ".join(kinds) + " | ArcFace norm AUC all "
+             "| run | classes | pairs acc (ArcFace) | quality AUC " + " / ".join(kinds) + " | same, training people "
+             "| ArcFace norm AUC all "
              "| median quality clean / " + " / ".join(DEGRADATIONS) + " | natural FNMR 0% → 20% (random) | degraded FNMR 0% → 20% (random) "
              "| templates AUC magnitude / mean / single (clean) | same, degraded |",
-             "|---|---:|---:|---|---:|---|---|---|---|---|"]
+             "|---|---:|---:|---|---|---:|---|---|---|---|---|"]
     for name, res in results.items():
         m, a = res["report"]["magface"], res["report"].get("arcface")
         n, d = m["erc_natural_summary"], m["erc_degraded_summary"]
@@ -239,7 +248,8 @@ def _tables(results: dict, main_runs: list[str], held, args) -> str:
         auc_txt = " / ".join(f"{m['quality_auc'][k]:.2f}" for k in kinds)
         med = " / ".join(f"{m['median_quality'][k]:.1f}" for k in ("clean", *DEGRADATIONS))
         arc_auc = f"{a['quality_auc']['all']:.2f}" if a else "-"
-        lines.append(f"| {name} | {res['train_classes']} | {res['accuracy']:.3f}{acc_a} | {auc_txt} | {arc_auc} | "
+        seen_txt = " / ".join(f"{m['quality_auc_seen_people'][k]:.2f}" for k in kinds)
+        lines.append(f"| {name} | {res['train_classes']} | {res['accuracy']:.3f}{acc_a} | {auc_txt} | {seen_txt} | {arc_auc} | "
                      f"{med} | {n['fnmr_0']:.3f} → {n['fnmr_20']:.3f} ({n['random_fnmr_20']:.3f}) | "
                       f"{d['fnmr_0']:.3f} → {d['fnmr_20']:.3f} ({d['random_fnmr_20']:.3f}) | "
                       f"{tc['magnitude']['auc']:.4f} / {tc['mean']['auc']:.4f} / {tc['single']['auc']:.4f} | "
@@ -258,6 +268,7 @@ def _tables(results: dict, main_runs: list[str], held, args) -> str:
               "| figure | target | MagFace |", "|---|---|---:|"]
     auc_all = [m["quality_auc"]["all"] for m in M]
     row("quality AUC, clean > degraded, overall", "≥ 0.80", auc_all, np.mean(auc_all) >= 0.80)
+    row("same, on the training people (seen; control)", "—", [m["quality_auc_seen_people"]["all"] for m in M])
     for k in DEGRADATIONS:
         v = [m["quality_auc"][k] for m in M]
         row(f"quality AUC, {k}", "≥ 0.70", v, np.mean(v) >= 0.70)

@@ -52,6 +52,22 @@ def heldout_people(root: str | Path, fold: int, cfg, *, cache_dir=None, max_per_
     return cap_per_person(faces.select_identities(people.names([fold])), max_per_person)
 
 
+def training_people_sample(cfg, n: int = 1200, per_person: int = 3, seed: int = 0, cache_dir=None) -> ImageSet:
+    """``n`` images (seeded) of the people the run ``cfg`` trained on (its classes: the same share of the
+    people and minimum images per class), at most ``per_person`` each: the "seen people" control, which
+    separates "the loss learned no quality score" from "the score does not carry over to new people"."""
+    from .loop import load_sets, subset_people
+
+    _, train_set, _, _ = load_sets(cfg, cache_dir, progress=False)
+    if cfg.people_fraction < 1:
+        train_set = subset_people(train_set, cfg.people_fraction, cfg.seed)
+    counts = train_set.counts().tolist()
+    train_set = cap_per_person(train_set.select_identities(
+        [name for name, c in zip(train_set.identities, counts) if c >= cfg.min_class_images]), per_person)
+    rows = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    return ImageSet(train_set.images[rows], train_set.labels[rows], train_set.identities, [train_set.paths[i] for i in rows.tolist()])
+
+
 def load_run(run: str | Path):
     """(config, model in eval mode, metrics.json or None) of a run folder."""
     import json
@@ -130,4 +146,4 @@ def quality_report(features: dict[str, tuple[Tensor, Tensor]], qs: QualitySet, *
     return out
 
 
-__all__ = ["cap_per_person", "heldout_people", "load_run", "features_of", "QualitySet", "degraded_copy", "quality_report"]
+__all__ = ["cap_per_person", "heldout_people", "training_people_sample", "load_run", "features_of", "QualitySet", "degraded_copy", "quality_report"]
