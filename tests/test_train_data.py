@@ -143,7 +143,7 @@ def test_standardize_and_augment():
 
 
 def test_degrade_changes_exactly_the_chosen_images():
-    from facenet_ext.train.degrade import DEGRADATIONS, degrade
+    from facenet_ext.train.degrade import CLASSIC, degrade
 
     images = torch.randint(0, 256, (12, 1, 16, 16), dtype=torch.uint8)
     out, kind = degrade(images, 0.5, torch.Generator().manual_seed(0))
@@ -153,4 +153,4 @@ def test_degrade_changes_exactly_the_chosen_images():
     assert torch.equal(out[clean], images[clean])
     assert all(not torch.equal(out[i], images[i]) for i in (kind >= 0).nonzero().flatten().tolist())
     again, _ = degrade(images, 0.5, torch.Generator().manual_seed(0))
-    assert torch.equal(out, again) and len(DEGRADATIONS) == 3
+    assert torch.equal(out, again) and len(CLASSIC) == 3

@@ -162,4 +162,134 @@ def plot_erc(curves: dict[str, dict], path: str | os.PathLike, metric: str = "fn
     return path
 
 
-__all__ = ["face_quality", "aggregate_templates", "error_versus_reject", "plot_erc"]
+# ---------------------------------------------------------------------------------------------------
+# judging a quality score: the pieces of the quality experiments (benchmarks/exp_*_quality.py)
+# ---------------------------------------------------------------------------------------------------
+def rank_auc(score, positive) -> float:
+    """P(score of a random positive > score of a random negative), ties counted half (Mann-Whitney U / n1 n0).
+    ``score`` and ``positive`` are 1-D arrays or tensors of the same length, with both classes present."""
+    s = np.asarray(score, dtype=np.float64).ravel()
+    pos = np.asarray(positive, dtype=bool).ravel()
+    if s.shape != pos.shape or pos.all() or not pos.any():
+        raise ValueError(f"rank_auc: need one score per item and both classes, got {s.shape} scores, {int(pos.sum())} of {pos.size} positive")
+    from scipy.stats import rankdata
+
+    r = rankdata(s)  # average ranks: ties count half
+    n1, n0 = int(pos.sum()), int((~pos).sum())
+    return float((r[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def quality_auc_by_kind(quality, kind, names: tuple[str, ...]) -> dict[str, float]:
+    """How well ``quality`` ranks clean images (``kind`` == -1) above degraded ones (``kind`` >= 0, an index
+    into ``names``): ``{"all": AUC over every image, name: AUC over the clean images and that kind's}``;
+    a kind absent from ``kind`` is left out."""
+    q = np.asarray(quality, dtype=np.float64)
+    k = np.asarray(kind)
+    out = {"all": rank_auc(q, k == -1)}
+    for i, name in enumerate(names):
+        sel = (k == -1) | (k == i)
+        if (k == i).any():
+            out[name] = rank_auc(q[sel], k[sel] == -1)
+    return out
+
+
+def random_rejection(emb: Tensor, labels: Tensor, draws: int = 20, seed: int = 0, fractions=DEFAULT_FRACTIONS,
+                     far: float = 1e-3) -> dict[str, np.ndarray]:
+    """The control of an ERC: :func:`error_versus_reject` with ``draws`` uniformly random quality scores
+    (seeded). Returns ``fraction`` and ``fnmr`` [draws, len(fractions)] (its mean over draws is flat in
+    expectation: random rejection removes genuine and impostor errors alike)."""
+    g = torch.Generator().manual_seed(seed)
+    n = emb.shape[0]
+    runs = [error_versus_reject(emb, labels, torch.rand(n, generator=g), fractions, far)["fnmr"]
+            for _ in range(draws)]
+    return {"fraction": np.asarray(fractions, dtype=np.float64), "fnmr": np.stack(runs)}
+
+
+def fnmr_at(erc: dict, fraction: float) -> float:
+    """The ERC's FNMR at the rejected ``fraction`` (matched to 1e-9, so 0.2 finds 0.2000000001); a
+    random-rejection result ([draws, fractions]) gives the mean over its draws."""
+    where = np.flatnonzero(np.isclose(np.asarray(erc["fraction"]), fraction, atol=1e-9))
+    if where.size == 0:
+        raise ValueError(f"fnmr_at: {fraction} is not one of the curve's fractions {list(erc['fraction'])}")
+    f = np.asarray(erc["fnmr"])
+    return float(f[..., where[0]].mean())
+
+
+def split_templates(labels: Tensor, generator: torch.Generator, min_images: int = 4) -> tuple[Tensor, Tensor, Tensor]:
+    """Two disjoint templates per person with at least ``min_images`` images: each person's rows shuffled
+    (seeded) and cut in half (the odd one to the first half). Returns ``(rows, template_ids, person)``:
+    the rows used, the template of each row (person p's are 2p' and 2p'+1, p' counting the persons used),
+    and the person label of each template id."""
+    labels = torch.as_tensor(labels).cpu()
+    if min_images < 2:
+        raise ValueError(f"split_templates: min_images must be >= 2 (two templates per person), got {min_images}")
+    rows, tids, person = [], [], []
+    for p in torch.unique(labels, sorted=True).tolist():
+        mine = (labels == p).nonzero().flatten()
+        if mine.numel() < min_images:
+            continue
+        mine = mine[torch.randperm(mine.numel(), generator=generator)]
+        half = (mine.numel() + 1) // 2
+        t = len(person)
+        rows.append(mine)
+        tids.append(torch.cat([torch.full((half,), t, dtype=torch.int64), torch.full((mine.numel() - half,), t + 1, dtype=torch.int64)]))
+        person += [p, p]
+    if not person:
+        raise ValueError(f"split_templates: no person has {min_images} or more images")
+    return torch.cat(rows), torch.cat(tids), torch.tensor(person, dtype=torch.int64)
+
+
+def template_verification(features: Tensor, labels: Tensor, generator: torch.Generator, min_images: int = 4) -> dict:
+    """Verification with two-template people (:func:`split_templates`): every pair of templates is compared,
+    genuine when both belong to one person. For ``magnitude``-weighted and ``mean`` templates
+    (:func:`aggregate_templates`), and for the ``single`` images of the same people (all their image
+    pairs), the ROC ``auc`` and ``val_at_far_1e-2`` (TAR at FAR 1e-2), and the pair counts."""
+    from .eval import auc, val_at_far
+
+    rows, tids, person = split_templates(labels, generator, min_images)
+    f = features[rows]
+
+    def score(emb: Tensor, who: Tensor) -> dict:
+        i, j = torch.triu_indices(len(who), len(who), offset=1)
+        e = F.normalize(emb.double(), dim=1)
+        dist = (2 - 2 * (e[i] * e[j]).sum(1)).clamp_min(0).numpy()
+        same = (who[i] == who[j]).numpy()
+        return {"auc": float(auc(dist, same)), "val_at_far_1e-2": float(val_at_far(dist, same, 1e-2).val),
+                "pairs_same": int(same.sum()), "pairs_diff": int((~same).sum())}
+
+    out = {w: score(aggregate_templates(f, tids, w)[0], person) for w in WEIGHTS}
+    out["single"] = score(f, torch.as_tensor(labels)[rows])
+    out["people"], out["images"] = len(person) // 2, int(rows.numel())
+    return out
+
+
+def plot_quality_grid(images: Tensor, quality, path: str | os.PathLike, n: int = 16, columns: int = 8) -> Path:
+    """A picture of the ``n`` images [N, C, H, W] (uint8) of lowest and the ``n`` of highest ``quality``,
+    each titled with its score, lowest first (top) and highest (bottom); PNG at ``path``, Agg canvas."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    q = np.asarray(quality, dtype=np.float64)
+    n = min(n, len(q) // 2) or 1
+    order = np.argsort(q, kind="stable")
+    groups = {"lowest quality": order[:n], "highest quality": order[::-1][:n]}
+    rows_per = -(-n // columns)
+    fig = Figure(figsize=(1.3 * columns, 1.45 * 2 * rows_per + 0.6), dpi=100)
+    FigureCanvasAgg(fig)
+    for g, (title, idx) in enumerate(groups.items()):
+        for k, r in enumerate(idx):
+            ax = fig.add_subplot(2 * rows_per, columns, g * rows_per * columns + k + 1)
+            img = images[int(r)].cpu().numpy()
+            ax.imshow(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0), cmap="gray", vmin=0, vmax=255)
+            ax.set_title(f"{q[r]:.1f}", fontsize=8)
+            ax.set_axis_off()
+            if k == 0:
+                ax.text(-0.1, 0.5, title, transform=ax.transAxes, rotation=90, ha="right", va="center", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    return path
+
+
+__all__ = ["face_quality", "aggregate_templates", "error_versus_reject", "plot_erc", "rank_auc", "quality_auc_by_kind",
+           "random_rejection", "fnmr_at", "split_templates", "template_verification", "plot_quality_grid"]

@@ -1,8 +1,8 @@
 """``python -m facenet_ext train``: arguments map one to one onto TrainConfig fields.
 
 A setting comes from, in order: the command line; the preset of ``--quick`` (the bundled-digits demo)
-or of ``--protocol view1|view2`` (the LFW recipe, :data:`facenet_ext.train.recipes.LFW`); TrainConfig's
-default. Unset arguments are absent from the namespace (``argparse.SUPPRESS``), so "given" and "left
+or of ``--protocol view1|view2`` (the LFW recipe, :data:`facenet_ext.train.recipes.LFW`, with
+:data:`~facenet_ext.train.recipes.MAGFACE_LFW` over it for ``--loss magface``); TrainConfig's default. Unset arguments are absent from the namespace (``argparse.SUPPRESS``), so "given" and "left
 at its default" are never confused.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .config import LOSSES, MINING, MODELS, OPTIMIZERS, PROTOCOLS, SAMPLERS, SCHEDULES, TrainConfig
 from .lfw_protocol import is_lfw_root
-from .recipes import LFW, QUICK
+from .recipes import LFW, MAGFACE_LFW, QUICK
 
 S = argparse.SUPPRESS
 
@@ -60,6 +60,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     opt("--margin", type=float, help="triplet margin")
     opt("--head-scale", type=float, help="ArcFace/MagFace logit scale (unset: the loss's 64)")
     opt("--head-margin", type=float, help="ArcFace angular margin (unset: the loss's 0.5)")
+    opt("--mag-l-a", type=float, help="MagFace: lower end of the magnitude clamp l_a (unset: the loss's 10)")
+    opt("--mag-u-a", type=float, help="MagFace: upper end of the magnitude clamp u_a (unset: the loss's 110)")
+    opt("--mag-l-m", type=float, help="MagFace: margin at l_a (unset: the loss's 0.45)")
+    opt("--mag-u-m", type=float, help="MagFace: margin at u_a (unset: the loss's 0.8)")
+    opt("--mag-lambda-g", type=float, help="MagFace: weight of the magnitude regulariser (unset: the loss's 35)")
+    opt("--min-class-images", type=int, help="ArcFace/MagFace: a training person is a class when it has this many images")
+    opt("--people-fraction", type=float, help="train on this seeded random share of the training people")
     opt("--optimizer", choices=OPTIMIZERS)
     opt("--lr", type=float)
     opt("--weight-decay", type=float)
@@ -72,6 +79,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     opt("--flip-eval", action=argparse.BooleanOptionalAction, help="evaluate each image's embedding averaged with its mirror image's")
     opt("--degrade", type=float, metavar="FRACTION",
         help="blur, noise or occlude this fraction of each batch (low-quality faces for MagFace to learn from)")
+    opt("--degrade-kinds", help="the degradations of --degrade: 'all' or a comma list of blur,noise,occlusion,lowres,jpeg")
     opt("--memory-bank", type=int, metavar="N", help="triplet loss: also mine against the last N training embeddings (XBM)")
     opt("--seed", type=int)
     p.add_argument("--cache", default=None, metavar="DIR", help="decoded-image cache for LFW (default $FACENET_EXT_CACHE or "
@@ -93,6 +101,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         given["protocol"] = "view1"  # an LFW folder trains on its development view unless told otherwise
     if given.get("protocol") is not None:
         preset = {**LFW, "protocol": given["protocol"]}
+        if given.get("loss") == "magface":  # the MagFace recipe replaces the ArcFace head's settings
+            preset = {**preset, **MAGFACE_LFW}
     values = {**preset, **given}
     if values.get("data") is not None:
         values["data"] = str(Path(values["data"]).expanduser().resolve())

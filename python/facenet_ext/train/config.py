@@ -13,6 +13,7 @@ SAMPLERS = ("pk", "uniform")
 SCHEDULES = ("constant", "cosine")
 PROTOCOLS = ("view1", "view2")
 IDENTITY_TRANSFORMS = ("mirror", "rot90", "rot270")
+MAGFACE_FIELDS = ("mag_l_a", "mag_u_a", "mag_l_m", "mag_u_m", "mag_lambda_g")
 
 
 @dataclass
@@ -43,6 +44,15 @@ class TrainConfig:
     margin: float = 0.2
     head_scale: float | None = None  # ArcFace/MagFace logit scale s; None = the loss's default (64)
     head_margin: float | None = None  # ArcFace angular margin m; None = the loss's default (0.5)
+    # MagFace's magnitude clamp [l_a, u_a], margin range [l_m, u_m] and regulariser weight; None = the loss's
+    # defaults (the paper's 10, 110, 0.45, 0.8, 35)
+    mag_l_a: float | None = None
+    mag_u_a: float | None = None
+    mag_l_m: float | None = None
+    mag_u_m: float | None = None
+    mag_lambda_g: float | None = None
+    min_class_images: int = 2  # margin-softmax heads: a training person is a class with at least this many images
+    people_fraction: float = 1.0  # train on this seeded random share of the training people (identity-count curves)
     optimizer: str = "adagrad"
     lr: float = 0.05
     weight_decay: float = 0.0
@@ -52,6 +62,7 @@ class TrainConfig:
     hflip: bool = True  # augmentation mirrors images (faces); off where a mirror image is another class (digits)
     flip_eval: bool = False  # evaluate on the mean embedding of each image and its mirror image
     degrade: float = 0.0  # fraction of each batch blurred / noised / occluded (quality-aware training)
+    degrade_kinds: str = "blur,noise,occlusion"  # which degradations --degrade applies ("all": also lowres, jpeg)
     memory_bank: int = 0  # triplet loss: also mine against the last N training embeddings (0 = off)
     seed: int = 0
 
@@ -87,6 +98,15 @@ class TrainConfig:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if not 0 <= self.degrade < 1:
             raise ValueError(f"degrade must be a fraction in [0, 1), got {self.degrade}")
+        from .degrade import parse_kinds
+
+        parse_kinds(self.degrade_kinds)
+        if self.min_class_images < 1:
+            raise ValueError(f"min_class_images must be >= 1, got {self.min_class_images}")
+        if not 0 < self.people_fraction <= 1:
+            raise ValueError(f"people_fraction must be in (0, 1], got {self.people_fraction}")
+        if self.loss != "magface" and any(getattr(self, f) is not None for f in MAGFACE_FIELDS):
+            raise ValueError(f"{', '.join(MAGFACE_FIELDS)} apply to --loss magface, not {self.loss}")
         if self.memory_bank < 0:
             raise ValueError(f"memory_bank must be >= 0 (0 = no memory bank), got {self.memory_bank}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:

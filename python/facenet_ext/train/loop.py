@@ -70,6 +70,14 @@ def load_sets(cfg: TrainConfig, cache_dir=None, workers: int = 2, progress: bool
     return None, p.train_set, p.test_set, p.pairs
 
 
+def subset_people(data: ImageSet, fraction: float, seed: int) -> ImageSet:
+    """The images of a seeded random ``fraction`` of the people of ``data`` (at least one person), in
+    their original order: fewer identities, same images per identity (the identity-count curve)."""
+    n = len(data.identities)
+    keep = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919))[: max(1, round(fraction * n))]
+    return data.select_identities([data.identities[i] for i in sorted(keep.tolist())])
+
+
 TRANSFORMS = {"mirror": lambda x: x.flip(-1), "rot90": lambda x: x.rot90(1, (-2, -1)), "rot270": lambda x: x.rot90(-1, (-2, -1))}
 
 
@@ -248,10 +256,14 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = Fal
 
     torch.manual_seed(cfg.seed)
     data, train_set, held_set, pairs = load_sets(cfg, cache_dir, max(workers, 2), progress)
+    if cfg.people_fraction < 1:
+        train_set = subset_people(train_set, cfg.people_fraction, cfg.seed)
     if cfg.loss != "triplet" and not cfg.singletons:
-        # a margin-softmax head over the people with two or more images; --singletons N makes the
-        # single-image people classes too (each pulls its own centre and repels everyone else's images)
-        train_set = train_set.select_identities([n for n, c in zip(train_set.identities, train_set.counts().tolist()) if c >= 2])
+        # a margin-softmax head over the people with min_class_images (default 2) or more images;
+        # --singletons N makes the single-image people classes too (each pulls its own centre and repels
+        # everyone else's images)
+        counts = train_set.counts().tolist()
+        train_set = train_set.select_identities([n for n, c in zip(train_set.identities, counts) if c >= cfg.min_class_images])
     if cfg.new_identities:
         train_set = with_new_identities(train_set, cfg.new_identities.split(","))
     sampler = build_sampler(cfg, train_set.labels)
@@ -310,7 +322,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = Fal
                 images, labels, idx = next(batches)
                 generator = plan.after_draw.pop(step)  # the stream that drew this batch, continued
                 if cfg.degrade:
-                    images, _ = degrade(images, cfg.degrade, generator)
+                    images, _ = degrade(images, cfg.degrade, generator, cfg.degrade_kinds)
                 x = network_input(cfg, images, generator)
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(cfg, step, total_steps)

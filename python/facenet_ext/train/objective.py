@@ -28,7 +28,10 @@ class Objective(nn.Module):
         elif cfg.loss == "magface":
             if cfg.head_margin is not None:
                 raise ValueError("--head-margin applies to --loss arcface (MagFace's margin follows the magnitude)")
-            self.head = MagFaceLoss(cfg.embedding_dim, num_classes, **({"scale": cfg.head_scale} if cfg.head_scale is not None else {}))
+            names = {"head_scale": "scale", "mag_l_a": "l_a", "mag_u_a": "u_a", "mag_l_m": "l_m", "mag_u_m": "u_m",
+                     "mag_lambda_g": "lambda_g"}
+            options = {arg: getattr(cfg, field) for field, arg in names.items() if getattr(cfg, field) is not None}
+            self.head = MagFaceLoss(cfg.embedding_dim, num_classes, **options)
         if self.distributed and (self.head is not None or cfg.memory_bank):
             raise ValueError("training under torchrun supports --loss triplet without --memory-bank")
         if cfg.memory_bank and self.head is not None:
