@@ -1,7 +1,7 @@
-"""Issue 16's experiment: MagFace's feature magnitude as a face-quality score for people never trained on,
+"""MagFace's feature magnitude as a face-quality score for people never trained on,
 learned from LFW's identities.
 
-    python benchmarks/exp_lfw_quality.py --data ../shared/data/lfw --out runs/lfw-quality \\
+    python benchmarks/exp_lfw_quality.py --data DATA/lfw --out runs/lfw-quality \\
         [--fold 0] [--seeds 0,1,2] [--arcface-seeds 0] [--people-fractions 0.25,0.5] [--variant NAME:KEY=VALUE,...]
 
 Trains what is missing under OUT/runs (a finished run, one with metrics.json, is reused; an interrupted

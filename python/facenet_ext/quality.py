@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._checks import acc_dtype, check_choice, check_embeddings, check_finite, check_labels, check_tensor
+from ._checks import acc_dtype, check_choice, check_embeddings, check_finite, check_labels, check_real, check_tensor
 
 WEIGHTS = ("magnitude", "mean")
 DEFAULT_FRACTIONS = tuple(i / 20 for i in range(11))  # 0, 0.05, ..., 0.5
@@ -61,12 +61,8 @@ def aggregate_templates(features: Tensor, template_ids: Tensor, weights: str = "
 # error-versus-reject curve
 # ---------------------------------------------------------------------------------------------------
 def _check_fraction(fn: str, name: str, value: object, low_open: bool) -> float:
-    if not isinstance(value, (int, float, np.floating)) or isinstance(value, bool):
-        raise TypeError(f"{fn}: {name} must be a number, got {type(value).__name__}")
-    ok = 0 < value <= 1 if low_open else 0 <= value < 1
-    if not ok:
-        raise ValueError(f"{fn}: {name} must lie in {'(0, 1]' if low_open else '[0, 1)'}, got {value}")
-    return float(value)
+    """A number in (0, 1] (``low_open``) or [0, 1)."""
+    return check_real(fn, name, value, low=0, high=1, low_open=low_open, high_open=not low_open)
 
 
 def error_versus_reject(

@@ -1,4 +1,4 @@
-"""The pieces of the MagFace-on-LFW quality experiment (``benchmarks/exp_lfw_quality.py``, issue 16):
+"""The pieces of the MagFace-on-LFW quality experiment (``benchmarks/exp_lfw_quality.py``):
 the held-out people of a View 2 fold, a trained run's features, and one run's quality report.
 
 Held-out people are those of set ``fold`` of ``people.txt``: a View 2 run of that fold never trained on
