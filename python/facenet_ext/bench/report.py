@@ -124,14 +124,16 @@ def write_markdown(path: Path, data: dict) -> None:
 
 
 def write_plot(path: Path, data: dict) -> None:
+    # An explicit Agg figure: no pyplot state, and the process's matplotlib backend is left alone.
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     style = {"ours": ("-", "o"), "baseline": ("--", "s"), "floor": (":", "^")}
-    colours = plt.get_cmap("tab20").colors
-    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(13, 6))
+    colours = matplotlib.colormaps["tab20"].colors
+    fig = Figure(figsize=(13, 6))
+    FigureCanvasAgg(fig)
+    ax_t, ax_m = fig.subplots(1, 2)
     grid = _grid(data)
     for i, (key, m) in enumerate(data["methods"].items()):
         pts = [grid.get((key, b)) for b in data["config"]["batches"]]
@@ -160,7 +162,6 @@ def write_plot(path: Path, data: dict) -> None:
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.04 + 0.025 * ((len(labels) + 2) // 3), 1, 1))
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 __all__ = ["fmt_time", "fmt_bytes", "speedups", "write_json", "write_markdown", "write_plot"]

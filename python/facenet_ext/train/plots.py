@@ -5,14 +5,15 @@ from pathlib import Path
 
 
 def plot_training(metrics: dict, path: str | Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # An explicit Agg figure: no pyplot state, and the process's matplotlib backend is left alone.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     history = metrics["history"]
     epochs = range(1, len(history["epoch_loss"]) + 1)
-    fig, (ax_loss, ax_eval) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    FigureCanvasAgg(fig)
+    ax_loss, ax_eval = fig.subplots(1, 2)
     loss_name = metrics["config"]["loss"]
     ax_loss.plot(epochs, history["epoch_loss"], marker="o", label=f"{loss_name} loss")
     ax_loss.set_xlabel("epoch")
@@ -38,4 +39,3 @@ def plot_training(metrics: dict, path: str | Path) -> None:
     ax_eval.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
