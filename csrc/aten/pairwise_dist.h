@@ -4,6 +4,8 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <cmath>
+#include <cstdint>
 #include <optional>
 
 namespace fx {
@@ -26,6 +28,20 @@ at::Tensor packed_as(const at::Tensor& t, at::ScalarType type);
 // Checks the inputs, then the Gram term and the norms with ATen (the CUDA path).
 PairwiseParts pairwise_gram(const char* op, const char* x_name, const at::Tensor& x, const char* y_name,
                             const std::optional<at::Tensor>& y);
+
+// CPU: squared norms of the rows of a packed [n, D] matrix, summed in index order (the norms the CPU
+// distances use); false if one is not finite.
+template <typename T>
+bool row_norms(const T* x, int64_t n, int64_t D, T* norm) {
+  bool finite = true;
+  for (int64_t i = 0; i < n; ++i) {
+    T s = 0;
+    for (int64_t k = 0; k < D; ++k) s += x[i * D + k] * x[i * D + k];
+    norm[i] = s;
+    finite &= std::isfinite(s);
+  }
+  return finite;
+}
 
 // CPU: raises ValueError for a non-finite squared norm of `t`, naming the cause: NaN/Inf entries in
 // `t`, or finite entries whose squared norm overflows the accumulation dtype (then Gram-expanded

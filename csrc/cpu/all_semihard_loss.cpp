@@ -164,11 +164,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> all_semihard_loss_cpu(const at::T
   AT_DISPATCH_FLOATING_TYPES(acc, "all_semihard_loss_cpu", [&] {
     const scalar_t* xp = x.data_ptr<scalar_t>();
     std::vector<scalar_t> norm(B);
-    for (int64_t i = 0; i < B; ++i) {
-      scalar_t s = 0;
-      for (int64_t k = 0; k < D; ++k) s += xp[i * D + k] * xp[i * D + k];
-      norm[i] = s;
-    }
+    row_norms(xp, B, D, norm.data());  // finite: the distances above checked them
     const LossInputs<scalar_t> in{dist.data_ptr<scalar_t>(), xp, norm.data(), B, D,
                                   static_cast<scalar_t>(margin), squared};
     AnchorSums total;

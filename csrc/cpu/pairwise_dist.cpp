@@ -21,19 +21,6 @@ namespace {
 
 constexpr int64_t kTile = 64;
 
-// Squared norms of the rows of a packed [n, D] matrix; false if one is not finite.
-template <typename T>
-bool row_norms(const T* x, int64_t n, int64_t D, T* norm) {
-  bool finite = true;
-  for (int64_t i = 0; i < n; ++i) {
-    T s = 0;
-    for (int64_t k = 0; k < D; ++k) s += x[i * D + k] * x[i * D + k];
-    norm[i] = s;
-    finite &= std::isfinite(s);
-  }
-  return finite;
-}
-
 // Symmetric case: each tile pair (I <= J) reads only the upper triangle of the Gram matrix and writes
 // both D_ij and D_ji from it, so the result is exactly symmetric and the diagonal exactly zero.
 // Distinct tile pairs touch disjoint elements, so they run in parallel without races.

@@ -65,8 +65,8 @@ FX_ALWAYS_INLINE void assign_buckets_body(const T* row, const int32_t* ref_gid, 
 // Closest negative of each bucket, ties to the smaller index. For float the (distance, index) pair
 // packs into one 64-bit key (a non-negative float orders like its bits), so the update is a branchless
 // min instead of a data-dependent branch the CPU mispredicts on every few elements.
-FX_ALWAYS_INLINE void bucket_minima(const float* row, const int32_t* bucket, int64_t N, int K, std::vector<float>& best_d,
-                          std::vector<int64_t>& best_i) {
+FX_ALWAYS_INLINE void bucket_minima(const float* row, const int32_t* bucket, int64_t N, int K,
+                                    std::vector<float>& best_d, std::vector<int64_t>& best_i) {
   std::vector<uint64_t> key(K + 2, ~uint64_t(0));
   for (int64_t j = 0; j < N; ++j) {
     const float d = row[j] + 0.0f;  // -0 -> +0
@@ -86,8 +86,8 @@ FX_ALWAYS_INLINE void bucket_minima(const float* row, const int32_t* bucket, int
   }
 }
 
-FX_ALWAYS_INLINE void bucket_minima(const double* row, const int32_t* bucket, int64_t N, int K, std::vector<double>& best_d,
-                          std::vector<int64_t>& best_i) {
+FX_ALWAYS_INLINE void bucket_minima(const double* row, const int32_t* bucket, int64_t N, int K,
+                                    std::vector<double>& best_d, std::vector<int64_t>& best_i) {
   best_d.assign(K + 2, std::numeric_limits<double>::infinity());
   best_i.assign(K + 2, -1);
   for (int64_t j = 0; j < N; ++j) {  // increasing j + strict '<' = ties to the smaller index

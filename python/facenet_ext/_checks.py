@@ -36,7 +36,6 @@ def apply_function(function: type, *args):
     return super(torch.autograd.Function, function).apply(*args)
 
 
-
 def below_autograd():
     """A context that calls ops below the autograd dispatch key. For ops with a Python autograd
     registration (``torch.library.register_autograd``), which otherwise runs its Python wrapper on every

@@ -7,9 +7,9 @@ Two paths, chosen by :func:`chunk_columns`:
 * the whole B x N distance matrix, mined by the native ops (the fast path, used while it is small);
 * streaming: the reference set in chunks of C columns, with per-anchor running state
   (:mod:`facenet_ext.streaming`) updated by vectorised PyTorch, so memory is O(B·C + B·K) (K = positives
-  per anchor) and B x N never exists. The rules are those of ``csrc/common/mining_rules.h`` (ties to the smallest index,
-  strict comparisons, margin tests in the distance matrix's dtype), so both paths return the same
-  triplets in the same order whenever they see the same distances. See :func:`chunk_columns` for when
+  per anchor) and B x N never exists. The rules are those of ``csrc/common/mining_rules.h`` (ties to the
+  smallest index, strict comparisons, margin tests in the distance matrix's dtype), so both paths return
+  the same triplets in the same order whenever they see the same distances. See :func:`chunk_columns` for when
   that holds bit for bit.
 """
 from __future__ import annotations
@@ -103,9 +103,8 @@ def reference_triplets(fn: str, mining, emb: Tensor, labels: Tensor | None, marg
     reference set), and the rows the loss reads. Returns ``(rows, a, p, n)`` with p and n renumbered into
     ``rows`` = ``[emb; the reference rows the triplets use]``."""
     if isinstance(mining, str):
-        mining_margin = margin if MINING[mining].margin_selects else None
         a, p, n = mine_references(fn, mining, emb, labels, ref_emb, ref_labels, memory, chunk_size,
-                                  margin=mining_margin, squared=squared)
+                                  margin=MINING[mining].mining_margin(margin), squared=squared)
     else:
         check_reference_args(fn, emb, ref_emb, ref_labels, memory, chunk_size)
         a, p, n = check_triplet_indices(fn, mining, emb, reference_count(emb, ref_emb, memory))

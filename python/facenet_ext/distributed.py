@@ -120,7 +120,7 @@ def triplet_loss(
             labels,
             ReferenceSet(global_emb.detach(), global_labels, offset),
             chunk_size,
-            margin=float(margin) if MINING[mining].margin_selects else None,
+            margin=MINING[mining].mining_margin(float(margin)),
             squared=bool(squared),
         )
     # Recompute the distances from the gathered rows: this rank's own rows come back through the

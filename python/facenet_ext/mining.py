@@ -26,7 +26,9 @@ class Strategy:
     distance matrix (a reference set, or one streamed chunk); ``stream_state`` keeps the running state of
     a streamed reference set; ``reference(sq_dist, labels, margin, squared)`` is the float64 rule the tests
     check the ops against. ``squared_default``: the public miner's distance (True = squared Euclidean).
-    ``margin_selects``: ``triplet_loss`` mines with its margin (else the margin only enters the loss)."""
+    ``margin_selects``: ``triplet_loss`` mines with its margin (else the margin only enters the loss).
+    ``fused_loss``: ``triplet_loss`` with a reduction has a native op that never lists the triplets
+    (``all_semihard_loss``)."""
 
     name: str
     squared_default: bool
@@ -35,6 +37,11 @@ class Strategy:
     from_sq_dist: Callable[..., Triplets]
     stream_state: type
     reference: Callable[..., Triplets]
+    fused_loss: bool = False
+
+    def mining_margin(self, margin: float) -> float | None:
+        """The margin ``triplet_loss`` mines with: its own where it selects, else none."""
+        return margin if self.margin_selects else None
 
 
 MINING: dict[str, Strategy] = {
@@ -60,6 +67,7 @@ MINING: dict[str, Strategy] = {
             from_sq_dist=lambda d, y, ry, ex, m, sq, drop: _ops.all_semihard_from_sq_dist(d, y, ry, ex, m, sq),
             stream_state=streaming.AllSemiHardState,
             reference=lambda d, y, m, sq: reference.all_semi_hard_triplets_from_sq_dist_reference(d, y, m, squared=sq),
+            fused_loss=True,
         ),
     )
 }

@@ -344,7 +344,7 @@ def triplet_loss(
     if isinstance(mining, str):
         check_choice(fn, "mining", mining, tuple(MINING))
     squared = resolve_squared(fn, squared, mining)
-    if isinstance(mining, str) and MINING[mining].margin_selects and reduction != "none" \
+    if isinstance(mining, str) and MINING[mining].fused_loss and reduction != "none" \
             and _plain_batch(emb, ref_emb, ref_labels, memory, chunk_size):
         return _all_semihard_loss(emb, labels, margin, squared, reduction, return_stats)
     if ref_emb is None and ref_labels is None and memory is None:
@@ -352,8 +352,8 @@ def triplet_loss(
         rows = emb
         if isinstance(mining, str):
             # The public miner's triplets with the loss's `squared` (and its margin where it selects).
-            mining_margin = margin if MINING[mining].margin_selects else None
-            a, p, n = _mine(fn, mining, emb, labels, mining_margin, squared, False, None, None, None, chunk_size)
+            a, p, n = _mine(fn, mining, emb, labels, MINING[mining].mining_margin(margin), squared, False,
+                            None, None, None, chunk_size)
         else:
             a, p, n = check_triplet_indices(fn, mining, emb, emb.shape[0])
     else:

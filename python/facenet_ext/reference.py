@@ -202,7 +202,7 @@ def triplet_loss_reference(
             raise ValueError(f"unknown mining {mining!r}")
         strategy = MINING[mining]
         d = pairwise_sq_dist_reference(x.detach())
-        a, p, n = strategy.reference(d, labels, margin if strategy.margin_selects else None, squared)
+        a, p, n = strategy.reference(d, labels, strategy.mining_margin(margin), squared)
     else:
         a, p, n = mining
     d_ap = _distance_reference(x[a] - x[p], squared)
