@@ -6,7 +6,9 @@ TORCH_LIBRARY(facenet_ext, m) {
   // ||x_i - y_j||^2, clamped >= 0; exactly symmetric with a zero diagonal when y is None.
   m.def("pairwise_sq_dist(Tensor x, Tensor? y) -> Tensor");
 
-  // The miners, fused: embeddings [B, D] and labels [B] in, int64 (anchor, positive, negative) out, in
+  // The miners, fused: named like their public Python functions (fx.semi_hard_triplets, ...), so that a
+  // native error names the function the user called; every other name uses the stem "semihard".
+  // Embeddings [B, D] and labels [B] in, int64 (anchor, positive, negative) out, in
   // one native call (label groups, distances only if some anchor can form a triplet, mining,
   // compaction, the NaN/Inf check). Sorted as their *_from_sq_dist twins below.
   m.def(
@@ -32,11 +34,11 @@ TORCH_LIBRARY(facenet_ext, m) {
 
   // Per-triplet margin loss with distances recomputed exactly from emb: (loss[T], d_ap[T], d_an[T]).
   m.def(
-      "triplet_margin_forward(Tensor emb, Tensor anchor, Tensor positive, Tensor negative, float margin, "
+      "triplet_loss_forward(Tensor emb, Tensor anchor, Tensor positive, Tensor negative, float margin, "
       "bool squared) -> (Tensor, Tensor, Tensor)");
   // Gradient wrt emb, O(T*D), accumulated per row in a fixed order (deterministic, no float atomics).
   m.def(
-      "triplet_margin_backward(Tensor grad_loss, Tensor emb, Tensor anchor, Tensor positive, "
+      "triplet_loss_backward(Tensor grad_loss, Tensor emb, Tensor anchor, Tensor positive, "
       "Tensor negative, Tensor loss, Tensor d_ap, Tensor d_an, bool squared) -> Tensor");
 
   // triplet_loss(mining="all_semihard") without the triplet list: O(B^2) memory for up to B^2 K triplets.

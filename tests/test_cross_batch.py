@@ -13,25 +13,25 @@ from strategies import MARGINS, integer_points
 import facenet_ext as fx
 from facenet_ext import cross_batch
 from facenet_ext.reference import (
-    all_semi_hard_triplets_from_sq_dist_reference,
+    all_semihard_from_sq_dist_reference,
     batch_hard_triplets_from_sq_dist_reference,
     pairwise_sq_dist_reference,
-    semi_hard_triplets_from_sq_dist_reference,
+    semihard_from_sq_dist_reference,
     triplet_loss_reference,
 )
 
 # (miner, its options, the float64 reference on a given matrix with those options)
 CASES = [
-    (fx.semi_hard_triplets, {}, lambda d, y, ry: semi_hard_triplets_from_sq_dist_reference(d, y, ref_labels=ry)),
+    (fx.semi_hard_triplets, {}, lambda d, y, ry: semihard_from_sq_dist_reference(d, y, ref_labels=ry)),
     (fx.semi_hard_triplets, {"fallback": "drop", "margin": 2.0},
-     lambda d, y, ry: semi_hard_triplets_from_sq_dist_reference(d, y, 2.0, fallback="drop", ref_labels=ry)),
+     lambda d, y, ry: semihard_from_sq_dist_reference(d, y, 2.0, fallback="drop", ref_labels=ry)),
     (fx.semi_hard_triplets, {"margin": 1.0, "squared": False},
-     lambda d, y, ry: semi_hard_triplets_from_sq_dist_reference(d, y, 1.0, squared=False, ref_labels=ry)),
+     lambda d, y, ry: semihard_from_sq_dist_reference(d, y, 1.0, squared=False, ref_labels=ry)),
     (fx.batch_hard_triplets, {}, lambda d, y, ry: batch_hard_triplets_from_sq_dist_reference(d, y, ref_labels=ry)),
     (fx.all_semi_hard_triplets, {"margin": 1.0},
-     lambda d, y, ry: all_semi_hard_triplets_from_sq_dist_reference(d, y, 1.0, ref_labels=ry)),
+     lambda d, y, ry: all_semihard_from_sq_dist_reference(d, y, 1.0, ref_labels=ry)),
     (fx.all_semi_hard_triplets, {"margin": 3.0, "squared": True},
-     lambda d, y, ry: all_semi_hard_triplets_from_sq_dist_reference(d, y, 3.0, squared=True, ref_labels=ry)),
+     lambda d, y, ry: all_semihard_from_sq_dist_reference(d, y, 3.0, squared=True, ref_labels=ry)),
 ]
 IDS = ["semihard", "semihard-drop-margin", "semihard-plain-margin", "batch_hard", "all_semihard", "all_semihard-squared"]
 

@@ -16,7 +16,7 @@ EMB = (torch.arange(B * D).reshape(B, D) % 5 - 2).float()  # fixed values: built
 LABELS = torch.tensor([0, 0, 1, 1, 2, 2])
 SQ = torch.cdist(EMB, EMB).square()
 A, P, N = torch.tensor([0, 2, 4]), torch.tensor([1, 3, 5]), torch.tensor([2, 4, 0])
-LOSS, D_AP, D_AN = ops.triplet_margin_forward(EMB, A, P, N, 0.2, True)
+LOSS, D_AP, D_AN = ops.triplet_loss_forward(EMB, A, P, N, 0.2, True)
 X = torch.linspace(-1, 1, 50).reshape(1, 2, 5, 5)
 OUT = ops.l2_pool2d(X, [3, 3], [2, 2], [1, 1], False)
 
@@ -40,13 +40,13 @@ CALLS = {
     "batch_hard_triplets": ({"emb": EMB, "labels": LABELS}, lambda t: ops.batch_hard_triplets(t["emb"], t["labels"])),
     "all_semi_hard_triplets": ({"emb": EMB, "labels": LABELS}, lambda t: ops.all_semi_hard_triplets(t["emb"], t["labels"], 0.2, False)),
     "all_semihard_loss": ({"emb": EMB, "labels": LABELS}, lambda t: ops.all_semihard_loss(t["emb"], t["labels"], 0.2, False, True)),
-    "triplet_margin_forward": (
+    "triplet_loss_forward": (
         {"emb": EMB, "anchor": A, "positive": P, "negative": N},
-        lambda t: ops.triplet_margin_forward(t["emb"], t["anchor"], t["positive"], t["negative"], 0.2, True),
+        lambda t: ops.triplet_loss_forward(t["emb"], t["anchor"], t["positive"], t["negative"], 0.2, True),
     ),
-    "triplet_margin_backward": (
+    "triplet_loss_backward": (
         {"grad_loss": torch.ones(3), "emb": EMB, "anchor": A, "positive": P, "negative": N, "loss": LOSS, "d_ap": D_AP, "d_an": D_AN},
-        lambda t: ops.triplet_margin_backward(t["grad_loss"], t["emb"], t["anchor"], t["positive"], t["negative"],
+        lambda t: ops.triplet_loss_backward(t["grad_loss"], t["emb"], t["anchor"], t["positive"], t["negative"],
                                               t["loss"], t["d_ap"], t["d_an"], True),
     ),
     "l2_pool2d": ({"x": X}, lambda t: ops.l2_pool2d(t["x"], [3, 3], [2, 2], [1, 1], False)),
@@ -81,7 +81,7 @@ def corruptions(op: str, name: str, t: torch.Tensor):
     yield "rank + 1", t.unsqueeze(0), ValueError
     if t.dim() > 1:
         yield "rank - 1", t[0], ValueError
-    if name == "emb" and op.startswith("triplet_margin"):
+    if name == "emb" and op.startswith("triplet_loss"):
         yield "one shorter", t[:-1], IndexError  # the indices then point past it
     elif t.dim() >= 1 and not (op.startswith("pairwise") or op.startswith("l2_pool2d")):
         yield "one shorter", t[:-1], ValueError
@@ -136,7 +136,7 @@ def test_random_corruptions_raise_clearly(op, data):
 
 @pytest.mark.parametrize("which", ["anchor", "positive", "negative"])
 @pytest.mark.parametrize("bad", [-1, B, 2**40], ids=["negative", "B", "huge"])
-@pytest.mark.parametrize("op", ["triplet_margin_forward", "triplet_margin_backward"])
+@pytest.mark.parametrize("op", ["triplet_loss_forward", "triplet_loss_backward"])
 def test_triplet_indices_out_of_range(op, which, bad):
     args, call = CALLS[op]
     idx = args[which].clone()
@@ -148,7 +148,7 @@ def test_triplet_indices_out_of_range(op, which, bad):
 @pytest.mark.parametrize("margin", [-0.5, float("nan"), float("inf"), 1e300])
 def test_margins(margin):
     with pytest.raises(ValueError, match="margin"):
-        ops.triplet_margin_forward(EMB, A, P, N, margin, True)
+        ops.triplet_loss_forward(EMB, A, P, N, margin, True)
     with pytest.raises(ValueError, match="margin"):
         ops.semihard_from_sq_dist(SQ, LABELS, LABELS, True, margin, True, False)
     with pytest.raises(ValueError, match="margin"):

@@ -184,16 +184,16 @@ def test_native_miner_ops(device):
 def test_native_triplet_ops(device):
     emb, labels = batch(device)
     a, p, n = triplets(emb, labels)
-    loss, d_ap, d_an = ops.triplet_margin_forward(emb, a, p, n, 0.2, True)
+    loss, d_ap, d_an = ops.triplet_loss_forward(emb, a, p, n, 0.2, True)
     grad = torch.randint_like(loss, -3, 4)
-    check_every_argument(lambda e, a, p, n: ops.triplet_margin_forward(e, a, p, n, 0.2, True), [emb, a, p, n])
+    check_every_argument(lambda e, a, p, n: ops.triplet_loss_forward(e, a, p, n, 0.2, True), [emb, a, p, n])
     check_every_argument(
-        lambda g, e, a, p, n, l, dp, dn: ops.triplet_margin_backward(g, e, a, p, n, l, dp, dn, True),
+        lambda g, e, a, p, n, l, dp, dn: ops.triplet_loss_backward(g, e, a, p, n, l, dp, dn, True),
         [grad, emb, a, p, n, loss, d_ap, d_an],
     )
     # The gradient autograd hands the backward of loss.sum() is a stride-0 expansion of one number.
-    assert_same(ops.triplet_margin_backward(torch.ones(()).expand(loss.shape[0]), emb, a, p, n, loss, d_ap, d_an, True),
-                ops.triplet_margin_backward(torch.ones(loss.shape[0]), emb, a, p, n, loss, d_ap, d_an, True))
+    assert_same(ops.triplet_loss_backward(torch.ones(()).expand(loss.shape[0]), emb, a, p, n, loss, d_ap, d_an, True),
+                ops.triplet_loss_backward(torch.ones(loss.shape[0]), emb, a, p, n, loss, d_ap, d_an, True))
 
 
 @devices()

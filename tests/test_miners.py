@@ -11,11 +11,11 @@ from strategies import MARGINS, labelled_batches
 
 import facenet_ext as fx
 from facenet_ext.reference import (
-    all_semi_hard_triplets_from_sq_dist_reference,
+    all_semihard_from_sq_dist_reference,
     all_semi_hard_triplets_reference,
     batch_hard_triplets_from_sq_dist_reference,
     batch_hard_triplets_reference,
-    semi_hard_triplets_from_sq_dist_reference,
+    semihard_from_sq_dist_reference,
     semi_hard_triplets_reference,
 )
 
@@ -62,7 +62,7 @@ def test_semi_hard_matches_reference(device, dtype, kind, margin, squared, fallb
     emb, labels = random_batch(kind, 48, 6, 8, dtype, device)
     got = fx.semi_hard_triplets(emb, labels, margin, squared=squared, fallback=fallback)
     d = fx.pairwise_sq_dist(emb)
-    assert_same(got, semi_hard_triplets_from_sq_dist_reference(d, labels, margin, squared=squared, fallback=fallback))
+    assert_same(got, semihard_from_sq_dist_reference(d, labels, margin, squared=squared, fallback=fallback))
 
 
 @devices()
@@ -83,7 +83,7 @@ def test_all_semi_hard_matches_reference(device, dtype, kind, margin, squared):
     emb, labels = random_batch(kind, 40, 5, 8, dtype, device)
     got = fx.all_semi_hard_triplets(emb, labels, margin, squared=squared)
     d = fx.pairwise_sq_dist(emb)
-    assert_same(got, all_semi_hard_triplets_from_sq_dist_reference(d, labels, margin, squared=squared))
+    assert_same(got, all_semihard_from_sq_dist_reference(d, labels, margin, squared=squared))
 
 
 @devices()
@@ -114,14 +114,14 @@ def test_dispatcher_ops_on_arbitrary_matrices(device, dtype, reference_set, layo
         for squared in (True, False):
             for drop in (False, True):
                 got = ops.semihard_from_sq_dist(d, labels, ref_labels, exclude_self, margin, squared, drop)
-                want = semi_hard_triplets_from_sq_dist_reference(
+                want = semihard_from_sq_dist_reference(
                     d, labels, margin, squared=squared, fallback="drop" if drop else "easiest", ref_labels=ref_for_reference
                 )
                 assert_same(got, want)
     for margin in (0.0, 1.0, 3.0):
         for squared in (True, False):
             got = ops.all_semihard_from_sq_dist(d, labels, ref_labels, exclude_self, margin, squared)
-            want = all_semi_hard_triplets_from_sq_dist_reference(d, labels, margin, squared=squared, ref_labels=ref_for_reference)
+            want = all_semihard_from_sq_dist_reference(d, labels, margin, squared=squared, ref_labels=ref_for_reference)
             assert_same(got, want)
     got = ops.batch_hard_from_sq_dist(d, labels, ref_labels, exclude_self)
     assert_same(got, batch_hard_triplets_from_sq_dist_reference(d, labels, ref_labels=ref_for_reference))
@@ -134,7 +134,7 @@ def test_many_positives_per_anchor():
     emb = torch.randint(-2, 3, (150, 3)).float()
     d = fx.pairwise_sq_dist(emb)
     for kwargs in ({}, {"fallback": "drop", "margin": 1.0, "squared": False}):
-        assert_same(fx.semi_hard_triplets(emb, labels, **kwargs), semi_hard_triplets_from_sq_dist_reference(d, labels, **kwargs))
+        assert_same(fx.semi_hard_triplets(emb, labels, **kwargs), semihard_from_sq_dist_reference(d, labels, **kwargs))
 
 
 @pytest.mark.parametrize("shape", [(3, 0), (0, 4), (0, 0)], ids=["no reference", "no anchors", "both empty"])
@@ -178,7 +178,7 @@ def test_semi_hard_end_to_end(batch, margin, squared, fallback):
     got = fx.semi_hard_triplets(emb, labels, m, squared=squared, fallback=fallback)
     assert_same(got, semi_hard_triplets_reference(emb, labels, m, squared=squared, fallback=fallback))
     d = fx.pairwise_sq_dist(emb)
-    assert_same(got, semi_hard_triplets_from_sq_dist_reference(d, labels, m, squared=squared, fallback=fallback))
+    assert_same(got, semihard_from_sq_dist_reference(d, labels, m, squared=squared, fallback=fallback))
 
 
 @given(batch=labelled_batches())
@@ -196,7 +196,7 @@ def test_all_semi_hard_end_to_end(batch, margin, squared):
     got = fx.all_semi_hard_triplets(emb, labels, m, squared=squared)
     assert_same(got, all_semi_hard_triplets_reference(emb, labels, m, squared=squared))
     d = fx.pairwise_sq_dist(emb)
-    assert_same(got, all_semi_hard_triplets_from_sq_dist_reference(d, labels, m, squared=squared))
+    assert_same(got, all_semihard_from_sq_dist_reference(d, labels, m, squared=squared))
 
 
 def test_margin_decisions_on_integer_distances_agree_in_float32_and_float64():

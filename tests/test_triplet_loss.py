@@ -384,11 +384,11 @@ def test_opcheck(device, dtype, squared):
     emb, labels = random_batch(batch=16, identities=3, dim=4, dtype=dtype, device=device)
     a, p, n = fx.all_semi_hard_triplets(emb, labels, 0.5)
     emb.requires_grad_(dtype in FULL)  # opcheck's autograd checks need a float64/float32 leaf
-    torch.library.opcheck(ops.triplet_margin_forward.default, (emb, a, p, n, 0.5, squared))
-    torch.library.opcheck(ops.triplet_margin_forward.default, (emb, *(t.to(device) for t in EMPTY), 0.5, squared))
-    loss, d_ap, d_an = ops.triplet_margin_forward(emb.detach(), a, p, n, 0.5, squared)
+    torch.library.opcheck(ops.triplet_loss_forward.default, (emb, a, p, n, 0.5, squared))
+    torch.library.opcheck(ops.triplet_loss_forward.default, (emb, *(t.to(device) for t in EMPTY), 0.5, squared))
+    loss, d_ap, d_an = ops.triplet_loss_forward(emb.detach(), a, p, n, 0.5, squared)
     grad = torch.rand_like(loss)
-    torch.library.opcheck(ops.triplet_margin_backward.default, (grad, emb.detach(), a, p, n, loss, d_ap, d_an, squared))
+    torch.library.opcheck(ops.triplet_loss_backward.default, (grad, emb.detach(), a, p, n, loss, d_ap, d_an, squared))
 
 
 @devices()

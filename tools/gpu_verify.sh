@@ -23,7 +23,7 @@ fi
 if has sanitize; then
   for tool in memcheck racecheck; do
     timeout ${SANITIZE_TIMEOUT:-200} compute-sanitizer --tool $tool --error-exitcode 9 python3 -m pytest -q \
-      -p no:cacheprovider ${SANITIZE_TESTS:-tests/test_cuda_parity.py tests/test_l2_pool.py} \
+      -p no:cacheprovider ${SANITIZE_TESTS:-tests/test_cuda_parity.py tests/test_l2_pool2d.py} \
       -k "${SANITIZE_K:-cuda and not compile and not two_big and not 1800}" > "$OUT/sanitize-$tool.log" 2>&1
     echo "compute-sanitizer $tool: exit $? ($(grep -c 'ERROR SUMMARY: 0 errors' "$OUT/sanitize-$tool.log") clean summaries)"
     grep -E "ERROR SUMMARY|passed|failed" "$OUT/sanitize-$tool.log" | tail -3

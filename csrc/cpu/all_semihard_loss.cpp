@@ -24,7 +24,7 @@
 #include "common/triplet_rules.h"
 #include "cpu/finite.h"
 #include "aten/label_groups.h"
-#include "aten/pairwise_dist.h"
+#include "aten/pairwise_sq_dist.h"
 #include "cpu/grain.h"
 
 namespace fx {

@@ -5,7 +5,7 @@
 #include <optional>
 
 #include "aten/label_groups.h"
-#include "aten/pairwise_dist.h"
+#include "aten/pairwise_sq_dist.h"
 
 namespace fx {
 

@@ -11,7 +11,7 @@
 
 #include "checks.h"
 #include "aten/label_groups.h"
-#include "aten/pairwise_dist.h"
+#include "aten/pairwise_sq_dist.h"
 
 namespace fx::cuda {
 

@@ -6,7 +6,7 @@
 
 #include "cuda/launch.cuh"
 #include "aten/label_groups.h"
-#include "aten/pairwise_dist.h"
+#include "aten/pairwise_sq_dist.h"
 
 namespace fx::cuda {
 

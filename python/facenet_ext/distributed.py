@@ -125,7 +125,7 @@ def triplet_loss(
         )
     # Recompute the distances from the gathered rows: this rank's own rows come back through the
     # all-gather too, so every row's gradient is summed over ranks exactly once in backward.
-    loss, _, _ = _ops.triplet_margin_forward(global_emb, a + offset, p, n, float(margin), bool(squared))
+    loss, _, _ = _ops.triplet_loss_forward(global_emb, a + offset, p, n, float(margin), bool(squared))
     total = loss.sum()
     if reduction != "sum":
         count = torch.tensor(float(loss.shape[0]) if reduction == "mean" else 0.0, dtype=torch.float64, device=emb.device)

@@ -51,8 +51,8 @@ MINING: dict[str, Strategy] = {
             "semihard", squared_default=True, margin_selects=False,
             fused=lambda e, y, m, sq, drop: _ops.semi_hard_triplets(e, y, m, sq, drop),
             from_sq_dist=lambda d, y, ry, ex, m, sq, drop: _ops.semihard_from_sq_dist(d, y, ry, ex, m, sq, drop),
-            stream_state=streaming.SemiHardState,
-            reference=lambda d, y, m, sq: reference.semi_hard_triplets_from_sq_dist_reference(d, y, m, squared=sq),
+            stream_state=streaming.SemihardState,
+            reference=lambda d, y, m, sq: reference.semihard_from_sq_dist_reference(d, y, m, squared=sq),
         ),
         Strategy(
             "batch_hard", squared_default=True, margin_selects=False,
@@ -65,8 +65,8 @@ MINING: dict[str, Strategy] = {
             "all_semihard", squared_default=False, margin_selects=True,
             fused=lambda e, y, m, sq, drop: _ops.all_semi_hard_triplets(e, y, m, sq),
             from_sq_dist=lambda d, y, ry, ex, m, sq, drop: _ops.all_semihard_from_sq_dist(d, y, ry, ex, m, sq),
-            stream_state=streaming.AllSemiHardState,
-            reference=lambda d, y, m, sq: reference.all_semi_hard_triplets_from_sq_dist_reference(d, y, m, squared=sq),
+            stream_state=streaming.AllSemihardState,
+            reference=lambda d, y, m, sq: reference.all_semihard_from_sq_dist_reference(d, y, m, squared=sq),
             fused_loss=True,
         ),
     )

@@ -369,13 +369,13 @@ def triplet_loss(
     if _needs_grad(rows) and found is None and reduction != "none":
         # The reduction inside the one autograd node: no Sum/Div nodes in the graph (at B = 64 each
         # autograd node costs about as much as the whole backward kernel).
-        out, loss, d_ap, d_an = apply_function(_TripletMarginReduced, rows, a, p, n, margin, squared, reduction)
+        out, loss, d_ap, d_an = apply_function(_TripletLossReduced, rows, a, p, n, margin, squared, reduction)
         return _with_stats(out, loss, d_ap, d_an, loss.shape[0], emb) if return_stats else out
     if _needs_grad(rows):
-        loss, d_ap, d_an = apply_function(_TripletMargin, rows, a, p, n, margin, squared)
+        loss, d_ap, d_an = apply_function(_TripletLoss, rows, a, p, n, margin, squared)
     else:
         with below_autograd():
-            loss, d_ap, d_an = _ops.triplet_margin_forward(rows, a, p, n, margin, squared)
+            loss, d_ap, d_an = _ops.triplet_loss_forward(rows, a, p, n, margin, squared)
     if found is not None:
         if rows.shape[0] == 0:
             loss = d_ap = d_an = rows.new_zeros((capacity,), dtype=acc_dtype(rows.dtype)) + rows.sum()
@@ -474,7 +474,7 @@ class _AllSemihardLoss(torch.autograd.Function):
             # so second derivatives are exact (as on the materialised path).
             x = emb.detach()
             a, p, n = _ops.all_semi_hard_triplets(x, labels, ctx.margin, ctx.squared)
-            loss = _ops.triplet_margin_forward(x, a, p, n, ctx.margin, ctx.squared)[0]
+            loss = _ops.triplet_loss_forward(x, a, p, n, ctx.margin, ctx.squared)[0]
             grad = _triplet_grad_differentiable(g.expand(loss.shape), emb, a, p, n, loss, ctx.squared)
             return grad, None, None, None
         # A fresh packed copy (B x D, cheap next to the GEMMs): BLAS rounds differently for differently
@@ -485,12 +485,12 @@ class _AllSemihardLoss(torch.autograd.Function):
         return (out * g.to(coef.dtype)).to(emb.dtype), None, None, None
 
 
-@torch.library.register_fake("facenet_ext::triplet_margin_forward")
+@torch.library.register_fake("facenet_ext::triplet_loss_forward")
 def _(emb, anchor, positive, negative, margin, squared):
     return tuple(emb.new_empty(anchor.shape, dtype=acc_dtype(emb.dtype)) for _ in range(3))
 
 
-@torch.library.register_fake("facenet_ext::triplet_margin_backward")
+@torch.library.register_fake("facenet_ext::triplet_loss_backward")
 def _(grad_loss, emb, anchor, positive, negative, loss, d_ap, d_an, squared):
     return torch.empty_like(emb)
 
@@ -512,7 +512,7 @@ def _triplet_backward(ctx, grad_loss, _grad_d_ap, _grad_d_an):
         # derivatives (Hessian-vector products, gradient penalties) are exact rather than silently 0.
         grad = _triplet_grad_differentiable(grad_loss, emb, a, p, n, loss, ctx.squared)
     else:
-        grad = _ops.triplet_margin_backward(grad_loss, emb, a, p, n, loss, d_ap, d_an, ctx.squared)
+        grad = _ops.triplet_loss_backward(grad_loss, emb, a, p, n, loss, d_ap, d_an, ctx.squared)
     return grad, None, None, None, None, None
 
 
@@ -535,7 +535,7 @@ def _triplet_grad_differentiable(grad_loss: Tensor, emb: Tensor, a: Tensor, p: T
 
 
 torch.library.register_autograd(
-    "facenet_ext::triplet_margin_forward", _triplet_backward, setup_context=_triplet_setup
+    "facenet_ext::triplet_loss_forward", _triplet_backward, setup_context=_triplet_setup
 )
 
 
@@ -549,8 +549,8 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
     return loss.sum()
 
 
-class _TripletMarginReduced(torch.autograd.Function):
-    """triplet_margin_forward and the reduction as one autograd node: (reduced loss, then the per-triplet
+class _TripletLossReduced(torch.autograd.Function):
+    """triplet_loss_forward and the reduction as one autograd node: (reduced loss, then the per-triplet
     loss, d_ap and d_an, not differentiable, for the statistics)."""
 
     generate_vmap_rule = True
@@ -558,7 +558,7 @@ class _TripletMarginReduced(torch.autograd.Function):
     @staticmethod
     def forward(emb, a, p, n, margin, squared, reduction):
         with below_autograd():
-            loss, d_ap, d_an = _ops.triplet_margin_forward(emb, a, p, n, margin, squared)
+            loss, d_ap, d_an = _ops.triplet_loss_forward(emb, a, p, n, margin, squared)
         return _reduce(loss, reduction), loss, d_ap, d_an
 
     @staticmethod
@@ -583,15 +583,15 @@ class _TripletMarginReduced(torch.autograd.Function):
         return (*grads, None)
 
 
-class _TripletMargin(torch.autograd.Function):
-    """triplet_margin_forward for the public function (see _PairwiseSqDist)."""
+class _TripletLoss(torch.autograd.Function):
+    """triplet_loss_forward for the public function (see _PairwiseSqDist)."""
 
     generate_vmap_rule = True
 
     @staticmethod
     def forward(emb, a, p, n, margin, squared):
         with below_autograd():
-            return _ops.triplet_margin_forward(emb, a, p, n, margin, squared)
+            return _ops.triplet_loss_forward(emb, a, p, n, margin, squared)
 
     setup_context = staticmethod(_triplet_setup)
     backward = staticmethod(_triplet_backward)

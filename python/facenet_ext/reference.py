@@ -72,7 +72,7 @@ def _triplets(rows: list[tuple[int, int, int]], device: torch.device) -> tuple[T
     return t[:, 0], t[:, 1], t[:, 2]
 
 
-def semi_hard_triplets_from_sq_dist_reference(
+def semihard_from_sq_dist_reference(
     sq_dist: Tensor,
     labels: Tensor,
     margin: float | None = None,
@@ -124,7 +124,7 @@ def batch_hard_triplets_from_sq_dist_reference(
     return _triplets(rows, sq_dist.device)
 
 
-def all_semi_hard_triplets_from_sq_dist_reference(
+def all_semihard_from_sq_dist_reference(
     sq_dist: Tensor, labels: Tensor, margin: float = 0.2, *, squared: bool = False, ref_labels: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Every (a, p, n) with p in P(a), n in N(a) and 0 < D_an - D_ap <= margin (pytorch-metric-learning's
@@ -150,7 +150,7 @@ def semi_hard_triplets_reference(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """`semi_hard_triplets` on float64 distances computed from the differences."""
     d = pairwise_sq_dist_reference(emb.detach())
-    return semi_hard_triplets_from_sq_dist_reference(d, labels, margin, squared=squared, fallback=fallback)
+    return semihard_from_sq_dist_reference(d, labels, margin, squared=squared, fallback=fallback)
 
 
 def batch_hard_triplets_reference(emb: Tensor, labels: Tensor, *, squared: bool = True) -> tuple[Tensor, Tensor, Tensor]:
@@ -163,7 +163,7 @@ def all_semi_hard_triplets_reference(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """`all_semi_hard_triplets` on float64 distances computed from the differences."""
     d = pairwise_sq_dist_reference(emb.detach())
-    return all_semi_hard_triplets_from_sq_dist_reference(d, labels, margin, squared=squared)
+    return all_semihard_from_sq_dist_reference(d, labels, margin, squared=squared)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -117,7 +117,7 @@ class _SlotMiner:
         return work, self.labels, self.ref_labels[: K + C]
 
 
-class SemiHardState(_SlotMiner):
+class SemihardState(_SlotMiner):
     """Per (anchor, positive) pair the closest semi-hard negative so far (kept only when strictly closer,
     as earlier chunks hold the smaller indices), and per anchor the farthest negative (TF-Addons'
     fallback). The margin filter is applied at the end, as the op applies it. State O(B·K)."""
@@ -191,7 +191,7 @@ class BatchHardState:
         return keep.nonzero().squeeze(1), self.p_i[keep], self.n_i[keep]
 
 
-class AllSemiHardState(_SlotMiner):
+class AllSemihardState(_SlotMiner):
     """Every (a, p, n) with 0 < D_an - D_ap <= margin: chunk results concatenated in chunk order (so n
     ascends within each (a, p)), then stably sorted by (anchor, positive): the whole-matrix op's order."""
 

@@ -3,9 +3,9 @@
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
-#include "cuda/kernels/pairwise_dist.cuh"
+#include "cuda/kernels/pairwise_sq_dist.cuh"
 #include "cuda/launch.cuh"
-#include "aten/pairwise_dist.h"
+#include "aten/pairwise_sq_dist.h"
 
 namespace fx {
 

@@ -5,19 +5,19 @@
 #include <torch/library.h>
 
 #include "checks.h"
-#include "cuda/kernels/triplet_margin.cuh"
+#include "cuda/kernels/triplet_loss.cuh"
 #include "cuda/launch.cuh"
-#include "aten/triplet_csr.h"
+#include "aten/triplet_loss.h"
 
 namespace fx {
 namespace {
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_margin_forward_cuda(const at::Tensor& emb_in,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_loss_forward_cuda(const at::Tensor& emb_in,
                                                                            const at::Tensor& anchor_in,
                                                                            const at::Tensor& positive_in,
                                                                            const at::Tensor& negative_in,
                                                                            double margin, bool squared) {
-  const char* op = "triplet_margin_forward";
+  const char* op = "triplet_loss_forward";
   const c10::cuda::CUDAGuard guard(emb_in.device());
   check_triplet_forward(op, emb_in, anchor_in, positive_in, negative_in, margin);
   // Every input is read through raw pointers as packed: strided or expanded views are packed first.
@@ -27,7 +27,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_margin_forward_cuda(const
   auto out_opts = emb.options().dtype(acc_type(emb.scalar_type()));
   at::Tensor loss = at::empty({T}, out_opts), d_ap = at::empty({T}, out_opts), d_an = at::empty({T}, out_opts);
   if (T == 0) return {loss, d_ap, d_an};
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, emb.scalar_type(), "triplet_margin_forward_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, emb.scalar_type(), "triplet_loss_forward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     cuda::triplet_forward_kernel<scalar_t, acc_t>
         <<<cuda::grid_for(T, cuda::kTripletWarps), cuda::kTripletWarps * 32, 0, cuda::current_stream()>>>(
@@ -39,11 +39,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_margin_forward_cuda(const
   return {loss, d_ap, d_an};
 }
 
-at::Tensor triplet_margin_backward_cuda(const at::Tensor& grad_loss, const at::Tensor& emb_in,
+at::Tensor triplet_loss_backward_cuda(const at::Tensor& grad_loss, const at::Tensor& emb_in,
                                         const at::Tensor& anchor_in, const at::Tensor& positive_in,
                                         const at::Tensor& negative_in, const at::Tensor& loss_in,
                                         const at::Tensor& d_ap_in, const at::Tensor& d_an_in, bool squared) {
-  const char* op = "triplet_margin_backward";
+  const char* op = "triplet_loss_backward";
   const c10::cuda::CUDAGuard guard(emb_in.device());
   check_triplet_backward(op, grad_loss, emb_in, anchor_in, positive_in, negative_in, loss_in, d_ap_in, d_an_in);
   const at::Tensor emb = emb_in.contiguous(), anchor = anchor_in.contiguous(), positive = positive_in.contiguous(),
@@ -54,7 +54,7 @@ at::Tensor triplet_margin_backward_cuda(const at::Tensor& grad_loss, const at::T
   if (T == 0 || B == 0 || D == 0) return grad;
   const at::Tensor g = grad_loss.to(acc_type(emb.scalar_type())).contiguous();
   const TripletCsr csr = triplet_csr(anchor, positive, negative, B);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, emb.scalar_type(), "triplet_margin_backward_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, emb.scalar_type(), "triplet_loss_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     cuda::triplet_backward_kernel<scalar_t, acc_t>
         <<<cuda::grid_for(B, cuda::kTripletWarps), cuda::kTripletWarps * 32, 0, cuda::current_stream()>>>(
@@ -70,8 +70,8 @@ at::Tensor triplet_margin_backward_cuda(const at::Tensor& grad_loss, const at::T
 }  // namespace
 
 TORCH_LIBRARY_IMPL(facenet_ext, CUDA, m) {
-  m.impl("triplet_margin_forward", &triplet_margin_forward_cuda);
-  m.impl("triplet_margin_backward", &triplet_margin_backward_cuda);
+  m.impl("triplet_loss_forward", &triplet_loss_forward_cuda);
+  m.impl("triplet_loss_backward", &triplet_loss_backward_cuda);
 }
 
 }  // namespace fx

@@ -1,5 +1,5 @@
-// l2_pool2d on CUDA: checks and geometry shared with the CPU path (aten/l2_pool.h), then one
-// grid-stride kernel per direction (kernels/l2_pool.cuh). Like the CPU path, x is read as contiguous
+// l2_pool2d on CUDA: checks and geometry shared with the CPU path (aten/l2_pool2d.h), then one
+// grid-stride kernel per direction (kernels/l2_pool2d.cuh). Like the CPU path, x is read as contiguous
 // NCHW (channels-last x is copied first) and the result is NCHW-contiguous.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -8,9 +8,9 @@
 
 #include <limits>
 
-#include "cuda/kernels/l2_pool.cuh"
+#include "cuda/kernels/l2_pool2d.cuh"
 #include "cuda/launch.cuh"
-#include "aten/l2_pool.h"
+#include "aten/l2_pool2d.h"
 
 namespace fx {
 namespace {

@@ -1,4 +1,4 @@
-#include "aten/pairwise_dist.h"
+#include "aten/pairwise_sq_dist.h"
 
 #include <limits>
 

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "common/l2_pool_rules.h"
-#include "aten/l2_pool.h"
+#include "aten/l2_pool2d.h"
 
 namespace fx {
 namespace {

@@ -1,4 +1,4 @@
-#include "aten/l2_pool.h"
+#include "aten/l2_pool2d.h"
 
 #include "checks.h"
 #include "common/l2_pool_rules.h"

@@ -14,7 +14,7 @@
 #include "checks.h"
 #include "common/triplet_rules.h"
 #include "cpu/simd.h"
-#include "aten/triplet_csr.h"
+#include "aten/triplet_loss.h"
 #include "cpu/grain.h"
 
 namespace fx {
@@ -119,12 +119,12 @@ FX_TRIPLET_CLONES(at::Half, float)
 FX_TRIPLET_CLONES(at::BFloat16, float)
 #undef FX_TRIPLET_CLONES
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_margin_forward_cpu(const at::Tensor& emb_in,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_loss_forward_cpu(const at::Tensor& emb_in,
                                                                           const at::Tensor& anchor_in,
                                                                           const at::Tensor& positive_in,
                                                                           const at::Tensor& negative_in, double margin,
                                                                           bool squared) {
-  const char* op = "triplet_margin_forward";
+  const char* op = "triplet_loss_forward";
   check_triplet_forward(op, emb_in, anchor_in, positive_in, negative_in, margin);
   // Every input is read through raw pointers as packed: strided or expanded views are packed first.
   const at::Tensor emb = emb_in.contiguous(), anchor = anchor_in.contiguous(), positive = positive_in.contiguous(),
@@ -137,7 +137,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_margin_forward_cpu(const 
   // A NaN/Inf in a row a triplet reads (or a squared distance that overflows) raises rather than
   // returning a NaN loss; found in the pass that computes the distances.
   std::atomic<bool> non_finite{false};
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, emb.scalar_type(), "triplet_margin_forward_cpu", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, emb.scalar_type(), "triplet_loss_forward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const ForwardArgs<scalar_t, acc_t> args{emb.data_ptr<scalar_t>(),  anchor.data_ptr<int64_t>(),
                                             positive.data_ptr<int64_t>(), negative.data_ptr<int64_t>(),
@@ -167,11 +167,11 @@ void triplet_rows_csr(const int64_t* A, const int64_t* P, const int64_t* N, int6
     for (int r = 0; r < 3; ++r) entry[next[roles[r][t]]++] = 3 * t + r;
 }
 
-at::Tensor triplet_margin_backward_cpu(const at::Tensor& grad_loss, const at::Tensor& emb_in,
+at::Tensor triplet_loss_backward_cpu(const at::Tensor& grad_loss, const at::Tensor& emb_in,
                                        const at::Tensor& anchor_in, const at::Tensor& positive_in,
                                        const at::Tensor& negative_in, const at::Tensor& loss_in,
                                        const at::Tensor& d_ap_in, const at::Tensor& d_an_in, bool squared) {
-  const char* op = "triplet_margin_backward";
+  const char* op = "triplet_loss_backward";
   check_triplet_backward(op, grad_loss, emb_in, anchor_in, positive_in, negative_in, loss_in, d_ap_in, d_an_in);
   const at::Tensor emb = emb_in.contiguous(), anchor = anchor_in.contiguous(), positive = positive_in.contiguous(),
                    negative = negative_in.contiguous(), loss = loss_in.contiguous(), d_ap = d_ap_in.contiguous(),
@@ -186,7 +186,7 @@ at::Tensor triplet_margin_backward_cpu(const at::Tensor& grad_loss, const at::Te
   triplet_rows_csr(anchor.data_ptr<int64_t>(), positive.data_ptr<int64_t>(), negative.data_ptr<int64_t>(), T, B,
                    row_ptr, entry);
   at::Tensor grad = at::cpu::empty({B, D}, emb.options());
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, emb.scalar_type(), "triplet_margin_backward_cpu", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, emb.scalar_type(), "triplet_loss_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const BackwardArgs<scalar_t, acc_t> args{emb.data_ptr<scalar_t>(), anchor.data_ptr<int64_t>(),
                                              positive.data_ptr<int64_t>(), negative.data_ptr<int64_t>(),
@@ -204,8 +204,8 @@ at::Tensor triplet_margin_backward_cpu(const at::Tensor& grad_loss, const at::Te
 }  // namespace
 
 TORCH_LIBRARY_IMPL(facenet_ext, CPU, m) {
-  m.impl("triplet_margin_forward", &triplet_margin_forward_cpu);
-  m.impl("triplet_margin_backward", &triplet_margin_backward_cpu);
+  m.impl("triplet_loss_forward", &triplet_loss_forward_cpu);
+  m.impl("triplet_loss_backward", &triplet_loss_backward_cpu);
 }
 
 }  // namespace fx

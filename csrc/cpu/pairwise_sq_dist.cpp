@@ -13,7 +13,7 @@
 
 #include "checks.h"
 #include "common/pairwise_rules.h"
-#include "aten/pairwise_dist.h"
+#include "aten/pairwise_sq_dist.h"
 #include "cpu/grain.h"
 
 namespace fx {

@@ -1,4 +1,4 @@
-#include "aten/triplet_csr.h"
+#include "aten/triplet_loss.h"
 
 
 #include "checks.h"

@@ -1,5 +1,5 @@
 // Triplet margin loss on the GPU. Forward: one warp per triplet, butterfly (shfl_xor) sums in a fixed
-// order. Backward: one warp per embedding row, walking that row's CSR entries (triplet_csr.h) in order:
+// order. Backward: one warp per embedding row, walking that row's CSR entries (aten/triplet_loss.h) in order:
 // every gradient element is summed in the same order on every run, with no float atomics.
 //
 // Indices out of [0, B) stop the kernel with a device-side assert (as ATen's own index kernels do):
