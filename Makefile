@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test install cuda-check bench clean
+.PHONY: demo test install cuda-check lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,15 @@ test: install
 # Compile every .cu for sm_80 and sm_90 against the installed torch's headers (no GPU needed).
 cuda-check: $(VENV)/.build-deps
 	$(PY) tools/cuda_compile_check.py
+
+# ruff (check, format) on the Python files; clang-format on the C++/CUDA ones. Configured in
+# pyproject.toml ([tool.ruff]) and .clang-format; pinned in pyproject's `lint` extra.
+CXX_SOURCES = $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh')
+lint: $(PY)
+	$(PY) tools/extra_requirements.py lint | xargs $(PY) -m pip install -q
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/clang-format --dry-run -Werror $(CXX_SOURCES)
 
 bench: install
 	$(PY) -m facenet_ext bench

@@ -19,7 +19,8 @@ static py::dict build_info() {
   info["torch_version_built_against"] = FACENET_EXT_TORCH_VERSION;
 #ifdef FACENET_EXT_WITH_CUDA
   info["cuda_kernels"] = true;
-  info["cuda_runtime_built_against"] = std::to_string(CUDART_VERSION / 1000) + "." + std::to_string(CUDART_VERSION % 1000 / 10);
+  info["cuda_runtime_built_against"] =
+      std::to_string(CUDART_VERSION / 1000) + "." + std::to_string(CUDART_VERSION % 1000 / 10);
 #else
   info["cuda_kernels"] = false;
   info["cuda_runtime_built_against"] = py::none();

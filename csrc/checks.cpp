@@ -39,8 +39,8 @@ void check_embeddings(const char* op, const char* name, const at::Tensor& emb) {
   check_floating(op, name, emb);
 }
 
-void check_labels(const char* op, const char* name, const at::Tensor& labels, int64_t expected,
-                  const at::Tensor& like, const char* like_name) {
+void check_labels(const char* op, const char* name, const at::Tensor& labels, int64_t expected, const at::Tensor& like,
+                  const char* like_name) {
   check_dim(op, name, labels, 1, "[batch]");
   check_integer(op, name, labels);
   TORCH_CHECK_VALUE(labels.size(0) == expected, op, ": ", name, " has length ", labels.size(0), " but ", like_name,
@@ -52,8 +52,8 @@ void check_margin(const char* op, double margin, at::ScalarType dtype) {
   const double largest = dtype == at::kDouble ? std::numeric_limits<double>::max()
                                               : static_cast<double>(std::numeric_limits<float>::max());
   TORCH_CHECK_VALUE(std::isfinite(margin) && margin >= 0, op, ": margin must be finite and >= 0, got ", margin);
-  TORCH_CHECK_VALUE(margin <= largest, op, ": margin ", margin, " does not fit in ", dtype,
-                    " (largest finite value ", largest, ")");
+  TORCH_CHECK_VALUE(margin <= largest, op, ": margin ", margin, " does not fit in ", dtype, " (largest finite value ",
+                    largest, ")");
 }
 
 at::ScalarType acc_type(at::ScalarType t) { return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t; }

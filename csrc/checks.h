@@ -14,14 +14,13 @@ void check_floating(const char* op, const char* name, const at::Tensor& t);
 void check_integer(const char* op, const char* name, const at::Tensor& t);  // any integer dtype, not bool
 void check_dtype(const char* op, const char* name, const at::Tensor& t, at::ScalarType expected);
 void check_length(const char* op, const char* name, const at::Tensor& t, int64_t expected, const char* of_what);
-void check_device(const char* op, const char* name, const at::Tensor& t, const char* like_name,
-                  const at::Tensor& like);
+void check_device(const char* op, const char* name, const at::Tensor& t, const char* like_name, const at::Tensor& like);
 
 // Embeddings: 2-D [B, D] floating point (B may be 0).
 void check_embeddings(const char* op, const char* name, const at::Tensor& emb);
 // Labels: 1-D integer, `expected` long, on the device of `like` (named like_name in the message).
-void check_labels(const char* op, const char* name, const at::Tensor& labels, int64_t expected,
-                  const at::Tensor& like, const char* like_name);
+void check_labels(const char* op, const char* name, const at::Tensor& labels, int64_t expected, const at::Tensor& like,
+                  const char* like_name);
 // A margin: finite, >= 0, and representable in `dtype` (the dtype the op compares in).
 void check_margin(const char* op, double margin, at::ScalarType dtype);
 

@@ -7,7 +7,6 @@ bit-identical mining here means the GPU runs the same rule (shared in csrc/commo
 """
 import pytest
 import torch
-
 from params import CUDA_MARKS
 
 import facenet_ext as fx

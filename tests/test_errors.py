@@ -7,6 +7,7 @@ without a GPU; embeddings on two devices need one. Direct torch.ops calls: tests
 """
 import pytest
 import torch
+
 import facenet_ext as fx
 
 ops = torch.ops.facenet_ext

@@ -304,9 +304,9 @@ def test_torchscript_matches_eager_and_round_trips(device, tmp_path):
     for name, model in [("scripted", scripted), ("loaded", loaded)]:
         model.zero_grad()
         got = forward_and_grads(model, x, g)
-        torch.testing.assert_close(got[0], want[0], rtol=0, atol=0, msg=lambda m: f"{name} forward\n{m}")
-        torch.testing.assert_close(got[1], want[1], rtol=0, atol=0, msg=lambda m: f"{name} input grad\n{m}")
-        torch.testing.assert_close(got[2], want[2], rtol=0, atol=0, msg=lambda m: f"{name} weight grads\n{m}")
+        torch.testing.assert_close(got[0], want[0], rtol=0, atol=0, msg=lambda m, name=name: f"{name} forward\n{m}")
+        torch.testing.assert_close(got[1], want[1], rtol=0, atol=0, msg=lambda m, name=name: f"{name} input grad\n{m}")
+        torch.testing.assert_close(got[2], want[2], rtol=0, atol=0, msg=lambda m, name=name: f"{name} weight grads\n{m}")
     # an unbatched [C, H, W] input, as torch's pooling modules take it
     torch.testing.assert_close(loaded(x[0]), eager(x[0]), rtol=0, atol=0)
 

@@ -188,7 +188,7 @@ def test_native_triplet_ops(device):
     grad = torch.randint_like(loss, -3, 4)
     check_every_argument(lambda e, a, p, n: ops.triplet_loss_forward(e, a, p, n, 0.2, True), [emb, a, p, n])
     check_every_argument(
-        lambda g, e, a, p, n, l, dp, dn: ops.triplet_loss_backward(g, e, a, p, n, l, dp, dn, True),
+        lambda g, e, a, p, n, loss, dp, dn: ops.triplet_loss_backward(g, e, a, p, n, loss, dp, dn, True),
         [grad, emb, a, p, n, loss, d_ap, d_an],
     )
     # The gradient autograd hands the backward of loss.sum() is a stride-0 expansion of one number.

@@ -9,8 +9,16 @@ import pytest
 import torch
 
 from facenet_ext.__main__ import main
-from facenet_ext.quality import (error_versus_reject, fnmr_at, plot_quality_grid, quality_auc_by_kind, random_rejection,
-                                 rank_auc, split_templates, template_verification)
+from facenet_ext.quality import (
+    error_versus_reject,
+    fnmr_at,
+    plot_quality_grid,
+    quality_auc_by_kind,
+    random_rejection,
+    rank_auc,
+    split_templates,
+    template_verification,
+)
 from facenet_ext.train.config import TrainConfig
 from facenet_ext.train.degrade import CLASSIC, DEGRADATIONS, degrade, parse_kinds
 from facenet_ext.train.images import ImageSet

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from params import dtypes
 from scipy.stats import spearmanr
-
 from torch.func import functional_call
 
 from facenet_ext.losses import ArcFaceLoss, MagFaceLoss
@@ -48,7 +47,7 @@ def assert_matches_reference(features, weight, labels, rtol=1e-9, atol=1e-9, **p
     want = loss_and_grads(lambda f, w, y: magface_loss_reference(f, w, y, **params), features, weight, labels)
     for g, w, what in zip(got, want, ("loss", "grad features", "grad weight")):
         assert torch.isfinite(g).all(), what
-        torch.testing.assert_close(g.double(), w, rtol=rtol, atol=atol, msg=lambda m: f"{what}: {m}")
+        torch.testing.assert_close(g.double(), w, rtol=rtol, atol=atol, msg=lambda m, what=what: f"{what}: {m}")
 
 
 # Magnitudes below, at and above both clamp ends (l_a = 10, u_a = 110) and in between.

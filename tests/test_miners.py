@@ -11,12 +11,12 @@ from strategies import MARGINS, labelled_batches
 
 import facenet_ext as fx
 from facenet_ext.reference import (
-    all_semihard_from_sq_dist_reference,
     all_semi_hard_triplets_reference,
+    all_semihard_from_sq_dist_reference,
     batch_hard_triplets_from_sq_dist_reference,
     batch_hard_triplets_reference,
-    semihard_from_sq_dist_reference,
     semi_hard_triplets_reference,
+    semihard_from_sq_dist_reference,
 )
 
 ops = torch.ops.facenet_ext

@@ -5,12 +5,12 @@ import signal
 
 import pytest
 import torch
+from synthetic_faces import write_faces
 
 from facenet_ext.__main__ import main
 from facenet_ext.train import TrainConfig, train
 from facenet_ext.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from facenet_ext.train.sampler import PKSampler
-from synthetic_faces import write_faces
 
 METRICS = ("val_at_far_1e-3", "accuracy_10fold", "auc")
 TINY = ["--width", "0.125", "--depth", "1", "--image-size", "16", "--no-progress", "--threads", "1"]

@@ -10,7 +10,6 @@ import sys
 import pytest
 import torch
 import torch.distributed as dist
-
 from synthetic_faces import write_faces
 
 import facenet_ext as fx
@@ -77,5 +76,5 @@ def test_torchrun_two_ranks_take_the_one_process_step(tmp_path, fresh_seed):
     assert scale > 0
     for i, grad in enumerate(grads):
         torch.testing.assert_close(
-            state[i]["sum"].sqrt(), grad.abs(), rtol=1e-3, atol=1e-5 * scale, msg=lambda m: f"parameter {i}: {m}"
+            state[i]["sum"].sqrt(), grad.abs(), rtol=1e-3, atol=1e-5 * scale, msg=lambda m, i=i: f"parameter {i}: {m}"
         )

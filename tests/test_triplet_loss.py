@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from params import ALL_FLOATS, FULL, HALF, devices, dtypes
+from params import ALL_FLOATS, FULL, devices, dtypes
 from strategies import MARGINS, labelled_batches
 
 import facenet_ext as fx

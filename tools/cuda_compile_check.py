@@ -18,9 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch.utils.cpp_extension as cpp
-
 import exported_symbols  # tools/, next to this file
+import torch.utils.cpp_extension as cpp
 
 ROOT = Path(__file__).resolve().parents[1]
 FLAGS_FILE = ROOT / "cmake" / "nvcc_flags.txt"

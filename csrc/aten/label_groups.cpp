@@ -46,7 +46,8 @@ std::tuple<at::Tensor, at::Tensor> sort_reference_labels(const at::Tensor& ref_l
 }
 
 void fail_non_finite(const char* op) {
-  TORCH_CHECK_VALUE(false, op, ": sq_dist contains NaN or Inf (non-finite embeddings, or squared norms that "
+  TORCH_CHECK_VALUE(false, op,
+                    ": sq_dist contains NaN or Inf (non-finite embeddings, or squared norms that "
                     "overflow their dtype)");
   __builtin_unreachable();
 }

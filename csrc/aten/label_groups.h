@@ -32,11 +32,11 @@ struct MiningSummary {
 // is an allocator call and a profiler event on the hot path).
 struct LabelGroups {
   at::Tensor storage32, storage64;  // own the arrays below
-  int32_t* anchor_gid;   // [B]: group of each anchor's label in the reference set, -1 if absent
-  int32_t* ref_gid;      // [N]: group of each reference element
-  int32_t* members;      // [N]: reference indices sorted by (label, index)
-  int32_t* group_start;  // [N + 1]: CSR offsets into members; group_start[G] = N
-  int64_t* pair_offset;  // [B + 1]: exclusive scan of the number of slots per anchor
+  int32_t* anchor_gid;              // [B]: group of each anchor's label in the reference set, -1 if absent
+  int32_t* ref_gid;                 // [N]: group of each reference element
+  int32_t* members;                 // [N]: reference indices sorted by (label, index)
+  int32_t* group_start;             // [N + 1]: CSR offsets into members; group_start[G] = N
+  int64_t* pair_offset;             // [B + 1]: exclusive scan of the number of slots per anchor
   MiningSummary summary;
 };
 
@@ -67,8 +67,8 @@ std::tuple<at::Tensor, at::Tensor> sort_reference_labels(const at::Tensor& ref_l
 // the same read-back raise fail_embeddings_non_finite, so the fused miners check their embeddings
 // without a sync of their own.
 LabelGroups label_groups_cpu(const at::Tensor& labels, const at::Tensor& ref_labels, bool exclude_self);
-LabelGroups label_groups_cuda(const char* op, const at::Tensor& labels, const at::Tensor& ref_labels,
-                              bool exclude_self, const at::Tensor& non_finite_flag);
+LabelGroups label_groups_cuda(const char* op, const at::Tensor& labels, const at::Tensor& ref_labels, bool exclude_self,
+                              const at::Tensor& non_finite_flag);
 
 // Keeps the slots whose negative is >= 0, in slot order.
 Triplets compact_triplets(const at::Tensor& a, const at::Tensor& p, const at::Tensor& n);

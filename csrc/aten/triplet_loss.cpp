@@ -1,6 +1,5 @@
 #include "aten/triplet_loss.h"
 
-
 #include "checks.h"
 
 namespace fx {
@@ -13,15 +12,15 @@ void check_indices(const char* op, const at::Tensor& emb, const at::Tensor& anch
   for (const auto& [name, t] : all) {
     check_dim(op, name, *t, 1, "[T]");
     check_dtype(op, name, *t, at::kLong);
-    TORCH_CHECK_VALUE(t->size(0) == anchor.size(0), op, ": anchor/positive/negative lengths differ (",
-                      anchor.size(0), ", ", positive.size(0), ", ", negative.size(0), ")");
+    TORCH_CHECK_VALUE(t->size(0) == anchor.size(0), op, ": anchor/positive/negative lengths differ (", anchor.size(0),
+                      ", ", positive.size(0), ", ", negative.size(0), ")");
     check_device(op, name, *t, "emb", emb);
   }
 }
 }  // namespace
 
-void check_triplet_forward(const char* op, const at::Tensor& emb, const at::Tensor& anchor,
-                           const at::Tensor& positive, const at::Tensor& negative, double margin) {
+void check_triplet_forward(const char* op, const at::Tensor& emb, const at::Tensor& anchor, const at::Tensor& positive,
+                           const at::Tensor& negative, double margin) {
   check_embeddings(op, "emb", emb);
   check_indices(op, emb, anchor, positive, negative);
   check_margin(op, margin, acc_type(emb.scalar_type()));
@@ -64,8 +63,8 @@ void check_triplet_index_range(const char* op, const at::Tensor& anchor, const a
 TripletCsr triplet_csr(const at::Tensor& anchor, const at::Tensor& positive, const at::Tensor& negative, int64_t B) {
   const at::Tensor rows = at::stack({anchor, positive, negative}, 1).reshape(-1);  // row of entry 3 t + role
   TripletCsr csr;
-  // Stable sort: within a row, entries stay in (triplet, role) order, as the CPU's counting sort leaves them. Row starts by binary search
-  // rather than bincount, which would read the maximum back to the host.
+  // Stable sort: within a row, entries stay in (triplet, role) order, as the CPU's counting sort leaves them. Row
+  // starts by binary search rather than bincount, which would read the maximum back to the host.
   auto [sorted_rows, entry] = at::sort(rows, /*stable=*/true, /*dim=*/0, /*descending=*/false);
   csr.entry = entry;
   csr.row_ptr = at::searchsorted(sorted_rows, at::arange(B + 1, rows.options()));

@@ -15,8 +15,8 @@ struct TripletCsr {
 // The forward's arguments: emb 2-D floating; anchor/positive/negative 1-D int64 of equal length on
 // emb's device; margin finite, >= 0 and representable in the accumulation dtype. Index range is checked
 // by the kernels (CPU: check_triplet_index_range; CUDA: a device assert), which costs no host sync.
-void check_triplet_forward(const char* op, const at::Tensor& emb, const at::Tensor& anchor,
-                           const at::Tensor& positive, const at::Tensor& negative, double margin);
+void check_triplet_forward(const char* op, const at::Tensor& emb, const at::Tensor& anchor, const at::Tensor& positive,
+                           const at::Tensor& negative, double margin);
 
 // The backward's arguments: the forward's, plus grad_loss (floating) and loss, d_ap, d_an (the
 // forward's outputs: accumulation dtype), each 1-D of length T on emb's device.

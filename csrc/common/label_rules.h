@@ -9,7 +9,10 @@ FX_HD int64_t lower_bound_index(const int64_t* sorted, int64_t n, int64_t key) {
   int64_t lo = 0, hi = n;
   while (lo < hi) {
     const int64_t mid = (lo + hi) >> 1;
-    if (sorted[mid] < key) lo = mid + 1; else hi = mid;
+    if (sorted[mid] < key)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   return lo;
 }
@@ -29,7 +32,10 @@ FX_HD int32_t self_position(const Index* members, int32_t begin, int32_t end, in
   int32_t lo = begin, hi = end;
   while (lo < hi) {
     const int32_t mid = (lo + hi) >> 1;
-    if (members[mid] < a) lo = mid + 1; else hi = mid;
+    if (members[mid] < a)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   return lo - begin;
 }

@@ -13,7 +13,7 @@
 
 namespace fx {
 
-FX_HD float fx_sqrt(float x) { return sqrtf(x); }    // IEEE-rounded on both sides (no fast-math)
+FX_HD float fx_sqrt(float x) { return sqrtf(x); }  // IEEE-rounded on both sides (no fast-math)
 FX_HD double fx_sqrt(double x) { return sqrt(x); }
 
 }  // namespace fx

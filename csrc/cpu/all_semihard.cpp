@@ -90,8 +90,8 @@ Triplets all_semihard_mine_cpu(const char* op, const at::Tensor& dist, const Lab
     a = empty_like_device({total}, dist, at::kLong);
     p = empty_like_device({total}, dist, at::kLong);
     n = empty_like_device({total}, dist, at::kLong);
-    s = Slots{g.pair_offset, offsets.data_ptr<int64_t>(), nullptr,
-              a.data_ptr<int64_t>(), p.data_ptr<int64_t>(), n.data_ptr<int64_t>()};
+    s = Slots{g.pair_offset,         offsets.data_ptr<int64_t>(), nullptr,
+              a.data_ptr<int64_t>(), p.data_ptr<int64_t>(),       n.data_ptr<int64_t>()};
     all_semihard_pass<scalar_t>(dist, g, exclude_self, m, squared, s);
   });
   if (!finite) fail_non_finite(op);

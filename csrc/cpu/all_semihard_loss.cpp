@@ -36,7 +36,10 @@ int64_t partition_point(int64_t n, Pred pred) {
   int64_t lo = 0, hi = n;
   while (lo < hi) {
     const int64_t mid = (lo + hi) >> 1;
-    if (pred(mid)) hi = mid; else lo = mid + 1;
+    if (pred(mid))
+      hi = mid;
+    else
+      lo = mid + 1;
   }
   return lo;
 }
@@ -48,9 +51,9 @@ struct AnchorSums {
 
 template <typename T>
 struct LossInputs {
-  const T* dist;   // [B, B] squared distances (Gram), what the miner selects by
-  const T* x;      // [B, D] packed embeddings in T, for distances the Gram expansion gets imprecise
-  const T* norm;   // [B] squared norms
+  const T* dist;  // [B, B] squared distances (Gram), what the miner selects by
+  const T* x;     // [B, D] packed embeddings in T, for distances the Gram expansion gets imprecise
+  const T* norm;  // [B] squared norms
   int64_t B, D;
   T margin;
   bool squared;
@@ -117,8 +120,7 @@ bool anchor_loss(const LossInputs<T>& in, const LabelGroups& g, int64_t a, std::
 }
 
 template <typename T>
-void all_semihard_loss_kernel(const LossInputs<T>& in, const LabelGroups& g, T* coef, AnchorSums& total,
-                              bool& finite) {
+void all_semihard_loss_kernel(const LossInputs<T>& in, const LabelGroups& g, T* coef, AnchorSums& total, bool& finite) {
   std::vector<AnchorSums> per_anchor(in.B);
   std::atomic<bool> non_finite{false};
   at::parallel_for(0, in.B, grain_for(4 * in.B), [&](int64_t begin, int64_t end) {
@@ -165,7 +167,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> all_semihard_loss_cpu(const at::T
     const scalar_t* xp = x.data_ptr<scalar_t>();
     std::vector<scalar_t> norm(B);
     row_norms(xp, B, D, norm.data());  // finite: the distances above checked them
-    const LossInputs<scalar_t> in{dist.data_ptr<scalar_t>(), xp, norm.data(), B, D,
+    const LossInputs<scalar_t> in{dist.data_ptr<scalar_t>(),     xp,     norm.data(), B, D,
                                   static_cast<scalar_t>(margin), squared};
     AnchorSums total;
     all_semihard_loss_kernel<scalar_t>(in, g, with_grad ? coef.data_ptr<scalar_t>() : nullptr, total, finite);

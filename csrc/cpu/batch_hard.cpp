@@ -42,7 +42,10 @@ bool batch_hard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool
       for (int64_t j = 0; j < N; ++j) {  // increasing j + strict comparisons = ties to the smaller index
         const T d = row[j];
         if (ref_gid[j] == gid) {
-          if (!(exclude_self && j == a) && d > far_pos) { far_pos = d; p = j; }
+          if (!(exclude_self && j == a) && d > far_pos) {
+            far_pos = d;
+            p = j;
+          }
         } else if (d < near_neg) {
           near_neg = d;
           n = j;
@@ -70,8 +73,8 @@ Triplets batch_hard_mine_cpu(const char* op, const at::Tensor& dist, const Label
   return {a, p, n};
 }
 
-Triplets batch_hard_from_sq_dist_cpu(const at::Tensor& sq_dist, const at::Tensor& labels,
-                                     const at::Tensor& ref_labels, bool exclude_self) {
+Triplets batch_hard_from_sq_dist_cpu(const at::Tensor& sq_dist, const at::Tensor& labels, const at::Tensor& ref_labels,
+                                     bool exclude_self) {
   const char* op = "batch_hard_from_sq_dist";
   check_mining_inputs(op, sq_dist, labels, ref_labels, exclude_self, std::nullopt);
   const LabelGroups g = label_groups_cpu(labels, ref_labels, exclude_self);

@@ -21,9 +21,7 @@ namespace {
 
 // Length of a row buffer indexed by padded column (input column iw sits at pw + iw): it holds the
 // left padding, the input row, and the right padding or overhang of the last (ceil_mode) window.
-int64_t padded_row_length(const L2PoolGeometry& g) {
-  return std::max(g.W + g.pw, (g.OW - 1) * g.sw + g.kw);
-}
+int64_t padded_row_length(const L2PoolGeometry& g) { return std::max(g.W + g.pw, (g.OW - 1) * g.sw + g.kw); }
 
 int64_t plane_grain(const L2PoolGeometry& g) { return std::max<int64_t>(1, at::internal::GRAIN_SIZE / (g.H * g.W)); }
 
@@ -67,8 +65,8 @@ void forward_cpu_kernel(const scalar_t* x_all, scalar_t* y_all, const L2PoolGeom
 // dx = x * sum over the windows containing x of g / y (l2_grad_ratio): per plane, first the ratios,
 // then for each input row the sum of the ratio rows that cover it, spread back over the columns.
 template <typename scalar_t>
-void backward_cpu_kernel(const scalar_t* g_all, at::IntArrayRef g_strides, const scalar_t* x_all,
-                         const scalar_t* y_all, scalar_t* dx_all, const L2PoolGeometry& g) {
+void backward_cpu_kernel(const scalar_t* g_all, at::IntArrayRef g_strides, const scalar_t* x_all, const scalar_t* y_all,
+                         scalar_t* dx_all, const L2PoolGeometry& g) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t C = g.C, H = g.H, W = g.W, OH = g.OH, OW = g.OW, sw = g.sw, kw = g.kw;
   const int64_t gsN = g_strides[0], gsC = g_strides[1], gsH = g_strides[2], gsW = g_strides[3];

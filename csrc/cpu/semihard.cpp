@@ -30,8 +30,8 @@ namespace {
 // extra bucket K + 1, which nobody reads. For few thresholds a linear count vectorises across
 // elements and beats binary search; both compute count_below exactly.
 template <typename T>
-FX_ALWAYS_INLINE void assign_buckets_body(const T* row, const int32_t* ref_gid, int32_t gid,
-                                                                int64_t N, const T* sorted, int K, int32_t* bucket) {
+FX_ALWAYS_INLINE void assign_buckets_body(const T* row, const int32_t* ref_gid, int32_t gid, int64_t N, const T* sorted,
+                                          int K, int32_t* bucket) {
   constexpr int kLinearMax = 64;
   int64_t j = 0;
   if (K <= kLinearMax) {
@@ -49,7 +49,7 @@ FX_ALWAYS_INLINE void assign_buckets_body(const T* row, const int32_t* ref_gid, 
       IVec c0 = {}, c1 = {};
       for (int s = 0; s < K; ++s) {
         const Vec t = Vec{} + sorted[s];  // broadcast
-        c0 -= (t < d0);                    // a true lane compares to -1
+        c0 -= (t < d0);                   // a true lane compares to -1
         c1 -= (t < d1);
       }
       for (int l = 0; l < L; ++l) {
@@ -193,8 +193,7 @@ FX_TARGET_CLONES bool semihard_rows(const SemihardRows<float>& r, int64_t begin,
   for (int64_t a = begin; a < end; ++a) finite &= semihard_row_body(r, a, w);
   return finite;
 }
-FX_TARGET_CLONES bool semihard_rows(const SemihardRows<double>& r, int64_t begin, int64_t end,
-                                    RowScratch<double>& w) {
+FX_TARGET_CLONES bool semihard_rows(const SemihardRows<double>& r, int64_t begin, int64_t end, RowScratch<double>& w) {
   bool finite = true;
   for (int64_t a = begin; a < end; ++a) finite &= semihard_row_body(r, a, w);
   return finite;
@@ -202,10 +201,20 @@ FX_TARGET_CLONES bool semihard_rows(const SemihardRows<double>& r, int64_t begin
 
 // Returns false when a row it mines holds a NaN or Inf (the outputs are then meaningless).
 template <typename T>
-bool semihard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool exclude_self, bool has_margin,
-                         T margin, bool squared, bool drop, int64_t* out_a, int64_t* out_p, int64_t* out_n) {
-  const SemihardRows<T> rows{sq_dist.data_ptr<T>(), sq_dist.size(1), sq_dist.stride(0), &g, exclude_self, has_margin,
-                             margin, squared, drop, out_a, out_p, out_n};
+bool semihard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool exclude_self, bool has_margin, T margin,
+                         bool squared, bool drop, int64_t* out_a, int64_t* out_p, int64_t* out_n) {
+  const SemihardRows<T> rows{sq_dist.data_ptr<T>(),
+                             sq_dist.size(1),
+                             sq_dist.stride(0),
+                             &g,
+                             exclude_self,
+                             has_margin,
+                             margin,
+                             squared,
+                             drop,
+                             out_a,
+                             out_p,
+                             out_n};
   std::atomic<bool> non_finite{false};
   at::parallel_for(0, sq_dist.size(0), grain_for(4 * sq_dist.size(1)), [&](int64_t begin, int64_t end) {
     RowScratch<T> scratch;

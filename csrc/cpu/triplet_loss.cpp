@@ -93,8 +93,9 @@ FX_ALWAYS_INLINE void backward_rows_body(const BackwardArgs<scalar_t, acc_t>& b,
       const RowWeights<acc_t> w =
           triplet_row_weights<acc_t>(static_cast<int>(role), b.G[t * b.g_stride], b.L[t], b.DP[t], b.DN[t], b.squared);
       if (w.wp == acc_t(0) && w.wn == acc_t(0)) continue;
-      const scalar_t *__restrict__ xa = b.x + b.A[t] * D, *__restrict__ xp = b.x + b.P[t] * D,
-                                  *__restrict__ xn = b.x + b.N[t] * D;
+      const scalar_t* __restrict__ xa = b.x + b.A[t] * D;
+      const scalar_t* __restrict__ xp = b.x + b.P[t] * D;
+      const scalar_t* __restrict__ xn = b.x + b.N[t] * D;
       for (int64_t k2 = 0; k2 < D; ++k2) {  // independent lanes: vectorises
         const acc_t a = xa[k2];
         acc[k2] += w.wp * (a - acc_t(xp[k2])) + w.wn * (a - acc_t(xn[k2]));
@@ -105,13 +106,13 @@ FX_ALWAYS_INLINE void backward_rows_body(const BackwardArgs<scalar_t, acc_t>& b,
 }
 
 // One AVX2-or-baseline clone per element type (cpu/simd.h).
-#define FX_TRIPLET_CLONES(scalar_t, acc_t)                                                                     \
+#define FX_TRIPLET_CLONES(scalar_t, acc_t)                                                                    \
   FX_TARGET_CLONES bool forward_triplets(const ForwardArgs<scalar_t, acc_t>& f, int64_t begin, int64_t end) { \
-    return forward_triplets_body(f, begin, end);                                                           \
-  }                                                                                                        \
+    return forward_triplets_body(f, begin, end);                                                              \
+  }                                                                                                           \
   FX_TARGET_CLONES void backward_rows(const BackwardArgs<scalar_t, acc_t>& b, int64_t begin, int64_t end,     \
-                                      acc_t* acc) {                                                         \
-    backward_rows_body(b, begin, end, acc);                                                                \
+                                      acc_t* acc) {                                                           \
+    backward_rows_body(b, begin, end, acc);                                                                   \
   }
 FX_TRIPLET_CLONES(float, float)
 FX_TRIPLET_CLONES(double, double)
@@ -120,10 +121,10 @@ FX_TRIPLET_CLONES(at::BFloat16, float)
 #undef FX_TRIPLET_CLONES
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_loss_forward_cpu(const at::Tensor& emb_in,
-                                                                          const at::Tensor& anchor_in,
-                                                                          const at::Tensor& positive_in,
-                                                                          const at::Tensor& negative_in, double margin,
-                                                                          bool squared) {
+                                                                        const at::Tensor& anchor_in,
+                                                                        const at::Tensor& positive_in,
+                                                                        const at::Tensor& negative_in, double margin,
+                                                                        bool squared) {
   const char* op = "triplet_loss_forward";
   check_triplet_forward(op, emb_in, anchor_in, positive_in, negative_in, margin);
   // Every input is read through raw pointers as packed: strided or expanded views are packed first.
@@ -139,15 +140,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_loss_forward_cpu(const at
   std::atomic<bool> non_finite{false};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, emb.scalar_type(), "triplet_loss_forward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const ForwardArgs<scalar_t, acc_t> args{emb.data_ptr<scalar_t>(),  anchor.data_ptr<int64_t>(),
-                                            positive.data_ptr<int64_t>(), negative.data_ptr<int64_t>(),
-                                            D, static_cast<acc_t>(margin), squared, loss.data_ptr<acc_t>(),
-                                            d_ap.data_ptr<acc_t>(), d_an.data_ptr<acc_t>()};
+    const ForwardArgs<scalar_t, acc_t> args{emb.data_ptr<scalar_t>(),
+                                            anchor.data_ptr<int64_t>(),
+                                            positive.data_ptr<int64_t>(),
+                                            negative.data_ptr<int64_t>(),
+                                            D,
+                                            static_cast<acc_t>(margin),
+                                            squared,
+                                            loss.data_ptr<acc_t>(),
+                                            d_ap.data_ptr<acc_t>(),
+                                            d_an.data_ptr<acc_t>()};
     at::parallel_for(0, T, grain_for(2 * D), [&](int64_t begin, int64_t end) {
       if (!forward_triplets(args, begin, end)) non_finite.store(true, std::memory_order_relaxed);
     });
   });
-  TORCH_CHECK_VALUE(!non_finite.load(), op, ": emb contains NaN or Inf in a row of a triplet (or a squared "
+  TORCH_CHECK_VALUE(!non_finite.load(), op,
+                    ": emb contains NaN or Inf in a row of a triplet (or a squared "
                     "distance overflows its dtype)");
   return {loss, d_ap, d_an};
 }
@@ -167,10 +175,10 @@ void triplet_rows_csr(const int64_t* A, const int64_t* P, const int64_t* N, int6
     for (int r = 0; r < 3; ++r) entry[next[roles[r][t]]++] = 3 * t + r;
 }
 
-at::Tensor triplet_loss_backward_cpu(const at::Tensor& grad_loss, const at::Tensor& emb_in,
-                                       const at::Tensor& anchor_in, const at::Tensor& positive_in,
-                                       const at::Tensor& negative_in, const at::Tensor& loss_in,
-                                       const at::Tensor& d_ap_in, const at::Tensor& d_an_in, bool squared) {
+at::Tensor triplet_loss_backward_cpu(const at::Tensor& grad_loss, const at::Tensor& emb_in, const at::Tensor& anchor_in,
+                                     const at::Tensor& positive_in, const at::Tensor& negative_in,
+                                     const at::Tensor& loss_in, const at::Tensor& d_ap_in, const at::Tensor& d_an_in,
+                                     bool squared) {
   const char* op = "triplet_loss_backward";
   check_triplet_backward(op, grad_loss, emb_in, anchor_in, positive_in, negative_in, loss_in, d_ap_in, d_an_in);
   const at::Tensor emb = emb_in.contiguous(), anchor = anchor_in.contiguous(), positive = positive_in.contiguous(),
@@ -188,11 +196,20 @@ at::Tensor triplet_loss_backward_cpu(const at::Tensor& grad_loss, const at::Tens
   at::Tensor grad = at::cpu::empty({B, D}, emb.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, emb.scalar_type(), "triplet_loss_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const BackwardArgs<scalar_t, acc_t> args{emb.data_ptr<scalar_t>(), anchor.data_ptr<int64_t>(),
-                                             positive.data_ptr<int64_t>(), negative.data_ptr<int64_t>(),
-                                             g.data_ptr<acc_t>(), g_stride, loss.data_ptr<acc_t>(),
-                                             d_ap.data_ptr<acc_t>(), d_an.data_ptr<acc_t>(), D, squared,
-                                             row_ptr.data(), entry.data(), grad.data_ptr<scalar_t>()};
+    const BackwardArgs<scalar_t, acc_t> args{emb.data_ptr<scalar_t>(),
+                                             anchor.data_ptr<int64_t>(),
+                                             positive.data_ptr<int64_t>(),
+                                             negative.data_ptr<int64_t>(),
+                                             g.data_ptr<acc_t>(),
+                                             g_stride,
+                                             loss.data_ptr<acc_t>(),
+                                             d_ap.data_ptr<acc_t>(),
+                                             d_an.data_ptr<acc_t>(),
+                                             D,
+                                             squared,
+                                             row_ptr.data(),
+                                             entry.data(),
+                                             grad.data_ptr<scalar_t>()};
     at::parallel_for(0, B, grain_for(B > 0 ? 3 * T * 2 * D / B : 1), [&](int64_t begin, int64_t end) {
       std::vector<acc_t> acc_row(D);
       backward_rows(args, begin, end, acc_row.data());

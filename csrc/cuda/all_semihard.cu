@@ -19,19 +19,28 @@ Triplets all_semihard_mine_cuda(const char* op, const at::Tensor& dist, const La
   auto opts = dist.options().dtype(at::kLong);
   if (num_pairs == 0) return empty_triplets(dist);
   at::Tensor counts = at::empty({num_pairs}, opts);
-  cuda::AllSemihardArgs args{dist.stride(0), dist.size(1),
-                             g.anchor_gid, g.ref_gid,
-                             g.members, g.group_start,
-                             g.pair_offset, exclude_self, squared,
-                             counts.data_ptr<int64_t>(), nullptr, nullptr, nullptr, nullptr,
+  cuda::AllSemihardArgs args{dist.stride(0),
+                             dist.size(1),
+                             g.anchor_gid,
+                             g.ref_gid,
+                             g.members,
+                             g.group_start,
+                             g.pair_offset,
+                             exclude_self,
+                             squared,
+                             counts.data_ptr<int64_t>(),
+                             nullptr,
+                             nullptr,
+                             nullptr,
+                             nullptr,
                              non_finite.defined() ? non_finite.data_ptr<int>() : nullptr};
   const unsigned blocks = static_cast<unsigned>(dist.size(0));
   const int threads = cuda::kAllSemihardWarps * 32;
   at::Tensor a, p, n;
   AT_DISPATCH_FLOATING_TYPES(dist.scalar_type(), "all_semihard_cuda", [&] {
     const auto m = static_cast<scalar_t>(margin);
-    cuda::all_semihard_kernel<scalar_t, false><<<blocks, threads, 0, cuda::current_stream()>>>(
-        dist.data_ptr<scalar_t>(), m, args);
+    cuda::all_semihard_kernel<scalar_t, false>
+        <<<blocks, threads, 0, cuda::current_stream()>>>(dist.data_ptr<scalar_t>(), m, args);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     const at::Tensor ends = counts.cumsum(0);
     const at::Tensor offsets = ends - counts;
@@ -47,16 +56,15 @@ Triplets all_semihard_mine_cuda(const char* op, const at::Tensor& dist, const La
     args.out_a = a.data_ptr<int64_t>();
     args.out_p = p.data_ptr<int64_t>();
     args.out_n = n.data_ptr<int64_t>();
-    cuda::all_semihard_kernel<scalar_t, true><<<blocks, threads, 0, cuda::current_stream()>>>(
-        dist.data_ptr<scalar_t>(), m, args);
+    cuda::all_semihard_kernel<scalar_t, true>
+        <<<blocks, threads, 0, cuda::current_stream()>>>(dist.data_ptr<scalar_t>(), m, args);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {a, p, n};
 }
 
 Triplets all_semihard_from_sq_dist_cuda(const at::Tensor& sq_dist, const at::Tensor& labels,
-                                        const at::Tensor& ref_labels, bool exclude_self, double margin,
-                                        bool squared) {
+                                        const at::Tensor& ref_labels, bool exclude_self, double margin, bool squared) {
   const c10::cuda::CUDAGuard guard(sq_dist.device());
   const char* op = "all_semihard_from_sq_dist";
   check_mining_inputs(op, sq_dist, labels, ref_labels, exclude_self, margin);

@@ -20,8 +20,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> all_semihard_loss_cuda(const at::
   const int64_t B = emb.size(0);
   const auto opts = emb.options().dtype(acc);
   at::Tensor coef = with_grad ? at::zeros({B, B}, opts) : at::empty({0, 0}, opts);
-  const LabelGroups g =
-      label_groups_cuda(op, labels, labels, /*exclude_self=*/true, cuda::embeddings_unsafe_flag(emb));
+  const LabelGroups g = label_groups_cuda(op, labels, labels, /*exclude_self=*/true, cuda::embeddings_unsafe_flag(emb));
   if (g.summary.num_pairs == 0) return {at::zeros({3}, opts), at::zeros({2}, opts.dtype(at::kLong)), coef};
   const at::Tensor dist = pairwise_sq_dist_cuda_impl(op, "emb", emb, "emb", std::nullopt);
   const at::Tensor x = packed_as(emb, acc);
@@ -29,11 +28,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> all_semihard_loss_cuda(const at::
   at::Tensor anchor_sums = at::zeros({B, 3}, opts.dtype(at::kDouble));
   at::Tensor anchor_counts = at::zeros({B, 2}, opts.dtype(at::kLong));
   AT_DISPATCH_FLOATING_TYPES(acc, "all_semihard_loss_cuda", [&] {
-    const cuda::AllSemihardLossArgs<scalar_t> args{
-        dist.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), norm.data_ptr<scalar_t>(), B, x.size(1),
-        g.anchor_gid, g.ref_gid, g.members, g.group_start, g.pair_offset, static_cast<scalar_t>(margin), squared,
-        with_grad ? coef.data_ptr<scalar_t>() : nullptr, anchor_sums.data_ptr<double>(),
-        anchor_counts.data_ptr<int64_t>()};
+    const cuda::AllSemihardLossArgs<scalar_t> args{dist.data_ptr<scalar_t>(),
+                                                   x.data_ptr<scalar_t>(),
+                                                   norm.data_ptr<scalar_t>(),
+                                                   B,
+                                                   x.size(1),
+                                                   g.anchor_gid,
+                                                   g.ref_gid,
+                                                   g.members,
+                                                   g.group_start,
+                                                   g.pair_offset,
+                                                   static_cast<scalar_t>(margin),
+                                                   squared,
+                                                   with_grad ? coef.data_ptr<scalar_t>() : nullptr,
+                                                   anchor_sums.data_ptr<double>(),
+                                                   anchor_counts.data_ptr<int64_t>()};
     cuda::all_semihard_loss_kernel<scalar_t>
         <<<static_cast<unsigned>(B), cuda::kAllSemihardLossThreads, 0, cuda::current_stream()>>>(args);
     C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -19,17 +19,16 @@ Triplets batch_hard_mine_cuda(const at::Tensor& dist, const LabelGroups& g, bool
   if (g.summary.num_pairs == 0) return empty_triplets(dist);
   AT_DISPATCH_FLOATING_TYPES(dist.scalar_type(), "batch_hard_cuda", [&] {
     cuda::batch_hard_kernel<scalar_t><<<static_cast<unsigned>(B), cuda::kBatchHardThreads, 0, cuda::current_stream()>>>(
-        dist.data_ptr<scalar_t>(), dist.stride(0), dist.size(1), g.anchor_gid,
-        g.ref_gid, g.pair_offset, exclude_self, p.data_ptr<int64_t>(),
-        n.data_ptr<int64_t>(), non_finite.defined() ? non_finite.data_ptr<int>() : nullptr);
+        dist.data_ptr<scalar_t>(), dist.stride(0), dist.size(1), g.anchor_gid, g.ref_gid, g.pair_offset, exclude_self,
+        p.data_ptr<int64_t>(), n.data_ptr<int64_t>(), non_finite.defined() ? non_finite.data_ptr<int>() : nullptr);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   if (g.summary.anchors_without_pairs > 0) return compact_triplets(a, p, n);
   return {a, p, n};
 }
 
-Triplets batch_hard_from_sq_dist_cuda(const at::Tensor& sq_dist, const at::Tensor& labels,
-                                      const at::Tensor& ref_labels, bool exclude_self) {
+Triplets batch_hard_from_sq_dist_cuda(const at::Tensor& sq_dist, const at::Tensor& labels, const at::Tensor& ref_labels,
+                                      bool exclude_self) {
   const c10::cuda::CUDAGuard guard(sq_dist.device());
   const char* op = "batch_hard_from_sq_dist";
   check_mining_inputs(op, sq_dist, labels, ref_labels, exclude_self, std::nullopt);
@@ -41,10 +40,9 @@ Triplets batch_hard_from_sq_dist_cuda(const at::Tensor& sq_dist, const at::Tenso
 }
 
 Triplets batch_hard_triplets_cuda(const at::Tensor& emb, const at::Tensor& labels) {
-  return cuda::mine_embeddings("batch_hard_triplets", emb, labels, std::nullopt,
-                               [&](const at::Tensor& d, const LabelGroups& g) {
-                                 return batch_hard_mine_cuda(d, g, true, at::Tensor());
-                               });
+  return cuda::mine_embeddings(
+      "batch_hard_triplets", emb, labels, std::nullopt,
+      [&](const at::Tensor& d, const LabelGroups& g) { return batch_hard_mine_cuda(d, g, true, at::Tensor()); });
 }
 
 }  // namespace

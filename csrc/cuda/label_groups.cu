@@ -7,8 +7,8 @@
 
 namespace fx {
 
-LabelGroups label_groups_cuda(const char* op, const at::Tensor& labels, const at::Tensor& ref_labels,
-                              bool exclude_self, const at::Tensor& non_finite_flag) {
+LabelGroups label_groups_cuda(const char* op, const at::Tensor& labels, const at::Tensor& ref_labels, bool exclude_self,
+                              const at::Tensor& non_finite_flag) {
   LabelGroups g = allocate_label_groups(labels, ref_labels);
   const int64_t B = labels.size(0), N = ref_labels.size(0);
   at::Tensor summary = at::zeros({cuda::kSummarySize}, g.storage64.options());
@@ -16,10 +16,17 @@ LabelGroups label_groups_cuda(const char* op, const at::Tensor& labels, const at
   at::Tensor sorted, order;
   if (N > 0) std::tie(sorted, order) = sort_reference_labels(ref_labels);
   const at::Tensor labels64 = labels.to(at::kLong).contiguous();
-  cuda::GroupArgs args{N > 0 ? sorted.data_ptr<int64_t>() : nullptr, N > 0 ? order.data_ptr<int64_t>() : nullptr,
-                       labels64.data_ptr<int64_t>(), B, N, exclude_self,
-                       g.anchor_gid, g.ref_gid, g.members,
-                       g.group_start, g.pair_offset,
+  cuda::GroupArgs args{N > 0 ? sorted.data_ptr<int64_t>() : nullptr,
+                       N > 0 ? order.data_ptr<int64_t>() : nullptr,
+                       labels64.data_ptr<int64_t>(),
+                       B,
+                       N,
+                       exclude_self,
+                       g.anchor_gid,
+                       g.ref_gid,
+                       g.members,
+                       g.group_start,
+                       g.pair_offset,
                        summary.data_ptr<int64_t>()};
   cuda::label_groups_kernel<<<1, cuda::kGroupThreads, 0, cuda::current_stream()>>>(args);
   C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -11,8 +11,8 @@
 namespace fx::cuda {
 
 template <class Mine>  // Triplets mine(const at::Tensor& sq_dist, const LabelGroups& groups)
-Triplets mine_embeddings(const char* op, const at::Tensor& emb, const at::Tensor& labels,
-                         std::optional<double> margin, Mine mine) {
+Triplets mine_embeddings(const char* op, const at::Tensor& emb, const at::Tensor& labels, std::optional<double> margin,
+                         Mine mine) {
   const c10::cuda::CUDAGuard guard(emb.device());
   check_fused_mining_inputs(op, emb, labels, margin);
   const LabelGroups g = label_groups_cuda(op, labels, labels, /*exclude_self=*/true, embeddings_unsafe_flag(emb));

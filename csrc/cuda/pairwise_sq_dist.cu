@@ -22,8 +22,9 @@ at::Tensor pairwise_sq_dist_cuda_impl(const char* op, const char* x_name, const 
     scalar_t* out = parts.out.data_ptr<scalar_t>();
     if (parts.symmetric) {
       const unsigned tiles = static_cast<unsigned>((B + cuda::kDistTile - 1) / cuda::kDistTile);
-      cuda::symmetric_dist_epilogue<scalar_t><<<dim3(tiles, tiles), dim3(cuda::kDistTile, cuda::kDistRows), 0, stream>>>(
-          out, parts.x_norm.data_ptr<scalar_t>(), B);
+      cuda::symmetric_dist_epilogue<scalar_t>
+          <<<dim3(tiles, tiles), dim3(cuda::kDistTile, cuda::kDistRows), 0, stream>>>(
+              out, parts.x_norm.data_ptr<scalar_t>(), B);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     } else {
       const int threads = 256;

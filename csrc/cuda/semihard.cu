@@ -24,17 +24,27 @@ Triplets semihard_mine_cuda(const at::Tensor& dist, const LabelGroups& g, bool e
   at::Tensor a = at::empty({s.num_pairs}, opts), p = at::empty({s.num_pairs}, opts), n = at::empty({s.num_pairs}, opts);
   if (s.num_pairs == 0) return {a, p, n};
   const int chunk = static_cast<int>(std::min<int64_t>(s.max_positives, kMaxChunk));
-  cuda::SemihardArgs args{dist.stride(0), dist.size(1),
-                          g.anchor_gid, g.ref_gid,
-                          g.members, g.group_start,
-                          g.pair_offset, exclude_self, margin.has_value(), squared, drop_fallback,
-                          chunk, a.data_ptr<int64_t>(), p.data_ptr<int64_t>(), n.data_ptr<int64_t>(),
+  cuda::SemihardArgs args{dist.stride(0),
+                          dist.size(1),
+                          g.anchor_gid,
+                          g.ref_gid,
+                          g.members,
+                          g.group_start,
+                          g.pair_offset,
+                          exclude_self,
+                          margin.has_value(),
+                          squared,
+                          drop_fallback,
+                          chunk,
+                          a.data_ptr<int64_t>(),
+                          p.data_ptr<int64_t>(),
+                          n.data_ptr<int64_t>(),
                           non_finite.defined() ? non_finite.data_ptr<int>() : nullptr};
   AT_DISPATCH_FLOATING_TYPES(dist.scalar_type(), "semihard_cuda", [&] {
     const size_t smem = cuda::semihard_smem_bytes<scalar_t>(chunk);
-    cuda::semihard_kernel<scalar_t><<<static_cast<unsigned>(dist.size(0)), cuda::kSemihardThreads, smem,
-                                      cuda::current_stream()>>>(dist.data_ptr<scalar_t>(),
-                                                                static_cast<scalar_t>(margin.value_or(0)), args);
+    cuda::semihard_kernel<scalar_t>
+        <<<static_cast<unsigned>(dist.size(0)), cuda::kSemihardThreads, smem, cuda::current_stream()>>>(
+            dist.data_ptr<scalar_t>(), static_cast<scalar_t>(margin.value_or(0)), args);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   // Slots stay empty only through the margin or "drop" (anchors without a negative have no slot).
@@ -42,9 +52,8 @@ Triplets semihard_mine_cuda(const at::Tensor& dist, const LabelGroups& g, bool e
   return {a, p, n};
 }
 
-Triplets semihard_from_sq_dist_cuda(const at::Tensor& sq_dist, const at::Tensor& labels,
-                                    const at::Tensor& ref_labels, bool exclude_self, std::optional<double> margin,
-                                    bool squared, bool drop_fallback) {
+Triplets semihard_from_sq_dist_cuda(const at::Tensor& sq_dist, const at::Tensor& labels, const at::Tensor& ref_labels,
+                                    bool exclude_self, std::optional<double> margin, bool squared, bool drop_fallback) {
   const c10::cuda::CUDAGuard guard(sq_dist.device());
   const char* op = "semihard_from_sq_dist";
   check_mining_inputs(op, sq_dist, labels, ref_labels, exclude_self, margin);
@@ -57,9 +66,10 @@ Triplets semihard_from_sq_dist_cuda(const at::Tensor& sq_dist, const at::Tensor&
 
 Triplets semi_hard_triplets_cuda(const at::Tensor& emb, const at::Tensor& labels, std::optional<double> margin,
                                  bool squared, bool drop_fallback) {
-  return cuda::mine_embeddings("semi_hard_triplets", emb, labels, margin, [&](const at::Tensor& d, const LabelGroups& g) {
-    return semihard_mine_cuda(d, g, true, margin, squared, drop_fallback, at::Tensor());
-  });
+  return cuda::mine_embeddings("semi_hard_triplets", emb, labels, margin,
+                               [&](const at::Tensor& d, const LabelGroups& g) {
+                                 return semihard_mine_cuda(d, g, true, margin, squared, drop_fallback, at::Tensor());
+                               });
 }
 
 }  // namespace

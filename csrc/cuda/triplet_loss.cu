@@ -13,10 +13,10 @@ namespace fx {
 namespace {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_loss_forward_cuda(const at::Tensor& emb_in,
-                                                                           const at::Tensor& anchor_in,
-                                                                           const at::Tensor& positive_in,
-                                                                           const at::Tensor& negative_in,
-                                                                           double margin, bool squared) {
+                                                                         const at::Tensor& anchor_in,
+                                                                         const at::Tensor& positive_in,
+                                                                         const at::Tensor& negative_in, double margin,
+                                                                         bool squared) {
   const char* op = "triplet_loss_forward";
   const c10::cuda::CUDAGuard guard(emb_in.device());
   check_triplet_forward(op, emb_in, anchor_in, positive_in, negative_in, margin);
@@ -40,9 +40,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_loss_forward_cuda(const a
 }
 
 at::Tensor triplet_loss_backward_cuda(const at::Tensor& grad_loss, const at::Tensor& emb_in,
-                                        const at::Tensor& anchor_in, const at::Tensor& positive_in,
-                                        const at::Tensor& negative_in, const at::Tensor& loss_in,
-                                        const at::Tensor& d_ap_in, const at::Tensor& d_an_in, bool squared) {
+                                      const at::Tensor& anchor_in, const at::Tensor& positive_in,
+                                      const at::Tensor& negative_in, const at::Tensor& loss_in,
+                                      const at::Tensor& d_ap_in, const at::Tensor& d_an_in, bool squared) {
   const char* op = "triplet_loss_backward";
   const c10::cuda::CUDAGuard guard(emb_in.device());
   check_triplet_backward(op, grad_loss, emb_in, anchor_in, positive_in, negative_in, loss_in, d_ap_in, d_an_in);

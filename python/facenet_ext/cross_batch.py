@@ -217,7 +217,7 @@ def _mine_matrix(kind, anchors, labels, ref: ReferenceSet, *, margin, squared, d
 # streaming
 # ---------------------------------------------------------------------------------------------------
 def _stream(kind, anchors, labels, ref: ReferenceSet, chunk: int, *, margin, squared, drop) -> Triplets:
-    B, N, dev = anchors.shape[0], ref.emb.shape[0], anchors.device
+    N, dev = ref.emb.shape[0], anchors.device
     labels, ref_labels = labels.long(), ref.labels.long()
     ref = ReferenceSet(ref.emb, ref_labels, ref.self_offset)
     pos = positives(labels, ref)

@@ -12,8 +12,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from . import _C  # noqa: F401  (registers torch.ops.facenet_ext.*)
-from . import reference, streaming
+from . import (
+    _C,  # noqa: F401  (registers torch.ops.facenet_ext.*)
+    reference,
+    streaming,
+)
 
 _ops = torch.ops.facenet_ext
 Triplets = tuple[Tensor, Tensor, Tensor]

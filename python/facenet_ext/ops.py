@@ -12,8 +12,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import _C  # noqa: F401  (loads the library: registers torch.ops.facenet_ext.*)
-from . import cross_batch
+from . import (
+    _C,  # noqa: F401  (loads the library: registers torch.ops.facenet_ext.*)
+    cross_batch,
+)
 from ._checks import (
     acc_dtype,
     apply_function,

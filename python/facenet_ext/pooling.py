@@ -2,8 +2,6 @@
 its autograd."""
 from __future__ import annotations
 
-from typing import List
-
 import torch
 from torch import Tensor
 from torch._jit_internal import BroadcastingList2  # what F.max_pool2d uses: TorchScript reads an int as a pair
@@ -81,7 +79,7 @@ def _check_input(fn: str, x: Tensor) -> None:
         raise TypeError(f"{fn}: x must be floating point (float16/bfloat16/float32/float64), got {_dtype_str(x)}")
 
 
-def _check_output_size(fn: str, x: Tensor, k: List[int], s: List[int], p: List[int], ceil_mode: bool) -> None:
+def _check_output_size(fn: str, x: Tensor, k: list[int], s: list[int], p: list[int], ceil_mode: bool) -> None:
     h, w = x.shape[-2], x.shape[-1]
     out_h, out_w = _out_size(h, k[0], s[0], p[0], ceil_mode), _out_size(w, k[1], s[1], p[1], ceil_mode)
     if h < 1 or w < 1 or out_h < 1 or out_w < 1:
@@ -91,7 +89,7 @@ def _check_output_size(fn: str, x: Tensor, k: List[int], s: List[int], p: List[i
         )
 
 
-def _shape_str(values: List[int]) -> str:
+def _shape_str(values: list[int]) -> str:
     """A shape or pair as Python prints a tuple, in eager mode and in TorchScript alike."""
     if len(values) == 1:
         return f"({values[0]},)"

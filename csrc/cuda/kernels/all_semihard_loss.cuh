@@ -31,8 +31,8 @@ struct AllSemihardLossArgs {
   const int64_t* pair_offset;
   T margin;
   bool squared;
-  T* coef;               // [B, B] zero-filled, or null when no gradient is wanted
-  double* anchor_sums;   // [B, 3] zero-filled: loss over active triplets, sum of D_ap, sum of D_an
+  T* coef;                 // [B, B] zero-filled, or null when no gradient is wanted
+  double* anchor_sums;     // [B, 3] zero-filled: loss over active triplets, sum of D_ap, sum of D_an
   int64_t* anchor_counts;  // [B, 2] zero-filled: triplets, active triplets
 };
 

@@ -14,9 +14,8 @@ constexpr int kBatchHardThreads = 128;
 template <typename T>
 __global__ void __launch_bounds__(kBatchHardThreads)
     batch_hard_kernel(const T* __restrict__ dist, int64_t ld, int64_t N, const int32_t* __restrict__ anchor_gid,
-                      const int32_t* __restrict__ ref_gid, const int64_t* __restrict__ pair_offset,
-                      bool exclude_self, int64_t* __restrict__ out_p, int64_t* __restrict__ out_n,
-                      int* non_finite) {
+                      const int32_t* __restrict__ ref_gid, const int64_t* __restrict__ pair_offset, bool exclude_self,
+                      int64_t* __restrict__ out_p, int64_t* __restrict__ out_n, int* non_finite) {
   const int64_t a = blockIdx.x;
   if (pair_offset[a + 1] == pair_offset[a]) {  // no positive or no negative: no triplet, no work
     if (threadIdx.x == 0) out_p[a] = out_n[a] = -1;

@@ -56,7 +56,8 @@ __global__ void l2_pool2d_backward_kernel(const scalar_t* __restrict__ grad_out,
     acc_t ratio_sum = 0;
     for (I oh = rows.lo; oh < rows.hi; ++oh) {
       for (I ow = cols.lo; ow < cols.hi; ++ow) {
-        ratio_sum += l2_grad_ratio(static_cast<acc_t>(gp[oh * gs.h + ow * gs.w]), static_cast<acc_t>(yp[oh * d.OW + ow]));
+        ratio_sum +=
+            l2_grad_ratio(static_cast<acc_t>(gp[oh * gs.h + ow * gs.w]), static_cast<acc_t>(yp[oh * d.OW + ow]));
       }
     }
     dx[i] = static_cast<scalar_t>(static_cast<acc_t>(x[i]) * ratio_sum);

@@ -84,8 +84,8 @@ struct SemihardArgs {
 };
 
 template <typename T>
-__global__ void __launch_bounds__(kSemihardThreads) semihard_kernel(const T* __restrict__ dist, T margin,
-                                                                     SemihardArgs args) {
+__global__ void __launch_bounds__(kSemihardThreads)
+    semihard_kernel(const T* __restrict__ dist, T margin, SemihardArgs args) {
   const int64_t a = blockIdx.x;
   const int64_t slot0 = args.pair_offset[a];
   const int K = static_cast<int>(args.pair_offset[a + 1] - slot0);

@@ -1,0 +1,12 @@
+"""Print one optional-dependency group of pyproject.toml, one requirement per line.
+
+`make lint` installs the `lint` extra with it: pip cannot install only an extra's requirements of a
+local project without building the project itself, which the linters don't need.
+"""
+import sys
+from pathlib import Path
+
+import tomllib
+
+pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+print("\n".join(pyproject["project"]["optional-dependencies"][sys.argv[1]]))
