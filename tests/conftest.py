@@ -1,5 +1,6 @@
 """Shared test setup: fresh random inputs every run (with the seed printed so a failure can be replayed),
 and one hypothesis profile sized for the 2-core CI machine."""
+
 import os
 import random
 

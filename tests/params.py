@@ -1,4 +1,5 @@
 """Parametrisation over devices and dtypes from one place: adding a device or dtype is one line here."""
+
 import pytest
 import torch
 

@@ -5,13 +5,19 @@ dtype the ops compute in, ties everywhere, and margin tests that float32 and flo
 (test_miners.py checks that claim for all integer distances up to 300). A power-of-two scale keeps all of
 this exact while pushing the norms towards overflow or underflow.
 """
+
 import torch
 from hypothesis import strategies as st
 
 COORD = 3
 MAX_DIM = 3
 # Exponent ranges that keep scaled small integers, and their squared distances, normal numbers.
-SCALE_EXPONENTS = {torch.float16: (-10, 10), torch.bfloat16: (-40, 40), torch.float32: (-40, 40), torch.float64: (-200, 200)}
+SCALE_EXPONENTS = {
+    torch.float16: (-10, 10),
+    torch.bfloat16: (-40, 40),
+    torch.float32: (-40, 40),
+    torch.float64: (-200, 200),
+}
 LABEL_DTYPES = (torch.int64, torch.int32, torch.int16, torch.uint8)
 MARGINS = (0.0, 0.1, 0.2, 0.25, 0.5, 1.0, 1.5, 2.0)
 
@@ -42,5 +48,7 @@ def labelled_batches(draw, max_batch: int = 14, dtype: torch.dtype | None = None
     emb = (draw(integer_points(batch, dim)) * 2.0**k).to(dtype)
     identities = draw(st.integers(1, 4))
     label_dtype = draw(st.sampled_from(LABEL_DTYPES))
-    labels = torch.tensor(draw(st.lists(st.integers(0, identities - 1), min_size=batch, max_size=batch)), dtype=label_dtype)
+    labels = torch.tensor(
+        draw(st.lists(st.integers(0, identities - 1), min_size=batch, max_size=batch)), dtype=label_dtype
+    )
     return emb, labels, k

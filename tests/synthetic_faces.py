@@ -1,4 +1,5 @@
 """A tiny image-folder dataset for trainer tests: each identity a fixed random 16x16 pattern plus noise."""
+
 import numpy as np
 from PIL import Image
 

@@ -2,6 +2,7 @@
 its triplets, yet trains on exactly the triplets fx.all_semi_hard_triplets returns, with the materialised
 path's value, statistics and gradient (within float rounding), deterministically, under compile, and
 twice differentiable."""
+
 import subprocess
 import sys
 import textwrap
@@ -11,11 +12,12 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
-from params import ALL_FLOATS, devices, dtypes
-from strategies import MARGINS, labelled_batches
 from test_triplet_loss import smooth_batch
 
 import facenet_ext as fx
+
+from params import ALL_FLOATS, devices, dtypes
+from strategies import MARGINS, labelled_batches
 
 REDUCTIONS = ["mean", "mean_active", "sum"]
 
@@ -34,8 +36,12 @@ def value_and_grad(loss_fn, emb):
 
 
 def compare(emb, labels, margin, squared, reduction, tol):
-    fused = value_and_grad(lambda e: fx.triplet_loss(e, labels, margin, mining="all_semihard", squared=squared,
-                                                     reduction=reduction, return_stats=True), emb)
+    fused = value_and_grad(
+        lambda e: fx.triplet_loss(
+            e, labels, margin, mining="all_semihard", squared=squared, reduction=reduction, return_stats=True
+        ),
+        emb,
+    )
     listed = value_and_grad(lambda e: materialised(e, labels, margin, squared, reduction), emb)
     (loss, stats, grad), (want, want_stats, want_grad) = fused, listed
     assert loss.dtype == want.dtype and grad.dtype == emb.dtype
@@ -64,8 +70,12 @@ def test_matches_the_materialised_path(device, dtype, squared, reduction, batch,
     assert stats["num_triplets"] > 0
 
 
-@given(batch=labelled_batches(), margin=st.sampled_from(MARGINS), squared=st.booleans(),
-       reduction=st.sampled_from(REDUCTIONS))
+@given(
+    batch=labelled_batches(),
+    margin=st.sampled_from(MARGINS),
+    squared=st.booleans(),
+    reduction=st.sampled_from(REDUCTIONS),
+)
 def test_edge_cases_match_the_materialised_path(batch, margin, squared, reduction):
     """Small integer points (exact distances): ties, duplicates, one identity, identities with one image,
     distances exactly at the window's edges."""
@@ -91,7 +101,8 @@ def test_twice_differentiable(squared):
     emb, labels = smooth_batch(1.0, squared)
     emb.requires_grad_()
     assert torch.autograd.gradgradcheck(
-        lambda e: fx.triplet_loss(e, labels, 1.0, mining="all_semihard", squared=squared), (emb,))
+        lambda e: fx.triplet_loss(e, labels, 1.0, mining="all_semihard", squared=squared), (emb,)
+    )
 
 
 def test_compiles_without_graph_breaks():
@@ -113,8 +124,10 @@ def test_compiles_without_graph_breaks():
 def test_deterministic(device):
     emb = F.normalize(torch.randn(300, 32, device=device), dim=1)
     labels = torch.randint(8, (300,), device=device)
-    runs = [value_and_grad(lambda e: fx.triplet_loss(e, labels, mining="all_semihard", return_stats=True), emb)
-            for _ in range(3)]
+    runs = [
+        value_and_grad(lambda e: fx.triplet_loss(e, labels, mining="all_semihard", return_stats=True), emb)
+        for _ in range(3)
+    ]
     for loss, stats, grad in runs[1:]:
         assert torch.equal(loss, runs[0][0]) and stats == runs[0][1] and torch.equal(grad, runs[0][2])
 

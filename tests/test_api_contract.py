@@ -1,6 +1,7 @@
 """What an engineer meets when using the library the ordinary ways: second-order gradients, torch.compile
 with explicit mining and reference sets, torch.func, one meaning per argument, empty batches, NaN/Inf
 anywhere on every path, and anchors that cannot form a triplet costing nothing."""
+
 import numpy as np
 import pytest
 import torch
@@ -58,7 +59,9 @@ def test_gradgradcheck(squared):
     triplets = fx.semi_hard_triplets(emb, labels)
     e = emb.clone().requires_grad_()
     assert torch.autograd.gradgradcheck(lambda x: fx.triplet_loss(x, None, 5.0, mining=triplets, squared=squared), (e,))
-    assert torch.autograd.gradgradcheck(lambda x, y: fx.pairwise_sq_dist(x, y), (e[:5], e[5:].detach().clone().requires_grad_()))
+    assert torch.autograd.gradgradcheck(
+        lambda x, y: fx.pairwise_sq_dist(x, y), (e[:5], e[5:].detach().clone().requires_grad_())
+    )
     assert torch.autograd.gradgradcheck(fx.pairwise_sq_dist, (e[:6],))
 
 
@@ -85,8 +88,13 @@ def test_compile_with_chunk_size_ref_emb_and_memory():
     bank.enqueue(ref, ref_labels)
     for mining in ("semihard", "batch_hard", "all_semihard"):
         compiled_equals_eager(lambda e, y, m=mining: fx.triplet_loss(e, y, mining=m, chunk_size=7), emb, labels)
-        compiled_equals_eager(lambda e, y, r, ry, m=mining: fx.triplet_loss(e, y, mining=m, ref_emb=r, ref_labels=ry),
-                              emb, labels, ref, ref_labels)
+        compiled_equals_eager(
+            lambda e, y, r, ry, m=mining: fx.triplet_loss(e, y, mining=m, ref_emb=r, ref_labels=ry),
+            emb,
+            labels,
+            ref,
+            ref_labels,
+        )
         compiled_equals_eager(lambda e, y, m=mining: fx.triplet_loss(e, y, mining=m, memory=bank), emb, labels)
         compiled_equals_eager(lambda e, y, m=mining: torch.cat(fx.semi_hard_triplets(e, y, memory=bank)), emb, labels)
 
@@ -118,8 +126,9 @@ def test_func_grad_and_jacrev():
     fx.triplet_loss(e, labels).backward()
     torch.testing.assert_close(g, e.grad)
     jac = torch.func.jacrev(fx.pairwise_sq_dist)(emb[:5])
-    torch.testing.assert_close(jac, torch.autograd.functional.jacobian(lambda x: torch.cdist(x, x).square(), emb[:5]),
-                               atol=1e-10, rtol=1e-7)
+    torch.testing.assert_close(
+        jac, torch.autograd.functional.jacobian(lambda x: torch.cdist(x, x).square(), emb[:5]), atol=1e-10, rtol=1e-7
+    )
 
 
 def test_vmap_pairwise():
@@ -159,12 +168,16 @@ def test_booleans_must_be_booleans(bad):
     assert fx.semi_hard_triplets(emb, labels, squared=np.bool_(False))[0].numel() > 0
 
 
-@pytest.mark.parametrize("margin", [np.float32(0.2), np.float64(0.2), torch.tensor(0.2), torch.tensor(0.2, dtype=torch.float64), 1])
+@pytest.mark.parametrize(
+    "margin", [np.float32(0.2), np.float64(0.2), torch.tensor(0.2), torch.tensor(0.2, dtype=torch.float64), 1]
+)
 def test_real_scalars_are_margins(margin):
     emb, labels = batch()
     want = fx.triplet_loss(emb, labels, float(margin))
     torch.testing.assert_close(fx.triplet_loss(emb, labels, margin), want)
-    assert len(fx.all_semi_hard_triplets(emb, labels, margin)[0]) == len(fx.all_semi_hard_triplets(emb, labels, float(margin))[0])
+    assert len(fx.all_semi_hard_triplets(emb, labels, margin)[0]) == len(
+        fx.all_semi_hard_triplets(emb, labels, float(margin))[0]
+    )
 
 
 def test_unrepresentable_margin_is_refused():
@@ -190,7 +203,10 @@ def test_empty_batch_gives_a_zero_loss_connected_to_the_graph(mining):
     loss.backward()
     assert model.weight.grad is not None and model.weight.grad.abs().sum() == 0
     for miner in (fx.semi_hard_triplets, fx.batch_hard_triplets, fx.all_semi_hard_triplets):
-        assert all(t.numel() == 0 and t.dtype == torch.int64 for t in miner(torch.empty(0, 3), torch.empty(0, dtype=torch.int64)))
+        assert all(
+            t.numel() == 0 and t.dtype == torch.int64
+            for t in miner(torch.empty(0, 3), torch.empty(0, dtype=torch.int64))
+        )
     assert fx.pairwise_sq_dist(torch.empty(0, 3)).shape == (0, 0)
 
 
@@ -242,8 +258,11 @@ def test_non_finite_distance_anywhere_raises(op):
     and column 0, which is all the CUDA path used to sample."""
     emb, labels = integer_batch(b=10, ids=3)
     d = fx.pairwise_sq_dist(emb)
-    extra = {"semihard_from_sq_dist": (None, True, False), "batch_hard_from_sq_dist": (),
-             "all_semihard_from_sq_dist": (0.5, True)}[op]
+    extra = {
+        "semihard_from_sq_dist": (None, True, False),
+        "batch_hard_from_sq_dist": (),
+        "all_semihard_from_sq_dist": (0.5, True),
+    }[op]
     for i in range(10):
         for j in range(10):
             bad = d.clone()
@@ -314,6 +333,9 @@ def test_one_lone_image_beside_one_big_identity(mining):
     loss = fx.triplet_loss(e, labels, mining=mining)
     want = triplet_loss_reference(emb, labels, mining=mining, squared=mining != "all_semihard")
     torch.testing.assert_close(loss, want)
-    a, p, n = {"semihard": fx.semi_hard_triplets, "batch_hard": fx.batch_hard_triplets,
-               "all_semihard": fx.all_semi_hard_triplets}[mining](emb, labels)
+    a, p, n = {
+        "semihard": fx.semi_hard_triplets,
+        "batch_hard": fx.batch_hard_triplets,
+        "all_semihard": fx.all_semi_hard_triplets,
+    }[mining](emb, labels)
     assert (n == 100).all() and not (a == 100).any()

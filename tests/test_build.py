@@ -3,6 +3,7 @@ messages a user meets when the build and the running torch disagree, and the CUD
 
 Each test inspects the installed module or runs a small script in a subprocess; none rebuilds.
 """
+
 import os
 import subprocess
 import sys
@@ -26,6 +27,7 @@ def _run(args, **kw):
 
 
 # ---- the module's linkage ---------------------------------------------------------------------------
+
 
 def test_module_exports_only_its_init_function():
     # Before cmake/exports.map: 28 (typeinfo of c10 exceptions and kernel signatures, std:: mutex bases).
@@ -55,11 +57,14 @@ def test_compiled_as_cxx17_like_the_cuda_flags_say():
 
 # ---- the two messages ------------------------------------------------------------------------------
 
+
 def _backend(code: str):
     # As pip's build isolation does (its sitecustomize): site-packages off sys.path, so torch is not
     # importable while sys.prefix is still this environment's.
-    script = ("import sys; sys.path[:] = [p for p in sys.path if 'site-packages' not in p]; "
-              f"sys.path.insert(0, 'cmake'); import facenet_ext_backend as b; {code}")
+    script = (
+        "import sys; sys.path[:] = [p for p in sys.path if 'site-packages' not in p]; "
+        f"sys.path.insert(0, 'cmake'); import facenet_ext_backend as b; {code}"
+    )
     return _run([sys.executable, "-s", "-c", script], cwd=ROOT)
 
 
@@ -104,11 +109,14 @@ def test_import_refuses_a_build_for_another_torch():
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
     built = fx._C.build_info()["torch_version_built_against"]
-    assert last == (f"ImportError: facenet_ext: the native extension was built against torch {built}, running "
-                    "torch 0.0.0: rebuild it in this environment with `pip install --no-build-isolation .`")
+    assert last == (
+        f"ImportError: facenet_ext: the native extension was built against torch {built}, running "
+        "torch 0.0.0: rebuild it in this environment with `pip install --no-build-isolation .`"
+    )
 
 
 # ---- the CUDA compile check ------------------------------------------------------------------------
+
 
 def _compile_check_without_nvcc(ci: bool):
     env = {k: v for k, v in os.environ.items() if k != "CI"}

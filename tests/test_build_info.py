@@ -1,4 +1,5 @@
 """build_info(): what the extension was built with matches what loaded it."""
+
 import torch
 
 import facenet_ext as fx

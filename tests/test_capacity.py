@@ -1,15 +1,20 @@
 """capacity=: the miners and triplet_loss with static shapes. The padded output holds the same triplets in the
 same order, then -1; `found` counts every triplet; the loss ignores the padding; under torch.compile every
 output shape is a plain number (no data-dependent size), with no graph break."""
+
 import pytest
 import torch
 import torch.nn.functional as F
-from params import devices
 
 import facenet_ext as fx
 
-MINERS = {"semihard": fx.semi_hard_triplets, "batch_hard": fx.batch_hard_triplets,
-          "all_semihard": fx.all_semi_hard_triplets}
+from params import devices
+
+MINERS = {
+    "semihard": fx.semi_hard_triplets,
+    "batch_hard": fx.batch_hard_triplets,
+    "all_semihard": fx.all_semi_hard_triplets,
+}
 
 
 def batch(device="cpu", b=40, ids=5, dim=8):

@@ -3,12 +3,11 @@
 equal to the whole matrix for every chunk size, hypothesis edge cases, the loss and its gradients, the
 bank's FIFO, and errors. Integer embeddings throughout the exactness tests: their distances are exact in
 every dtype, so no result can depend on how the GEMM is blocked."""
+
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from params import FULL, dtypes
-from strategies import MARGINS, integer_points
 
 import facenet_ext as fx
 from facenet_ext import cross_batch
@@ -20,20 +19,42 @@ from facenet_ext.reference import (
     triplet_loss_reference,
 )
 
+from params import FULL, dtypes
+from strategies import MARGINS, integer_points
+
 # (miner, its options, the float64 reference on a given matrix with those options)
 CASES = [
     (fx.semi_hard_triplets, {}, lambda d, y, ry: semihard_from_sq_dist_reference(d, y, ref_labels=ry)),
-    (fx.semi_hard_triplets, {"fallback": "drop", "margin": 2.0},
-     lambda d, y, ry: semihard_from_sq_dist_reference(d, y, 2.0, fallback="drop", ref_labels=ry)),
-    (fx.semi_hard_triplets, {"margin": 1.0, "squared": False},
-     lambda d, y, ry: semihard_from_sq_dist_reference(d, y, 1.0, squared=False, ref_labels=ry)),
+    (
+        fx.semi_hard_triplets,
+        {"fallback": "drop", "margin": 2.0},
+        lambda d, y, ry: semihard_from_sq_dist_reference(d, y, 2.0, fallback="drop", ref_labels=ry),
+    ),
+    (
+        fx.semi_hard_triplets,
+        {"margin": 1.0, "squared": False},
+        lambda d, y, ry: semihard_from_sq_dist_reference(d, y, 1.0, squared=False, ref_labels=ry),
+    ),
     (fx.batch_hard_triplets, {}, lambda d, y, ry: batch_hard_triplets_from_sq_dist_reference(d, y, ref_labels=ry)),
-    (fx.all_semi_hard_triplets, {"margin": 1.0},
-     lambda d, y, ry: all_semihard_from_sq_dist_reference(d, y, 1.0, ref_labels=ry)),
-    (fx.all_semi_hard_triplets, {"margin": 3.0, "squared": True},
-     lambda d, y, ry: all_semihard_from_sq_dist_reference(d, y, 3.0, squared=True, ref_labels=ry)),
+    (
+        fx.all_semi_hard_triplets,
+        {"margin": 1.0},
+        lambda d, y, ry: all_semihard_from_sq_dist_reference(d, y, 1.0, ref_labels=ry),
+    ),
+    (
+        fx.all_semi_hard_triplets,
+        {"margin": 3.0, "squared": True},
+        lambda d, y, ry: all_semihard_from_sq_dist_reference(d, y, 3.0, squared=True, ref_labels=ry),
+    ),
 ]
-IDS = ["semihard", "semihard-drop-margin", "semihard-plain-margin", "batch_hard", "all_semihard", "all_semihard-squared"]
+IDS = [
+    "semihard",
+    "semihard-drop-margin",
+    "semihard-plain-margin",
+    "batch_hard",
+    "all_semihard",
+    "all_semihard-squared",
+]
 
 
 def rows(triplets):
@@ -114,7 +135,10 @@ def test_automatic_streaming_beyond_the_matrix_limit(monkeypatch):
     """Past MATRIX_LIMIT elements the miners stream in CHUNK_ELEMENTS // B columns, with the same result."""
     emb, labels = integer_set(16)
     ref, ref_labels = integer_set(50)
-    want = {m: rows(m(emb, labels, ref_emb=ref, ref_labels=ref_labels)) for m in (fx.semi_hard_triplets, fx.batch_hard_triplets)}
+    want = {
+        m: rows(m(emb, labels, ref_emb=ref, ref_labels=ref_labels))
+        for m in (fx.semi_hard_triplets, fx.batch_hard_triplets)
+    }
     want_self = rows(fx.semi_hard_triplets(emb, labels))
     calls = []
     real = cross_batch._stream
@@ -143,8 +167,12 @@ def reference_problems(draw):
     return emb.to(dtype), y, ref.to(dtype), ry
 
 
-@given(problem=reference_problems(), case=st.sampled_from(CASES), chunk=st.integers(1, 17),
-       mode=st.sampled_from(["ref_emb", "memory"]))
+@given(
+    problem=reference_problems(),
+    case=st.sampled_from(CASES),
+    chunk=st.integers(1, 17),
+    mode=st.sampled_from(["ref_emb", "memory"]),
+)
 def test_streaming_edge_cases(problem, case, chunk, mode):
     miner, kwargs, reference = case
     emb, y, ref, ry = problem
@@ -166,7 +194,9 @@ def test_all_semi_hard_reference_set_matches_pytorch_metric_learning(problem, ma
 
     emb, y, ref, ry = problem
     emb, ref = emb.float(), ref.float()
-    miner = TripletMarginMiner(margin=margin, type_of_triplets="semihard", distance=LpDistance(normalize_embeddings=False))
+    miner = TripletMarginMiner(
+        margin=margin, type_of_triplets="semihard", distance=LpDistance(normalize_embeddings=False)
+    )
     want = sorted(rows(tuple(t.long() for t in miner(emb, y, ref_emb=ref, ref_labels=ry))))
     assert rows(fx.all_semi_hard_triplets(emb, y, margin, ref_emb=ref, ref_labels=ry, chunk_size=5)) == want
 
@@ -175,7 +205,10 @@ def test_empty_reference_set_mines_nothing():
     emb, labels = integer_set(6)
     for miner in (fx.semi_hard_triplets, fx.batch_hard_triplets, fx.all_semi_hard_triplets):
         assert rows(miner(emb, labels, ref_emb=torch.empty(0, 3), ref_labels=torch.empty(0, dtype=torch.int64))) == []
-    assert fx.triplet_loss(emb, labels, ref_emb=torch.empty(0, 3), ref_labels=torch.empty(0, dtype=torch.int64)).item() == 0
+    assert (
+        fx.triplet_loss(emb, labels, ref_emb=torch.empty(0, 3), ref_labels=torch.empty(0, dtype=torch.int64)).item()
+        == 0
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -194,14 +227,18 @@ def test_loss_with_ref_emb(mining, squared):
     if miner is None:
         a, p, n = fx.all_semi_hard_triplets(emb, labels, margin, squared=squared, ref_emb=ref, ref_labels=ref_labels)
     else:
-        a, p, n = miner(emb, labels, **({} if mining == "batch_hard" else {"squared": squared}), ref_emb=ref, ref_labels=ref_labels)
+        a, p, n = miner(
+            emb, labels, **({} if mining == "batch_hard" else {"squared": squared}), ref_emb=ref, ref_labels=ref_labels
+        )
     assert len(a) > 0
     want = triplet_loss_reference(torch.cat([emb, ref]), None, margin, mining=(a, p + 16, n + 16), squared=squared)
     torch.testing.assert_close(loss, want)
     g = torch.autograd.grad(loss, (emb, ref))
     torch.testing.assert_close(g, torch.autograd.grad(want, (emb, ref)))
     assert g[1].abs().sum() > 0  # gradients reach the reference set
-    streamed = fx.triplet_loss(emb, labels, margin, mining=mining, squared=squared, ref_emb=ref, ref_labels=ref_labels, chunk_size=3)
+    streamed = fx.triplet_loss(
+        emb, labels, margin, mining=mining, squared=squared, ref_emb=ref, ref_labels=ref_labels, chunk_size=3
+    )
     torch.testing.assert_close(streamed, loss, rtol=0, atol=0)
 
 
@@ -318,9 +355,21 @@ def test_bad_memory_bank_use(call, exc, arg):
 
 def test_explicit_indices_range_against_the_reference_set():
     with pytest.raises(IndexError, match=r"negative.*\[0, 8\)"):
-        fx.triplet_loss(EMB, None, mining=(torch.tensor([0]), torch.tensor([1]), torch.tensor([8])), ref_emb=REF, ref_labels=REF_LABELS)
+        fx.triplet_loss(
+            EMB,
+            None,
+            mining=(torch.tensor([0]), torch.tensor([1]), torch.tensor([8])),
+            ref_emb=REF,
+            ref_labels=REF_LABELS,
+        )
     with pytest.raises(IndexError, match=r"anchor.*\[0, 6\)"):
-        fx.triplet_loss(EMB, None, mining=(torch.tensor([6]), torch.tensor([1]), torch.tensor([7])), ref_emb=REF, ref_labels=REF_LABELS)
+        fx.triplet_loss(
+            EMB,
+            None,
+            mining=(torch.tensor([6]), torch.tensor([1]), torch.tensor([7])),
+            ref_emb=REF,
+            ref_labels=REF_LABELS,
+        )
 
 
 def test_benchmark_baselines_agree_on_integer_embeddings():
@@ -335,8 +384,13 @@ def test_benchmark_baselines_agree_on_integer_embeddings():
     spec.loader.exec_module(bench)
     emb, labels = integer_set(30)
     ref, ref_labels = integer_set(60, identities=7)
-    for naive, ours in ((bench.naive_semihard, fx.semi_hard_triplets), (bench.naive_batch_hard, fx.batch_hard_triplets)):
-        assert sorted(rows(naive(emb, labels, ref, ref_labels))) == rows(ours(emb, labels, ref_emb=ref, ref_labels=ref_labels))
+    for naive, ours in (
+        (bench.naive_semihard, fx.semi_hard_triplets),
+        (bench.naive_batch_hard, fx.batch_hard_triplets),
+    ):
+        assert sorted(rows(naive(emb, labels, ref, ref_labels))) == rows(
+            ours(emb, labels, ref_emb=ref, ref_labels=ref_labels)
+        )
 
 
 def test_memory_bank_state_round_trip():

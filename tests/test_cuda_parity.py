@@ -5,11 +5,13 @@ decides for the whole suite). Random inputs come from the suite's fresh_seed, so
 FACENET_EXT_TEST_SEED that replays it. The CPU kernels are themselves checked against float64 references elsewhere, so
 bit-identical mining here means the GPU runs the same rule (shared in csrc/common/).
 """
+
 import pytest
 import torch
-from params import CUDA_MARKS
 
 import facenet_ext as fx
+
+from params import CUDA_MARKS
 
 pytestmark = CUDA_MARKS
 ops = torch.ops.facenet_ext
@@ -64,8 +66,11 @@ def test_miners_identical_on_same_distances(labels_kind, B, emb_kind, dtype, fre
     if B > 1000:  # all-semihard output grows as B*K*N; the small cases cover it
         variants = variants[:4]
     for name, extra in variants:
-        op = {"semihard": ops.semihard_from_sq_dist, "batch_hard": ops.batch_hard_from_sq_dist,
-              "all_semihard": ops.all_semihard_from_sq_dist}[name]
+        op = {
+            "semihard": ops.semihard_from_sq_dist,
+            "batch_hard": ops.batch_hard_from_sq_dist,
+            "all_semihard": ops.all_semihard_from_sq_dist,
+        }[name]
         cpu = op(d_cpu, labels, labels, True, *extra)
         gpu = op(d_gpu, lab_gpu, lab_gpu, True, *extra)
         for c, g, part in zip(cpu, gpu, "apn"):
@@ -149,6 +154,7 @@ def test_compile_and_opcheck_on_cuda():
 # ---- small exact cases: tools/gpu_smoke.sh selects them with `-k smoke`, also under compute-sanitizer ----
 # Integer embeddings in [-2, 2], D = 8: every squared distance is an integer <= 128, exact in fp16, bf16
 # and any summation order, so CPU and CUDA must agree exactly on indices and closely on the loss.
+
 
 def _exact_batch(B: int, labels: torch.Tensor | None = None, dtype=torch.float32):
     emb = torch.randint(-2, 3, (B, 8)).to(dtype)

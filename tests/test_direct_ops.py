@@ -4,10 +4,12 @@ out of range IndexError (the classes the wrappers raise for the same faults), ea
 and the argument. Nothing reads out of bounds. Hypothesis corrupts one argument of a valid call at a
 time, in every way at once; a table pins the messages.
 """
+
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+
 from params import CUDA_MARKS
 
 ops = torch.ops.facenet_ext
@@ -36,18 +38,37 @@ CALLS = {
         {"sq_dist": SQ, "labels": LABELS, "ref_labels": LABELS},
         lambda t: ops.all_semihard_from_sq_dist(t["sq_dist"], t["labels"], t["ref_labels"], False, 0.5, True),
     ),
-    "semi_hard_triplets": ({"emb": EMB, "labels": LABELS}, lambda t: ops.semi_hard_triplets(t["emb"], t["labels"], None, True, False)),
+    "semi_hard_triplets": (
+        {"emb": EMB, "labels": LABELS},
+        lambda t: ops.semi_hard_triplets(t["emb"], t["labels"], None, True, False),
+    ),
     "batch_hard_triplets": ({"emb": EMB, "labels": LABELS}, lambda t: ops.batch_hard_triplets(t["emb"], t["labels"])),
-    "all_semi_hard_triplets": ({"emb": EMB, "labels": LABELS}, lambda t: ops.all_semi_hard_triplets(t["emb"], t["labels"], 0.2, False)),
-    "all_semihard_loss": ({"emb": EMB, "labels": LABELS}, lambda t: ops.all_semihard_loss(t["emb"], t["labels"], 0.2, False, True)),
+    "all_semi_hard_triplets": (
+        {"emb": EMB, "labels": LABELS},
+        lambda t: ops.all_semi_hard_triplets(t["emb"], t["labels"], 0.2, False),
+    ),
+    "all_semihard_loss": (
+        {"emb": EMB, "labels": LABELS},
+        lambda t: ops.all_semihard_loss(t["emb"], t["labels"], 0.2, False, True),
+    ),
     "triplet_loss_forward": (
         {"emb": EMB, "anchor": A, "positive": P, "negative": N},
         lambda t: ops.triplet_loss_forward(t["emb"], t["anchor"], t["positive"], t["negative"], 0.2, True),
     ),
     "triplet_loss_backward": (
-        {"grad_loss": torch.ones(3), "emb": EMB, "anchor": A, "positive": P, "negative": N, "loss": LOSS, "d_ap": D_AP, "d_an": D_AN},
-        lambda t: ops.triplet_loss_backward(t["grad_loss"], t["emb"], t["anchor"], t["positive"], t["negative"],
-                                              t["loss"], t["d_ap"], t["d_an"], True),
+        {
+            "grad_loss": torch.ones(3),
+            "emb": EMB,
+            "anchor": A,
+            "positive": P,
+            "negative": N,
+            "loss": LOSS,
+            "d_ap": D_AP,
+            "d_an": D_AN,
+        },
+        lambda t: ops.triplet_loss_backward(
+            t["grad_loss"], t["emb"], t["anchor"], t["positive"], t["negative"], t["loss"], t["d_ap"], t["d_an"], True
+        ),
     ),
     "l2_pool2d": ({"x": X}, lambda t: ops.l2_pool2d(t["x"], [3, 3], [2, 2], [1, 1], False)),
     "l2_pool2d_backward": (
@@ -57,9 +78,21 @@ CALLS = {
 }
 # argument -> the dtype kind it must have ("float", "int", "long" = int64 only, "acc" = float32 here)
 ROLE = {
-    "x": "float", "y": "float", "emb": "float", "sq_dist": "float32/64", "labels": "int", "ref_labels": "int",
-    "anchor": "long", "positive": "long", "negative": "long", "grad_loss": "float", "loss": "acc", "d_ap": "acc",
-    "d_an": "acc", "grad_out": "float", "out": "float",
+    "x": "float",
+    "y": "float",
+    "emb": "float",
+    "sq_dist": "float32/64",
+    "labels": "int",
+    "ref_labels": "int",
+    "anchor": "long",
+    "positive": "long",
+    "negative": "long",
+    "grad_loss": "float",
+    "loss": "acc",
+    "d_ap": "acc",
+    "d_an": "acc",
+    "grad_out": "float",
+    "out": "float",
 }
 WRONG_DTYPE = {
     "float": [torch.int64, torch.bool, torch.complex64],
@@ -167,8 +200,9 @@ def test_exclude_self_needs_a_square_matrix():
 def test_crash_repro_formats_integers():
     """The message that crashed the first GPU build (an integer formatted into a C++ error) is raised."""
     with pytest.raises(ValueError, match=r"semihard_from_sq_dist: sq_dist must be 2-D \[B, N\], got shape \[3\]"):
-        ops.semihard_from_sq_dist(torch.zeros(3), torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long),
-                                  True, None, True, False)
+        ops.semihard_from_sq_dist(
+            torch.zeros(3), torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long), True, None, True, False
+        )
 
 
 @pytest.mark.parametrize("op", sorted(CALLS))

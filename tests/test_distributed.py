@@ -2,6 +2,7 @@
 time): the loss and gradients equal the single-process loss on the concatenated batch, with unequal local
 batch sizes, for every mining strategy, with and without DDP. Without a process group it is checked
 against the float64 reference, not against the function it delegates to."""
+
 import datetime
 import os
 import time
@@ -40,7 +41,11 @@ def global_problem(seed):
         labels = torch.randint(0, 4, (sum(SIZES),), generator=g)
         weight = torch.randint(-2, 3, (DIM, DIM_IN), generator=g).float()
         emb = x @ weight.t()
-        losses = [triplet_loss_reference(emb, labels, margin, mining=m, squared=sq) for m, margin in CONFIGS for sq in (True, False)]
+        losses = [
+            triplet_loss_reference(emb, labels, margin, mining=m, squared=sq)
+            for m, margin in CONFIGS
+            for sq in (True, False)
+        ]
         if all(loss.item() > 0 for loss in losses):
             return x, labels, weight
     raise RuntimeError(f"global_problem: no non-degenerate problem in {MAX_DRAWS} draws from seed {seed}")
@@ -50,7 +55,10 @@ def _worker(rank, rendezvous, seed, out_dir):
     # A file rendezvous in the test's own tmp_path: no port to pick, so no race with other processes
     # that grab a free port between our choosing it and binding it.
     dist.init_process_group(
-        "gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=len(SIZES),
+        "gloo",
+        init_method=f"file://{rendezvous}",
+        rank=rank,
+        world_size=len(SIZES),
         timeout=datetime.timedelta(seconds=60),
     )
     try:

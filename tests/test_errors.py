@@ -5,6 +5,7 @@ NaN/Inf embeddings: every public op raises ValueError, found by the native op in
 Labels and index tensors on the wrong device are exercised with the meta device, so the checks run
 without a GPU; embeddings on two devices need one. Direct torch.ops calls: tests/test_direct_ops.py.
 """
+
 import pytest
 import torch
 
@@ -165,7 +166,18 @@ def _idx(i, t):
         (_idx(1, torch.tensor([1])), ValueError, "lengths"),
         (_idx(2, IDX[2].to("meta")), ValueError, "mining[2]"),
     ],
-    ids=["two tensors", "list of ints", "list inside", "float", "int32", "2-D", "out of range", "negative", "lengths", "other device"],
+    ids=[
+        "two tensors",
+        "list of ints",
+        "list inside",
+        "float",
+        "int32",
+        "2-D",
+        "out of range",
+        "negative",
+        "lengths",
+        "other device",
+    ],
 )
 def test_bad_explicit_triplets(mining, exc, arg):
     with pytest.raises(exc) as err:

@@ -5,6 +5,7 @@ Inputs are fresh random numbers each run. Failures are reproducible: hypothesis 
 example (its seed included), and the other tests take their seed from conftest's fresh_seed, which
 prints it (FACENET_EXT_TEST_SEED=<seed> replays one), and put shapes in the message.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -12,10 +13,11 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from params import devices, requires_cuda
 
 import facenet_ext as fx
 from facenet_ext.reference import l2_pool2d_reference
+
+from params import devices, requires_cuda
 
 ops = torch.ops.facenet_ext
 
@@ -306,7 +308,9 @@ def test_torchscript_matches_eager_and_round_trips(device, tmp_path):
         got = forward_and_grads(model, x, g)
         torch.testing.assert_close(got[0], want[0], rtol=0, atol=0, msg=lambda m, name=name: f"{name} forward\n{m}")
         torch.testing.assert_close(got[1], want[1], rtol=0, atol=0, msg=lambda m, name=name: f"{name} input grad\n{m}")
-        torch.testing.assert_close(got[2], want[2], rtol=0, atol=0, msg=lambda m, name=name: f"{name} weight grads\n{m}")
+        torch.testing.assert_close(
+            got[2], want[2], rtol=0, atol=0, msg=lambda m, name=name: f"{name} weight grads\n{m}"
+        )
     # an unbatched [C, H, W] input, as torch's pooling modules take it
     torch.testing.assert_close(loaded(x[0]), eager(x[0]), rtol=0, atol=0)
 
@@ -362,7 +366,11 @@ BAD_INPUTS = [
     (dict(x=x4, kernel_size=3, padding=-1), ValueError, "padding must be >= 0"),
     (dict(x=x4, kernel_size=3, padding=2), ValueError, "padding .* at most half of kernel_size"),
     (dict(x=x4, kernel_size=(3, 2), padding=(1, 2)), ValueError, "padding .* at most half of kernel_size"),
-    (dict(x=torch.randn(1, 2, 2, 6), kernel_size=3), ValueError, "x of spatial size 2x6 is too small .* output would be 0x2"),
+    (
+        dict(x=torch.randn(1, 2, 2, 6), kernel_size=3),
+        ValueError,
+        "x of spatial size 2x6 is too small .* output would be 0x2",
+    ),
     (dict(x=torch.randn(1, 2, 0, 6), kernel_size=1), ValueError, "x of spatial size 0x6 is too small"),
 ]
 

@@ -7,11 +7,13 @@ the storage for an expanded view). Results are compared exactly. Embeddings have
 coordinates: a BLAS may round the last bit differently for differently aligned storage (an offset view
 is already contiguous, so it is not copied), but on integers every path is exact.
 """
+
 import pytest
 import torch
-from params import devices
 
 import facenet_ext as fx
+
+from params import devices
 
 ops = torch.ops.facenet_ext
 
@@ -170,9 +172,13 @@ def test_native_miner_ops(device):
     ref, ref_labels = batch(device, dtype=torch.float64, b=13)
     d_ref = fx.pairwise_sq_dist(emb, ref)
     check_every_argument(lambda d, y: ops.semihard_from_sq_dist(d, y, y.clone(), True, 0.5, False, True), [d, labels])
-    check_every_argument(lambda d, y, ry: ops.semihard_from_sq_dist(d, y, ry, False, None, True, False), [d_ref, labels, ref_labels])
+    check_every_argument(
+        lambda d, y, ry: ops.semihard_from_sq_dist(d, y, ry, False, None, True, False), [d_ref, labels, ref_labels]
+    )
     check_every_argument(lambda d, y, ry: ops.batch_hard_from_sq_dist(d, y, ry, False), [d_ref, labels, ref_labels])
-    check_every_argument(lambda d, y, ry: ops.all_semihard_from_sq_dist(d, y, ry, False, 0.3, True), [d_ref, labels, ref_labels])
+    check_every_argument(
+        lambda d, y, ry: ops.all_semihard_from_sq_dist(d, y, ry, False, 0.3, True), [d_ref, labels, ref_labels]
+    )
     check_every_argument(lambda e, y: ops.semi_hard_triplets(e, y, None, True, False), [emb, labels])
     check_every_argument(lambda e, y: ops.batch_hard_triplets(e, y), [emb, labels])
     check_every_argument(lambda e, y: ops.all_semi_hard_triplets(e, y, 0.3, False), [emb, labels])
@@ -192,8 +198,10 @@ def test_native_triplet_ops(device):
         [grad, emb, a, p, n, loss, d_ap, d_an],
     )
     # The gradient autograd hands the backward of loss.sum() is a stride-0 expansion of one number.
-    assert_same(ops.triplet_loss_backward(torch.ones(()).expand(loss.shape[0]), emb, a, p, n, loss, d_ap, d_an, True),
-                ops.triplet_loss_backward(torch.ones(loss.shape[0]), emb, a, p, n, loss, d_ap, d_an, True))
+    assert_same(
+        ops.triplet_loss_backward(torch.ones(()).expand(loss.shape[0]), emb, a, p, n, loss, d_ap, d_an, True),
+        ops.triplet_loss_backward(torch.ones(loss.shape[0]), emb, a, p, n, loss, d_ap, d_an, True),
+    )
 
 
 @devices()
@@ -203,4 +211,6 @@ def test_native_l2_pool_ops(device):
     g = torch.randint_like(out, -3, 4)
     layouts = {**LAYOUTS, "channels_last": channels_last}
     check_every_argument(lambda x: ops.l2_pool2d(x, [3, 3], [2, 2], [1, 1], False), [x], layouts)
-    check_every_argument(lambda g, x, o: ops.l2_pool2d_backward(g, x, o, [3, 3], [2, 2], [1, 1], False), [g, x, out], layouts)
+    check_every_argument(
+        lambda g, x, o: ops.l2_pool2d_backward(g, x, o, [3, 3], [2, 2], [1, 1], False), [g, x, out], layouts
+    )

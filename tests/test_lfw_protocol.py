@@ -1,5 +1,6 @@
 """LFW's protocol files read from the real data: counts, folds disjoint by person, every pair resolving
 to an image; and the errors for malformed files and missing images."""
+
 import numpy as np
 import pytest
 

@@ -2,6 +2,7 @@
 seed, the error-versus-reject curve against a hand count, the template split disjoint, the picture grid
 written, one seed's report end to end), and a short MagFace training run on a few real LFW people (when
 the shared data is present) through `train --loss magface` and `eval` with its magnitudes."""
+
 import json
 
 import numpy as np
@@ -63,7 +64,11 @@ def test_rank_auc_and_per_kind_auc_hand_case():
     quality = np.array([10.0, 9.0, 2.0, 11.0, 1.0, 8.0])
     kind = np.array([-1, -1, 0, 0, 1, -1])  # clean 10, 9, 8; kind 0 has 2 and 11; kind 1 has 1
     auc = quality_auc_by_kind(quality, kind, ("a", "b", "c"))
-    assert auc == {"all": pytest.approx(6 / 9), "a": pytest.approx(3 / 6), "b": 1.0}  # 11 beats every clean one; "c" absent
+    assert auc == {
+        "all": pytest.approx(6 / 9),
+        "a": pytest.approx(3 / 6),
+        "b": 1.0,
+    }  # 11 beats every clean one; "c" absent
 
 
 def test_erc_against_a_hand_count():
@@ -111,7 +116,9 @@ def _synthetic_faces(people=12, per=8, dim=16, seed=0):
     centres = torch.nn.functional.normalize(torch.randn(people, dim, generator=g), dim=1)
     labels = torch.arange(people).repeat_interleave(per)
     images = torch.randint(0, 256, (people * per, 1, 20, 20), dtype=torch.uint8, generator=g)
-    data = ImageSet(images, labels, [f"p{i}" for i in range(people)], [f"p{i}/{j}.png" for i in range(people) for j in range(per)])
+    data = ImageSet(
+        images, labels, [f"p{i}" for i in range(people)], [f"p{i}/{j}.png" for i in range(people) for j in range(per)]
+    )
     qs = degraded_copy(data, 0.5, seed)
 
     def feats(bad: bool):
@@ -147,15 +154,38 @@ def test_quality_report_end_to_end_and_grid(tmp_path):
 
 
 def test_cap_per_person_keeps_the_first_images():
-    data = ImageSet(torch.zeros(7, 1, 8, 8, dtype=torch.uint8), torch.tensor([0, 1, 0, 0, 1, 2, 0]), ["a", "b", "c"],
-                    [str(i) for i in range(7)])
+    data = ImageSet(
+        torch.zeros(7, 1, 8, 8, dtype=torch.uint8),
+        torch.tensor([0, 1, 0, 0, 1, 2, 0]),
+        ["a", "b", "c"],
+        [str(i) for i in range(7)],
+    )
     capped = cap_per_person(data, 2)
     assert capped.paths == ["0", "1", "2", "4", "5"] and capped.labels.tolist() == [0, 1, 0, 1, 2]
 
 
 # --- MagFace on a few real LFW people ---------------------------------------------------------------
-TINY = ["--width", "0.125", "--depth", "1", "--image-size", "20", "--input-size", "16", "-P", "4", "-K", "2",
-        "--epochs", "1", "--steps-per-epoch", "3", "--no-progress", "--threads", "1"]
+TINY = [
+    "--width",
+    "0.125",
+    "--depth",
+    "1",
+    "--image-size",
+    "20",
+    "--input-size",
+    "16",
+    "-P",
+    "4",
+    "-K",
+    "2",
+    "--epochs",
+    "1",
+    "--steps-per-epoch",
+    "3",
+    "--no-progress",
+    "--threads",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -170,12 +200,16 @@ def few_lfw(shared_data, tmp_path_factory):
     sets = [[(n, c) for n, c in members if 5 <= c <= 12][:2] for members in read_people(lfw / "people.txt").sets]
     pairs = []
     for (a, _), (b, _) in sets:
-        pairs.append([f"{a}\t1\t2", f"{a}\t1\t3", f"{a}\t2\t3", f"{b}\t1\t2", f"{b}\t1\t3", f"{b}\t2\t3"]
-                     + [f"{a}\t{i}\t{b}\t{j}" for i, j in ((1, 1), (1, 2), (2, 1), (2, 2), (3, 3), (4, 4))])
+        pairs.append(
+            [f"{a}\t1\t2", f"{a}\t1\t3", f"{a}\t2\t3", f"{b}\t1\t2", f"{b}\t1\t3", f"{b}\t2\t3"]
+            + [f"{a}\t{i}\t{b}\t{j}" for i, j in ((1, 1), (1, 2), (2, 1), (2, 2), (3, 3), (4, 4))]
+        )
     for members in sets:
         for name, _ in members:
             (root / "images" / name).symlink_to(lfw / "images" / name)
-    (root / "people.txt").write_text("\n".join(["10"] + [x for s in sets for x in [str(len(s))] + [f"{n}\t{c}" for n, c in s]]) + "\n")
+    (root / "people.txt").write_text(
+        "\n".join(["10"] + [x for s in sets for x in [str(len(s))] + [f"{n}\t{c}" for n, c in s]]) + "\n"
+    )
     (root / "pairs.txt").write_text("10\t6\n" + "\n".join(x for p in pairs for x in p) + "\n")
     dev = [(n, c) for s in sets[1:] for n, c in s]
     (root / "peopleDevTrain.txt").write_text(f"{len(dev)}\n" + "\n".join(f"{n}\t{c}" for n, c in dev) + "\n")
@@ -187,12 +221,34 @@ def test_magface_lfw_smoke(few_lfw, tmp_path):
     from facenet_ext.train.recipes import MAGFACE_LFW
 
     out, cache = tmp_path / "run", str(tmp_path / "cache")
-    assert main(["train", "--data", str(few_lfw), "--protocol", "view1", "--loss", "magface", "--out", str(out),
-                 "--cache", cache, "--min-class-images", "6", *TINY]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(few_lfw),
+                "--protocol",
+                "view1",
+                "--loss",
+                "magface",
+                "--out",
+                str(out),
+                "--cache",
+                cache,
+                "--min-class-images",
+                "6",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     cfg = metrics["config"]
     assert cfg["loss"] == "magface" and cfg["head_margin"] is None  # the MagFace recipe over the LFW one
-    assert all(cfg[k] == MAGFACE_LFW[k] for k in ("mag_l_a", "mag_u_a", "mag_l_m", "mag_u_m", "mag_lambda_g", "degrade", "degrade_kinds"))
+    assert all(
+        cfg[k] == MAGFACE_LFW[k]
+        for k in ("mag_l_a", "mag_u_a", "mag_l_m", "mag_u_m", "mag_lambda_g", "degrade", "degrade_kinds")
+    )
     assert 0 < len(metrics["data"]["train_identities"]) < 18  # only people with 6+ images are classes
     assert np.isfinite(metrics["history"]["epoch_loss"]).all()
     # eval on any image folder: each image's magnitude in embeddings.npz
@@ -200,8 +256,22 @@ def test_magface_lfw_smoke(few_lfw, tmp_path):
     folder.mkdir()
     for name in sorted(p.name for p in (few_lfw / "images").iterdir())[:3]:
         (folder / name).symlink_to(few_lfw / "images" / name)
-    assert main(["eval", "--checkpoint", str(out / "checkpoint.pt"), "--data", str(folder), "--out", str(tmp_path / "ev"),
-                 "--cache", cache]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(out / "checkpoint.pt"),
+                "--data",
+                str(folder),
+                "--out",
+                str(tmp_path / "ev"),
+                "--cache",
+                cache,
+            ]
+        )
+        == 0
+    )
     z = np.load(tmp_path / "ev" / "embeddings.npz")
     assert z["magnitude"].shape == (len(z["paths"]),) and len(z["paths"]) >= 15 and (z["magnitude"] > 0).all()
     np.testing.assert_allclose(np.linalg.norm(z["embeddings"], axis=1), 1.0, atol=1e-5)
@@ -209,6 +279,27 @@ def test_magface_lfw_smoke(few_lfw, tmp_path):
 
 def test_people_fraction_trains_on_fewer_classes(few_lfw, tmp_path):
     out = tmp_path / "half"
-    assert main(["train", "--data", str(few_lfw), "--protocol", "view2", "--fold", "0", "--loss", "magface",
-                 "--people-fraction", "0.5", "--out", str(out), "--cache", str(tmp_path / "cache"), *TINY]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(few_lfw),
+                "--protocol",
+                "view2",
+                "--fold",
+                "0",
+                "--loss",
+                "magface",
+                "--people-fraction",
+                "0.5",
+                "--out",
+                str(out),
+                "--cache",
+                str(tmp_path / "cache"),
+                *TINY,
+            ]
+        )
+        == 0
+    )
     assert len(json.loads((out / "metrics.json").read_text())["data"]["train_identities"]) == 9  # half of 18

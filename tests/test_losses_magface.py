@@ -2,17 +2,19 @@
 (magnitudes at and beyond both clamp ends, theta near pi, tiny and huge scales), ArcFace as the special case
 of MagFace, gradcheck, the monotone target logit, statistics, a short training run in which MagFace's
 magnitude tracks input quality, and bad input."""
+
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
-from params import dtypes
 from scipy.stats import spearmanr
 from torch.func import functional_call
 
 from facenet_ext.losses import ArcFaceLoss, MagFaceLoss
 from facenet_ext.reference import magface_loss_reference
+
+from params import dtypes
 
 C, D = 5, 8
 PAPER = dict(scale=64.0, l_a=10.0, u_a=110.0, l_m=0.45, u_m=0.8, lambda_g=35.0)
@@ -126,7 +128,9 @@ def test_gradcheck(params):
     features = with_magnitudes(torch.empty(6).uniform_(15, 100)).requires_grad_()
     weight = centres().requires_grad_()
     labels = torch.randint(C, (6,))
-    assert torch.autograd.gradcheck(lambda f, w: magface_loss(f, w, labels, **params), (features, weight), fast_mode=True)
+    assert torch.autograd.gradcheck(
+        lambda f, w: magface_loss(f, w, labels, **params), (features, weight), fast_mode=True
+    )
 
 
 @dtypes(torch.float16, torch.bfloat16, torch.float32)
@@ -292,11 +296,14 @@ def test_bad_arcface_params(kwargs, exc, arg):
     assert "ArcFaceLoss:" in str(err.value) and arg in str(err.value)
 
 
-@pytest.mark.parametrize("cls, saved, other", [
-    (MagFaceLoss, {"l_a": 10.0}, {"l_a": 20.0}),
-    (MagFaceLoss, {"lambda_g": 35.0}, {"lambda_g": 10.0}),
-    (ArcFaceLoss, {"margin": 0.5}, {"margin": 0.3}),
-])
+@pytest.mark.parametrize(
+    "cls, saved, other",
+    [
+        (MagFaceLoss, {"l_a": 10.0}, {"l_a": 20.0}),
+        (MagFaceLoss, {"lambda_g": 35.0}, {"lambda_g": 10.0}),
+        (ArcFaceLoss, {"margin": 0.5}, {"margin": 0.3}),
+    ],
+)
 def test_state_dict_keeps_the_hyper_parameters(cls, saved, other):
     """Loading weights into a loss built with other hyper-parameters raises (it silently changed the loss);
     the same hyper-parameters load."""

@@ -1,13 +1,12 @@
 """The three miners: exact agreement with the float64 reference (on the op's own distance matrix and end to
 end on small-integer embeddings), hand-worked examples, properties, edge cases, pytorch-metric-learning,
 opcheck and compile."""
+
 import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
-from params import ALL_FLOATS, FULL, devices, dtypes, requires_cuda
-from strategies import MARGINS, labelled_batches
 
 import facenet_ext as fx
 from facenet_ext.reference import (
@@ -18,6 +17,9 @@ from facenet_ext.reference import (
     semi_hard_triplets_reference,
     semihard_from_sq_dist_reference,
 )
+
+from params import ALL_FLOATS, FULL, devices, dtypes, requires_cuda
+from strategies import MARGINS, labelled_batches
 
 ops = torch.ops.facenet_ext
 
@@ -115,7 +117,12 @@ def test_dispatcher_ops_on_arbitrary_matrices(device, dtype, reference_set, layo
             for drop in (False, True):
                 got = ops.semihard_from_sq_dist(d, labels, ref_labels, exclude_self, margin, squared, drop)
                 want = semihard_from_sq_dist_reference(
-                    d, labels, margin, squared=squared, fallback="drop" if drop else "easiest", ref_labels=ref_for_reference
+                    d,
+                    labels,
+                    margin,
+                    squared=squared,
+                    fallback="drop" if drop else "easiest",
+                    ref_labels=ref_for_reference,
                 )
                 assert_same(got, want)
     for margin in (0.0, 1.0, 3.0):
@@ -157,7 +164,10 @@ def test_cuda_indices_identical_to_cpu_on_the_same_matrix():
     for margin, squared, drop in ((None, True, False), (0.5, False, True)):
         cpu = ops.semihard_from_sq_dist(d, labels, labels, True, margin, squared, drop)
         assert_same(tuple(t.cpu() for t in ops.semihard_from_sq_dist(dc, lc, lc, True, margin, squared, drop)), cpu)
-    assert_same(tuple(t.cpu() for t in ops.batch_hard_from_sq_dist(dc, lc, lc, True)), ops.batch_hard_from_sq_dist(d, labels, labels, True))
+    assert_same(
+        tuple(t.cpu() for t in ops.batch_hard_from_sq_dist(dc, lc, lc, True)),
+        ops.batch_hard_from_sq_dist(d, labels, labels, True),
+    )
     got = ops.all_semihard_from_sq_dist(dc, lc, lc, True, 1.0, False)
     assert_same(tuple(t.cpu() for t in got), ops.all_semihard_from_sq_dist(d, labels, labels, True, 1.0, False))
 
@@ -388,7 +398,14 @@ def test_all_equal_embeddings():
     ]
     assert rows(fx.semi_hard_triplets(emb, labels, fallback="drop")) == []
     assert rows(fx.semi_hard_triplets(emb, labels, 0.0)) == []  # D_an < D_ap + 0 fails at equality
-    assert rows(fx.batch_hard_triplets(emb, labels)) == [(0, 1, 2), (1, 0, 2), (2, 3, 0), (3, 2, 0), (4, 0, 2), (5, 2, 0)]
+    assert rows(fx.batch_hard_triplets(emb, labels)) == [
+        (0, 1, 2),
+        (1, 0, 2),
+        (2, 3, 0),
+        (3, 2, 0),
+        (4, 0, 2),
+        (5, 2, 0),
+    ]
     assert rows(fx.all_semi_hard_triplets(emb, labels, 1.0)) == []
 
 
@@ -399,7 +416,9 @@ def pml_semihard(emb, labels, margin):
     from pytorch_metric_learning.distances import LpDistance
     from pytorch_metric_learning.miners import TripletMarginMiner
 
-    miner = TripletMarginMiner(margin=margin, type_of_triplets="semihard", distance=LpDistance(normalize_embeddings=False))
+    miner = TripletMarginMiner(
+        margin=margin, type_of_triplets="semihard", distance=LpDistance(normalize_embeddings=False)
+    )
     return sorted(rows(tuple(t.long() for t in miner(emb, labels))))
 
 

@@ -1,13 +1,15 @@
 """pairwise_sq_dist against the float64 reference: values, exactness, symmetry, gradients, opcheck, compile."""
+
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from params import ALL_FLOATS, FULL, HALF, devices, dtypes
-from strategies import SCALE_EXPONENTS, integer_points
 
 import facenet_ext as fx
 from facenet_ext.reference import pairwise_sq_dist_reference
+
+from params import ALL_FLOATS, FULL, HALF, devices, dtypes
+from strategies import SCALE_EXPONENTS, integer_points
 
 
 def out_dtype(dtype):

@@ -1,16 +1,18 @@
 """The training loop end to end: CLI smoke runs, metrics.json, bit-for-bit resume (at an epoch boundary and
 after Ctrl-C mid-epoch), atomic checkpoints and the errors for bad checkpoints."""
+
 import json
 import signal
 
 import pytest
 import torch
-from synthetic_faces import write_faces
 
 from facenet_ext.__main__ import main
 from facenet_ext.train import TrainConfig, train
 from facenet_ext.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from facenet_ext.train.sampler import PKSampler
+
+from synthetic_faces import write_faces
 
 METRICS = ("val_at_far_1e-3", "accuracy_10fold", "auc")
 TINY = ["--width", "0.125", "--depth", "1", "--image-size", "16", "--no-progress", "--threads", "1"]
@@ -23,8 +25,19 @@ def faces(tmp_path_factory):
 
 
 def _cfg(data, **kw):
-    base = dict(data=str(data), image_size=16, width=0.125, depth=1, holdout=0.34, identities_per_batch=4,
-                images_per_identity=4, epochs=2, steps_per_epoch=2, augment=True, seed=3)
+    base = dict(
+        data=str(data),
+        image_size=16,
+        width=0.125,
+        depth=1,
+        holdout=0.34,
+        identities_per_batch=4,
+        images_per_identity=4,
+        epochs=2,
+        steps_per_epoch=2,
+        augment=True,
+        seed=3,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -53,7 +66,21 @@ def test_cli_smoke_on_four_orl_identities(tmp_path, shared_data):
     for name in ("s1", "s2", "s3", "s4"):
         (data / name).symlink_to(shared_data / "orl_faces" / name)
     out = tmp_path / "run"
-    args = ["train", "--data", str(data), "--holdout", "0.5", "-P", "2", "-K", "4", "--epochs", "1", "--steps-per-epoch", "2"]
+    args = [
+        "train",
+        "--data",
+        str(data),
+        "--holdout",
+        "0.5",
+        "-P",
+        "2",
+        "-K",
+        "4",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+    ]
     assert main([*args, "--out", str(out), *TINY]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["data"]["heldout_identities"] == ["s3", "s4"] and metrics["data"]["images"] == 40
@@ -167,8 +194,24 @@ def test_bad_combinations_are_refused(faces, tmp_path):
 
 def test_existing_run_is_refused_unless_resumed_or_overwritten(faces, tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train", "--data", str(faces), "--out", str(out), "--holdout", "0.34", "-P", "4", "-K", "4",
-            "--epochs", "1", "--steps-per-epoch", "1", *TINY]
+    args = [
+        "train",
+        "--data",
+        str(faces),
+        "--out",
+        str(out),
+        "--holdout",
+        "0.34",
+        "-P",
+        "4",
+        "-K",
+        "4",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "1",
+        *TINY,
+    ]
     assert main(args) == 0
     (out / "eval.json").write_text("{}")  # an evaluation of the old model, as `eval` leaves it
     (out / "roc.png").write_bytes(b"old")
@@ -196,8 +239,24 @@ def test_zero_or_negative_epochs_are_refused(tmp_path, capsys, epochs):
 def test_checkpoint_stores_an_absolute_data_path(faces, tmp_path, monkeypatch):
     monkeypatch.chdir(faces.parent)
     out = tmp_path / "run"
-    args = ["train", "--data", faces.name, "--out", str(out), "--holdout", "0.34", "-P", "4", "-K", "4",
-            "--epochs", "1", "--steps-per-epoch", "1", *TINY]
+    args = [
+        "train",
+        "--data",
+        faces.name,
+        "--out",
+        str(out),
+        "--holdout",
+        "0.34",
+        "-P",
+        "4",
+        "-K",
+        "4",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "1",
+        *TINY,
+    ]
     assert main(args) == 0
     assert load_checkpoint(out / "checkpoint.pt")["config"]["data"] == str(faces.resolve())
     monkeypatch.chdir(tmp_path)  # another directory: `eval` still finds the data

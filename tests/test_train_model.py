@@ -1,4 +1,5 @@
 """The NN2-style network: shapes, normalisation, L2 pooling where Table 2 puts it, and that it learns."""
+
 import pytest
 import torch
 
@@ -90,9 +91,15 @@ def test_width_scales_parameters_and_depth_drops_stages():
     assert [n for n, _ in NN2(1, width=0.25, depth=1).inception.named_children()] == ["3a", "3b", "3c"]
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"width": 0}, "width"), ({"depth": 4}, "depth"), ({"in_channels": 0}, "in_channels"), ({"embedding_dim": 0}, "embedding_dim"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"width": 0}, "width"),
+        ({"depth": 4}, "depth"),
+        ({"in_channels": 0}, "in_channels"),
+        ({"embedding_dim": 0}, "embedding_dim"),
+    ],
+)
 def test_bad_configuration(kwargs, message):
     with pytest.raises(ValueError, match=message):
         NN2(**kwargs)

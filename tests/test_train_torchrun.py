@@ -2,6 +2,7 @@
 mining, rank 0 writes the run folder, and the step it took is the one-process step on the global batch.
 Bounded in time; the loss/gradient equivalence of fx.distributed.triplet_loss itself is tested in
 test_distributed.py, this checks that the trainer wires it up (sampling per rank, DDP, the reported loss)."""
+
 import json
 import os
 import subprocess
@@ -10,7 +11,6 @@ import sys
 import pytest
 import torch
 import torch.distributed as dist
-from synthetic_faces import write_faces
 
 import facenet_ext as fx
 from facenet_ext.train.checkpoint import load_checkpoint
@@ -19,7 +19,11 @@ from facenet_ext.train.images import split_identities, standardize
 from facenet_ext.train.loop import build_model, load_data, step_generator
 from facenet_ext.train.sampler import PKSampler
 
-pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with gloo")
+from synthetic_faces import write_faces
+
+pytestmark = pytest.mark.skipif(
+    not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with gloo"
+)
 WORLD = 2
 
 
@@ -47,10 +51,38 @@ def test_torchrun_two_ranks_take_the_one_process_step(tmp_path, fresh_seed):
     data = write_faces(tmp_path / "faces", identities=6, images=5, seed=fresh_seed)
     out = tmp_path / "run"
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(WORLD),
-        "-m", "facenet_ext", "train", "--data", str(data), "--out", str(out), "--image-size", "16", "--width", "0.125",
-        "--depth", "1", "--holdout", "0.34", "-P", "2", "-K", "4", "--epochs", "1", "--steps-per-epoch", "1",
-        "--seed", str(fresh_seed), "--no-progress",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(WORLD),
+        "-m",
+        "facenet_ext",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--image-size",
+        "16",
+        "--width",
+        "0.125",
+        "--depth",
+        "1",
+        "--holdout",
+        "0.34",
+        "-P",
+        "2",
+        "-K",
+        "4",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "1",
+        "--seed",
+        str(fresh_seed),
+        "--no-progress",
     ]
     env = {**os.environ, "FACENET_EXT_DIST_TIMEOUT": "60", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
@@ -66,7 +98,9 @@ def test_torchrun_two_ranks_take_the_one_process_step(tmp_path, fresh_seed):
     assert loss > 0  # a step that learns something, so the gradients below are not all zero
     # The reported loss (the ranks' values averaged) is the global loss; distances are computed per row
     # block on each rank, so only rounding may differ.
-    torch.testing.assert_close(torch.tensor(metrics["history"]["epoch_loss"][0], dtype=torch.float64), loss.double(), rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(
+        torch.tensor(metrics["history"]["epoch_loss"][0], dtype=torch.float64), loss.double(), rtol=1e-4, atol=1e-7
+    )
     # AdaGrad's accumulator after one step is grad**2 of the DDP-averaged gradient: it must be the
     # one-process gradient. Gradients are sums that cancel (some tensors' gradients are rounding noise
     # around 0), so the absolute tolerance is relative to the largest gradient entry of the model.

@@ -1,16 +1,18 @@
 """triplet_loss against the float64 reference and a NumPy port of TF-Addons' triplet_semihard_loss: values,
 reductions, stats, gradients (gradcheck and reference autograd), empty mining, opcheck, compile."""
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from params import ALL_FLOATS, FULL, devices, dtypes
-from strategies import MARGINS, labelled_batches
 
 import facenet_ext as fx
 from facenet_ext.reference import triplet_loss_reference
+
+from params import ALL_FLOATS, FULL, devices, dtypes
+from strategies import MARGINS, labelled_batches
 
 ops = torch.ops.facenet_ext
 REDUCTIONS = ["mean", "mean_active", "sum", "none"]
@@ -58,7 +60,9 @@ def smooth_batch(margin, squared, gap=1e-4):
         d = torch.cdist(emb, emb)
         d = d.square() if squared else d
         off = ~torch.eye(12, dtype=torch.bool)
-        gaps = (d.unsqueeze(2) - d.unsqueeze(1)).abs()[off.unsqueeze(2) & off.unsqueeze(1) & ~torch.eye(12, dtype=torch.bool)]
+        gaps = (d.unsqueeze(2) - d.unsqueeze(1)).abs()[
+            off.unsqueeze(2) & off.unsqueeze(1) & ~torch.eye(12, dtype=torch.bool)
+        ]
         window = (d.unsqueeze(1) - d.unsqueeze(2) - margin).abs()  # [a, p, n]: D_an - D_ap - margin
         if gaps.min() > gap and window.min() > gap:
             return emb, labels
@@ -80,10 +84,18 @@ def tolerance(dtype):
 def test_matches_reference_on_given_triplets(device, dtype, mining, squared, reduction):
     emb, labels = random_batch(dtype=dtype, device=device, normalize=mining != "batch_hard")
     margin = 0.3
-    triplets = away_from_hinge(emb.cpu(), tuple(t.cpu() for t in mined(emb, labels, mining, margin, squared)), margin, squared)
+    triplets = away_from_hinge(
+        emb.cpu(), tuple(t.cpu() for t in mined(emb, labels, mining, margin, squared)), margin, squared
+    )
     assert len(triplets[0]) > 0
     got, stats = fx.triplet_loss(
-        emb, None, margin, mining=tuple(t.to(device) for t in triplets), squared=squared, reduction=reduction, return_stats=True
+        emb,
+        None,
+        margin,
+        mining=tuple(t.to(device) for t in triplets),
+        squared=squared,
+        reduction=reduction,
+        return_stats=True,
     )
     want, want_stats = triplet_loss_reference(
         emb.cpu(), None, margin, mining=triplets, squared=squared, reduction=reduction, return_stats=True
@@ -104,7 +116,9 @@ def test_matches_reference_end_to_end_float64(device, mining, squared, reduction
     # Gaussian float64 points: the op's Gram-based mining and the reference's direct distances differ by
     # ~1e-16, far below any gap between two distances, so both mine the same triplets.
     emb, labels = random_batch(dtype=torch.float64, device=device)
-    got, stats = fx.triplet_loss(emb, labels, 0.3, mining=mining, squared=squared, reduction=reduction, return_stats=True)
+    got, stats = fx.triplet_loss(
+        emb, labels, 0.3, mining=mining, squared=squared, reduction=reduction, return_stats=True
+    )
     want, want_stats = triplet_loss_reference(
         emb.cpu(), labels.cpu(), 0.3, mining=mining, squared=squared, reduction=reduction, return_stats=True
     )
@@ -144,7 +158,9 @@ def test_end_to_end_small_integers(batch, mining, margin, squared, reduction):
     scale, and the active counts agree (test_miners.py checks that claim on all the distances used)."""
     emb, labels, k = batch
     scale = 4.0**k if squared else 2.0**k
-    got, stats = fx.triplet_loss(emb, labels, margin * scale, mining=mining, squared=squared, reduction=reduction, return_stats=True)
+    got, stats = fx.triplet_loss(
+        emb, labels, margin * scale, mining=mining, squared=squared, reduction=reduction, return_stats=True
+    )
     want, want_stats = triplet_loss_reference(
         emb, labels, margin * scale, mining=mining, squared=squared, reduction=reduction, return_stats=True
     )
@@ -182,13 +198,23 @@ def test_gradcheck(mining, squared, reduction):
 @pytest.mark.parametrize("reduction", ["mean", "mean_active", "none"])
 def test_grad_matches_reference(device, dtype, mining, squared, reduction):
     emb, labels = random_batch(dtype=dtype, device=device)
-    triplets = away_from_hinge(emb.cpu(), tuple(t.cpu() for t in mined(emb, labels, mining, 0.3, squared)), 0.3, squared)
-    weights = torch.rand(len(triplets[0]), dtype=torch.float64) if reduction == "none" else torch.tensor(1.0, dtype=torch.float64)
+    triplets = away_from_hinge(
+        emb.cpu(), tuple(t.cpu() for t in mined(emb, labels, mining, 0.3, squared)), 0.3, squared
+    )
+    weights = (
+        torch.rand(len(triplets[0]), dtype=torch.float64)
+        if reduction == "none"
+        else torch.tensor(1.0, dtype=torch.float64)
+    )
     emb.requires_grad_()
-    out = fx.triplet_loss(emb, None, 0.3, mining=tuple(t.to(device) for t in triplets), squared=squared, reduction=reduction)
+    out = fx.triplet_loss(
+        emb, None, 0.3, mining=tuple(t.to(device) for t in triplets), squared=squared, reduction=reduction
+    )
     (out * weights.to(out.dtype).to(device)).sum().backward()
     ref = emb.detach().cpu().double().requires_grad_()
-    (triplet_loss_reference(ref, None, 0.3, mining=triplets, squared=squared, reduction=reduction) * weights).sum().backward()
+    (
+        triplet_loss_reference(ref, None, 0.3, mining=triplets, squared=squared, reduction=reduction) * weights
+    ).sum().backward()
     assert emb.grad.dtype == dtype
     tol = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}[dtype]
     torch.testing.assert_close(emb.grad.cpu().double(), ref.grad, rtol=tol, atol=tol)
@@ -227,11 +253,15 @@ def test_backward_is_deterministic(device):
 def test_duplicate_embeddings_give_finite_gradients(device, dtype, squared):
     """Zero distances (an anchor equal to its positive, or to its negative): the plain distance's gradient
     is the zero subgradient there, never Inf or NaN, as in the reference."""
-    emb = torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [1.0, 0.5], [1.0, 0.5], [2.0, 1.0]], dtype=dtype, device=device)
+    emb = torch.tensor(
+        [[0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [1.0, 0.5], [1.0, 0.5], [2.0, 1.0]], dtype=dtype, device=device
+    )
     labels = torch.tensor([0, 0, 1, 1, 1, 0], device=device)
     triplets = (torch.tensor([0, 0, 3, 5]), torch.tensor([1, 5, 4, 0]), torch.tensor([2, 3, 2, 4]))
     emb.requires_grad_()
-    loss = fx.triplet_loss(emb, None, 0.5, mining=tuple(t.to(device) for t in triplets), squared=squared, reduction="sum")
+    loss = fx.triplet_loss(
+        emb, None, 0.5, mining=tuple(t.to(device) for t in triplets), squared=squared, reduction="sum"
+    )
     loss.backward()
     ref = emb.detach().cpu().double().requires_grad_()
     want = triplet_loss_reference(ref, None, 0.5, mining=triplets, squared=squared, reduction="sum")
@@ -255,14 +285,21 @@ def test_empty_mining(device, mining, squared, reduction, labels):
     labels = torch.tensor(labels, device=device)
     emb = torch.randn(len(labels), 5, device=device, requires_grad=True)
     mining_arg = tuple(t.to(device) for t in EMPTY) if mining == "given" else mining
-    out, stats = fx.triplet_loss(emb, labels, 0.2, mining=mining_arg, squared=squared, reduction=reduction, return_stats=True)
+    out, stats = fx.triplet_loss(
+        emb, labels, 0.2, mining=mining_arg, squared=squared, reduction=reduction, return_stats=True
+    )
     if reduction == "none":
         assert out.shape == (0,)
         out = out.sum()
     assert out.item() == 0.0
     out.backward()
     assert torch.equal(emb.grad, torch.zeros_like(emb))
-    assert {k: v.item() for k, v in stats.items()} == {"num_triplets": 0, "active_fraction": 0.0, "mean_d_ap": 0.0, "mean_d_an": 0.0}
+    assert {k: v.item() for k, v in stats.items()} == {
+        "num_triplets": 0,
+        "active_fraction": 0.0,
+        "mean_d_ap": 0.0,
+        "mean_d_an": 0.0,
+    }
 
 
 @pytest.mark.parametrize("reduction", ["mean", "mean_active"])
@@ -398,7 +435,9 @@ def test_compile_training_step_fullgraph(device, mining):
     optimiser step: same loss, stats and parameters as eager."""
     # float64, so that compiled and eager arithmetic cannot differ enough to mine different triplets.
     model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8)).double().to(device)
-    eager_model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8)).double().to(device)
+    eager_model = (
+        torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8)).double().to(device)
+    )
     eager_model.load_state_dict(model.state_dict())
 
     def forward(net, x, labels):

@@ -8,6 +8,7 @@ The nvcc flags and the C++ standard come from cmake/nvcc_flags.txt, the file CMa
 and the host compiler is the C++ compiler CMake would use ($CXX, else c++). Under CI=true a missing nvcc
 is a failure: the check exists to run there.
 """
+
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -37,10 +38,23 @@ def in_ci() -> bool:
 
 def nvcc_command(src: Path, obj: Path) -> list[str]:
     # -O1: a compile check, not a build (CMake's Release build uses -O3).
-    cmd = [os.environ.get("NVCC", "nvcc"), "-c", str(src), "-o", str(obj), *shared_flags(), "-O1",
-           f"-ccbin={os.environ.get('CXX', 'c++')}", "-Xcompiler=-fPIC", "-DC10_CUDA_NO_CMAKE_CONFIGURE_FILE",
-           "-DTORCH_EXTENSION_NAME=_C", "-DTORCH_API_INCLUDE_EXTENSION_H", "-DFACENET_EXT_WITH_CUDA=1",
-           f"-I{ROOT / 'csrc'}", "-Werror=all-warnings"]
+    cmd = [
+        os.environ.get("NVCC", "nvcc"),
+        "-c",
+        str(src),
+        "-o",
+        str(obj),
+        *shared_flags(),
+        "-O1",
+        f"-ccbin={os.environ.get('CXX', 'c++')}",
+        "-Xcompiler=-fPIC",
+        "-DC10_CUDA_NO_CMAKE_CONFIGURE_FILE",
+        "-DTORCH_EXTENSION_NAME=_C",
+        "-DTORCH_API_INCLUDE_EXTENSION_H",
+        "-DFACENET_EXT_WITH_CUDA=1",
+        f"-I{ROOT / 'csrc'}",
+        "-Werror=all-warnings",
+    ]
     for inc in cpp.include_paths():
         cmd += ["-isystem", inc]
     for arch in ARCHS:
@@ -61,9 +75,11 @@ def main() -> int:
         print("cuda-check: no .cu files")
         return 0
     with tempfile.TemporaryDirectory() as tmp:
+
         def compile_one(src: Path):
             proc = subprocess.run(nvcc_command(src, Path(tmp) / (src.stem + ".o")), capture_output=True, text=True)
             return src, proc
+
         failed = 0
         with cf.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
             for src, proc in pool.map(compile_one, sources):
@@ -84,8 +100,15 @@ def check_exports(objects: list[Path], lib: Path) -> int:
     The one check of the CUDA objects' linkage that needs no GPU and no CUDA torch: the references to
     torch stay undefined, which a shared library allows.
     """
-    cmd = [os.environ.get("CXX", "c++"), "-shared", "-o", str(lib), *map(str, objects),
-           f"-Wl,--version-script={ROOT / 'cmake' / 'exports.map'}", "-Wl,--exclude-libs,ALL"]
+    cmd = [
+        os.environ.get("CXX", "c++"),
+        "-shared",
+        "-o",
+        str(lib),
+        *map(str, objects),
+        f"-Wl,--version-script={ROOT / 'cmake' / 'exports.map'}",
+        "-Wl,--exclude-libs,ALL",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         print(f"cuda-check: linking the objects FAILED\n{proc.stdout}{proc.stderr}")
@@ -95,6 +118,7 @@ def check_exports(objects: list[Path], lib: Path) -> int:
     for name in exported[:20]:
         print(f"cuda-check:   exports {name}")
     return 1 if exported else 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

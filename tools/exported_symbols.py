@@ -8,6 +8,7 @@ Used by tests/test_build.py, tools/cuda_compile_check.py and tools/gpu_smoke.sh.
 its init function and nothing else (cmake/exports.map); nm's linker-defined markers (_edata, _end,
 __bss_start) are symbols too and are counted.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -49,7 +50,7 @@ def is_std(names: list[str]) -> list[bool]:
     prefixes = ("typeinfo for ", "typeinfo name for ", "vtable for ", "VTT for ", "guard variable for ")
     flags = []
     for d in demangle(names):
-        rest = next((d[len(p):] for p in prefixes if d.startswith(p)), None)
+        rest = next((d[len(p) :] for p in prefixes if d.startswith(p)), None)
         flags.append(d.startswith("std::") if rest is None else rest.startswith("std::") and not rest.endswith(")"))
     return flags
 
@@ -63,8 +64,10 @@ def unexpected_exports(path: Path) -> list[str]:
 def summary(path: Path) -> str:
     d = [name for _, name in defined(path)]
     u = [name for _, name in undefined(path)]
-    return (f"{len(d)} defined ({sum(is_std(d))} std::), {len(u)} imported ({sum(is_std(u))} std::), "
-            f"{len(unexpected_exports(path))} exported besides {INIT_SYMBOL}")
+    return (
+        f"{len(d)} defined ({sum(is_std(d))} std::), {len(u)} imported ({sum(is_std(u))} std::), "
+        f"{len(unexpected_exports(path))} exported besides {INIT_SYMBOL}"
+    )
 
 
 def bindings(ld_debug: str, lib: Path) -> list[tuple[str, str]]:
@@ -91,7 +94,10 @@ if __name__ == "__main__":
         lib = Path(sys.argv[2])
         rows = bindings(Path(sys.argv[3]).read_text(errors="replace"), lib)
         good, elsewhere = std_bound_elsewhere(rows)
-        print(f"std:: bindings of {lib.name}: {len(rows)} references bound, std:: to libstdc++ {good}, elsewhere {len(elsewhere)}")
+        print(
+            f"std:: bindings of {lib.name}: {len(rows)} references bound, "
+            f"std:: to libstdc++ {good}, elsewhere {len(elsewhere)}"
+        )
         for name, target in elsewhere:
             print(f"  {demangle([name])[0]} -> {target}")
     else:

@@ -3,6 +3,7 @@
 `make lint` installs the `lint` extra with it: pip cannot install only an extra's requirements of a
 local project without building the project itself, which the linters don't need.
 """
+
 import sys
 from pathlib import Path
 

@@ -7,6 +7,7 @@ A direct op call with a 1-D distance matrix: the C++ argument check formats an i
 which is where the H100 build died with SIGSEGV inside libstdc++. Exit 0: a Python exception with a
 message (the fix); 3: the op accepted the bad input; a crash: killed by a signal (rc < 0 or >= 128).
 """
+
 import sys
 
 import torch

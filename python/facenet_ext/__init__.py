@@ -5,6 +5,7 @@
 >>> labels = torch.arange(45).repeat_interleave(40)
 >>> a, p, n = fx.semi_hard_triplets(emb, labels)
 """
+
 import torch  # loads libtorch before the extension that links against it
 
 

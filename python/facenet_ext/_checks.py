@@ -4,6 +4,7 @@ Wrong type is TypeError, wrong value (shape, length, range, device) ValueError, 
 IndexError: the classes the native ops raise for the same faults (csrc/checks.h), so a direct
 ``torch.ops.facenet_ext`` call and the wrapper fail alike.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -119,8 +120,9 @@ def _bounds(low, high, low_open: bool, high_open: bool) -> str:
     return " " + " and ".join(parts) if parts else ""
 
 
-def check_int(fn: str, name: str, value: object, *, low: int | None = None, high: int | None = None,
-              allow_none: bool = False) -> int | None:
+def check_int(
+    fn: str, name: str, value: object, *, low: int | None = None, high: int | None = None, allow_none: bool = False
+) -> int | None:
     """An integer (Python or NumPy; a bool is not one) in [low, high]: TypeError for another type,
     ValueError out of range. The message names the function and the argument."""
     if value is None and allow_none:
@@ -134,15 +136,26 @@ def check_int(fn: str, name: str, value: object, *, low: int | None = None, high
     return v
 
 
-def check_real(fn: str, name: str, value: object, *, low: float | None = None, high: float | None = None,
-               low_open: bool = False, high_open: bool = False, finite: bool = False) -> float:
+def check_real(
+    fn: str,
+    name: str,
+    value: object,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    finite: bool = False,
+) -> float:
     """A real scalar (int, float, NumPy scalar or 0-d real tensor; not a bool) as a Python float, in the
     given bounds (``low_open``/``high_open``: strict) and, with ``finite``, finite: TypeError for another
     type, ValueError out of range (NaN is always out of a bounded range)."""
     if isinstance(value, Tensor):
         if value.dim() != 0 or value.is_complex() or value.dtype == torch.bool:
-            raise TypeError(f"{fn}: {name} must be a real number or a 0-d real tensor, got a {value.dtype} tensor "
-                            f"of shape {tuple(value.shape)}")
+            raise TypeError(
+                f"{fn}: {name} must be a real number or a 0-d real tensor, got a {value.dtype} tensor "
+                f"of shape {tuple(value.shape)}"
+            )
         v = float(value.item())
     elif isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{fn}: {name} must be a real number, got {type(value).__name__}")
@@ -165,8 +178,10 @@ def check_margin(fn: str, margin: object, allow_none: bool = False, dtype: torch
     if not (math.isfinite(m) and m >= 0):
         raise ValueError(f"{fn}: margin must be finite and >= 0, got {m}")
     if dtype is not None and dtype.is_floating_point and m > torch.finfo(acc_dtype(dtype)).max:
-        raise ValueError(f"{fn}: margin {m} does not fit in {acc_dtype(dtype)} "
-                         f"(largest finite value {torch.finfo(acc_dtype(dtype)).max})")
+        raise ValueError(
+            f"{fn}: margin {m} does not fit in {acc_dtype(dtype)} "
+            f"(largest finite value {torch.finfo(acc_dtype(dtype)).max})"
+        )
     return m
 
 
@@ -206,8 +221,10 @@ def check_triplet_indices(fn: str, mining, emb: Tensor, n_ref: int) -> tuple[Ten
             raise ValueError(f"{fn}: {arg} is on {t.device} but emb is on {emb.device}")
         out.append(t)
     if not (out[0].shape[0] == out[1].shape[0] == out[2].shape[0]):
-        raise ValueError(f"{fn}: anchor/positive/negative index tensors have different lengths "
-                         f"({', '.join(str(t.shape[0]) for t in out)})")
+        raise ValueError(
+            f"{fn}: anchor/positive/negative index tensors have different lengths "
+            f"({', '.join(str(t.shape[0]) for t in out)})"
+        )
     if not _compiling():
         for i, (name, t) in enumerate(zip(("anchor", "positive", "negative"), out)):
             bound = emb.shape[0] if i == 0 else n_ref

@@ -12,6 +12,7 @@ Two paths, chosen by :func:`chunk_columns`:
   the same triplets in the same order whenever they see the same distances. See :func:`chunk_columns` for when
   that holds bit for bit.
 """
+
 from __future__ import annotations
 
 import torch
@@ -96,15 +97,35 @@ def reference_count(emb: Tensor, ref_emb, memory) -> int:
     return emb.shape[0] if ref_emb is None else ref_emb.shape[0]
 
 
-def reference_triplets(fn: str, mining, emb: Tensor, labels: Tensor | None, margin: float, squared: bool, ref_emb,
-                       ref_labels, memory, chunk_size):
+def reference_triplets(
+    fn: str,
+    mining,
+    emb: Tensor,
+    labels: Tensor | None,
+    margin: float,
+    squared: bool,
+    ref_emb,
+    ref_labels,
+    memory,
+    chunk_size,
+):
     """``triplet_loss`` with a reference set (``ref_emb``/``ref_labels`` or ``memory``): the reference
     arguments checked, the triplets mined (``mining`` a kind) or checked (explicit indices into the
     reference set), and the rows the loss reads. Returns ``(rows, a, p, n)`` with p and n renumbered into
     ``rows`` = ``[emb; the reference rows the triplets use]``."""
     if isinstance(mining, str):
-        a, p, n = mine_references(fn, mining, emb, labels, ref_emb, ref_labels, memory, chunk_size,
-                                  margin=MINING[mining].mining_margin(margin), squared=squared)
+        a, p, n = mine_references(
+            fn,
+            mining,
+            emb,
+            labels,
+            ref_emb,
+            ref_labels,
+            memory,
+            chunk_size,
+            margin=MINING[mining].mining_margin(margin),
+            squared=squared,
+        )
     else:
         check_reference_args(fn, emb, ref_emb, ref_labels, memory, chunk_size)
         a, p, n = check_triplet_indices(fn, mining, emb, reference_count(emb, ref_emb, memory))
@@ -112,20 +133,37 @@ def reference_triplets(fn: str, mining, emb: Tensor, labels: Tensor | None, marg
     return rows, a, p, n
 
 
-def mine_references(fn: str, kind: str, emb: Tensor, labels: Tensor, ref_emb, ref_labels, memory, chunk_size, *,
-                    margin: float | None = None, squared: bool = True, drop: bool = False) -> Triplets:
+def mine_references(
+    fn: str,
+    kind: str,
+    emb: Tensor,
+    labels: Tensor,
+    ref_emb,
+    ref_labels,
+    memory,
+    chunk_size,
+    *,
+    margin: float | None = None,
+    squared: bool = True,
+    drop: bool = False,
+) -> Triplets:
     """A miner against a reference set (``ref_emb``, ``memory``, or the batch streamed in chunks), as one
     opaque op, so ``torch.compile(fullgraph=True)`` traces it without a graph break. The reference
     arguments are checked here; the rest by the caller."""
     check_reference_args(fn, emb, ref_emb, ref_labels, memory, chunk_size)
     if memory is not None:
-        ref, ref_lab, offset = torch.cat([emb.detach(), memory.embeddings]), torch.cat([labels.long(), memory.labels]), 0
+        ref, ref_lab, offset = (
+            torch.cat([emb.detach(), memory.embeddings]),
+            torch.cat([labels.long(), memory.labels]),
+            0,
+        )
     elif ref_emb is not None:
         ref, ref_lab, offset = ref_emb.detach(), ref_labels, -1
     else:
         ref, ref_lab, offset = emb.detach(), labels, 0
-    return _ops.mine_reference_set(fn, kind, emb.detach(), labels, ref, ref_lab, offset, chunk_size or 0, margin,
-                                   squared, drop)
+    return _ops.mine_reference_set(
+        fn, kind, emb.detach(), labels, ref, ref_lab, offset, chunk_size or 0, margin, squared, drop
+    )
 
 
 @torch.library.custom_op(
@@ -143,8 +181,10 @@ def _mine_reference_set(fn, kind, anchors, labels, ref_emb, ref_labels, self_off
         return empty, empty.clone(), empty.clone()
     ref = ReferenceSet(ref_emb, ref_labels, None if self_offset < 0 else self_offset)
     # A custom op's outputs may not alias its inputs or each other; a copy of T indices is cheap here.
-    return tuple(t.clone() for t in mine(kind, anchors, labels, ref, chunk_size or None, margin=margin,
-                                         squared=squared, drop=drop))
+    return tuple(
+        t.clone()
+        for t in mine(kind, anchors, labels, ref, chunk_size or None, margin=margin, squared=squared, drop=drop)
+    )
 
 
 @_mine_reference_set.register_fake
@@ -163,14 +203,17 @@ def gather_reference_rows(emb: Tensor, ref_emb, memory, p: Tensor, n: Tensor):
     return torch.cat([emb, extra.index_select(0, used)]), p, n
 
 
-@torch.library.custom_op("facenet_ext::reference_rows", mutates_args=(),
-                         schema="(Tensor p, Tensor n, int base, int batch) -> (Tensor, Tensor, Tensor)")
+@torch.library.custom_op(
+    "facenet_ext::reference_rows",
+    mutates_args=(),
+    schema="(Tensor p, Tensor n, int base, int batch) -> (Tensor, Tensor, Tensor)",
+)
 def _reference_rows(p, n, base, batch):
     idx = torch.cat([p, n])
     in_extra = idx >= base
     used = torch.unique(idx[in_extra] - base)  # sorted
     renumbered = torch.where(in_extra, batch + torch.searchsorted(used, (idx - base).clamp_min(0)), idx)
-    return used, renumbered[: p.shape[0]].clone(), renumbered[p.shape[0]:].clone()
+    return used, renumbered[: p.shape[0]].clone(), renumbered[p.shape[0] :].clone()
 
 
 @_reference_rows.register_fake
@@ -179,8 +222,17 @@ def _(p, n, base, batch):
     return p.new_empty((k,)), torch.empty_like(p), torch.empty_like(n)
 
 
-def mine(kind: str, anchors: Tensor, labels: Tensor, ref: ReferenceSet, chunk_size: int | None, *,
-         margin: float | None = None, squared: bool = True, drop: bool = False) -> Triplets:
+def mine(
+    kind: str,
+    anchors: Tensor,
+    labels: Tensor,
+    ref: ReferenceSet,
+    chunk_size: int | None,
+    *,
+    margin: float | None = None,
+    squared: bool = True,
+    drop: bool = False,
+) -> Triplets:
     """Mine ``anchors`` (detached, [B, D]) against ``ref``. ``kind``: "semihard", "batch_hard" or
     "all_semihard"; ``margin``/``squared``/``drop`` as for the native ops. Anchor indices point into
     ``anchors``, positive and negative indices into ``ref.emb``. Output order as the native ops."""

@@ -4,13 +4,14 @@ special case ArcFace (Deng et al., CVPR 2019).
 With :math:`a = \lVert f \rVert` clamped to :math:`[l_a, u_a]`, the target-class margin
 :math:`m(a) = \frac{u_m - l_m}{u_a - l_a}(a - l_a) + l_m` and the regulariser :math:`g(a) = 1/a + a/u_a^2`,
 
-.. math:: L = \operatorname{mean}_i \operatorname{CE}\big(s\cos(\theta_{i,y_i} + m(a_i)),\ s\cos\theta_{i,j \ne y_i}\big)
-          + \lambda_g \operatorname{mean}_i g(a_i),
+.. math:: L = \operatorname{mean}_i \operatorname{CE}\big(s\cos(\theta_{i,y_i} + m(a_i)),
+          \ s\cos\theta_{i,j \ne y_i}\big) + \lambda_g \operatorname{mean}_i g(a_i),
 
 where :math:`\cos\theta_{ij} = \hat f_i \cdot \hat W_j`. ArcFace is :math:`l_m = u_m = m`, :math:`\lambda_g = 0`,
 and is computed by the same code. After MagFace training, :math:`a` measures face quality
 (:func:`facenet_ext.face_quality`); the normalised feature :math:`\hat f` is the embedding to compare faces by.
 """
+
 from __future__ import annotations
 
 import math
@@ -65,8 +66,10 @@ def _check_inputs(fn: str, features: object, weight: Tensor, labels: object) -> 
     if labels.device.type == "cpu" and not _compiling():
         lo, hi = torch.aminmax(labels)
         if int(lo) < 0 or int(hi) >= weight.shape[0]:
-            raise ValueError(f"{fn}: labels must lie in [0, num_classes) = [0, {weight.shape[0]}), "
-                             f"got values in [{int(lo)}, {int(hi)}]")
+            raise ValueError(
+                f"{fn}: labels must lie in [0, num_classes) = [0, {weight.shape[0]}), "
+                f"got values in [{int(lo)}, {int(hi)}]"
+            )
     return features, labels
 
 
@@ -95,8 +98,12 @@ def _margin_loss(fn, features, weight, labels, scale, l_a, u_a, l_m, u_m, lambda
     loss = ce + lambda_g * g_mean
     if not return_stats:
         return loss
-    stats = {"ce": ce.detach(), "g": g_mean.detach(), "magnitude": magnitude.detach().mean(),
-             "margin": m.detach().mean()}
+    stats = {
+        "ce": ce.detach(),
+        "g": g_mean.detach(),
+        "magnitude": magnitude.detach().mean(),
+        "margin": m.detach().mean(),
+    }
     return loss, stats
 
 
@@ -125,12 +132,17 @@ class _MarginHead(nn.Module):
         return {name: getattr(self, name) for name in self.HYPER_PARAMETERS}
 
     def set_extra_state(self, state: dict) -> None:
-        differ = [f"{k}={state[k]!r} (this loss: {getattr(self, k)!r})" for k in self.HYPER_PARAMETERS
-                  if k in state and state[k] != getattr(self, k)]
+        differ = [
+            f"{k}={state[k]!r} (this loss: {getattr(self, k)!r})"
+            for k in self.HYPER_PARAMETERS
+            if k in state and state[k] != getattr(self, k)
+        ]
         if differ:
             name = type(self).__name__
-            raise ValueError(f"{name}.load_state_dict: the state was saved with other hyper-parameters: "
-                             f"{', '.join(differ)}; construct the {name} with the saved values")
+            raise ValueError(
+                f"{name}.load_state_dict: the state was saved with other hyper-parameters: "
+                f"{', '.join(differ)}; construct the {name} with the saved values"
+            )
 
     @staticmethod
     def embed(features: Tensor) -> Tensor:
@@ -181,12 +193,25 @@ class MagFaceLoss(_MarginHead):
         )
 
     def forward(self, features: Tensor, labels: Tensor, *, return_stats: bool = False):
-        return _margin_loss("MagFaceLoss", features, self.weight, labels, self.scale, self.l_a, self.u_a,
-                            self.l_m, self.u_m, self.lambda_g, return_stats)
+        return _margin_loss(
+            "MagFaceLoss",
+            features,
+            self.weight,
+            labels,
+            self.scale,
+            self.l_a,
+            self.u_a,
+            self.l_m,
+            self.u_m,
+            self.lambda_g,
+            return_stats,
+        )
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, num_classes={self.num_classes}, scale={self.scale}, "
-                f"l_a={self.l_a}, u_a={self.u_a}, l_m={self.l_m}, u_m={self.u_m}, lambda_g={self.lambda_g}")
+        return (
+            f"in_features={self.in_features}, num_classes={self.num_classes}, scale={self.scale}, "
+            f"l_a={self.l_a}, u_a={self.u_a}, l_m={self.l_m}, u_m={self.u_m}, lambda_g={self.lambda_g}"
+        )
 
 
 class ArcFaceLoss(_MarginHead):
@@ -203,11 +228,23 @@ class ArcFaceLoss(_MarginHead):
         self.scale, self.margin = float(scale), float(margin)
 
     def forward(self, features: Tensor, labels: Tensor, *, return_stats: bool = False):
-        return _margin_loss("ArcFaceLoss", features, self.weight, labels, self.scale, *_ARCFACE_CLAMP,
-                            self.margin, self.margin, 0.0, return_stats)
+        return _margin_loss(
+            "ArcFaceLoss",
+            features,
+            self.weight,
+            labels,
+            self.scale,
+            *_ARCFACE_CLAMP,
+            self.margin,
+            self.margin,
+            0.0,
+            return_stats,
+        )
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, num_classes={self.num_classes}, scale={self.scale}, margin={self.margin}"
+        return (
+            f"in_features={self.in_features}, num_classes={self.num_classes}, scale={self.scale}, margin={self.margin}"
+        )
 
 
 __all__ = ["MagFaceLoss", "ArcFaceLoss"]

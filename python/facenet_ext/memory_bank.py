@@ -1,4 +1,5 @@
 """A cross-batch memory of past embeddings (XBM, Wang et al. 2020), used as a reference set."""
+
 from __future__ import annotations
 
 import torch
@@ -105,14 +106,22 @@ class MemoryBank(nn.Module):
     def get_extra_state(self) -> dict:
         """The valid entries, oldest first, and the step counter (tensors and ints: checkpoint-safe with
         ``weights_only=True``); ``state_dict()`` holds it under ``_extra_state``."""
-        return {"size": self.size, "dim": self.dim, "embeddings": self.embeddings.clone(),
-                "labels": self.labels.clone(), "steps": self.steps.clone(), "step": self._step}
+        return {
+            "size": self.size,
+            "dim": self.dim,
+            "embeddings": self.embeddings.clone(),
+            "labels": self.labels.clone(),
+            "steps": self.steps.clone(),
+            "step": self._step,
+        }
 
     def set_extra_state(self, state: dict) -> None:
         """Restores a state saved by a bank of the same size and width (entries in the same order)."""
         if (state["size"], state["dim"]) != (self.size, self.dim):
-            raise ValueError(f"MemoryBank.load_state_dict: state of a bank of size {state['size']} and width "
-                             f"{state['dim']}, this bank has size {self.size} and width {self.dim}")
+            raise ValueError(
+                f"MemoryBank.load_state_dict: state of a bank of size {state['size']} and width "
+                f"{state['dim']}, this bank has size {self.size} and width {self.dim}"
+            )
         n = state["labels"].shape[0]
         rows = torch.arange(n, device=self.device)
         for mirror in (rows, rows + self.size):
@@ -125,7 +134,9 @@ class MemoryBank(nn.Module):
         check_like(fn, emb, name, self._emb, "the memory bank")
 
     def __repr__(self) -> str:
-        return f"MemoryBank(size={self.size}, dim={self.dim}, dtype={self.dtype}, device={self.device}, len={len(self)})"
+        return (
+            f"MemoryBank(size={self.size}, dim={self.dim}, dtype={self.dtype}, device={self.device}, len={len(self)})"
+        )
 
 
 __all__ = ["MemoryBank"]

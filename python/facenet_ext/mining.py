@@ -4,6 +4,7 @@ whether the loss's margin enters its selection. Every place that dispatches on a
 public miners, ``triplet_loss``, the reference-set and streaming paths, ``facenet_ext.distributed``,
 the reference implementation) reads this table.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -51,21 +52,27 @@ MINING: dict[str, Strategy] = {
     s.name: s
     for s in (
         Strategy(
-            "semihard", squared_default=True, margin_selects=False,
+            "semihard",
+            squared_default=True,
+            margin_selects=False,
             fused=lambda e, y, m, sq, drop: _ops.semi_hard_triplets(e, y, m, sq, drop),
             from_sq_dist=lambda d, y, ry, ex, m, sq, drop: _ops.semihard_from_sq_dist(d, y, ry, ex, m, sq, drop),
             stream_state=streaming.SemihardState,
             reference=lambda d, y, m, sq: reference.semihard_from_sq_dist_reference(d, y, m, squared=sq),
         ),
         Strategy(
-            "batch_hard", squared_default=True, margin_selects=False,
+            "batch_hard",
+            squared_default=True,
+            margin_selects=False,
             fused=lambda e, y, m, sq, drop: _ops.batch_hard_triplets(e, y),
             from_sq_dist=lambda d, y, ry, ex, m, sq, drop: _ops.batch_hard_from_sq_dist(d, y, ry, ex),
             stream_state=streaming.BatchHardState,
             reference=lambda d, y, m, sq: reference.batch_hard_triplets_from_sq_dist_reference(d, y),
         ),
         Strategy(
-            "all_semihard", squared_default=False, margin_selects=True,
+            "all_semihard",
+            squared_default=False,
+            margin_selects=True,
             fused=lambda e, y, m, sq, drop: _ops.all_semi_hard_triplets(e, y, m, sq),
             from_sq_dist=lambda d, y, ry, ex, m, sq, drop: _ops.all_semihard_from_sq_dist(d, y, ry, ex, m, sq),
             stream_state=streaming.AllSemihardState,

@@ -1,4 +1,5 @@
 """torch.nn modules over the facenet_ext ops."""
+
 from __future__ import annotations
 
 import torch
@@ -20,7 +21,11 @@ class L2Pool2d(nn.Module):
     """
 
     def __init__(
-        self, kernel_size: int | Pair, stride: int | Pair | None = None, padding: int | Pair = 0, ceil_mode: bool = False
+        self,
+        kernel_size: int | Pair,
+        stride: int | Pair | None = None,
+        padding: int | Pair = 0,
+        ceil_mode: bool = False,
     ) -> None:
         super().__init__()
         pool_params("L2Pool2d", kernel_size, stride, padding)
@@ -35,7 +40,9 @@ class L2Pool2d(nn.Module):
         return l2_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, ceil_mode={self.ceil_mode}"
+        return (
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, ceil_mode={self.ceil_mode}"
+        )
 
 
 __all__ = ["L2Pool2d"]

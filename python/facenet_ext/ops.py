@@ -7,6 +7,7 @@ classes, so eager mode, ``torch.compile`` and a direct ``torch.ops`` call fail a
 the ops traceable by ``torch.compile(fullgraph=True)``; data-dependent triplet counts are unbacked
 symbolic sizes (``ctx.new_dynamic_size()``).
 """
+
 from __future__ import annotations
 
 import torch
@@ -147,7 +148,9 @@ def semi_hard_triplets(
     squared = check_bool(fn, "squared", squared)
     check_choice(fn, "fallback", fallback, ("easiest", "drop"))
     capacity = check_capacity(fn, capacity)
-    triplets = _mine(fn, "semihard", emb, labels, m, squared, fallback == "drop", ref_emb, ref_labels, memory, chunk_size)
+    triplets = _mine(
+        fn, "semihard", emb, labels, m, squared, fallback == "drop", ref_emb, ref_labels, memory, chunk_size
+    )
     return triplets if capacity is None else _ops.pad_triplets(*triplets, capacity)
 
 
@@ -211,8 +214,11 @@ for _miner in (semi_hard_triplets, batch_hard_triplets, all_semi_hard_triplets):
     _miner.__doc__ += cross_batch.REFERENCE_DOC + CAPACITY_DOC
 
 
-@torch.library.custom_op("facenet_ext::pad_triplets", mutates_args=(),
-                         schema="(Tensor a, Tensor p, Tensor n, int capacity) -> (Tensor, Tensor, Tensor, Tensor)")
+@torch.library.custom_op(
+    "facenet_ext::pad_triplets",
+    mutates_args=(),
+    schema="(Tensor a, Tensor p, Tensor n, int capacity) -> (Tensor, Tensor, Tensor, Tensor)",
+)
 def _pad_triplets(a, p, n, capacity):
     """The first ``capacity`` triplets, padded with -1 to exactly ``capacity``, and how many there were."""
     k = min(a.shape[0], capacity)
@@ -229,21 +235,38 @@ def _(a, p, n, capacity):
     return (*(a.new_empty((capacity,)) for _ in range(3)), a.new_empty(()))
 
 
-def _mine(fn: str, kind: str, emb: Tensor, labels: Tensor, margin: float | None, squared: bool, drop: bool,
-          ref_emb, ref_labels, memory, chunk_size) -> Triplets:
+def _mine(
+    fn: str,
+    kind: str,
+    emb: Tensor,
+    labels: Tensor,
+    margin: float | None,
+    squared: bool,
+    drop: bool,
+    ref_emb,
+    ref_labels,
+    memory,
+    chunk_size,
+) -> Triplets:
     """Every miner's one path (checked arguments): the fused native op on a plain batch, else the
     reference-set miner (reference set, memory bank, or streaming); ``fn`` names the caller in errors."""
     if _plain_batch(emb, ref_emb, ref_labels, memory, chunk_size):
         # No detach: the ops have no autograd formula and return indices, so nothing is recorded.
         return MINING[kind].fused(emb, labels, margin, squared, drop)
-    return cross_batch.mine_references(fn, kind, emb, labels, ref_emb, ref_labels, memory, chunk_size,
-                                       margin=margin, squared=squared, drop=drop)
+    return cross_batch.mine_references(
+        fn, kind, emb, labels, ref_emb, ref_labels, memory, chunk_size, margin=margin, squared=squared, drop=drop
+    )
 
 
 def _plain_batch(emb: Tensor, ref_emb, ref_labels, memory, chunk_size) -> bool:
     """The hot path: no reference set, no streaming, and the B x B matrix within the limit."""
-    return (ref_emb is None and ref_labels is None and memory is None and chunk_size is None
-            and emb.shape[0] * emb.shape[0] <= cross_batch.MATRIX_LIMIT)
+    return (
+        ref_emb is None
+        and ref_labels is None
+        and memory is None
+        and chunk_size is None
+        and emb.shape[0] * emb.shape[0] <= cross_batch.MATRIX_LIMIT
+    )
 
 
 def _check_batch(fn: str, emb: object, labels: object) -> tuple[Tensor, Tensor]:
@@ -346,21 +369,37 @@ def triplet_loss(
     if isinstance(mining, str):
         check_choice(fn, "mining", mining, tuple(MINING))
     squared = resolve_squared(fn, squared, mining)
-    if isinstance(mining, str) and MINING[mining].fused_loss and reduction != "none" \
-            and _plain_batch(emb, ref_emb, ref_labels, memory, chunk_size):
+    if (
+        isinstance(mining, str)
+        and MINING[mining].fused_loss
+        and reduction != "none"
+        and _plain_batch(emb, ref_emb, ref_labels, memory, chunk_size)
+    ):
         return _all_semihard_loss(emb, labels, margin, squared, reduction, return_stats)
     if ref_emb is None and ref_labels is None and memory is None:
         cross_batch.check_chunk_size(fn, chunk_size)
         rows = emb
         if isinstance(mining, str):
             # The public miner's triplets with the loss's `squared` (and its margin where it selects).
-            a, p, n = _mine(fn, mining, emb, labels, MINING[mining].mining_margin(margin), squared, False,
-                            None, None, None, chunk_size)
+            a, p, n = _mine(
+                fn,
+                mining,
+                emb,
+                labels,
+                MINING[mining].mining_margin(margin),
+                squared,
+                False,
+                None,
+                None,
+                None,
+                chunk_size,
+            )
         else:
             a, p, n = check_triplet_indices(fn, mining, emb, emb.shape[0])
     else:
-        rows, a, p, n = cross_batch.reference_triplets(fn, mining, emb, labels, margin, squared, ref_emb, ref_labels,
-                                                       memory, chunk_size)
+        rows, a, p, n = cross_batch.reference_triplets(
+            fn, mining, emb, labels, margin, squared, ref_emb, ref_labels, memory, chunk_size
+        )
     found = None
     if capacity is not None:  # static shapes: `capacity` triplet slots, the padding masked out of the loss
         a, p, n, found = _ops.pad_triplets(a, p, n, capacity)
@@ -413,8 +452,7 @@ def _with_stats(out: Tensor, loss: Tensor, d_ap: Tensor, d_an: Tensor, count, em
     return out, stats
 
 
-def _all_semihard_loss(emb: Tensor, labels: Tensor, margin: float, squared: bool, reduction: str,
-                       return_stats: bool):
+def _all_semihard_loss(emb: Tensor, labels: Tensor, margin: float, squared: bool, reduction: str, return_stats: bool):
     """triplet_loss(mining="all_semihard") on a plain batch, reduced: one native call that never lists
     the triplets (up to B^2 K of them; O(B^2) memory), with the materialised path's value and gradient."""
     if _needs_grad(emb):
@@ -518,8 +556,9 @@ def _triplet_backward(ctx, grad_loss, _grad_d_ap, _grad_d_an):
     return grad, None, None, None, None, None
 
 
-def _triplet_grad_differentiable(grad_loss: Tensor, emb: Tensor, a: Tensor, p: Tensor, n: Tensor, loss: Tensor,
-                                 squared: bool) -> Tensor:
+def _triplet_grad_differentiable(
+    grad_loss: Tensor, emb: Tensor, a: Tensor, p: Tensor, n: Tensor, loss: Tensor, squared: bool
+) -> Tensor:
     """dL/d emb of the per-triplet losses weighted by ``grad_loss``, in differentiable ops. The same rule
     as csrc/common/triplet_rules.h: weights cp on (x_a - x_p) and cn on (x_a - x_n), zero for inactive
     triplets and, for plain distances, zero at a zero distance (never NaN)."""
@@ -530,19 +569,19 @@ def _triplet_grad_differentiable(grad_loss: Tensor, emb: Tensor, a: Tensor, p: T
     if squared:
         cp = cn = 2 * g
     else:
-        cp, cn = (torch.where(d > 0, g / torch.where(d > 0, d, 1).sqrt(), 0) for d in (u.square().sum(1), v.square().sum(1)))
+        cp, cn = (
+            torch.where(d > 0, g / torch.where(d > 0, d, 1).sqrt(), 0) for d in (u.square().sum(1), v.square().sum(1))
+        )
     wu, wv = cp.unsqueeze(1) * u, cn.unsqueeze(1) * v
     grad = torch.zeros_like(x).index_add(0, a, wu - wv).index_add(0, p, -wu).index_add(0, n, wv)
     return grad.to(emb.dtype)
 
 
-torch.library.register_autograd(
-    "facenet_ext::triplet_loss_forward", _triplet_backward, setup_context=_triplet_setup
-)
+torch.library.register_autograd("facenet_ext::triplet_loss_forward", _triplet_backward, setup_context=_triplet_setup)
 
 
 def _reduce(loss: Tensor, reduction: str) -> Tensor:
-    """"mean" (over all triplets), "mean_active" (over those with a non-zero loss) or "sum"."""
+    """ "mean" (over all triplets), "mean_active" (over those with a non-zero loss) or "sum"."""
     if reduction == "mean":
         # A Python count divides as a float: no int-to-float tensor copy.
         return loss.sum() / torch.sym_float(torch.sym_max(loss.shape[0], 1))

@@ -1,5 +1,6 @@
 """L2 pooling, the pooling inside FaceNet NN2's Inception modules: the wrapper, its fake kernels and
 its autograd."""
+
 from __future__ import annotations
 
 import torch
@@ -14,7 +15,11 @@ Pair = tuple[int, int]
 
 
 def l2_pool2d(
-    x: Tensor, kernel_size: int | Pair, stride: int | Pair | None = None, padding: int | Pair = 0, ceil_mode: bool = False
+    x: Tensor,
+    kernel_size: int | Pair,
+    stride: int | Pair | None = None,
+    padding: int | Pair = 0,
+    ceil_mode: bool = False,
 ) -> Tensor:
     r"""2-D L2 pooling: :math:`y = \sqrt{\sum_{\text{window}} x^2}` over each window, with zero padding
     (padded positions count as zeros), as in FaceNet NN2's Inception modules.

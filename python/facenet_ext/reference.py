@@ -1,4 +1,5 @@
 """Plain float64 PyTorch references of every op, written straight from the definitions (tests and docs use them)."""
+
 from __future__ import annotations
 
 import torch
@@ -21,6 +22,7 @@ def l2_pool2d_reference(x: Tensor, kernel_size, stride=None, padding=0, ceil_mod
     padded = F.pad(x.to(torch.float64), (pw, right, ph, bottom))
     sums = F.avg_pool2d(padded.square(), (kh, kw), (sh, sw)) * (kh * kw)
     return sums[..., :out_h, :out_w].sqrt()
+
 
 # ---------------------------------------------------------------------------------------------------
 # pairwise_sq_dist
@@ -153,7 +155,9 @@ def semi_hard_triplets_reference(
     return semihard_from_sq_dist_reference(d, labels, margin, squared=squared, fallback=fallback)
 
 
-def batch_hard_triplets_reference(emb: Tensor, labels: Tensor, *, squared: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+def batch_hard_triplets_reference(
+    emb: Tensor, labels: Tensor, *, squared: bool = True
+) -> tuple[Tensor, Tensor, Tensor]:
     """`batch_hard_triplets` on float64 distances (``squared`` does not change the selection)."""
     return batch_hard_triplets_from_sq_dist_reference(pairwise_sq_dist_reference(emb.detach()), labels)
 

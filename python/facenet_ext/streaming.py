@@ -4,6 +4,7 @@ columns and K positives per anchor, and the B x N matrix never exists. The rules
 ``csrc/common/mining_rules.h`` (ties to the smallest index, strict comparisons, margin tests in the
 distance matrix's dtype), applied by the native ``*_from_sq_dist`` ops to each chunk.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -160,7 +161,9 @@ class SemihardState(_SlotMiner):
         return a[keep], self.pos[keep], n[keep]
 
 
-def _running_extreme(masked: Tensor, largest: bool, best_d: Tensor, best_i: Tensor, cols: Tensor) -> tuple[Tensor, Tensor]:
+def _running_extreme(
+    masked: Tensor, largest: bool, best_d: Tensor, best_i: Tensor, cols: Tensor
+) -> tuple[Tensor, Tensor]:
     """Each row's extreme of this chunk (first occurrence = smallest index) merged into the running one:
     strictly better only, as earlier chunks hold the smaller indices."""
     j = masked.argmax(1) if largest else masked.argmin(1)
@@ -174,7 +177,9 @@ class BatchHardState:
 
     def __init__(self, anchors, labels, ref, pos, chunk, **_):
         B, dev = pos.idx.shape[0], pos.idx.device
-        self.self_col = None if ref.self_offset is None else (torch.arange(B, device=dev) + ref.self_offset).unsqueeze(1)
+        self.self_col = (
+            None if ref.self_offset is None else (torch.arange(B, device=dev) + ref.self_offset).unsqueeze(1)
+        )
         acc = acc_dtype(anchors.dtype)
         self.p_d = torch.full((B,), float("-inf"), dtype=acc, device=dev)
         self.n_d = torch.full((B,), float("inf"), dtype=acc, device=dev)

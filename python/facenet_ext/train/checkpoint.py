@@ -4,6 +4,7 @@ A checkpoint is written to a temporary file in the same folder, flushed to disk 
 one, so an interrupted run (Ctrl-C, a killed job, a full disk) always leaves the last good checkpoint in
 place. It is read with ``torch.load(weights_only=True)``: a checkpoint is data, never code.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,7 +42,9 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001  (any unpickling failure means the file is unusable)
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or not a torch checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is corrupt or not a torch checkpoint ({type(exc).__name__}: {exc})"
+        ) from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"checkpoint {str(path)!r} has format {found!r}, expected {FORMAT!r}")
@@ -50,7 +53,13 @@ def load_checkpoint(path: str | Path) -> dict:
 
 def check_same_config(saved: dict, current: dict, ignore: tuple[str, ...] = ()) -> None:
     """Resuming with a config that changes what is trained would not continue the same run."""
-    diff = {k: (saved.get(k), current.get(k)) for k in sorted(set(saved) | set(current)) if k not in ignore and saved.get(k) != current.get(k)}
+    diff = {
+        k: (saved.get(k), current.get(k))
+        for k in sorted(set(saved) | set(current))
+        if k not in ignore and saved.get(k) != current.get(k)
+    }
     if diff:
         lines = "\n  ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diff.items())
-        raise CheckpointError(f"the checkpoint was written with another config; resume with the same settings:\n  {lines}")
+        raise CheckpointError(
+            f"the checkpoint was written with another config; resume with the same settings:\n  {lines}"
+        )

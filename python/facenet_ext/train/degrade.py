@@ -8,6 +8,7 @@ averaging, back up bilinearly) and JPEG compression at quality 8. Only noise and
 numbers; low resolution and JPEG are fixed functions of the image, so adding them left the random stream
 (and the result) of the first three kinds unchanged for a seed.
 """
+
 from __future__ import annotations
 
 import io
@@ -66,8 +67,9 @@ def _jpeg(images: Tensor) -> Tensor:
     return torch.from_numpy(np.stack(out)).float()
 
 
-def degrade(images: Tensor, fraction: float, generator: torch.Generator,
-            kinds: tuple[str, ...] | str = CLASSIC) -> tuple[Tensor, Tensor]:
+def degrade(
+    images: Tensor, fraction: float, generator: torch.Generator, kinds: tuple[str, ...] | str = CLASSIC
+) -> tuple[Tensor, Tensor]:
     """A copy of uint8 images [N, C, H, W] with round(fraction * N) of them, chosen at random, degraded,
     in equal shares by each of ``kinds`` (default the classic three: blur, noise, occlusion; "all" or
     any subset of DEGRADATIONS, see the module doc); returns the copy and the degradation per image
@@ -88,7 +90,10 @@ def degrade(images: Tensor, fraction: float, generator: torch.Generator,
     if noise.any():
         out[noise] = x[noise] + 50.0 * torch.randn(x[noise].shape, generator=g)
     for i in (kind == DEGRADATIONS.index("occlusion")).nonzero().flatten().tolist():
-        top, left = torch.randint(0, h // 2 + 1, (1,), generator=g).item(), torch.randint(0, w // 2 + 1, (1,), generator=g).item()
+        top, left = (
+            torch.randint(0, h // 2 + 1, (1,), generator=g).item(),
+            torch.randint(0, w // 2 + 1, (1,), generator=g).item(),
+        )
         out[i, :, top : top + h // 2, left : left + w // 2] = 128.0
     low = kind == DEGRADATIONS.index("lowres")
     if low.any():

@@ -1,4 +1,5 @@
 """Embedding an image set with a model (or with raw pixels, the baseline) for evaluation."""
+
 from __future__ import annotations
 
 import json
@@ -10,15 +11,19 @@ from torch import Tensor, nn
 from .images import ImageSet, center_crop, standardize
 
 
-def embed_images(model: nn.Module, images: Tensor, batch_size: int = 256, *, input_size: int | None = None,
-                 flip: bool = False) -> Tensor:
+def embed_images(
+    model: nn.Module, images: Tensor, batch_size: int = 256, *, input_size: int | None = None, flip: bool = False
+) -> Tensor:
     """L2-normalised embeddings of uint8 images [N, C, H, W]; see :func:`embed_features`."""
-    return torch.nn.functional.normalize(embed_features(model, images, batch_size, input_size=input_size, flip=flip), dim=1)
+    return torch.nn.functional.normalize(
+        embed_features(model, images, batch_size, input_size=input_size, flip=flip), dim=1
+    )
 
 
 @torch.no_grad()
-def embed_features(model: nn.Module, images: Tensor, batch_size: int = 256, *, input_size: int | None = None,
-                   flip: bool = False) -> Tensor:
+def embed_features(
+    model: nn.Module, images: Tensor, batch_size: int = 256, *, input_size: int | None = None, flip: bool = False
+) -> Tensor:
     """The model's unnormalised features (``model.features``; their norm is MagFace's quality score) of
     the centred ``input_size`` window of each image, in eval mode (BatchNorm running statistics); the
     model's train/eval mode is restored afterwards. ``flip``: the mean of the normalised features of the
@@ -46,7 +51,16 @@ def raw_pixel_embeddings(images: Tensor, input_size: int | None = None) -> Tenso
     return F.normalize(standardize(center_crop(images, input_size)).flatten(1), dim=1)
 
 
-TABLE_KEYS = ("val_at_far_1e-3", "val_at_far_1e-2", "accuracy_10fold", "auc", "eer", "knn_top1", "cluster_f1", "cluster_nmi")
+TABLE_KEYS = (
+    "val_at_far_1e-3",
+    "val_at_far_1e-2",
+    "accuracy_10fold",
+    "auc",
+    "eer",
+    "knn_top1",
+    "cluster_f1",
+    "cluster_nmi",
+)
 
 
 def metrics_table(columns: dict[str, dict], title: str = "metric") -> str:

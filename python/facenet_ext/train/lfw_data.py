@@ -4,6 +4,7 @@ from the decoded-image cache (:mod:`.face_cache`), with the pairs as row indices
 People with a single image stay in the training set: the P x K sampler draws anchors only from people
 with two or more images and can add single-image people to a batch as negatives (``--singletons``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,8 +39,17 @@ def all_faces(faces: CachedFaces) -> ImageSet:
     return ImageSet(torch.from_numpy(faces.images), labels, names, list(faces.paths), list(faces.skipped))
 
 
-def load_protocol(root: str | Path, protocol: str, fold: int | None, prep: Preprocess, *, cache_dir=None,
-                  workers: int = 2, progress: bool = True, seed: int = 0) -> ProtocolData:
+def load_protocol(
+    root: str | Path,
+    protocol: str,
+    fold: int | None,
+    prep: Preprocess,
+    *,
+    cache_dir=None,
+    workers: int = 2,
+    progress: bool = True,
+    seed: int = 0,
+) -> ProtocolData:
     """The training and test sets of ``protocol`` ("view1", or "view2" with ``fold``) of the LFW root.
 
     The test pairs form one fold in the files (View 1's DevTest, one fold of View 2); their 10-fold
@@ -53,8 +63,10 @@ def load_protocol(root: str | Path, protocol: str, fold: int | None, prep: Prepr
     present = set(data.identities)
     missing = [n for n in split.train_people if n not in present]
     if missing:
-        raise ValueError(f"{len(missing)} training people of {split.name} have no readable image under "
-                         f"{images_dir(root)}: {missing[:5]}")
+        raise ValueError(
+            f"{len(missing)} training people of {split.name} have no readable image under "
+            f"{images_dir(root)}: {missing[:5]}"
+        )
     train_set = data.select_identities(split.train_people)
     train_set.skipped = list(faces.skipped)  # reported in metrics.json with the training data
 
@@ -69,8 +81,12 @@ def load_protocol(root: str | Path, protocol: str, fold: int | None, prep: Prepr
         rows.append(row)
     names = list(dict.fromkeys(name for name, _ in needed))
     code = {n: i for i, n in enumerate(names)}
-    test_set = ImageSet(data.images[rows], torch.tensor([code[n] for n, _ in needed], dtype=torch.int64), names,
-                        [data.paths[r] for r in rows])
+    test_set = ImageSet(
+        data.images[rows],
+        torch.tensor([code[n] for n, _ in needed], dtype=torch.int64),
+        names,
+        [data.paths[r] for r in rows],
+    )
     folds = stratified_folds(ipairs.issame, EVAL_FOLDS, np.random.default_rng(seed))
     pairs = IndexPairs(ipairs.idx1, ipairs.idx2, ipairs.issame, folds)
     return ProtocolData(split, train_set, test_set, pairs, faces)

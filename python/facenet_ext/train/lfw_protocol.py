@@ -13,6 +13,7 @@ People files: a header (View 1: ``N``; View 2: the number of sets, then before e
 people), then ``name count`` lines. Malformed files and pairs naming a missing image raise ValueError
 with the file and line.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,7 +42,11 @@ class People:
 def is_lfw_root(root: str | Path) -> bool:
     """True when ``root`` holds LFW's View 2 protocol files and an image folder."""
     root = Path(root).expanduser()
-    return root.is_dir() and all((root / f).is_file() for f in PROTOCOL_FILES) and any(d.is_dir() for d in images_dir(root).iterdir())
+    return (
+        root.is_dir()
+        and all((root / f).is_file() for f in PROTOCOL_FILES)
+        and any(d.is_dir() for d in images_dir(root).iterdir())
+    )
 
 
 def images_dir(root: str | Path) -> Path:
@@ -150,5 +155,6 @@ def check_pairs_resolve(split: Split, root: str | Path) -> None:
         for name, idx in ((p.name1[k], p.idx1[k]), (p.name2[k], p.idx2[k])):
             path = image_path(base, str(name), int(idx))
             if not path.is_file():
-                raise ValueError(f"{split.pairs_file}:{split.pairs_first_line + k}: image {idx} of {name} "
-                                 f"({path}) does not exist")
+                raise ValueError(
+                    f"{split.pairs_file}:{split.pairs_first_line + k}: image {idx} of {name} ({path}) does not exist"
+                )

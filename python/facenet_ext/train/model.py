@@ -6,6 +6,7 @@ average pooling, a fully connected 128-D layer and L2 normalisation onto the uni
 knobs make it train on 2 CPU cores in minutes: ``width`` multiplies every channel count, and ``depth``
 keeps the first 1, 2 or 3 Inception stages (3x, 4x, 5x). ``width=1, depth=3`` at 224x224 is Table 2.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -98,7 +99,9 @@ class NN2(nn.Module):
         for name, n1, r3, n3, r5, n5, pool, proj, stride in NN2_MODULES:
             if name[0] not in STAGES[:depth]:
                 continue
-            block = Inception(cin, *(_scaled(c, width) for c in (n1, r3, n3, r5, n5)), pool, _scaled(proj, width), stride)
+            block = Inception(
+                cin, *(_scaled(c, width) for c in (n1, r3, n3, r5, n5)), pool, _scaled(proj, width), stride
+            )
             modules.append((name, block))
             cin = block.out_channels
         self.inception = nn.Sequential(OrderedDict(modules))
@@ -137,8 +140,13 @@ class SmallNet(nn.Module):
         if not 0 < width <= 4:
             raise ValueError(f"SmallNet: width must be in (0, 4], got {width}")
         c = [max(4, int(round(n * width / 0.25))) for n in (32, 64, 128)]
-        self.stem = nn.Sequential(ConvBNReLU(in_channels, c[0], 3), ConvBNReLU(c[0], c[1], 3), nn.MaxPool2d(2, ceil_mode=True),
-                                  ConvBNReLU(c[1], c[2], 3), nn.AdaptiveAvgPool2d(2))
+        self.stem = nn.Sequential(
+            ConvBNReLU(in_channels, c[0], 3),
+            ConvBNReLU(c[0], c[1], 3),
+            nn.MaxPool2d(2, ceil_mode=True),
+            ConvBNReLU(c[1], c[2], 3),
+            nn.AdaptiveAvgPool2d(2),
+        )
         self.embed = nn.Sequential(nn.Linear(4 * c[2], embedding_dim), nn.BatchNorm1d(embedding_dim))
         self.config = {"in_channels": in_channels, "embedding_dim": embedding_dim, "width": width}
 

@@ -6,6 +6,7 @@ fraction of mined triplets with non-zero loss (triplet), or the mean feature mag
 whose magnitude is MagFace's quality score). With ``--memory-bank N`` the triplet loss mines each batch
 against the batch plus the last N training embeddings (XBM); under torchrun it mines against every
 rank's batch (``fx.distributed.triplet_loss``)."""
+
 from __future__ import annotations
 
 from torch import Tensor, nn
@@ -28,8 +29,14 @@ class Objective(nn.Module):
         elif cfg.loss == "magface":
             if cfg.head_margin is not None:
                 raise ValueError("--head-margin applies to --loss arcface (MagFace's margin follows the magnitude)")
-            names = {"head_scale": "scale", "mag_l_a": "l_a", "mag_u_a": "u_a", "mag_l_m": "l_m", "mag_u_m": "u_m",
-                     "mag_lambda_g": "lambda_g"}
+            names = {
+                "head_scale": "scale",
+                "mag_l_a": "l_a",
+                "mag_u_a": "u_a",
+                "mag_l_m": "l_m",
+                "mag_u_m": "u_m",
+                "mag_lambda_g": "lambda_g",
+            }
             options = {arg: getattr(cfg, field) for field, arg in names.items() if getattr(cfg, field) is not None}
             self.head = MagFaceLoss(cfg.embedding_dim, num_classes, **options)
         if self.distributed and (self.head is not None or cfg.memory_bank):

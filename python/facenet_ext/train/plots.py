@@ -1,4 +1,5 @@
 """train.png: the training loss and the held-out metrics per epoch (epoch 0 = the untrained network)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,7 +30,11 @@ def plot_training(metrics: dict, path: str | Path) -> None:
     ax_loss.set_title("training")
 
     heldout = history["heldout"]
-    for key, label in (("val_at_far_1e-3", "VAL @ FAR=1e-3"), ("accuracy_10fold", "10-fold accuracy"), ("auc", "ROC AUC")):
+    for key, label in (
+        ("val_at_far_1e-3", "VAL @ FAR=1e-3"),
+        ("accuracy_10fold", "10-fold accuracy"),
+        ("auc", "ROC AUC"),
+    ):
         ax_eval.plot(range(len(heldout)), [h[key] for h in heldout], marker="o", label=label)
         raw = metrics["raw_pixels"][key]
         ax_eval.axhline(raw, linestyle=":", color=ax_eval.lines[-1].get_color(), linewidth=1)

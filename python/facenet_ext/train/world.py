@@ -8,6 +8,7 @@ by the process group's timeout (``FACENET_EXT_DIST_TIMEOUT`` seconds, default 30
 hangs makes the others fail with a timeout error instead of waiting forever. Rank 0 alone evaluates,
 prints, and writes the checkpoint and metrics.
 """
+
 from __future__ import annotations
 
 import os
