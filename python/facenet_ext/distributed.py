@@ -22,7 +22,7 @@ from torch import Tensor
 
 from . import ops
 from ._checks import check_choice, check_embeddings, check_labels, check_margin
-from .cross_batch import mine
+from .cross_batch import check_chunk_size, mine
 from .mining import MINING
 from .streaming import ReferenceSet
 
@@ -94,7 +94,8 @@ def triplet_loss(
     Collectives per call, in this order: one all-gather of the batch sizes (and widths), of the
     embeddings (with autograd), of the labels, and, for the means, one all-reduce of the triplet count.
     All are bounded by the group's timeout (see the module docstring). Without an initialised process
-    group this is the plain :func:`facenet_ext.triplet_loss` (a world of one).
+    group this is the plain :func:`facenet_ext.triplet_loss` (a world of one). Every argument is checked
+    before the first collective, on every rank, with messages naming ``distributed.triplet_loss``.
 
     Mining follows :func:`facenet_ext.triplet_loss`: ``"semihard"`` and ``"batch_hard"`` select without
     the margin (it enters only the loss), ``"all_semihard"`` selects the triplets within it.
@@ -106,6 +107,7 @@ def triplet_loss(
     check_choice(fn, "mining", mining, tuple(MINING))
     squared = ops.resolve_squared(fn, squared, mining)
     check_choice(fn, "reduction", reduction, REDUCTIONS)
+    check_chunk_size(fn, chunk_size)  # every argument checked here, before the first collective
     if not (dist.is_available() and dist.is_initialized()):
         return ops.triplet_loss(emb, labels, margin, mining=mining, squared=squared, reduction=reduction, chunk_size=chunk_size)
     world, rank = dist.get_world_size(group), dist.get_rank(group)
