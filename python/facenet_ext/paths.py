@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 ENV_VAR = "FACENET_EXT_DATA"
-#: The image files an identity folder may hold (the trainer's loader and the pair-list tools agree on them).
+#: The image files an identity folder may hold: the trainer's loader, the LFW cache and the pair-list tools read these.
 IMAGE_SUFFIXES = (".pgm", ".ppm", ".pnm", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 

@@ -3,10 +3,12 @@
 For each fold k (``--folds``, default all ten): train on the people of the other nine sets of
 ``people.txt`` (the LFW recipe, :data:`facenet_ext.train.recipes.LFW`; any training option overrides
 it, e.g. ``--epochs`` for a smaller budget) into ``DIR/fold-k``, and test on fold k's 600 pairs of
-``pairs.txt``. The options are ``train``'s training settings
-(:func:`facenet_ext.train.cli.add_training_options`); ``train``'s ``--quick``, ``--protocol``,
-``--fold``, ``--resume`` and ``--overwrite`` have no place here (the folds and their state decide). The accuracy of fold k is the 10-fold accuracy over its 600 pairs (threshold chosen on
+``pairs.txt``. The accuracy of fold k is the 10-fold accuracy over its 600 pairs (threshold chosen on
 nine tenths of them, applied to the rest; each fold is its own model, so no threshold crosses folds).
+
+The options are ``train``'s training settings (:func:`facenet_ext.train.cli.add_training_options`);
+``train``'s ``--quick``, ``--protocol``, ``--fold``, ``--holdout``, ``--resume`` and ``--overwrite`` have
+no place here (the folds and their state decide them).
 
 Resumable per fold: a fold whose ``metrics.json`` is written is finished and never trained again; a
 fold with only a checkpoint (interrupted) continues from it; the others start. Writes
