@@ -77,8 +77,12 @@ def test_cli_quick_writes_the_three_files(tmp_path, capsys):
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_demo_runs_the_quick_benchmark(tmp_path, capsys):
+def test_demo_runs_the_quick_benchmark(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the demo's default folders are relative: nothing may land outside --out
     out = tmp_path / "demo"
-    args = ["demo", "--batch", "12", "--dim", "4", "--per-id", "3", "--methods", "fx.semihard,sort_searchsorted", "--out", str(out)]
+    args = ["demo", "--batch", "12", "--dim", "4", "--per-id", "3", "--methods", "fx.semihard,sort_searchsorted",
+            "--out", str(out)]
     assert main(args) == 0
-    assert json.loads((out / "results.json").read_text())["config"]["quick"] is True
+    assert json.loads((out / "bench" / "results.json").read_text())["config"]["quick"] is True
+    assert json.loads((out / "train" / "metrics.json").read_text())["config"]["model"] == "small"  # train --quick
+    assert [p.name for p in tmp_path.iterdir()] == ["demo"]

@@ -9,6 +9,7 @@ from PIL import Image
 from facenet_ext.__main__ import main
 from facenet_ext.eval import read_pairs
 from facenet_ext.train import TrainConfig, train
+from facenet_ext.train.evaluate import OUTPUT_FILES
 from synthetic_faces import write_faces
 
 
@@ -61,5 +62,6 @@ def test_errors(run, tmp_path, capsys):
             Image.fromarray(pixels, "RGB").save(other / name / f"{j}.png")
     assert main(["eval", "--checkpoint", str(out / "checkpoint.pt"), "--data", str(other), "--out", str(tmp_path / "o")]) == 0
     assert json.loads((tmp_path / "o" / "eval.json").read_text())["split"] == "all"
+    assert sorted(f.name for f in (tmp_path / "o").iterdir()) == sorted(OUTPUT_FILES)  # what eval --help lists
     assert main(["eval", "--checkpoint", str(out / "checkpoint.pt"), "--data", str(other), "--split", "heldout"]) == 2
     assert "training data" in capsys.readouterr().err

@@ -6,10 +6,11 @@ concatenated batch (rank 0's rows first). Gradients flow back to the rank that o
 all-gather's backward.
 
 Faults: every collective here runs on ``group`` (default: the world group) and is bounded by that
-group's timeout (``torch.distributed.init_process_group(..., timeout=datetime.timedelta(...))``; the
-default is 10 minutes for gloo and NCCL). A rank that dies or stalls makes the others raise once that
-timeout expires instead of hanging forever; with NCCL set ``TORCH_NCCL_ASYNC_ERROR_HANDLING=1`` (the
-default in recent PyTorch) so the error is raised rather than left pending.
+group's timeout (``torch.distributed.init_process_group(..., timeout=datetime.timedelta(...))``; torch's
+defaults are ``torch.distributed.constants.default_pg_timeout``, 30 minutes, for gloo and 10 minutes for
+NCCL). A rank that dies or stalls makes the others raise once that timeout expires instead of hanging
+forever; with NCCL set ``TORCH_NCCL_ASYNC_ERROR_HANDLING=1`` (the default in recent PyTorch) so the error
+is raised rather than left pending.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from torch import Tensor
 
 from . import ops
 from ._checks import check_choice, check_embeddings, check_labels, check_margin
-from .cross_batch import mine
+from .cross_batch import check_chunk_size, mine
 from .mining import MINING
 from .streaming import ReferenceSet
 
@@ -77,7 +78,9 @@ def triplet_loss(
     may round differently from the full matrix; on exactly representable distances it is identical).
 
     Reduction over the *global* triplets: ``"mean"`` divides this rank's sum by the global number of
-    triplets, ``"mean_active"`` by the global number with non-zero loss, ``"sum"`` does not divide. Then:
+    triplets, ``"mean_active"`` by the global number with non-zero loss, ``"sum"`` does not divide.
+    ``"none"`` (per-triplet losses) raises ``ValueError``: each rank holds only its own anchors' triplets,
+    so there is no global per-triplet result to return. Then:
 
     * ``scale_for_ddp=True`` (default): the result is multiplied by the world size, because
       ``DistributedDataParallel`` *averages* parameter gradients over ranks. Each rank calls
@@ -88,10 +91,14 @@ def triplet_loss(
       each rank receives on its ``emb`` (all-gather backward sums over ranks) equals the single-process
       gradient on its rows. Use it when you sum gradients yourself.
 
-    Collectives per call: one all-gather of the batch sizes, of the labels, of the embeddings (with
-    autograd), and one all-reduce of the triplet count (for the means). All are bounded by the group's
-    timeout (see the module docstring). Without an initialised process group this is the plain
-    :func:`facenet_ext.triplet_loss` (a world of one).
+    Collectives per call, in this order: one all-gather of the batch sizes (and widths), of the
+    embeddings (with autograd), of the labels, and, for the means, one all-reduce of the triplet count.
+    All are bounded by the group's timeout (see the module docstring). Without an initialised process
+    group this is the plain :func:`facenet_ext.triplet_loss` (a world of one). Every argument is checked
+    before the first collective, on every rank, with messages naming ``distributed.triplet_loss``.
+
+    Mining follows :func:`facenet_ext.triplet_loss`: ``"semihard"`` and ``"batch_hard"`` select without
+    the margin (it enters only the loss), ``"all_semihard"`` selects the triplets within it.
     """
     fn = "distributed.triplet_loss"
     emb = check_embeddings(fn, emb)
@@ -100,6 +107,7 @@ def triplet_loss(
     check_choice(fn, "mining", mining, tuple(MINING))
     squared = ops.resolve_squared(fn, squared, mining)
     check_choice(fn, "reduction", reduction, REDUCTIONS)
+    check_chunk_size(fn, chunk_size)  # every argument checked here, before the first collective
     if not (dist.is_available() and dist.is_initialized()):
         return ops.triplet_loss(emb, labels, margin, mining=mining, squared=squared, reduction=reduction, chunk_size=chunk_size)
     world, rank = dist.get_world_size(group), dist.get_rank(group)

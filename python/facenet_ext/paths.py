@@ -1,19 +1,22 @@
 """Where the real face data lives. It is never copied into the repo: ``FACENET_EXT_DATA`` names it, or
-a ``shared/data`` folder beside the current directory or one of its parents (the layout of this project's
-machines and CI, where the checkout sits next to ``shared/``)."""
+else it is the first ``shared/data`` folder found walking up from a start folder (the current directory
+unless told): ``START/shared/data``, then ``START/../shared/data``, and so on up to the root. On this
+project's machines and CI the checkout sits next to ``shared/``, so the walk finds it from the checkout
+(the tests start there) or from any folder inside it, and from nowhere else."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 ENV_VAR = "FACENET_EXT_DATA"
-#: The image files an identity folder may hold (the trainer's loader and the pair-list tools agree on them).
+#: The image files an identity folder may hold: the trainer's loader, the LFW cache and the pair-list tools read these.
 IMAGE_SUFFIXES = (".pgm", ".ppm", ".pnm", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def shared_data_dir(start: str | os.PathLike | None = None) -> Path | None:
-    """The data folder: ``$FACENET_EXT_DATA`` if set (it must exist), else the first ``shared/data``
-    found beside ``start`` (default: the current directory) or one of its parents; None if there is none."""
+    """The data folder: ``$FACENET_EXT_DATA`` if set (``FileNotFoundError`` if it is not a folder), else
+    the first ``shared/data`` inside ``start`` (default: the current directory) or inside one of its
+    parents; None if there is none."""
     env = os.environ.get(ENV_VAR)
     if env:
         path = Path(env).expanduser()

@@ -1,5 +1,7 @@
-"""The demo's LFW line: View 1 accuracy of the newest View 1 run under ``runs/``, or of a short run
-made now, when the real face data is present (``FACENET_EXT_DATA`` or ``../shared/data``)."""
+"""The demo's LFW line: View 1 accuracy of the newest finished View 1 run under ``runs/`` or the demo's
+folder, or of a short run made now in the demo's folder, when LFW is in the data folder
+(:func:`facenet_ext.paths.shared_data_dir`: ``$FACENET_EXT_DATA``, else a ``shared/data`` folder in the
+current directory or one of its parents)."""
 from __future__ import annotations
 
 import json
@@ -10,10 +12,12 @@ from pathlib import Path
 SHORT_RUN = ["--epochs", "1", "--steps-per-epoch", "60", "--no-progress"]
 
 
-def latest_view1_run(runs: Path = Path("runs")) -> Path | None:
-    """The newest ``runs/*/metrics.json`` of a finished ``--protocol view1`` run."""
+def latest_view1_run(*folders: Path) -> Path | None:
+    """The newest ``FOLDER/*/metrics.json`` of a finished ``--protocol view1`` run, over ``folders``
+    (default ``runs``)."""
+    files = [f for folder in folders or (Path("runs"),) for f in folder.glob("*/metrics.json")]
     found = []
-    for f in runs.glob("*/metrics.json"):
+    for f in files:
         try:
             metrics = json.loads(f.read_text())
         except (OSError, ValueError):
@@ -30,8 +34,10 @@ def format_line(metrics: dict, source: str) -> str:
             f"{metrics['steps']} steps) - {source}")
 
 
-def lfw_line(runs: Path = Path("runs")) -> str | None:
-    """The line, or None without the data (the demo then says nothing about LFW)."""
+def lfw_line(out: Path, runs: Path = Path("runs")) -> str | None:
+    """The line, or None without the data (the demo then says nothing about LFW). It reuses the newest
+    finished View 1 run under ``runs`` or ``out``; without one it trains a short one into
+    ``out/lfw-view1``."""
     from ..paths import shared_data_dir
 
     try:
@@ -40,16 +46,18 @@ def lfw_line(runs: Path = Path("runs")) -> str | None:
         return None
     if data is None or not (data / "lfw").is_dir():
         return None
-    previous = latest_view1_run(runs)
+    previous = latest_view1_run(runs, out)
     if previous is not None:
         return format_line(json.loads(previous.read_text()), f"from the last View 1 run, {previous.parent}")
     from .cli import add_arguments, run
     import argparse
 
-    out = runs / "demo-lfw-view1"
-    print(f"LFW found at {data / 'lfw'}: a short View 1 run into {out} (train --protocol view1 gives the full recipe)")
+    run_dir = out / "lfw-view1"
+    print(f"LFW found at {data / 'lfw'}: a short View 1 run into {run_dir} (train --protocol view1 gives the full "
+          "recipe)")
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    if run(parser.parse_args(["--data", str(data / "lfw"), "--protocol", "view1", "--out", str(out), "--overwrite", *SHORT_RUN])):
+    if run(parser.parse_args(["--data", str(data / "lfw"), "--protocol", "view1", "--out", str(run_dir), "--overwrite",
+                              *SHORT_RUN])):
         return None
-    return format_line(json.loads((out / "metrics.json").read_text()), f"short run, {out}")
+    return format_line(json.loads((run_dir / "metrics.json").read_text()), f"short run, {run_dir}")

@@ -1,9 +1,10 @@
-"""The training loop: P x K batches, online mining inside fx.triplet_loss (or an ArcFace/MagFace head),
-checkpoints, metrics.
+"""The training loop: P x K (or uniform) batches, online mining inside fx.triplet_loss (or an
+ArcFace/MagFace head), checkpoints, metrics.
 
-A run folder holds ``checkpoint.pt`` (model, optimiser, history, config), ``metrics.json`` (config,
-per-epoch history, held-out metrics ``before`` and ``after`` training and of raw pixels) and
-``train.png``. "Held out" is the last ``holdout`` fraction of the identities, or, for an LFW protocol
+A run folder holds ``checkpoint.pt`` (config, model, loss head or memory bank, optimiser, step, history,
+metrics; no random state, see below), ``metrics.json`` (config, per-epoch history, held-out metrics
+``before`` and ``after`` training and of raw pixels) and ``train.png``. "Held out" is the last
+``holdout`` fraction of the identities (at least 2 of them), or, for an LFW protocol
 (``cfg.protocol``), the protocol's test pairs. A folder that already holds a run is refused unless
 ``resume`` or ``overwrite``. ``resume=True`` continues a run bit for bit: the next step is the one the
 uninterrupted run would have taken (each step's random draws and learning rate depend only on the seed,
@@ -139,8 +140,9 @@ def prepare_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
 
 
 def network_input(cfg: TrainConfig, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Standardised network input from uint8 images: random crops of input_size + flips (or the old
-    flip + shift with --augment and no input_size) in training (``generator`` given), else the centre crop."""
+    """Standardised network input from uint8 images. In training (``generator`` given) with ``cfg.augment``:
+    random crops of ``input_size`` and flips, or, with no ``input_size`` smaller than the image, flips and
+    shifts of up to 4 pixels; otherwise (evaluation, or no ``augment``) the centre crop."""
     x = standardize(images)
     size = cfg.input_size or images.shape[-1]
     if generator is None or not cfg.augment:
@@ -232,7 +234,7 @@ class _StopFlag:
 
 
 def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
-    """The random stream of one step (batch draw and augmentation) on one rank: a function of (seed,
+    """The random stream of one step (batch draw, degradation, augmentation) on one rank: a function of (seed,
     step, rank) alone, so a resumed run, or any rank, needs no saved generator state."""
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1_009 + rank)
 

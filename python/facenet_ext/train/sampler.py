@@ -1,7 +1,10 @@
-"""Identity-balanced batches: P identities x K images each (FaceNet used 45 x 40 = 1800).
+"""Identity-balanced batches: P identities x K images each (FaceNet used 45 x 40 = 1800); or, for
+margin-softmax heads, P*K images drawn uniformly.
 
-Every batch is drawn from one ``torch.Generator``; saving its state with the checkpoint makes a resumed
-run draw exactly the batches the uninterrupted run would have drawn.
+A sampler keeps no random state: each batch comes from the ``torch.Generator`` passed to ``batch``. The
+training loop passes every step its own generator, seeded from (seed, step, rank)
+(:func:`facenet_ext.train.loop.step_generator`), so a resumed run draws exactly the batches the
+uninterrupted run would have drawn, with no generator state in the checkpoint.
 """
 from __future__ import annotations
 
@@ -44,7 +47,7 @@ class PKSampler:
         self.k = images_per_identity
 
     def batch(self, generator: torch.Generator) -> Tensor:
-        """Indices of one P x K batch, grouped by identity."""
+        """Indices of one P x K batch, grouped by identity (then the single-image negatives, if any)."""
         chosen = self.identities[torch.randperm(self.identities.numel(), generator=generator)[: self.p]]
         parts = []
         for identity in chosen.tolist():

@@ -6,6 +6,10 @@ it, e.g. ``--epochs`` for a smaller budget) into ``DIR/fold-k``, and test on fol
 ``pairs.txt``. The accuracy of fold k is the 10-fold accuracy over its 600 pairs (threshold chosen on
 nine tenths of them, applied to the rest; each fold is its own model, so no threshold crosses folds).
 
+The options are ``train``'s training settings (:func:`facenet_ext.train.cli.add_training_options`);
+``train``'s ``--quick``, ``--protocol``, ``--fold``, ``--holdout``, ``--resume`` and ``--overwrite`` have
+no place here (the folds and their state decide them).
+
 Resumable per fold: a fold whose ``metrics.json`` is written is finished and never trained again; a
 fold with only a checkpoint (interrupted) continues from it; the others start. Writes
 ``DIR/view2.json`` (per fold and mean ± std of accuracy, AUC and VAL@FAR=1e-3, next to raw pixels),
@@ -25,10 +29,15 @@ KEYS = ("accuracy_10fold", "auc", "val_at_far_1e-3")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .cli import add_arguments as train_arguments
+    from .cli import add_training_options
 
-    train_arguments(p)
-    p.add_argument("--folds", default="0-9", help="folds to run: '0-9', '0,3,5' (default all ten)")
+    p.add_argument("--data", required=True, help="the LFW folder: pairs.txt, people.txt and the person folders (under "
+                                                 "images/ or directly)")
+    p.add_argument("--out", required=True, metavar="DIR", help="DIR/fold-k: fold k's run folder (train's files, eval's "
+                                                              "files, view2_fold.json); DIR/view2.json, view2.md and "
+                                                              "roc.png: the summary of the finished folds")
+    p.add_argument("--folds", default="0-9", help="folds to run: '0-9', '0,3,5' (default 0-9, all ten)")
+    add_training_options(p)
 
 
 def parse_folds(text: str) -> list[int]:
@@ -48,7 +57,7 @@ def parse_folds(text: str) -> list[int]:
 def fold_config(args: argparse.Namespace, fold: int):
     from .cli import config_from_args
 
-    ns = argparse.Namespace(**{**vars(args), "protocol": "view2", "fold": fold, "quick": False})
+    ns = argparse.Namespace(**{**vars(args), "protocol": "view2", "fold": fold})
     return config_from_args(ns)
 
 
@@ -66,9 +75,6 @@ def run(args: argparse.Namespace) -> int:
     from .lfw_protocol import is_lfw_root
     from .loop import train
 
-    if args.out is None or not hasattr(args, "data"):
-        print("facenet-ext lfw-view2: --data LFW_FOLDER and --out DIR are required", file=sys.stderr)
-        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
