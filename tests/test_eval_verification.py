@@ -96,6 +96,19 @@ def test_roc_matches_sklearn(rng, ties):
 
 
 @pytest.mark.parametrize("ties", [False, True], ids=["distinct", "ties"])
+def test_roc_counts_the_pairs_at_or_below_each_distinct_distance(rng, ties):
+    """Independently of scikit-learn: one vertex per distinct distance (tied pairs enter together), with
+    the numbers of same and different pairs at or below it."""
+    dist, issame = random_pairs(rng, n=300, ties=ties)
+    r = fe.roc(dist, issame)
+    u = np.unique(dist)
+    np.testing.assert_array_equal(r.thresholds, np.r_[-np.inf, u])
+    np.testing.assert_array_equal(r.ta, [0] + [np.sum(issame & (dist <= t)) for t in u])
+    np.testing.assert_array_equal(r.fa, [0] + [np.sum(~issame & (dist <= t)) for t in u])
+    assert (r.n_same, r.n_diff) == (issame.sum(), (~issame).sum())
+
+
+@pytest.mark.parametrize("ties", [False, True], ids=["distinct", "ties"])
 def test_auc_matches_sklearn_and_mann_whitney(rng, ties):
     dist, issame = random_pairs(rng, ties=ties)
     got = fe.auc(dist, issame)

@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 from sklearn.metrics import auc as _trapezoid
+from sklearn.metrics import roc_curve
 
 from .._checks import check_real
 from . import _inputs
@@ -81,17 +82,21 @@ def _check(fn: str, dist: object, issame: object) -> tuple[np.ndarray, np.ndarra
 
 
 def _roc(d: np.ndarray, s: np.ndarray) -> Roc:
-    order = np.argsort(d, kind="stable")
-    d, s = d[order], s[order]
-    last = np.r_[d[1:] != d[:-1], True]  # the last pair of each run of equal distances
-    ta = np.cumsum(s)[last]
-    fa = np.cumsum(~s)[last]
-    return Roc(np.r_[-np.inf, d[last]], np.r_[0, ta], np.r_[0, fa], int(ta[-1]), int(fa[-1]))
+    # scikit-learn ranks by score, larger = more likely same: the negated distance. It keeps one vertex per
+    # distinct score (ties in one step) and prepends the accept-nothing vertex at score +inf.
+    fpr, tpr, score = roc_curve(s, -d, drop_intermediate=False)
+    n_same, n_diff = int(s.sum()), int(s.size - s.sum())
+    thresholds = -score
+    thresholds[0] = -np.inf
+    # The rates are counts / totals; the counts come back exactly (they are integers far below 2**53).
+    ta = np.rint(tpr * n_same).astype(np.int64)
+    fa = np.rint(fpr * n_diff).astype(np.int64)
+    return Roc(thresholds, ta, fa, n_same, n_diff)
 
 
 def roc(dist, issame) -> Roc:
-    """The exact ROC of pair distances (see :class:`Roc`); ``roc(...).far`` and ``.val`` equal
-    ``sklearn.metrics.roc_curve(issame, -dist, drop_intermediate=False)``'s ``fpr`` and ``tpr``."""
+    """The exact ROC of pair distances (see :class:`Roc`): ``sklearn.metrics.roc_curve(issame, -dist,
+    drop_intermediate=False)``, as distances and counts."""
     return _roc(*_check("roc", dist, issame))
 
 
