@@ -8,6 +8,7 @@ from scipy.optimize import brentq
 from sklearn.metrics import roc_auc_score, roc_curve
 
 import facenet_ext.eval as fe
+from facenet_ext.eval import verification as ver
 
 # Four pairs: same at 0.1 and 0.3, different at 0.2 and 0.4.
 DIST = np.array([0.1, 0.2, 0.3, 0.4])
@@ -136,6 +137,29 @@ def test_val_at_far_is_the_best_val_within_the_far_budget(rng, target):
     assert (point.val, point.far) == (best_val, best_far)
     assert point.far <= target
     assert (point.val, point.far) == fe.val_far(dist, issame, point.threshold)
+
+
+@pytest.mark.parametrize("n, ties", [(40, False), (400, False), (400, True)], ids=["few", "distinct", "ties"])
+@pytest.mark.parametrize("target", [0.0, 1e-3, 0.02, 0.1, 0.37, 1.0])
+def test_threshold_at_far_matches_a_float64_reference(rng, n, ties, target):
+    """Plain float64 NumPy, distance by distance: FAR counted at every distinct distance u; the largest
+    acceptance set within the budget is every pair nearer than the first u whose FAR exceeds the target, and
+    the threshold sits in that step where FAR, linear between the two vertices, reaches the target."""
+    dist, issame = random_pairs(rng, n=n, ties=ties)
+    t = ver.threshold_at_far(dist, issame, target)
+    u = np.unique(dist)
+    far = np.array([np.count_nonzero(~issame & (dist <= x)) for x in u]) / np.count_nonzero(~issame)
+    over = np.flatnonzero(far > target)
+    np.testing.assert_array_equal(dist <= t, dist < u[over[0]] if over.size else np.ones(n, bool))
+    if over.size == 0:  # everything accepted: the largest distance
+        assert t == u[-1]
+    elif over[0] == 0:  # nothing accepted: just below the smallest distance
+        assert t == np.nextafter(u[0], -np.inf)
+    else:
+        k = over[0] - 1
+        w = (target - far[k]) / (far[k + 1] - far[k])
+        assert t == pytest.approx(min(u[k] + w * (u[k + 1] - u[k]), np.nextafter(u[k + 1], -np.inf)), rel=1e-12)
+    assert fe.val_at_far(dist, issame, target).threshold == t
 
 
 def test_kfold_accuracy_chooses_the_best_training_threshold(rng):

@@ -133,8 +133,7 @@ def eer(dist, issame) -> float:
 
 
 def _threshold_at_far(r: Roc, far_target: float) -> float:
-    # As the standard LFW evaluation (davidsandberg/facenet `calculate_val`): invert FAR(d) by linear
-    # interpolation, between the two ROC vertices that bracket the target rather than on a 0.001 grid.
+    # The one definition of "the threshold at a target FAR" (see threshold_at_far).
     far = r.far
     k = int(np.searchsorted(far, far_target, side="right")) - 1  # last vertex with FAR <= target
     if k == len(far) - 1:
@@ -146,15 +145,30 @@ def _check_far_target(fn: str, far_target: float) -> None:
     check_real(fn, "far_target", far_target, low=0, high=1)
 
 
-def val_at_far(dist, issame, far_target: float = 1e-3) -> OperatingPoint:
-    """VAL at the threshold where FAR reaches ``far_target``, found on these pairs.
+def threshold_at_far(dist, issame, far_target: float = 1e-3) -> float:
+    """The distance threshold of VAL at FAR = ``far_target``: accepting the pairs with distance <= it gives
+    the largest acceptance set whose FAR does not exceed ``far_target`` (FaceNet's VAL@FAR on LFW).
 
-    The threshold inverts FAR(d) by linear interpolation between the two exact ROC vertices that bracket
-    the target, as the standard LFW evaluation does on a grid of thresholds. It never passes the next
-    distance, so the achieved FAR is the largest attainable FAR <= ``far_target`` and VAL is the
-    highest VAL at such a FAR: the ROC read as a step function (no interpolated VAL). With ``n_diff``
-    different pairs FAR moves in steps of ``1 / n_diff``; at 1e-3 it needs well over 1000 of them to
-    mean anything. Returns (val, far, threshold).
+    That set is fixed by ROC vertex k, the last with FAR <= ``far_target``: every pair nearer than the next
+    distinct distance. Inside that step the threshold sits where linear interpolation of FAR between
+    vertices k and k + 1 reaches the target, as the standard LFW evaluation (davidsandberg/facenet's
+    ``calculate_val``) places it on its 0.001 grid, but it never reaches the next distance; with no
+    vertex beyond k it is vertex k's distance, and with nothing accepted it lies just below the smallest
+    distance. The position inside the step changes nothing on these pairs, only on others (a held-out fold).
+    :func:`val_at_far`, :func:`val_at_far_kfold` and :func:`facenet_ext.quality.error_versus_reject` all
+    use this threshold."""
+    fn = "threshold_at_far"
+    _check_far_target(fn, far_target)
+    return _threshold_at_far(_roc(*_check(fn, dist, issame)), far_target)
+
+
+def val_at_far(dist, issame, far_target: float = 1e-3) -> OperatingPoint:
+    """VAL at the threshold where FAR reaches ``far_target``, found on these pairs (:func:`threshold_at_far`).
+
+    The achieved FAR is the largest attainable FAR <= ``far_target`` and VAL is the highest VAL at such a
+    FAR: the ROC read as a step function (no interpolated VAL). With ``n_diff`` different pairs FAR moves
+    in steps of ``1 / n_diff``; at 1e-3 it needs well over 1000 of them to mean anything. Returns (val,
+    far, threshold).
     """
     fn = "val_at_far"
     _check_far_target(fn, far_target)
@@ -197,8 +211,9 @@ def kfold_accuracy(dist, issame, fold) -> KFold:
 
 def val_at_far_kfold(dist, issame, fold, far_target: float = 1e-3) -> tuple[KFold, float]:
     """VAL at FAR = ``far_target`` the way davidsandberg/facenet's ``calculate_val`` reports it on LFW
-    (with exact thresholds instead of its 0.001 grid): for each fold, the threshold from
-    :func:`val_at_far`'s interpolation on the other folds, and VAL on the held-out fold. Returns (VAL's KFold, mean held-out FAR): the held-out FAR scatters around the target."""
+    (with exact thresholds instead of its 0.001 grid): for each fold, :func:`threshold_at_far` on the other
+    folds, and VAL on the held-out fold. Returns (VAL's KFold, mean held-out FAR): the held-out FAR scatters
+    around the target."""
     fn = "val_at_far_kfold"
     _check_far_target(fn, far_target)
     val, rows = _kfold(fn, dist, issame, fold, lambda r: _threshold_at_far(r, far_target), _val_far)
