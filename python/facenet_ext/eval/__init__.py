@@ -17,7 +17,8 @@ from . import _inputs
 from .clustering import (DEFAULT_CLUSTER_THRESHOLD, LINKAGES, PairScores, best_f1_threshold, cluster,
                          clustering_scores, cut_into, f1_sweep, pairwise_scores)
 from .identification import gallery_probe_split, identification_accuracy, rank_accuracy
-from .lfw_pairs import LFW_PATTERN, Pairs, image_path, index_pairs, list_image_folder, make_pairs, read_pairs, write_pairs
+from ..image_folder import list_image_folder
+from .lfw_pairs import LFW_PATTERN, Pairs, image_path, index_pairs, make_pairs, read_pairs, write_pairs
 from .pairs import IndexPairs, all_pairs, check_index_pairs, pair_sq_dist
 from .plots import plot_roc
 from .verification import (KFold, OperatingPoint, Roc, auc, best_accuracy_threshold, eer, kfold_accuracy, roc,
