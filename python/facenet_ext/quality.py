@@ -239,7 +239,7 @@ def template_verification(features: Tensor, labels: Tensor, generator: torch.Gen
     genuine when both belong to one person. For ``magnitude``-weighted and ``mean`` templates
     (:func:`aggregate_templates`), and for the ``single`` images of the same people (all their image
     pairs), the ROC ``auc`` and ``val_at_far_1e-2`` (TAR at FAR 1e-2), and the pair counts."""
-    from .eval import auc, val_at_far
+    from .eval.verification import auc, val_at_far
 
     rows, tids, person = split_templates(labels, generator, min_images)
     f = features[rows]
