@@ -43,10 +43,6 @@ class PairScores(NamedTuple):
     f1: float
 
 
-def _check_linkage(fn: str, linkage: str) -> None:
-    check_choice(fn, "linkage", linkage, LINKAGES)
-
-
 def _check_threshold(fn: str, threshold: object) -> float:
     return check_real(fn, "threshold", threshold, low=0, low_open=True, finite=True)
 
@@ -71,7 +67,7 @@ def cluster(emb, *, threshold: float = DEFAULT_CLUSTER_THRESHOLD, linkage: str =
     """Cluster ids (0..C-1) from agglomerative clustering of the L2-normalised embeddings, merging while
     the linkage distance is below ``threshold`` (Euclidean)."""
     fn = "cluster"
-    _check_linkage(fn, linkage)
+    check_choice(fn, "linkage", linkage, LINKAGES)
     threshold = _check_threshold(fn, threshold)
     e = _inputs.embeddings(fn, emb)
     if e.shape[0] == 1:
@@ -87,7 +83,7 @@ def cut_into(emb, n_clusters: int, *, linkage: str = "average") -> tuple[np.ndar
     between the last merge kept and the first one undone, and ``cluster(emb, threshold=...)`` gives the
     same clusters."""
     fn = "cut_into"
-    _check_linkage(fn, linkage)
+    check_choice(fn, "linkage", linkage, LINKAGES)
     e = _inputs.embeddings(fn, emb)
     n = e.shape[0]
     n_clusters = check_int(fn, "n_clusters", n_clusters, low=1, high=n)
@@ -136,7 +132,7 @@ def f1_sweep(emb, labels, *, linkage: str = "average") -> tuple[np.ndarray, np.n
     threshold sits halfway between consecutive distinct merge heights (the first halfway from 0, the
     last just above the top merge), so ``cluster(emb, threshold=t)`` reproduces the cut."""
     fn = "f1_sweep"
-    _check_linkage(fn, linkage)
+    check_choice(fn, "linkage", linkage, LINKAGES)
     e = _inputs.embeddings(fn, emb)
     codes = _inputs.labels(fn, labels, e.shape[0], min_classes=1)
     n = e.shape[0]
