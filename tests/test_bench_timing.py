@@ -4,9 +4,10 @@ import itertools
 
 import pytest
 import torch
-from params import DEVICES
 
 from facenet_ext.bench.timing import median_time
+
+from params import DEVICES
 
 
 def counter():

@@ -7,6 +7,7 @@ without a GPU; embeddings on two devices need one. Direct torch.ops calls: tests
 """
 import pytest
 import torch
+
 import facenet_ext as fx
 from facenet_ext.eval.clustering import LINKAGES, cluster
 from facenet_ext.train.config import LOSSES, OPTIMIZERS, TrainConfig

@@ -8,8 +8,16 @@ from sklearn.metrics import normalized_mutual_info_score
 from sklearn.neighbors import KNeighborsClassifier
 
 import facenet_ext.eval as fe
-from facenet_ext.eval.clustering import (DEFAULT_CLUSTER_THRESHOLD, LINKAGES, best_f1_threshold, cluster,
-                                         clustering_scores, cut_into, f1_sweep, pairwise_scores)
+from facenet_ext.eval.clustering import (
+    DEFAULT_CLUSTER_THRESHOLD,
+    LINKAGES,
+    best_f1_threshold,
+    cluster,
+    clustering_scores,
+    cut_into,
+    f1_sweep,
+    pairwise_scores,
+)
 from facenet_ext.eval.identification import gallery_probe_split, identification_accuracy, rank_accuracy
 
 
@@ -186,6 +194,28 @@ def test_gallery_probe_split():
 )
 def test_bad_inputs(call, exc, msg):
     with pytest.raises(exc, match=msg):
+        call()
+
+
+EMB6, LABELS6 = on_circle([0, 10, 100, 110, 200, 210]), [0, 0, 1, 1, 2, 2]
+
+
+@pytest.mark.parametrize(
+    "call, fn, msg",
+    [
+        (lambda: clustering_scores(EMB6, LABELS6, linkage="median"), "clustering_scores", "unknown linkage"),
+        (lambda: clustering_scores(EMB6, LABELS6, threshold=None, linkage="x"), "clustering_scores", "unknown linkage"),
+        (lambda: clustering_scores(EMB6, LABELS6, n_clusters=9), "clustering_scores", "n_clusters must be"),
+        (lambda: clustering_scores(EMB6, LABELS6, threshold=-1), "clustering_scores", "threshold must be"),
+        (lambda: best_f1_threshold(EMB6, LABELS6, linkage="x"), "best_f1_threshold", "unknown linkage"),
+        (lambda: best_f1_threshold(EMB6[:, :0], LABELS6), "best_f1_threshold", "emb has zero width"),
+        (lambda: identification_accuracy(EMB6, LABELS6, topk=(0,)), "identification_accuracy", r"topk\[0\] must be"),
+        (lambda: identification_accuracy(EMB6, LABELS6, n_gallery=0), "identification_accuracy", "n_gallery must be"),
+    ],
+)
+def test_errors_name_the_function_called(call, fn, msg):
+    """Not the function it calls (cut_into, f1_sweep, rank_accuracy, gallery_probe_split, ...)."""
+    with pytest.raises(ValueError, match=f"^{fn}: {msg}"):
         call()
 
 

@@ -354,13 +354,30 @@ BAD_EVAL_INPUTS = [
     ("float labels", np.eye(6, 3) + 1, [0.0, 0, 1, 1, 2, 2], TypeError, "labels must be integers or strings"),
     ("one identity", np.eye(6, 3) + 1, [0] * 6, ValueError, "labels has 1 identities; need at least 2"),
     ("no same pair", np.eye(6, 3) + 1, [0, 1, 2, 3, 4, 5], ValueError, "no identity in labels has two items"),
+    ("one same pair", np.eye(6, 3) + 1, [0, 0, 1, 2, 3, 4], ValueError, "the pairs outside fold 0 are all different"),
 ]
 
 
 @pytest.mark.parametrize("emb, labels, exc, msg", [p[1:] for p in BAD_EVAL_INPUTS], ids=[p[0] for p in BAD_EVAL_INPUTS])
 def test_bad_evaluate_inputs(emb, labels, exc, msg):
-    with pytest.raises(exc, match=msg):
+    """Every error names evaluate_embeddings, never a function it calls."""
+    with pytest.raises(exc, match=f"^evaluate_embeddings: .*{msg}"):
         fe.evaluate_embeddings(emb, labels)
+
+
+@pytest.mark.parametrize("kwargs, exc, msg", [
+    ({"n_folds": 1}, ValueError, "n_folds must be an int >= 2"),
+    ({"cluster_threshold": -1.0}, ValueError, "cluster_threshold must be a finite number > 0"),
+    ({"cluster_threshold": "1"}, TypeError, "cluster_threshold must be a real number"),
+])
+def test_bad_evaluate_arguments(kwargs, exc, msg):
+    with pytest.raises(exc, match=f"^evaluate_embeddings: {msg}"):
+        fe.evaluate_embeddings(np.eye(6, 3) + 1, [0, 0, 1, 1, 2, 2], **kwargs)
+
+
+def test_roc_curve_points_errors_name_it():
+    with pytest.raises(ValueError, match="^roc_curve_points: no identity in labels has two items"):
+        fe.roc_curve_points(np.eye(3) + 1, [0, 1, 2])
 
 
 def test_bad_given_pairs():

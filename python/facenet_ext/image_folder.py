@@ -35,10 +35,10 @@ def list_image_folder(root: str | os.PathLike) -> dict[str, list[Path]]:
     are skipped; identity folders without images are left out. ``FileNotFoundError`` when ``root`` does
     not exist, ``NotADirectoryError`` when it is a file, ``ValueError`` when no identity folder holds an
     image (saying so when the images sit directly in ``root``)."""
-    return image_listing("list_image_folder", root)
+    return list_image_folder_for("list_image_folder", root)
 
 
-def image_listing(fn: str, root: str | os.PathLike) -> dict[str, list[Path]]:
+def list_image_folder_for(fn: str, root: str | os.PathLike) -> dict[str, list[Path]]:
     """:func:`list_image_folder` for the public function ``fn`` (named in its errors)."""
     root = Path(root).expanduser()
     if not root.exists():

@@ -67,7 +67,7 @@ def _positive_int(path: str, lineno: int, what: str, token: str) -> int:
 def read_pairs(path: str | os.PathLike) -> Pairs:
     """Parse a View-1 or View-2 pairs file (format in the module doc). Malformed files raise ValueError
     with the file name and line number."""
-    where = str(path)
+    where = f"read_pairs: {path}"
     lines = Path(path).read_text().splitlines()
     while lines and not lines[-1].strip():
         lines.pop()

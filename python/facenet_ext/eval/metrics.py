@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import _inputs
-from .clustering import clustering_scores
+from .clustering import check_threshold, clustering_scores
 from .identification import identification_accuracy
-from .pairs import IndexPairs, all_pairs, check_index_pairs, pair_sq_dist
-from .verification import auc, eer, kfold_accuracy, roc, val_at_far
+from .pairs import IndexPairs, all_pairs_for, check_index_pairs, pair_sq_dist
+from .verification import auc, eer, kfold_accuracy_for, roc, val_at_far
 
 METRIC_KEYS = ("val_at_far_1e-3", "val_at_far_1e-2", "accuracy_10fold", "accuracy_10fold_std", "auc", "eer",
                "knn_top1", "cluster_f1", "cluster_nmi", "num_pairs_same", "num_pairs_diff")
@@ -19,7 +19,7 @@ def _pair_distances(fn: str, emb, labels, n_folds: int, seed: int, pairs: IndexP
     e = _inputs.embeddings(fn, emb)
     codes = _inputs.labels(fn, labels, e.shape[0])
     if pairs is None:
-        pairs = all_pairs(codes, n_folds, seed)
+        pairs = all_pairs_for(fn, codes, n_folds, seed)
     else:
         pairs = check_index_pairs(fn, pairs, codes)
     return e, codes, pairs, pair_sq_dist(e, pairs.idx1, pairs.idx2)
@@ -58,10 +58,13 @@ def evaluate_embeddings(emb, labels, *, n_folds: int = 10, seed: int = 0, pairs:
     - ``num_pairs_same``, ``num_pairs_diff``: the pair counts (as floats).
     """
     fn = "evaluate_embeddings"
+    if cluster_threshold is not None:
+        check_threshold(fn, cluster_threshold, "cluster_threshold")
     given_pairs = pairs
     e, codes, pairs, dist = _pair_distances(fn, emb, labels, n_folds, seed, pairs)
     balanced = _balanced(pairs.issame, seed) if given_pairs is None else slice(None)
-    acc = kfold_accuracy(dist[balanced], pairs.issame[balanced], pairs.fold[balanced])
+    # Few same pairs can leave a fold's complement without one kind: the error then names this function.
+    acc = kfold_accuracy_for(fn, dist[balanced], pairs.issame[balanced], pairs.fold[balanced])
     if cluster_threshold is None:
         clusters = clustering_scores(e, codes, n_clusters=int(np.unique(codes).size))
     else:

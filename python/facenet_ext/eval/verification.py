@@ -203,10 +203,15 @@ def kfold_accuracy(dist, issame, fold) -> KFold:
     """Verification accuracy in the LFW protocol: for each fold k, the threshold of highest accuracy on
     the other folds (:func:`best_accuracy_threshold`, exact over all distances), and the accuracy
     (fraction of pairs classified correctly) on fold k. ``fold`` holds one fold id per pair."""
+    return kfold_accuracy_for("kfold_accuracy", dist, issame, fold)
+
+
+def kfold_accuracy_for(fn: str, dist, issame, fold) -> KFold:
+    """:func:`kfold_accuracy` for the public function ``fn``, which its errors name."""
     def accuracy(d, s, t):
         return np.mean((d <= t) == s)
 
-    return _kfold("kfold_accuracy", dist, issame, fold, best_accuracy_threshold, accuracy)[0]
+    return _kfold(fn, dist, issame, fold, best_accuracy_threshold, accuracy)[0]
 
 
 def val_at_far_kfold(dist, issame, fold, far_target: float = 1e-3) -> tuple[KFold, float]:

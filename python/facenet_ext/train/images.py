@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..image_folder import image_listing, natural_key
+from ..image_folder import list_image_folder_for, natural_key
 
 MAX_PIXELS = 50_000_000  # a decompression bomb guard; real face crops are far below it
 
@@ -68,7 +68,7 @@ def load_image_folder(root: str | Path, image_size: int = 64, channels: int | No
     from PIL import Image
 
     root = Path(root).expanduser()
-    listing = image_listing("load_image_folder", root)
+    listing = list_image_folder_for("load_image_folder", root)
     _check_size("image_size", image_size)
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be 1, 3 or None (auto), got {channels!r}")
