@@ -130,7 +130,8 @@ def load_cached_faces(root: str | Path, prep: Preprocess, cache_dir: str | Path 
     """Every image under ``root/<identity>/`` preprocessed by ``prep``, from the cache when it is
     current, else decoded (``workers`` processes) and written to it. See the module doc."""
     root = Path(root).expanduser().resolve()
-    files = [(identity, f) for identity, paths in list_image_folder_for("load_cached_faces", root).items() for f in paths]
+    listing = list_image_folder_for("load_cached_faces", root)
+    files = [(identity, f) for identity, paths in listing.items() for f in paths]
     cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
     if cache_dir.resolve().is_relative_to(root):
