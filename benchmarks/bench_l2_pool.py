@@ -3,22 +3,21 @@ formula (F.pad + square + avg_pool2d * k^2 + sqrt) evaluated in float32, on Face
 
     python benchmarks/bench_l2_pool.py [--device cpu|cuda] [--threads 2]
 
-Prints one markdown table of median times and speed-ups (baseline time / fx time). CPU: torch.utils.benchmark
-(blocked_autorange medians) with --threads threads. CUDA: CUDA events around each call with the L2 cache
-flushed in between, medians; forward time is also set against its memory-bandwidth floor, (bytes read +
+Prints one markdown table of median times and speed-ups (baseline time / fx time), timed by
+facenet_ext.bench.timing.median_time. CPU: --threads threads. CUDA: CUDA events around each call with the
+L2 cache flushed in between; forward time is also set against its memory-bandwidth floor, (bytes read +
 bytes written) / the device-to-device copy bandwidth measured in the same run. The memory each
 forward+backward allocates besides its input and grad_out is listed too (CUDA: peak; CPU: sum).
 """
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import torch
 import torch.nn.functional as F
-from torch.utils import benchmark
 
 import facenet_ext as fx
+from facenet_ext.bench.timing import median_time
 
 # (name, input shape, kernel, stride, padding): the 3x3 pooling of NN2's inception (3a) and a strided one.
 CASES = [
@@ -44,35 +43,21 @@ def forward_backward(fn, x, g):
 # ---------------------------------------------------------------------------------------------------
 # timing
 # ---------------------------------------------------------------------------------------------------
-def cpu_median_ms(fn, *args, threads: int) -> float:
-    timer = benchmark.Timer(stmt="fn(*args)", globals={"fn": fn, "args": args}, num_threads=threads)
-    return timer.blocked_autorange(min_run_time=1.0).median * 1e3
+def median_ms(device: torch.device, fn, *args) -> float:
+    """Median milliseconds of fn(*args). CUDA: 100 single calls, each on a cold L2 cache, which is what the
+    bandwidth floor assumes (the input would otherwise stay cached between calls)."""
+    if device.type == "cuda":
+        t = median_time(lambda: fn(*args), device, min_time_s=0, min_reps=100, max_reps=100, warmup=10, flush_l2=True)
+    else:
+        t = median_time(lambda: fn(*args), device)
+    return t.median_s * 1e3
 
 
-class CudaTimer:
-    def __init__(self, reps: int = 100, warmup: int = 10):
-        self.reps, self.warmup = reps, warmup
-        self.flush = torch.empty(256 * 2**20, dtype=torch.int8, device="cuda")  # larger than any L2
-
-    def median_ms(self, fn, *args) -> float:
-        for _ in range(self.warmup):
-            fn(*args)
-        starts = [torch.cuda.Event(enable_timing=True) for _ in range(self.reps)]
-        ends = [torch.cuda.Event(enable_timing=True) for _ in range(self.reps)]
-        for start, end in zip(starts, ends):
-            self.flush.zero_()
-            start.record()
-            fn(*args)
-            end.record()
-        torch.cuda.synchronize()
-        return statistics.median(s.elapsed_time(e) for s, e in zip(starts, ends))
-
-    def copy_bandwidth(self) -> float:
-        """Device-to-device copy bandwidth in bytes/s, counting bytes read and written."""
-        src = torch.empty(1024 * 2**20, dtype=torch.int8, device="cuda")
-        dst = torch.empty_like(src)
-        ms = self.median_ms(dst.copy_, src)
-        return 2 * src.numel() / (ms * 1e-3)
+def copy_bandwidth(device: torch.device) -> float:
+    """Device-to-device copy bandwidth in bytes/s, counting bytes read and written."""
+    src = torch.empty(1024 * 2**20, dtype=torch.int8, device=device)
+    dst = torch.empty_like(src)
+    return 2 * src.numel() / (median_ms(device, dst.copy_, src) * 1e-3)
 
 
 def allocated_mb(fn, x, g) -> float:
@@ -100,16 +85,10 @@ def main() -> None:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise SystemExit("bench_l2_pool: --device cuda but no CUDA device is available")
-        timer = CudaTimer()
-        time_ms = timer.median_ms
-        bandwidth = timer.copy_bandwidth()
+        bandwidth = copy_bandwidth(device)
         where = f"{torch.cuda.get_device_name()}, copy bandwidth {bandwidth / 1e12:.2f} TB/s (read + write)"
     else:
         torch.set_num_threads(args.threads)
-
-        def time_ms(fn, *fn_args):
-            return cpu_median_ms(fn, *fn_args, threads=args.threads)
-
         where = f"CPU, {args.threads} threads"
     print(f"# l2_pool2d, float32, {where}; torch {torch.__version__}\n")
 
@@ -129,8 +108,8 @@ def main() -> None:
         results = {}
         for impl, fn in implementations(k, s, p).items():
             torch.testing.assert_close(fn(x), fx.l2_pool2d(x, k, s, p), rtol=1e-4, atol=1e-5)
-            fwd = time_ms(fn, x)  # x does not require grad: inference
-            fb = time_ms(forward_backward, fn, xg, g)
+            fwd = median_ms(device, fn, x)  # x does not require grad: inference
+            fb = median_ms(device, forward_backward, fn, xg, g)
             results[impl] = (fwd, fb)
             row = [name, impl, f"{fwd:.3f}", f"{fb:.3f}"]
             ours_fwd, ours_fb = results["fx.l2_pool2d"]

@@ -4,8 +4,8 @@ events each call records. The rows of the "one native call per op" targets in BE
 
     .venv/bin/python benchmarks/bench_overhead.py [--threads 2] [--batches 64,256,1800]
 
-Timing: torch.utils.benchmark.Timer.blocked_autorange (medians), the methods of one batch size
-interleaved over several rounds so that a load change hits all of them alike.
+Timing: facenet_ext.bench.timing.median_time (medians over 0.2 s of calls, with --threads threads), the
+methods of one batch size interleaved over several rounds so that a load change hits all of them alike.
 """
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ import sys
 
 import torch
 import torch.nn.functional as F
-import torch.utils.benchmark as tb
 from torch.profiler import ProfilerActivity, profile
 
 import facenet_ext as fx
+from facenet_ext.bench.timing import median_time
 
 
 def problem(batch: int, dim: int = 128, per_identity: int = 40):
@@ -50,14 +50,6 @@ def methods(emb: torch.Tensor, labels: torch.Tensor) -> dict:
     }
 
 
-def median_seconds(fn, rounds: int) -> float:
-    fn()
-    times = []
-    for _ in range(rounds):
-        times.append(tb.Timer("fn()", globals={"fn": fn}).blocked_autorange(min_run_time=0.2).median)
-    return statistics.median(times)
-
-
 def events(fn) -> int:
     fn()
     with profile(activities=[ProfilerActivity.CPU]) as prof:  # prints two USDT lines on stderr
@@ -80,7 +72,7 @@ def main() -> int:
         per_round = {name: [] for name in fns}
         for _ in range(args.rounds):  # interleaved
             for name, fn in fns.items():
-                per_round[name].append(median_seconds(fn, 1))
+                per_round[name].append(median_time(fn, min_time_s=0.2, max_reps=100_000).median_s)
         med = {name: statistics.median(v) for name, v in per_round.items()}
         for name, t in med.items():
             ev = events(fns[name]) if name.startswith("fx.") else ""

@@ -24,26 +24,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 import torch
 
 import facenet_ext as fx
+from facenet_ext.bench.memory import proc_status_bytes, reset_peak_rss
+from facenet_ext.bench.timing import median_time
 
 METHODS = ("fx.semihard", "fx.semihard.chunk", "fx.batch_hard", "naive.batch_hard", "naive.semihard")
 IDENTITIES = 5000
 CHUNK = 8192
-
-
-def _status_kib(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{key} not in /proc/self/status")
 
 
 def problem(batch: int, n_ref: int, seed: int = 0):
@@ -92,13 +84,11 @@ def run_one(method: str, batch: int, n_ref: int, repeats: int) -> dict:
         "naive.batch_hard": lambda: naive_batch_hard(emb, labels, bank, bank_labels),
         "naive.semihard": lambda: naive_semihard(emb, labels, bank, bank_labels),
     }[method]
-    base = _status_kib("VmRSS")
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-        del out
+    reset_peak_rss()  # VmHWM from here on: not the start-up peak of the imports
+    base = proc_status_bytes("VmRSS")
+    # Calls of a second or more are timed `repeats` times in all; faster ones after one warm-up call.
+    t = median_time(fn, min_time_s=0, min_reps=repeats, max_reps=repeats, slow_reps=repeats)
+    t.result = None  # dropped: the agreement call below must not run beside an earlier output
     out = fn() if method.startswith("naive") and n_ref <= 20000 else None
     agree = None
     if out is not None:  # small sizes: share of triplets equal to ours (cdist and our GEMM round near-ties apart)
@@ -106,8 +96,8 @@ def run_one(method: str, batch: int, n_ref: int, repeats: int) -> dict:
             emb, labels, ref_emb=bank, ref_labels=bank_labels)
         theirs, ours = sorted(zip(*(t.tolist() for t in out))), list(zip(*(t.tolist() for t in ours)))
         agree = sum(x == y for x, y in zip(theirs, ours)) / max(len(ours), 1) if len(theirs) == len(ours) else 0.0
-    return {"method": method, "batch": batch, "n_ref": n_ref, "median_s": statistics.median(times),
-            "times_s": times, "peak_extra_bytes": (_status_kib("VmHWM") - base) * 1024, "agrees_with_fx": agree}
+    return {"method": method, "batch": batch, "n_ref": n_ref, "median_s": t.median_s,
+            "times_s": t.samples, "peak_extra_bytes": proc_status_bytes("VmHWM") - base, "agrees_with_fx": agree}
 
 
 def main() -> int:

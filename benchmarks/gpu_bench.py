@@ -1,4 +1,5 @@
-"""GPU timings of every op against the issue-5 targets, with CUDA events (median of many runs).
+"""GPU timings of every op against the issue-5 targets: medians of CUDA-event timings
+(facenet_ext.bench.timing.median_time, blocks of calls lasting about 1 ms each).
 
     python benchmarks/gpu_bench.py [--out DIR] [--sizes 1800,8192,32768]
 
@@ -10,29 +11,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
 import torch
 
 import facenet_ext as fx
+from facenet_ext.bench.timing import median_time
 
 
 def cuda_time(fn, reps: int = 50, warmup: int = 5) -> float:
-    """Median milliseconds of fn() between CUDA events (host syncs inside fn are part of its cost)."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
+    """Median milliseconds per call of fn() over ``reps`` timed blocks (host syncs inside fn are part of
+    its cost)."""
+    t = median_time(fn, "cuda", min_time_s=0, min_reps=reps, max_reps=reps, slow_reps=reps, warmup=warmup)
+    return t.median_s * 1e3
 
 
 def batch(B: int, D: int = 128, per_id: int = 40, seed: int = 0):

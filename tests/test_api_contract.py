@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import facenet_ext as fx
+from facenet_ext.bench.memory import proc_status_bytes
 from facenet_ext.reference import triplet_loss_reference
 
 ops = torch.ops.facenet_ext
@@ -300,11 +301,10 @@ def test_overflowing_norms_are_named():
 # anchors that cannot form a triplet cost nothing
 # ---------------------------------------------------------------------------------------------------
 def _peak_rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    pytest.skip("no /proc/self/status")
+    try:
+        return proc_status_bytes("VmHWM")
+    except OSError:
+        pytest.skip("no /proc/self/status")
 
 
 def test_one_identity_of_65536_mines_nothing_in_bounded_memory():

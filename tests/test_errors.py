@@ -10,6 +10,8 @@ import pytest
 import torch
 
 import facenet_ext as fx
+from facenet_ext.eval.clustering import LINKAGES, cluster
+from facenet_ext.train.config import LOSSES, OPTIMIZERS, TrainConfig
 
 ops = torch.ops.facenet_ext
 EMB = torch.randn(6, 3)
@@ -130,20 +132,35 @@ def test_bad_margin(fn, margin, exc):
     assert_names(err, fn, "margin")
 
 
-@pytest.mark.parametrize(
-    "call, fn, arg",
-    [
-        (lambda: fx.semi_hard_triplets(EMB, LABELS, fallback="hardest"), "semi_hard_triplets", "fallback"),
-        (lambda: fx.triplet_loss(EMB, LABELS, mining="hardest"), "triplet_loss", "mining"),
-        (lambda: fx.triplet_loss(EMB, LABELS, reduction="max"), "triplet_loss", "reduction"),
-    ],
-    ids=["fallback", "mining", "reduction"],
-)
-def test_unknown_choice(call, fn, arg):
+# Every argument that picks one of a few named options goes through _checks.check_choice.
+CHOICE_CALLS = [
+    (lambda v: fx.semi_hard_triplets(EMB, LABELS, fallback=v), "semi_hard_triplets", "fallback", ("easiest", "drop")),
+    (lambda v: fx.triplet_loss(EMB, LABELS, mining=v), "triplet_loss", "mining", ("semihard", "batch_hard")),
+    (lambda v: fx.triplet_loss(EMB, LABELS, reduction=v), "triplet_loss", "reduction", ("mean", "sum")),
+    (lambda v: fx.aggregate_templates(EMB, LABELS, weights=v), "aggregate_templates", "weights", ("magnitude", "mean")),
+    (lambda v: cluster(EMB.numpy(), linkage=v), "cluster", "linkage", LINKAGES),
+    (lambda v: TrainConfig(loss=v), "TrainConfig", "loss", LOSSES),
+    (lambda v: TrainConfig(optimizer=v), "TrainConfig", "optimizer", OPTIMIZERS),
+]
+
+
+@pytest.mark.parametrize("call, fn, arg, choices", CHOICE_CALLS, ids=[f"{c[1]}-{c[2]}" for c in CHOICE_CALLS])
+def test_unknown_choice(call, fn, arg, choices):
     with pytest.raises(ValueError) as err:
-        call()
+        call("hardest")
     assert_names(err, fn, arg)
-    assert "expected one of" in str(err.value)
+    assert "expected one of" in str(err.value) and all(repr(c) in str(err.value) for c in choices)
+
+
+@pytest.mark.parametrize("value", [None, 3, b"mean"], ids=["None", "int", "bytes"])
+@pytest.mark.parametrize("call, fn, arg, choices", [c for c in CHOICE_CALLS if c[2] != "mining"],
+                         ids=[f"{c[1]}-{c[2]}" for c in CHOICE_CALLS if c[2] != "mining"])
+def test_choice_of_another_type(call, fn, arg, choices, value):
+    """Not a string at all: TypeError, as for every other argument of the wrong type."""
+    with pytest.raises(TypeError) as err:
+        call(value)
+    assert_names(err, fn, arg)
+    assert all(repr(c) in str(err.value) for c in choices)
 
 
 def _idx(i, t):

@@ -1,5 +1,7 @@
 """Verification metrics (facenet_ext.eval.verification) and evaluate_embeddings: against scikit-learn and
 SciPy on random data, against hand-computed tiny cases, and bad input."""
+import types
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,8 @@ from scipy.optimize import brentq
 from sklearn.metrics import roc_auc_score, roc_curve
 
 import facenet_ext.eval as fe
+from facenet_ext.eval import verification as ver
+from facenet_ext.eval.pairs import all_pairs, pair_sq_dist
 
 # Four pairs: same at 0.1 and 0.3, different at 0.2 and 0.4.
 DIST = np.array([0.1, 0.2, 0.3, 0.4])
@@ -32,7 +36,7 @@ def rng(fresh_seed):
 # hand-computed cases
 # ---------------------------------------------------------------------------------------------------
 def test_roc_hand_case():
-    r = fe.roc(DIST, SAME)
+    r = ver.roc(DIST, SAME)
     np.testing.assert_array_equal(r.thresholds, [-np.inf, 0.1, 0.2, 0.3, 0.4])
     np.testing.assert_array_equal(r.far, [0, 0, 0.5, 0.5, 1])
     np.testing.assert_array_equal(r.val, [0, 0.5, 0.5, 1, 1])
@@ -41,14 +45,14 @@ def test_roc_hand_case():
 
 @pytest.mark.parametrize("threshold, val, far", [(0.05, 0, 0), (0.1, 0.5, 0), (0.25, 0.5, 0.5), (0.3, 1, 0.5), (9, 1, 1)])
 def test_val_far_hand_case(threshold, val, far):
-    assert fe.val_far(DIST, SAME, threshold) == (val, far)
+    assert ver.val_far(DIST, SAME, threshold) == (val, far)
 
 
 def test_auc_and_eer_hand_case():
     # Of the 4 (same, different) combinations, the same pair is nearer in 3: 0.1<0.2, 0.1<0.4, 0.3<0.4.
-    assert fe.auc(DIST, SAME) == pytest.approx(0.75)
+    assert ver.auc(DIST, SAME) == pytest.approx(0.75)
     # At d in [0.2, 0.3): FAR = 1/2 and VAL = 1/2, so FRR = 1/2 = FAR.
-    assert fe.eer(DIST, SAME) == pytest.approx(0.5)
+    assert ver.eer(DIST, SAME) == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize(
@@ -61,13 +65,13 @@ def test_auc_and_eer_hand_case():
     ],
 )
 def test_val_at_far_hand_case(target, val, far, threshold):
-    point = fe.val_at_far(DIST, SAME, target)
+    point = ver.val_at_far(DIST, SAME, target)
     assert (point.val, point.far) == (val, far)
     assert point.threshold == pytest.approx(threshold)
 
 
 def test_val_at_far_below_the_nearest_pair_accepts_nothing():
-    point = fe.val_at_far([0.1, 0.2], [False, True], 0.0)
+    point = ver.val_at_far([0.1, 0.2], [False, True], 0.0)
     assert (point.val, point.far) == (0.0, 0.0)
     assert point.threshold < 0.1
 
@@ -76,7 +80,7 @@ def test_kfold_accuracy_hand_case():
     # Fold 0: same 0.1, different 0.5; fold 1: same 0.2, different 0.3. Trained on fold 1 the threshold
     # is 0.25 (halfway between its pairs) and gets fold 0 right; trained on fold 0 it is 0.3, which
     # accepts fold 1's different pair.
-    res = fe.kfold_accuracy([0.1, 0.5, 0.2, 0.3], [True, False, True, False], [0, 0, 1, 1])
+    res = ver.kfold_accuracy([0.1, 0.5, 0.2, 0.3], [True, False, True, False], [0, 0, 1, 1])
     np.testing.assert_allclose(res.thresholds, [0.25, 0.3])
     np.testing.assert_array_equal(res.per_fold, [1.0, 0.5])
     assert (res.mean, res.std) == (0.75, 0.25)
@@ -88,7 +92,7 @@ def test_kfold_accuracy_hand_case():
 @pytest.mark.parametrize("ties", [False, True], ids=["distinct", "ties"])
 def test_roc_matches_sklearn(rng, ties):
     dist, issame = random_pairs(rng, ties=ties)
-    r = fe.roc(dist, issame)
+    r = ver.roc(dist, issame)
     fpr, tpr, thr = roc_curve(issame, -dist, drop_intermediate=False)
     np.testing.assert_allclose(r.far, fpr)
     np.testing.assert_allclose(r.val, tpr)
@@ -96,9 +100,22 @@ def test_roc_matches_sklearn(rng, ties):
 
 
 @pytest.mark.parametrize("ties", [False, True], ids=["distinct", "ties"])
+def test_roc_counts_the_pairs_at_or_below_each_distinct_distance(rng, ties):
+    """Independently of scikit-learn: one vertex per distinct distance (tied pairs enter together), with
+    the numbers of same and different pairs at or below it."""
+    dist, issame = random_pairs(rng, n=300, ties=ties)
+    r = ver.roc(dist, issame)
+    u = np.unique(dist)
+    np.testing.assert_array_equal(r.thresholds, np.r_[-np.inf, u])
+    np.testing.assert_array_equal(r.ta, [0] + [np.sum(issame & (dist <= t)) for t in u])
+    np.testing.assert_array_equal(r.fa, [0] + [np.sum(~issame & (dist <= t)) for t in u])
+    assert (r.n_same, r.n_diff) == (issame.sum(), (~issame).sum())
+
+
+@pytest.mark.parametrize("ties", [False, True], ids=["distinct", "ties"])
 def test_auc_matches_sklearn_and_mann_whitney(rng, ties):
     dist, issame = random_pairs(rng, ties=ties)
-    got = fe.auc(dist, issame)
+    got = ver.auc(dist, issame)
     diff = dist[issame][:, None] - dist[~issame][None, :]
     mann_whitney = np.mean((diff < 0) + 0.5 * (diff == 0))
     assert got == pytest.approx(roc_auc_score(issame, -dist), abs=1e-12)
@@ -110,26 +127,49 @@ def test_eer_matches_root_finding(rng):
     dist, issame = random_pairs(rng)
     fpr, tpr, _ = roc_curve(issame, -dist)
     expected = brentq(lambda x: 1.0 - x - interp1d(fpr, tpr)(x), 0.0, 1.0)
-    assert fe.eer(dist, issame) == pytest.approx(expected, abs=1e-9)
+    assert ver.eer(dist, issame) == pytest.approx(expected, abs=1e-9)
 
 
 @pytest.mark.parametrize("target", [1e-3, 1e-2, 0.1, 0.37])
 def test_val_at_far_is_the_best_val_within_the_far_budget(rng, target):
     dist, issame = random_pairs(rng, n=3000, ties=True)
-    point = fe.val_at_far(dist, issame, target)
-    vf = np.array([fe.val_far(dist, issame, t) for t in np.unique(dist)])
+    point = ver.val_at_far(dist, issame, target)
+    vf = np.array([ver.val_far(dist, issame, t) for t in np.unique(dist)])
     allowed = vf[:, 1] <= target
     best_val, best_far = vf[allowed].max(axis=0) if allowed.any() else (0.0, 0.0)  # both rise with d
     assert (point.val, point.far) == (best_val, best_far)
     assert point.far <= target
-    assert (point.val, point.far) == fe.val_far(dist, issame, point.threshold)
+    assert (point.val, point.far) == ver.val_far(dist, issame, point.threshold)
+
+
+@pytest.mark.parametrize("n, ties", [(40, False), (400, False), (400, True)], ids=["few", "distinct", "ties"])
+@pytest.mark.parametrize("target", [0.0, 1e-3, 0.02, 0.1, 0.37, 1.0])
+def test_threshold_at_far_matches_a_float64_reference(rng, n, ties, target):
+    """Plain float64 NumPy, distance by distance: FAR counted at every distinct distance u; the largest
+    acceptance set within the budget is every pair nearer than the first u whose FAR exceeds the target, and
+    the threshold sits in that step where FAR, linear between the two vertices, reaches the target."""
+    dist, issame = random_pairs(rng, n=n, ties=ties)
+    t = ver.threshold_at_far(dist, issame, target)
+    u = np.unique(dist)
+    far = np.array([np.count_nonzero(~issame & (dist <= x)) for x in u]) / np.count_nonzero(~issame)
+    over = np.flatnonzero(far > target)
+    np.testing.assert_array_equal(dist <= t, dist < u[over[0]] if over.size else np.ones(n, bool))
+    if over.size == 0:  # everything accepted: the largest distance
+        assert t == u[-1]
+    elif over[0] == 0:  # nothing accepted: just below the smallest distance
+        assert t == np.nextafter(u[0], -np.inf)
+    else:
+        k = over[0] - 1
+        w = (target - far[k]) / (far[k + 1] - far[k])
+        assert t == pytest.approx(min(u[k] + w * (u[k + 1] - u[k]), np.nextafter(u[k + 1], -np.inf)), rel=1e-12)
+    assert ver.val_at_far(dist, issame, target).threshold == t
 
 
 def test_kfold_accuracy_chooses_the_best_training_threshold(rng):
     dist, issame = random_pairs(rng, n=300, ties=True)
     fold = rng.integers(0, 5, dist.size)
     fold[:10] = np.arange(10) % 5
-    res = fe.kfold_accuracy(dist, issame, fold)
+    res = ver.kfold_accuracy(dist, issame, fold)
     candidates = np.r_[dist.min() - 1, np.unique(dist)]
     for k, t in enumerate(res.thresholds):
         train = fold != k
@@ -144,19 +184,19 @@ def test_kfold_accuracy_separable_is_one_and_random_is_a_coin(rng):
     issame = np.arange(n) < n // 2
     fold = rng.permutation(np.arange(n) % 10)
     separable = np.where(issame, rng.uniform(0, 1, n), rng.uniform(1.5, 4, n))
-    assert fe.kfold_accuracy(separable, issame, fold)[:2] == (1.0, 0.0)
+    assert ver.kfold_accuracy(separable, issame, fold)[:2] == (1.0, 0.0)
     random = rng.uniform(0, 4, n)
-    assert 0.4 < fe.kfold_accuracy(random, issame, fold).mean < 0.6  # mean 0.49, std 0.017 over seeds
+    assert 0.4 < ver.kfold_accuracy(random, issame, fold).mean < 0.6  # mean 0.49, std 0.017 over seeds
 
 
 def test_val_at_far_kfold_uses_training_thresholds(rng):
     dist, issame = random_pairs(rng, n=2000)
     fold = np.arange(dist.size) % 4
-    val, far = fe.val_at_far_kfold(dist, issame, fold, 0.05)
+    val, far = ver.val_at_far_kfold(dist, issame, fold, 0.05)
     for k in range(4):
         train = fold != k
-        assert val.thresholds[k] == fe.val_at_far(dist[train], issame[train], 0.05).threshold
-        assert val.per_fold[k] == fe.val_far(dist[~train], issame[~train], val.thresholds[k])[0]
+        assert val.thresholds[k] == ver.val_at_far(dist[train], issame[train], 0.05).threshold
+        assert val.per_fold[k] == ver.val_far(dist[~train], issame[~train], val.thresholds[k])[0]
     assert 0.0 < far < 0.1
 
 
@@ -204,30 +244,30 @@ def test_evaluate_embeddings_with_given_pairs(rng):
     pairs = fe.IndexPairs(i, j, labels[i] == labels[j], np.array([0, 0, 0, 0, 1, 1, 1, 1]))
     m = fe.evaluate_embeddings(emb, labels, pairs=pairs)
     assert (m["num_pairs_same"], m["num_pairs_diff"]) == (4.0, 4.0)
-    dist = fe.pair_sq_dist(emb / np.linalg.norm(emb, axis=1, keepdims=True), i, j)
-    assert m["auc"] == pytest.approx(fe.auc(dist, pairs.issame))
-    assert m["accuracy_10fold"] == pytest.approx(fe.kfold_accuracy(dist, pairs.issame, pairs.fold).mean)
+    dist = pair_sq_dist(emb / np.linalg.norm(emb, axis=1, keepdims=True), i, j)
+    assert m["auc"] == pytest.approx(ver.auc(dist, pairs.issame))
+    assert m["accuracy_10fold"] == pytest.approx(ver.kfold_accuracy(dist, pairs.issame, pairs.fold).mean)
 
 
 def test_all_pairs_folds_are_stratified_and_seeded():
     labels = np.repeat(np.arange(10), 10)
-    p = fe.all_pairs(labels, n_folds=10, seed=1)
+    p = all_pairs(labels, n_folds=10, seed=1)
     assert len(p) == 4950 and np.all(p.idx1 < p.idx2)
     for f in range(10):
         assert (p.issame & (p.fold == f)).sum() == 45 and (~p.issame & (p.fold == f)).sum() == 450
-    assert np.array_equal(p.fold, fe.all_pairs(labels, n_folds=10, seed=1).fold)
-    assert not np.array_equal(p.fold, fe.all_pairs(labels, n_folds=10, seed=2).fold)
+    assert np.array_equal(p.fold, all_pairs(labels, n_folds=10, seed=1).fold)
+    assert not np.array_equal(p.fold, all_pairs(labels, n_folds=10, seed=2).fold)
 
 
 def test_pair_sq_dist_matches_row_differences(rng):
     emb = rng.normal(size=(50, 6))
     i, j = rng.integers(0, 50, 300), rng.integers(0, 50, 300)
     expected = np.sum((emb[i] - emb[j]) ** 2, axis=1)
-    np.testing.assert_allclose(fe.pair_sq_dist(emb, i, j, block=7), expected, atol=1e-12)
-    assert np.all(fe.pair_sq_dist(emb, i, i) == 0.0)  # exact zeros, not Gram-trick rounding noise
+    np.testing.assert_allclose(pair_sq_dist(emb, i, j, block=7), expected, atol=1e-12)
+    assert np.all(pair_sq_dist(emb, i, i) == 0.0)  # exact zeros, not Gram-trick rounding noise
     near = emb[i] + 1e-6 * rng.normal(size=(300, 6))
     both = np.r_[emb, near]
-    np.testing.assert_allclose(fe.pair_sq_dist(both, i, np.arange(50, 350)), np.sum((emb[i] - near) ** 2, axis=1),
+    np.testing.assert_allclose(pair_sq_dist(both, i, np.arange(50, 350)), np.sum((emb[i] - near) ** 2, axis=1),
                                rtol=1e-6)
 
 
@@ -242,7 +282,7 @@ def test_collapsed_embeddings_score_chance_exactly(rng):
 def test_roc_curve_points_match_sklearn(rng):
     emb, labels = blobs(rng, spread=1.0)
     far, val = fe.roc_curve_points(emb, labels)
-    p = fe.all_pairs(labels)
+    p = all_pairs(labels)
     e = emb / np.linalg.norm(emb, axis=1, keepdims=True)
     score = -np.sum((e[p.idx1] - e[p.idx2]) ** 2, axis=1)
     fpr, tpr, _ = roc_curve(p.issame, score, drop_intermediate=False)
@@ -250,8 +290,15 @@ def test_roc_curve_points_match_sklearn(rng):
     np.testing.assert_allclose(val, tpr)
 
 
+def test_the_package_exports_its_small_surface_and_submodules_only():
+    public = {name for name in dir(fe) if not name.startswith("_")}
+    modules = {name for name in public if isinstance(getattr(fe, name), types.ModuleType)}
+    assert public - modules == set(fe.__all__)
+    assert modules <= {"clustering", "identification", "lfw_pairs", "metrics", "pairs", "plots", "verification"}
+
+
 def test_plot_roc_writes_a_png(tmp_path):
-    path = fe.plot_roc({"a": (fe.roc(DIST, SAME).far, fe.roc(DIST, SAME).val), "b": ([0, 1], [0, 1])},
+    path = fe.plot_roc({"a": (ver.roc(DIST, SAME).far, ver.roc(DIST, SAME).val), "b": ([0, 1], [0, 1])},
                        tmp_path / "roc.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="curves is empty"):
@@ -278,7 +325,7 @@ BAD_PAIR_INPUTS = [
 @pytest.mark.parametrize("call", ["roc", "auc", "eer", "val_at_far"])
 def test_bad_pair_inputs(call, dist, issame, exc, msg):
     with pytest.raises(exc, match=f"{call}: {msg}"):
-        getattr(fe, call)(np.array(dist), issame)
+        getattr(ver, call)(np.array(dist), issame)
 
 
 @pytest.mark.parametrize("target, exc", [(-0.1, ValueError), (1.5, ValueError), (float("nan"), ValueError),
@@ -286,16 +333,16 @@ def test_bad_pair_inputs(call, dist, issame, exc, msg):
 def test_bad_far_target(target, exc):
     """Wrong type TypeError, wrong value ValueError (one rule for every scalar argument)."""
     with pytest.raises(exc, match="val_at_far: far_target must be a"):
-        fe.val_at_far(DIST, SAME, target)
+        ver.val_at_far(DIST, SAME, target)
 
 
 def test_bad_folds():
     with pytest.raises(ValueError, match="kfold_accuracy: fold has 1 fold"):
-        fe.kfold_accuracy(DIST, SAME, [0, 0, 0, 0])
+        ver.kfold_accuracy(DIST, SAME, [0, 0, 0, 0])
     with pytest.raises(ValueError, match="the pairs outside fold 0 are all same"):
-        fe.kfold_accuracy(DIST, SAME, [1, 0, 0, 0])
+        ver.kfold_accuracy(DIST, SAME, [1, 0, 0, 0])
     with pytest.raises(TypeError, match="fold must be integers"):
-        fe.kfold_accuracy(DIST, SAME, [0.0, 1.0, 0.0, 1.0])
+        ver.kfold_accuracy(DIST, SAME, [0.0, 1.0, 0.0, 1.0])
 
 
 BAD_EVAL_INPUTS = [
@@ -307,13 +354,30 @@ BAD_EVAL_INPUTS = [
     ("float labels", np.eye(6, 3) + 1, [0.0, 0, 1, 1, 2, 2], TypeError, "labels must be integers or strings"),
     ("one identity", np.eye(6, 3) + 1, [0] * 6, ValueError, "labels has 1 identities; need at least 2"),
     ("no same pair", np.eye(6, 3) + 1, [0, 1, 2, 3, 4, 5], ValueError, "no identity in labels has two items"),
+    ("one same pair", np.eye(6, 3) + 1, [0, 0, 1, 2, 3, 4], ValueError, "the pairs outside fold 0 are all different"),
 ]
 
 
 @pytest.mark.parametrize("emb, labels, exc, msg", [p[1:] for p in BAD_EVAL_INPUTS], ids=[p[0] for p in BAD_EVAL_INPUTS])
 def test_bad_evaluate_inputs(emb, labels, exc, msg):
-    with pytest.raises(exc, match=msg):
+    """Every error names evaluate_embeddings, never a function it calls."""
+    with pytest.raises(exc, match=f"^evaluate_embeddings: .*{msg}"):
         fe.evaluate_embeddings(emb, labels)
+
+
+@pytest.mark.parametrize("kwargs, exc, msg", [
+    ({"n_folds": 1}, ValueError, "n_folds must be an int >= 2"),
+    ({"cluster_threshold": -1.0}, ValueError, "cluster_threshold must be a finite number > 0"),
+    ({"cluster_threshold": "1"}, TypeError, "cluster_threshold must be a real number"),
+])
+def test_bad_evaluate_arguments(kwargs, exc, msg):
+    with pytest.raises(exc, match=f"^evaluate_embeddings: {msg}"):
+        fe.evaluate_embeddings(np.eye(6, 3) + 1, [0, 0, 1, 1, 2, 2], **kwargs)
+
+
+def test_roc_curve_points_errors_name_it():
+    with pytest.raises(ValueError, match="^roc_curve_points: no identity in labels has two items"):
+        fe.roc_curve_points(np.eye(3) + 1, [0, 1, 2])
 
 
 def test_bad_given_pairs():

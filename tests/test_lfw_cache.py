@@ -8,8 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
+from facenet_ext.image_folder import list_image_folder
 from facenet_ext.train import TrainConfig
-from facenet_ext.train.face_cache import JpegFaces, Preprocess, cache_key, list_faces, load_cached_faces
+from facenet_ext.train.face_cache import JpegFaces, Preprocess, cache_key, load_cached_faces
 from facenet_ext.train.lfw_data import all_faces
 from facenet_ext.train.loop import batch_loader, build_sampler
 
@@ -67,7 +68,7 @@ def test_batches_from_cache_and_from_jpeg_are_byte_identical(tree, tmp_path):
     cached = load_cached_faces(tree, prep, tmp_path / "cache", workers=2, progress=False)  # decoded by 2 workers
     cached = load_cached_faces(tree, prep, tmp_path / "cache", workers=0, progress=False)  # read back from disk
     assert not cached.rebuilt
-    jpeg = JpegFaces([f for _, f in list_faces(tree)], prep)
+    jpeg = JpegFaces([f for files in list_image_folder(tree).values() for f in files], prep)
     data = all_faces(cached)
     cfg = TrainConfig(data=str(tree), identities_per_batch=2, images_per_identity=2, singletons=1, seed=4)
     sampler = build_sampler(cfg, data.labels)

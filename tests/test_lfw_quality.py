@@ -73,13 +73,14 @@ def test_rank_auc_and_per_kind_auc_hand_case():
 
 def test_erc_against_a_hand_count():
     # person 0: A0, A1 (cos 0.6); person 1: B0, B1 (cos 0). Impostor cosines: A0-B0 0, A0-B1 -1, A1-B0 0.8,
-    # A1-B1 -0.6. far 0.25 of 4 impostors: one may pass, so the threshold is the second largest, 0
-    # (accept cos > 0): genuine A0-A1 accepted, B0-B1 rejected (FNMR 1/2); impostor A1-B0 accepted (1/4).
+    # A1-B1 -0.6. far 0.25 of 4 impostors: one may pass, so the accepted pairs are those more similar than the
+    # second largest, 0; the smallest accepted similarity, 0.6, is the threshold (accept cos >= 0.6): genuine
+    # A0-A1 accepted, B0-B1 rejected (FNMR 1/2); impostor A1-B0 accepted (1/4).
     emb = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [-1.0, 0.0]])
     labels = torch.tensor([0, 0, 1, 1])
     quality = torch.tensor([4.0, 3.0, 2.0, 1.0])  # B1 worst: rejecting 25% drops it and its pairs
     erc = error_versus_reject(emb, labels, quality, fractions=(0.0, 0.25), far=0.25)
-    assert float(erc["threshold"]) == pytest.approx(0.0)
+    assert float(erc["threshold"]) == pytest.approx(0.6)
     np.testing.assert_allclose(erc["fnmr"], [0.5, 0.0])
     np.testing.assert_allclose(erc["fmr"], [0.25, 0.5])  # left: A0-B0 (rejected), A1-B0 (accepted)
     assert fnmr_at(erc, 0.25) == 0.0

@@ -62,21 +62,24 @@ def test_aggregate_templates_half_precision():
 # error-versus-reject
 # ---------------------------------------------------------------------------------------------------
 def erc_by_pairs(emb, labels, quality, fractions, far):
-    """The ERC by looping over pairs: threshold = the smallest impostor similarity t with
-    #{impostors > t} <= far * #impostors, then per fraction drop the lowest-quality images."""
+    """The ERC by looping over pairs: accept the pairs of similarity >= t, where t is the smallest pair
+    similarity with #{impostors >= t} <= far * #impostors (the largest such acceptance set; t = inf when
+    even the most similar pair is one impostor too many), then per fraction drop the lowest-quality images."""
     e = F.normalize(emb.double(), dim=1)
+    sims = e @ e.T
     n = len(labels)
-    pairs = [(i, j, float(e[i] @ e[j]), bool(labels[i] == labels[j])) for i in range(n) for j in range(i + 1, n)]
-    impostor_sims = sorted(s for *_, s, g in pairs if not g)
-    t = next(s for s in impostor_sims if sum(x > s for x in impostor_sims) <= far * len(impostor_sims))
+    pairs = [(i, j, float(sims[i, j]), bool(labels[i] == labels[j])) for i in range(n) for j in range(i + 1, n)]
+    impostor_sims = [s for *_, s, g in pairs if not g]
+    t = next((s for s in sorted(s for *_, s, _ in pairs)
+              if sum(x >= s for x in impostor_sims) / len(impostor_sims) <= far), float("inf"))
     order = sorted(range(n), key=lambda i: (float(quality[i]), i))
     fnmr, fmr = [], []
     for r in fractions:
         kept = set(order[round(r * n):])
         rest = [(s, g) for i, j, s, g in pairs if i in kept and j in kept]
-        fnmr.append(sum(g and s <= t for s, g in rest) / sum(g for _, g in rest))
-        fmr.append(sum(not g and s > t for s, g in rest) / sum(not g for _, g in rest))
-    return t, fnmr, fmr
+        fnmr.append(sum(g and s < t for s, g in rest) / sum(g for _, g in rest))
+        fmr.append(sum(not g and s >= t for s, g in rest) / sum(not g for _, g in rest))
+    return t, [s for *_, s, _ in pairs], fnmr, fmr
 
 
 def noisy_verification_set(n_ids=12, per_id=6, dim=16, gen=None):
@@ -95,12 +98,26 @@ def test_erc_matches_pair_count(far):
     quality = torch.rand(len(labels)).round(decimals=1)  # ties: the lower index is rejected first
     fractions = (0.0, 0.1, 0.25, 0.5)
     got = error_versus_reject(emb, labels, quality, fractions, far=far)
-    t, fnmr, fmr = erc_by_pairs(emb, labels, quality, fractions, far)
-    np.testing.assert_allclose(got["threshold"], t)
+    t, sims, fnmr, fmr = erc_by_pairs(emb, labels, quality, fractions, far)
+    sims = np.array(sims)
+    np.testing.assert_array_equal(sims >= got["threshold"], sims >= t)  # the same pairs accepted
     np.testing.assert_allclose(got["fnmr"], fnmr)
     np.testing.assert_allclose(got["fmr"], fmr)
     assert got["fmr"][0] <= far
     assert got["kept"].tolist() == [30, 27, 22, 15]
+
+
+def test_erc_threshold_is_val_at_far_threshold():
+    """One definition of "the threshold at a FAR": the ERC's is verification's, on negated similarities."""
+    from facenet_ext.eval.verification import threshold_at_far
+
+    emb, labels, _ = noisy_verification_set(n_ids=8, per_id=5)
+    e = F.normalize(emb.double(), dim=1)
+    i, j = torch.triu_indices(len(labels), len(labels), offset=1)
+    sim, genuine = (e @ e.T)[i, j].numpy(), (labels[i] == labels[j]).numpy()
+    for far in (1e-3, 0.05, 0.3):
+        erc = error_versus_reject(emb, labels, torch.rand(len(labels)), far=far)
+        assert float(erc["threshold"]) == -threshold_at_far(-sim, genuine, far)
 
 
 def test_erc_falls_when_quality_flags_the_errors():

@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from facenet_ext.train.images import augment, load_digits_set, load_image_folder, natural_key, split_identities, standardize
+from facenet_ext.image_folder import natural_key
+from facenet_ext.train.images import augment, load_digits_set, load_image_folder, split_identities, standardize
 from facenet_ext.train.sampler import PKSampler
 
 

@@ -3,20 +3,20 @@ torch.profiler, the kernel launches and host syncs one call costs. Used by tools
 
     python tools/smoke_timing.py [--device cuda] [--reps 30] [--json out.json]
 
-Prints one line per op: median wall time per call over --reps calls after 5 warm-ups (CUDA events
-around each call on a GPU, so host overhead is included as a user sees it), launches and syncs per call.
+Prints one line per op: median wall time per call over --reps samples after 5 warm-ups
+(facenet_ext.bench.timing.median_time: on a GPU, CUDA events around blocks of back-to-back calls, so host
+overhead is included as a user sees it), launches and syncs per call.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
 import facenet_ext as fx
+from facenet_ext.bench.timing import median_time
 
 LAUNCH = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx", "cudaLaunchCooperativeKernel")
 # Runtime calls after which the host waits for the device. A D2H cudaMemcpyAsync into pageable memory
@@ -25,22 +25,8 @@ SYNC = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize"
 
 
 def median_us(fn, device: str, reps: int, warmup: int = 5) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        if device == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) * 1e3)
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e6)
-    return statistics.median(times)
+    t = median_time(fn, device, min_time_s=0, min_reps=reps, max_reps=reps, slow_reps=reps, warmup=warmup)
+    return t.median_s * 1e6
 
 
 def per_call_counts(fn, device: str, calls: int = 5) -> tuple[float, float]:

@@ -197,9 +197,15 @@ def check_capacity(fn: str, capacity: object) -> int | None:
     return check_int(fn, "capacity", capacity, low=0, allow_none=True)
 
 
-def check_choice(fn: str, name: str, value: object, choices: tuple[str, ...]) -> None:
+def check_choice(fn: str, name: str, value: object, choices: tuple[str, ...]) -> str:
+    """One of the strings ``choices``: TypeError for anything but a string (None included), ValueError for
+    a string not among them. The message names the function, the argument and the choices."""
+    expected = ", ".join(map(repr, choices))
+    if not isinstance(value, str):
+        raise TypeError(f"{fn}: {name} must be a string, one of {expected}; got {type(value).__name__}")
     if value not in choices:
-        raise ValueError(f"{fn}: unknown {name} {value!r}; expected one of {', '.join(map(repr, choices))}")
+        raise ValueError(f"{fn}: unknown {name} {value!r}; expected one of {expected}")
+    return value
 
 
 def check_triplet_indices(fn: str, mining, emb: Tensor, n_ref: int) -> tuple[Tensor, Tensor, Tensor]:

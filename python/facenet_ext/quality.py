@@ -75,9 +75,10 @@ def error_versus_reject(
     r"""The error-versus-reject curve (ERC) of a quality score on a verification set of images.
 
     All pairs i < j of the L2-normalised ``emb`` [N, D] are compared by cosine similarity; a pair is
-    genuine when ``labels`` agree. The threshold is fixed once, on the full set: the lowest similarity
-    :math:`t` such that the share of impostor pairs with similarity > t is at most ``far``
-    (accept = similarity > t). Then, for each rejected fraction r in ``fractions``, the round(r·N) images
+    genuine when ``labels`` agree. The threshold is fixed once, on the full set: VAL@FAR's
+    (:func:`facenet_ext.eval.verification.threshold_at_far`, with the negated similarity as the distance), so
+    the accepted pairs (similarity >= threshold) are the largest set, by similarity, whose share of the
+    impostor pairs is at most ``far``. Then, for each rejected fraction r in ``fractions``, the round(r·N) images
     of lowest ``quality`` [N] are dropped (ties: the lower index first) and the remaining pairs (both
     images kept, which is rejecting each pair by the lower of its two qualities) are scored at that
     threshold. A useful quality score makes ``fnmr`` fall as r grows.
@@ -85,7 +86,7 @@ def error_versus_reject(
     Returns a dict of NumPy arrays, one entry per fraction: ``fraction``, ``kept`` (images),
     ``fnmr`` (false non-match rate over the remaining genuine pairs; NaN when none remain), ``fmr``
     (false match rate over the remaining impostor pairs; NaN when none), ``error`` (1 - accuracy over all
-    remaining pairs); and the 0-d ``threshold`` and ``far``. Memory O(N²).
+    remaining pairs); and the 0-d ``threshold`` and ``far``. Memory O(N²). Needs scikit-learn.
     """
     fn = "error_versus_reject"
     emb = check_embeddings(fn, emb, "emb")
@@ -108,12 +109,10 @@ def error_versus_reject(
     if not genuine.any() or not impostor.any():
         raise ValueError(f"{fn}: labels must give at least one genuine and one impostor pair")
 
-    # Accept = sim > t with at most floor(far * n_impostor) impostors above t: t is the (k+1)-th largest
-    # impostor similarity (all impostors rejected when k = 0).
-    imp = np.sort(sim[impostor])[::-1]
-    k = int(np.floor(far * imp.size + 1e-9))
-    threshold = imp[min(k, imp.size - 1)]
-    accept = sim > threshold
+    from .eval.verification import threshold_at_far
+
+    threshold = -threshold_at_far(-sim, genuine, far)  # negation is exact: -sim <= t exactly when sim >= -t
+    accept = sim >= threshold
 
     rank = torch.empty(n, dtype=torch.int64)
     rank[torch.sort(quality.detach().cpu().double(), stable=True).indices] = torch.arange(n)
@@ -240,7 +239,7 @@ def template_verification(features: Tensor, labels: Tensor, generator: torch.Gen
     genuine when both belong to one person. For ``magnitude``-weighted and ``mean`` templates
     (:func:`aggregate_templates`), and for the ``single`` images of the same people (all their image
     pairs), the ROC ``auc`` and ``val_at_far_1e-2`` (TAR at FAR 1e-2), and the pair counts."""
-    from .eval import auc, val_at_far
+    from .eval.verification import auc, val_at_far
 
     rows, tids, person = split_templates(labels, generator, min_images)
     f = features[rows]

@@ -41,22 +41,28 @@ def cuda_peak_bytes(run: Callable[[], object], device: torch.device) -> int:
     return peak
 
 
-def _status_bytes(field: str) -> int:
+def proc_status_bytes(field: str) -> int:
+    """A memory line of this process's ``/proc/self/status`` in bytes: ``VmRSS`` (resident now) or ``VmHWM``
+    (its high-water mark since start or :func:`reset_peak_rss`). Linux only: OSError where it is missing."""
     with open("/proc/self/status") as f:
-        return int(re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M).group(1)) * 1024
+        found = re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M)
+    if found is None:
+        raise OSError(f"/proc/self/status has no {field} line")
+    return int(found.group(1)) * 1024
 
 
-def _reset_high_water() -> None:
+def reset_peak_rss() -> None:
+    """Reset ``VmHWM`` to the current resident set (Linux >= 4.0)."""
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
 
 
 def host_probe_supported() -> bool:
     try:
-        _reset_high_water()
-        _status_bytes("VmHWM")
+        reset_peak_rss()
+        proc_status_bytes("VmHWM")
         return True
-    except (OSError, AttributeError):
+    except OSError:
         return False
 
 
@@ -131,10 +137,10 @@ def _serve() -> None:
             run = method.make(*workload.make())
             gc.collect()
             libc.malloc_trim(0)
-            _reset_high_water()
-            base = _status_bytes("VmRSS")
+            reset_peak_rss()
+            base = proc_status_bytes("VmRSS")
             out = run()
-            reply = {"peak_bytes": _status_bytes("VmHWM") - base}
+            reply = {"peak_bytes": proc_status_bytes("VmHWM") - base}
             del out, run
         except Exception as e:  # reported, not fatal: the sweep goes on without this number
             reply = {"error": f"{type(e).__name__}: {e}"}

@@ -43,12 +43,9 @@ class PairScores(NamedTuple):
     f1: float
 
 
-def _check_linkage(fn: str, linkage: str) -> None:
-    check_choice(fn, "linkage", linkage, LINKAGES)
-
-
-def _check_threshold(fn: str, threshold: object) -> float:
-    return check_real(fn, "threshold", threshold, low=0, low_open=True, finite=True)
+def check_threshold(fn: str, threshold: object, name: str = "threshold") -> float:
+    """A Euclidean cut: a finite number > 0."""
+    return check_real(fn, name, threshold, low=0, low_open=True, finite=True)
 
 
 def _scores(tp: float, pred: float, true: float) -> PairScores:
@@ -70,9 +67,13 @@ def pairwise_scores(labels_true, labels_pred) -> PairScores:
 def cluster(emb, *, threshold: float = DEFAULT_CLUSTER_THRESHOLD, linkage: str = "average") -> np.ndarray:
     """Cluster ids (0..C-1) from agglomerative clustering of the L2-normalised embeddings, merging while
     the linkage distance is below ``threshold`` (Euclidean)."""
-    fn = "cluster"
-    _check_linkage(fn, linkage)
-    threshold = _check_threshold(fn, threshold)
+    return _cluster("cluster", emb, threshold, linkage)
+
+
+# The private twins of the public functions take the name of the public function the user called, for errors.
+def _cluster(fn: str, emb, threshold: float, linkage: str) -> np.ndarray:
+    check_choice(fn, "linkage", linkage, LINKAGES)
+    threshold = check_threshold(fn, threshold)
     e = _inputs.embeddings(fn, emb)
     if e.shape[0] == 1:
         return np.zeros(1, dtype=np.int64)
@@ -86,8 +87,11 @@ def cut_into(emb, n_clusters: int, *, linkage: str = "average") -> tuple[np.ndar
     they are all kept (a collapsed model, every distance 0, gives one cluster). The threshold lies halfway
     between the last merge kept and the first one undone, and ``cluster(emb, threshold=...)`` gives the
     same clusters."""
-    fn = "cut_into"
-    _check_linkage(fn, linkage)
+    return _cut_into("cut_into", emb, n_clusters, linkage)
+
+
+def _cut_into(fn: str, emb, n_clusters: int, linkage: str) -> tuple[np.ndarray, float]:
+    check_choice(fn, "linkage", linkage, LINKAGES)
     e = _inputs.embeddings(fn, emb)
     n = e.shape[0]
     n_clusters = check_int(fn, "n_clusters", n_clusters, low=1, high=n)
@@ -100,7 +104,7 @@ def cut_into(emb, n_clusters: int, *, linkage: str = "average") -> tuple[np.ndar
         kept += 1
     threshold = (lo + float(h[kept])) / 2 if kept < h.size else float(np.nextafter(lo, np.inf))
     threshold = max(threshold, float(np.nextafter(0.0, 1.0)))
-    return cluster(e, threshold=threshold, linkage=linkage), threshold
+    return _cluster(fn, e, threshold, linkage), threshold
 
 
 def clustering_scores(emb, labels, *, threshold: float | None = DEFAULT_CLUSTER_THRESHOLD,
@@ -117,11 +121,11 @@ def clustering_scores(emb, labels, *, threshold: float | None = DEFAULT_CLUSTER_
     codes = _inputs.labels(fn, labels, _inputs.embeddings(fn, emb).shape[0], min_classes=1)
     # The raw emb goes on: normalising twice could move distances by an ulp and so a cut.
     if n_clusters is not None:
-        pred, threshold = cut_into(emb, n_clusters, linkage=linkage)
+        pred, threshold = _cut_into(fn, emb, n_clusters, linkage)
     else:
         if threshold is None:
-            threshold = best_f1_threshold(emb, codes, linkage=linkage)[0]
-        pred = cluster(emb, threshold=threshold, linkage=linkage)
+            threshold = _best_f1_threshold(fn, emb, codes, linkage)[0]
+        pred = _cluster(fn, emb, threshold, linkage)
     p = pairwise_scores(codes, pred)
     return {"precision": p.precision, "recall": p.recall, "f1": p.f1,
             "nmi": float(normalized_mutual_info_score(codes, pred)),
@@ -135,8 +139,11 @@ def f1_sweep(emb, labels, *, linkage: str = "average") -> tuple[np.ndarray, np.n
     identity histograms (O(N · identities per cluster)), instead of re-clustering per threshold. Each
     threshold sits halfway between consecutive distinct merge heights (the first halfway from 0, the
     last just above the top merge), so ``cluster(emb, threshold=t)`` reproduces the cut."""
-    fn = "f1_sweep"
-    _check_linkage(fn, linkage)
+    return _f1_sweep("f1_sweep", emb, labels, linkage)
+
+
+def _f1_sweep(fn: str, emb, labels, linkage: str) -> tuple[np.ndarray, np.ndarray]:
+    check_choice(fn, "linkage", linkage, LINKAGES)
     e = _inputs.embeddings(fn, emb)
     codes = _inputs.labels(fn, labels, e.shape[0], min_classes=1)
     n = e.shape[0]
@@ -170,6 +177,10 @@ def f1_sweep(emb, labels, *, linkage: str = "average") -> tuple[np.ndarray, np.n
 def best_f1_threshold(emb, labels, *, linkage: str = "average") -> tuple[float, float]:
     """(threshold, F-score) of the cut with the highest pairwise F-score on these labels (the smallest
     such threshold). Optimistic: see :func:`clustering_scores`."""
-    t, f1 = f1_sweep(emb, labels, linkage=linkage)
+    return _best_f1_threshold("best_f1_threshold", emb, labels, linkage)
+
+
+def _best_f1_threshold(fn: str, emb, labels, linkage: str) -> tuple[float, float]:
+    t, f1 = _f1_sweep(fn, emb, labels, linkage)
     k = int(np.argmax(f1))
     return float(t[k]), float(f1[k])

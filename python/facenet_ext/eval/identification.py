@@ -72,6 +72,9 @@ def identification_accuracy(emb, labels, *, topk: Sequence[int] = (1, 5), n_gall
                             seed: int = 0) -> dict[int, float]:
     """Rank-k identification accuracy on one labelled set, split by :func:`gallery_probe_split`."""
     fn = "identification_accuracy"
+    # Checked here too, so that a bad value is reported as this function's argument.
+    _check_topk(fn, topk)
+    n_gallery = check_int(fn, "n_gallery", n_gallery, low=1)
     e = _inputs.embeddings(fn, emb)
     codes = _inputs.labels(fn, labels, e.shape[0])
     gallery, probe = gallery_probe_split(codes, n_gallery, seed)

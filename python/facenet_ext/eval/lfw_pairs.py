@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from .._checks import check_int
-from ..paths import IMAGE_SUFFIXES
 from .pairs import IndexPairs, check_n_folds, stratified_folds
 
 LFW_PATTERN = "{name}/{name}_{idx:04d}.jpg"
@@ -68,7 +67,7 @@ def _positive_int(path: str, lineno: int, what: str, token: str) -> int:
 def read_pairs(path: str | os.PathLike) -> Pairs:
     """Parse a View-1 or View-2 pairs file (format in the module doc). Malformed files raise ValueError
     with the file name and line number."""
-    where = str(path)
+    where = f"read_pairs: {path}"
     lines = Path(path).read_text().splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
@@ -138,18 +137,6 @@ def write_pairs(pairs: Pairs, path: str | os.PathLike) -> None:
 # ---------------------------------------------------------------------------------------------------
 # making pairs for any labelled set
 # ---------------------------------------------------------------------------------------------------
-def list_image_folder(root: str | os.PathLike, extensions: Sequence[str] = IMAGE_SUFFIXES) -> dict[str, list[Path]]:
-    """``{identity: [image paths]}`` of a tree ``root/<identity>/<image>``, both levels sorted by name, so
-    image number i of an identity is its i-th file (1-based) in that order."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"list_image_folder: {root} is not a folder")
-    exts = {e.lower() for e in extensions}
-    listing = {d.name: sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in exts)
-               for d in sorted(root.iterdir()) if d.is_dir()}
-    return {name: files for name, files in listing.items() if files}
-
-
 def _sample_distinct(rng, need: int, total: int, enumerate_all, draw) -> np.ndarray:
     """``need`` distinct item pairs [need, 2] (i < j), uniform among ``total``: enumerated and chosen when
     they are few, else drawn in batches (``draw(size)``) with duplicates rejected."""
@@ -170,10 +157,10 @@ def make_pairs(images: Sequence | Mapping[str, Sequence], *, n_folds: int = 10, 
     drawn uniformly (seeded).
 
     ``images``: one identity per image (image numbers 1, 2, ... in order of appearance per identity), or
-    a listing ``{identity: [images]}`` such as :func:`list_image_folder`'s. ``pairs_per_fold`` defaults to
-    LFW's 300, or fewer when the set has fewer than 300 x n_folds matched pairs. Unlike LFW's official
-    folds, identities are not kept apart across folds: with few identities they cannot be, and only a
-    threshold is learned on the training folds.
+    a listing ``{identity: [images]}`` such as :func:`facenet_ext.image_folder.list_image_folder`'s.
+    ``pairs_per_fold`` defaults to LFW's 300, or fewer when the set has fewer than 300 x n_folds matched
+    pairs. Unlike LFW's official folds, identities are not kept apart across folds: with few identities
+    they cannot be, and only a threshold is learned on the training folds.
     """
     fn = "make_pairs"
     n_folds = check_n_folds(fn, n_folds)
@@ -244,7 +231,7 @@ def make_pairs(images: Sequence | Mapping[str, Sequence], *, n_folds: int = 10, 
 def image_path(root: str | os.PathLike, name: str, idx: int, pattern: str = LFW_PATTERN) -> Path:
     """The file of image ``idx`` (1-based) of ``name``: ``root / pattern.format(name=name, idx=idx)``;
     LFW's naming by default. For a folder tree with other file names use ``listing[name][idx - 1]``
-    with :func:`list_image_folder`."""
+    with :func:`facenet_ext.image_folder.list_image_folder`."""
     return Path(root) / pattern.format(name=name, idx=idx)
 
 

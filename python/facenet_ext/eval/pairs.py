@@ -44,7 +44,11 @@ def check_n_folds(fn: str, n_folds: object) -> int:
 def all_pairs(labels, n_folds: int = 10, seed: int = 0) -> IndexPairs:
     """Every unordered pair (i < j) of the items, with ``n_folds`` folds from :func:`stratified_folds`
     (seeded). O(N²) pairs: meant for held-out sets of hundreds to a few thousand items."""
-    fn = "all_pairs"
+    return all_pairs_for("all_pairs", labels, n_folds, seed)
+
+
+def all_pairs_for(fn: str, labels, n_folds: int, seed: int) -> IndexPairs:
+    """:func:`all_pairs` for the public function ``fn``, which its errors name."""
     n_folds = check_n_folds(fn, n_folds)
     codes = _inputs.labels(fn, labels)
     i, j = np.triu_indices(codes.shape[0], k=1)

@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 from sklearn.metrics import auc as _trapezoid
+from sklearn.metrics import roc_curve
 
 from .._checks import check_real
 from . import _inputs
@@ -81,17 +82,21 @@ def _check(fn: str, dist: object, issame: object) -> tuple[np.ndarray, np.ndarra
 
 
 def _roc(d: np.ndarray, s: np.ndarray) -> Roc:
-    order = np.argsort(d, kind="stable")
-    d, s = d[order], s[order]
-    last = np.r_[d[1:] != d[:-1], True]  # the last pair of each run of equal distances
-    ta = np.cumsum(s)[last]
-    fa = np.cumsum(~s)[last]
-    return Roc(np.r_[-np.inf, d[last]], np.r_[0, ta], np.r_[0, fa], int(ta[-1]), int(fa[-1]))
+    # scikit-learn ranks by score, larger = more likely same: the negated distance. It keeps one vertex per
+    # distinct score (ties in one step) and prepends the accept-nothing vertex at score +inf.
+    fpr, tpr, score = roc_curve(s, -d, drop_intermediate=False)
+    n_same, n_diff = int(s.sum()), int(s.size - s.sum())
+    thresholds = -score
+    thresholds[0] = -np.inf
+    # The rates are counts / totals; the counts come back exactly (they are integers far below 2**53).
+    ta = np.rint(tpr * n_same).astype(np.int64)
+    fa = np.rint(fpr * n_diff).astype(np.int64)
+    return Roc(thresholds, ta, fa, n_same, n_diff)
 
 
 def roc(dist, issame) -> Roc:
-    """The exact ROC of pair distances (see :class:`Roc`); ``roc(...).far`` and ``.val`` equal
-    ``sklearn.metrics.roc_curve(issame, -dist, drop_intermediate=False)``'s ``fpr`` and ``tpr``."""
+    """The exact ROC of pair distances (see :class:`Roc`): ``sklearn.metrics.roc_curve(issame, -dist,
+    drop_intermediate=False)``, as distances and counts."""
     return _roc(*_check("roc", dist, issame))
 
 
@@ -128,8 +133,7 @@ def eer(dist, issame) -> float:
 
 
 def _threshold_at_far(r: Roc, far_target: float) -> float:
-    # As the standard LFW evaluation (davidsandberg/facenet `calculate_val`): invert FAR(d) by linear
-    # interpolation, between the two ROC vertices that bracket the target rather than on a 0.001 grid.
+    # The one definition of "the threshold at a target FAR" (see threshold_at_far).
     far = r.far
     k = int(np.searchsorted(far, far_target, side="right")) - 1  # last vertex with FAR <= target
     if k == len(far) - 1:
@@ -141,15 +145,30 @@ def _check_far_target(fn: str, far_target: float) -> None:
     check_real(fn, "far_target", far_target, low=0, high=1)
 
 
-def val_at_far(dist, issame, far_target: float = 1e-3) -> OperatingPoint:
-    """VAL at the threshold where FAR reaches ``far_target``, found on these pairs.
+def threshold_at_far(dist, issame, far_target: float = 1e-3) -> float:
+    """The distance threshold of VAL at FAR = ``far_target``: accepting the pairs with distance <= it gives
+    the largest acceptance set whose FAR does not exceed ``far_target`` (FaceNet's VAL@FAR on LFW).
 
-    The threshold inverts FAR(d) by linear interpolation between the two exact ROC vertices that bracket
-    the target, as the standard LFW evaluation does on a grid of thresholds. It never passes the next
-    distance, so the achieved FAR is the largest attainable FAR <= ``far_target`` and VAL is the
-    highest VAL at such a FAR: the ROC read as a step function (no interpolated VAL). With ``n_diff``
-    different pairs FAR moves in steps of ``1 / n_diff``; at 1e-3 it needs well over 1000 of them to
-    mean anything. Returns (val, far, threshold).
+    That set is fixed by ROC vertex k, the last with FAR <= ``far_target``: every pair nearer than the next
+    distinct distance. Inside that step the threshold sits where linear interpolation of FAR between
+    vertices k and k + 1 reaches the target, as the standard LFW evaluation (davidsandberg/facenet's
+    ``calculate_val``) places it on its 0.001 grid, but it never reaches the next distance; with no
+    vertex beyond k it is vertex k's distance, and with nothing accepted it lies just below the smallest
+    distance. The position inside the step changes nothing on these pairs, only on others (a held-out fold).
+    :func:`val_at_far`, :func:`val_at_far_kfold` and :func:`facenet_ext.quality.error_versus_reject` all
+    use this threshold."""
+    fn = "threshold_at_far"
+    _check_far_target(fn, far_target)
+    return _threshold_at_far(_roc(*_check(fn, dist, issame)), far_target)
+
+
+def val_at_far(dist, issame, far_target: float = 1e-3) -> OperatingPoint:
+    """VAL at the threshold where FAR reaches ``far_target``, found on these pairs (:func:`threshold_at_far`).
+
+    The achieved FAR is the largest attainable FAR <= ``far_target`` and VAL is the highest VAL at such a
+    FAR: the ROC read as a step function (no interpolated VAL). With ``n_diff`` different pairs FAR moves
+    in steps of ``1 / n_diff``; at 1e-3 it needs well over 1000 of them to mean anything. Returns (val,
+    far, threshold).
     """
     fn = "val_at_far"
     _check_far_target(fn, far_target)
@@ -184,16 +203,22 @@ def kfold_accuracy(dist, issame, fold) -> KFold:
     """Verification accuracy in the LFW protocol: for each fold k, the threshold of highest accuracy on
     the other folds (:func:`best_accuracy_threshold`, exact over all distances), and the accuracy
     (fraction of pairs classified correctly) on fold k. ``fold`` holds one fold id per pair."""
+    return kfold_accuracy_for("kfold_accuracy", dist, issame, fold)
+
+
+def kfold_accuracy_for(fn: str, dist, issame, fold) -> KFold:
+    """:func:`kfold_accuracy` for the public function ``fn``, which its errors name."""
     def accuracy(d, s, t):
         return np.mean((d <= t) == s)
 
-    return _kfold("kfold_accuracy", dist, issame, fold, best_accuracy_threshold, accuracy)[0]
+    return _kfold(fn, dist, issame, fold, best_accuracy_threshold, accuracy)[0]
 
 
 def val_at_far_kfold(dist, issame, fold, far_target: float = 1e-3) -> tuple[KFold, float]:
     """VAL at FAR = ``far_target`` the way davidsandberg/facenet's ``calculate_val`` reports it on LFW
-    (with exact thresholds instead of its 0.001 grid): for each fold, the threshold from
-    :func:`val_at_far`'s interpolation on the other folds, and VAL on the held-out fold. Returns (VAL's KFold, mean held-out FAR): the held-out FAR scatters around the target."""
+    (with exact thresholds instead of its 0.001 grid): for each fold, :func:`threshold_at_far` on the other
+    folds, and VAL on the held-out fold. Returns (VAL's KFold, mean held-out FAR): the held-out FAR scatters
+    around the target."""
     fn = "val_at_far_kfold"
     _check_far_target(fn, far_target)
     val, rows = _kfold(fn, dist, issame, fold, lambda r: _threshold_at_far(r, far_target), _val_far)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from .. import mining
+from .._checks import check_choice
 
 LOSSES = ("triplet", "arcface", "magface")
 MINING = tuple(mining.MINING)
@@ -67,14 +68,15 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _choice("loss", self.loss, LOSSES)
-        _choice("mining", self.mining, MINING)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("model", self.model, MODELS)
-        _choice("sampler", self.sampler, SAMPLERS)
-        _choice("schedule", self.schedule, SCHEDULES)
+        fn = "TrainConfig"
+        check_choice(fn, "loss", self.loss, LOSSES)
+        check_choice(fn, "mining", self.mining, MINING)
+        check_choice(fn, "optimizer", self.optimizer, OPTIMIZERS)
+        check_choice(fn, "model", self.model, MODELS)
+        check_choice(fn, "sampler", self.sampler, SAMPLERS)
+        check_choice(fn, "schedule", self.schedule, SCHEDULES)
         if self.protocol is not None:
-            _choice("protocol", self.protocol, PROTOCOLS)
+            check_choice(fn, "protocol", self.protocol, PROTOCOLS)
             if self.data is None:
                 raise ValueError(f"protocol {self.protocol} needs data (an LFW folder)")
         if (self.protocol == "view2") != (self.fold is not None):
@@ -123,8 +125,3 @@ class TrainConfig:
 
 # Settings that may change between a run and its resumption: they do not change what one step computes.
 RESUMABLE_CHANGES = ("epochs",)
-
-
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")

@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..paths import IMAGE_SUFFIXES, default_cache_dir
-from .images import MAX_PIXELS, _square, natural_key, report_unreadable
+from ..image_folder import list_image_folder_for
+from ..paths import default_cache_dir
+from .images import MAX_PIXELS, _square, report_unreadable
 
 CACHE_VERSION = 1
 
@@ -67,14 +68,6 @@ class Preprocess:
             im = im.resize((self.image_size, self.image_size), Image.Resampling.BILINEAR)
         a = np.asarray(im, dtype=np.uint8)
         return a[None] if a.ndim == 2 else np.ascontiguousarray(a.transpose(2, 0, 1))
-
-
-def list_faces(root: str | Path) -> list[tuple[str, Path]]:
-    """``(identity, file)`` of every image under ``root/<identity>/``, identities and files in natural order."""
-    root = Path(root)
-    folders = sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")), key=lambda d: natural_key(d.name))
-    return [(d.name, f) for d in folders for f in sorted(d.iterdir(), key=lambda f: natural_key(f.name))
-            if f.suffix.lower() in IMAGE_SUFFIXES]
 
 
 class JpegFaces(torch.utils.data.Dataset):
@@ -137,11 +130,8 @@ def load_cached_faces(root: str | Path, prep: Preprocess, cache_dir: str | Path 
     """Every image under ``root/<identity>/`` preprocessed by ``prep``, from the cache when it is
     current, else decoded (``workers`` processes) and written to it. See the module doc."""
     root = Path(root).expanduser().resolve()
-    if not root.is_dir():
-        raise FileNotFoundError(f"data folder {str(root)!r} does not exist or is not a folder")
-    files = list_faces(root)
-    if not files:
-        raise ValueError(f"data folder {str(root)!r} holds no images: expected ROOT/<identity>/<image>")
+    listing = list_image_folder_for("load_cached_faces", root)
+    files = [(identity, f) for identity, paths in listing.items() for f in paths]
     cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
     if cache_dir.resolve().is_relative_to(root):

@@ -8,7 +8,6 @@ and counted, never a crash halfway through an epoch.
 """
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..paths import IMAGE_SUFFIXES
+from ..image_folder import list_image_folder_for, natural_key
 
 MAX_PIXELS = 50_000_000  # a decompression bomb guard; real face crops are far below it
 
@@ -53,12 +52,6 @@ class ImageSet:
         return ImageSet(self.images[keep], old_to_new[self.labels[keep]], list(names), [self.paths[i] for i in rows])
 
 
-def natural_key(name: str) -> list:
-    """Sort key in which s2 < s10 (ORL's folders are s1..s40)."""
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
-
-
-
 def report_unreadable(root, n_files: int, skipped: list, n_kept: int) -> None:
     """Warn once about the files that could not be decoded (the first 20 named); fail if none could."""
     if skipped:
@@ -68,25 +61,18 @@ def report_unreadable(root, n_files: int, skipped: list, n_kept: int) -> None:
     if not n_kept:
         raise ValueError(f"data folder {str(root)!r}: none of its {n_files} image files could be read")
 
+
 def load_image_folder(root: str | Path, image_size: int = 64, channels: int | None = None) -> ImageSet:
-    """Every image under ``root/<identity>/``; identity folders in natural order. ``channels`` 1 or 3;
-    ``None`` picks 1 if every image is grayscale, else 3."""
+    """Every image under ``root/<identity>/``, as :func:`facenet_ext.image_folder.list_image_folder` lists
+    them (natural order). ``channels`` 1 or 3; ``None`` picks 1 if every image is grayscale, else 3."""
     from PIL import Image
 
     root = Path(root).expanduser()
-    if not root.exists():
-        raise FileNotFoundError(f"data folder {str(root)!r} does not exist")
-    if not root.is_dir():
-        raise NotADirectoryError(f"data folder {str(root)!r} is not a folder")
+    listing = list_image_folder_for("load_image_folder", root)
     _check_size("image_size", image_size)
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be 1, 3 or None (auto), got {channels!r}")
-    folders = sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")), key=lambda d: natural_key(d.name))
-    files = [(d.name, f) for d in folders for f in sorted(d.iterdir(), key=lambda f: natural_key(f.name)) if f.suffix.lower() in IMAGE_SUFFIXES]
-    if not files:
-        raise ValueError(
-            f"data folder {str(root)!r} holds no images: expected ROOT/<identity>/<image> with suffixes {', '.join(IMAGE_SUFFIXES)}"
-        )
+    files = [(identity, f) for identity, paths in listing.items() for f in paths]
 
     decoded, skipped = [], []
     for identity, path in files:
