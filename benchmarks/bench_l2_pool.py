@@ -9,9 +9,11 @@ L2 cache flushed in between; forward time is also set against its memory-bandwid
 bytes written) / the device-to-device copy bandwidth measured in the same run. The memory each
 forward+backward allocates besides its input and grad_out is listed too (CUDA: peak; CPU: sum).
 """
+
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -114,7 +116,7 @@ def main() -> None:
             row = [name, impl, f"{fwd:.3f}", f"{fb:.3f}"]
             ours_fwd, ours_fb = results["fx.l2_pool2d"]
             row += [f"{fwd / ours_fwd:.2f}x", f"{fb / ours_fb:.2f}x"]
-            row += [f"{allocated_mb(lambda a, b: forward_backward(fn, a, b), xg, g):.1f}"]
+            row += [f"{allocated_mb(partial(forward_backward, fn), xg, g):.1f}"]
             if device.type == "cuda":
                 floor_ms = moved / bandwidth * 1e3
                 row += [f"{fwd / floor_ms:.2f} (floor {floor_ms:.3f} ms)" if impl == "fx.l2_pool2d" else ""]

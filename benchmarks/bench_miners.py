@@ -6,6 +6,7 @@ mining, with time and peak memory. Prints a markdown table of medians and ratios
 
 Same machinery as ``python -m facenet_ext bench`` (methods, timing, memory probe, budgets, agreement).
 """
+
 from __future__ import annotations
 
 import os
@@ -53,7 +54,9 @@ def _row(rec: dict, ours: dict | None) -> str:
 
 def main() -> int:
     torch.set_num_threads(THREADS)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()}", file=sys.stderr)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()}", file=sys.stderr
+    )
     for key in {k for keys in GROUPS.values() for k in keys} & set(agreement.CHECKS):
         a = agreement.check(key)
         print(f"agreement {key}: {a.verdict}: {a.detail}", file=sys.stderr)

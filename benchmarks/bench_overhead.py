@@ -7,6 +7,7 @@ events each call records. The rows of the "one native call per op" targets in BE
 Timing: facenet_ext.bench.timing.median_time (medians over 0.2 s of calls, with --threads threads), the
 methods of one batch size interleaved over several rounds so that a load change hits all of them alike.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,7 +65,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()}", file=sys.stderr)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()}", file=sys.stderr
+    )
     print("| B | method | median | / torch.cdist | profiler events |")
     print("|---:|---|---:|---:|---:|")
     for batch in (int(b) for b in args.batches.split(",")):

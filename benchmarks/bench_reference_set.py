@@ -19,6 +19,7 @@ memory the method needed at its worst. Linux only.
     python benchmarks/bench_reference_set.py             # 10k, 100k, 1M (1M takes minutes on 2 cores)
     python benchmarks/bench_reference_set.py --quick     # B = 300 against 2k and 10k: seconds
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,7 +80,9 @@ def run_one(method: str, batch: int, n_ref: int, repeats: int) -> dict:
     fx.semi_hard_triplets(emb[:50], labels[:50])  # thread pools and the library loaded before the baseline
     fn = {
         "fx.semihard": lambda: fx.semi_hard_triplets(emb, labels, ref_emb=bank, ref_labels=bank_labels),
-        "fx.semihard.chunk": lambda: fx.semi_hard_triplets(emb, labels, ref_emb=bank, ref_labels=bank_labels, chunk_size=CHUNK),
+        "fx.semihard.chunk": lambda: fx.semi_hard_triplets(
+            emb, labels, ref_emb=bank, ref_labels=bank_labels, chunk_size=CHUNK
+        ),
         "fx.batch_hard": lambda: fx.batch_hard_triplets(emb, labels, ref_emb=bank, ref_labels=bank_labels),
         "naive.batch_hard": lambda: naive_batch_hard(emb, labels, bank, bank_labels),
         "naive.semihard": lambda: naive_semihard(emb, labels, bank, bank_labels),
@@ -93,11 +96,19 @@ def run_one(method: str, batch: int, n_ref: int, repeats: int) -> dict:
     agree = None
     if out is not None:  # small sizes: share of triplets equal to ours (cdist and our GEMM round near-ties apart)
         ours = (fx.semi_hard_triplets if "semihard" in method else fx.batch_hard_triplets)(
-            emb, labels, ref_emb=bank, ref_labels=bank_labels)
+            emb, labels, ref_emb=bank, ref_labels=bank_labels
+        )
         theirs, ours = sorted(zip(*(t.tolist() for t in out))), list(zip(*(t.tolist() for t in ours)))
         agree = sum(x == y for x, y in zip(theirs, ours)) / max(len(ours), 1) if len(theirs) == len(ours) else 0.0
-    return {"method": method, "batch": batch, "n_ref": n_ref, "median_s": t.median_s,
-            "times_s": t.samples, "peak_extra_bytes": proc_status_bytes("VmHWM") - base, "agrees_with_fx": agree}
+    return {
+        "method": method,
+        "batch": batch,
+        "n_ref": n_ref,
+        "median_s": t.median_s,
+        "times_s": t.samples,
+        "peak_extra_bytes": proc_status_bytes("VmHWM") - base,
+        "agrees_with_fx": agree,
+    }
 
 
 def main() -> int:
@@ -117,15 +128,28 @@ def main() -> int:
         print(json.dumps(run_one(method, batch, n_ref, 3 if n_ref <= 100_000 else 1)))
         return 0
     batch = args.batch or (300 if args.quick else 1800)
-    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([2000, 10_000] if args.quick else [10_000, 100_000, 1_000_000])
-    print(f"torch {torch.__version__}, {args.threads} threads, B = {batch}, D = 128, fp32, {IDENTITIES} identities "
-          f"in the bank; load average {os.getloadavg()}", file=sys.stderr)
+    sizes = (
+        [int(s) for s in args.sizes.split(",")]
+        if args.sizes
+        else ([2000, 10_000] if args.quick else [10_000, 100_000, 1_000_000])
+    )
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, B = {batch}, D = 128, fp32, {IDENTITIES} identities "
+        f"in the bank; load average {os.getloadavg()}",
+        file=sys.stderr,
+    )
     records = []
     print("| N | method | time | peak extra memory | same triplets as fx |\n|---|---|---|---|---|")
     for n_ref in sizes:
         for method in args.methods.split(","):
-            if method.startswith("naive") and batch * n_ref * (25 if "semihard" in method else 5) > args.naive_limit_gb * 2**30:
-                print(f"| {n_ref:,} | {method} | skipped: B x N working set over {args.naive_limit_gb} GB | | |", flush=True)
+            if (
+                method.startswith("naive")
+                and batch * n_ref * (25 if "semihard" in method else 5) > args.naive_limit_gb * 2**30
+            ):
+                print(
+                    f"| {n_ref:,} | {method} | skipped: B x N working set over {args.naive_limit_gb} GB | | |",
+                    flush=True,
+                )
                 continue
             cmd = [sys.executable, __file__, "--threads", str(args.threads), "--child", method, str(batch), str(n_ref)]
             res = subprocess.run(cmd, capture_output=True, text=True)
@@ -135,7 +159,11 @@ def main() -> int:
             r = json.loads(res.stdout.strip().splitlines()[-1])
             records.append(r)
             agree = "" if r["agrees_with_fx"] is None else f"{100 * r['agrees_with_fx']:.2f}%"
-            print(f"| {n_ref:,} | {method} | {r['median_s']:.3f} s | {r['peak_extra_bytes'] / 2**20:,.0f} MiB | {agree} |", flush=True)
+            print(
+                f"| {n_ref:,} | {method} | {r['median_s']:.3f} s | {r['peak_extra_bytes'] / 2**20:,.0f} MiB | "
+                f"{agree} |",
+                flush=True,
+            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(records, f, indent=1)

@@ -12,6 +12,7 @@ The last two select the same triplets and average the same terms. The timed regi
 (forward, mining, loss, backward, optimiser); the loss alone is timed too, on the same embeddings.
 Prints a markdown table; medians over --steps steps after one warm-up step.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,9 @@ def loss_functions(margin: float) -> dict:
     miner, loss = pml_semihard_miner(margin), pml_triplet_loss(margin)
     return {
         "fx semihard": lambda e, y: fx.triplet_loss(e, y, margin, mining="semihard"),
-        "fx all_semihard": lambda e, y: fx.triplet_loss(e, y, margin, mining="all_semihard", squared=False, reduction="mean_active"),
+        "fx all_semihard": lambda e, y: fx.triplet_loss(
+            e, y, margin, mining="all_semihard", squared=False, reduction="mean_active"
+        ),
         "PML all_semihard": lambda e, y: loss(e, y, miner(e, y)),
     }
 
@@ -59,7 +62,12 @@ def time_steps(name, loss_fn, data, sampler, args) -> dict:
             loss_s.append(t2 - t1)
             images.append(idx.numel())
     step = statistics.median(step_s)
-    return {"name": name, "step_ms": 1e3 * step, "loss_fwd_ms": 1e3 * statistics.median(loss_s), "images_per_s": statistics.median(images) / step}
+    return {
+        "name": name,
+        "step_ms": 1e3 * step,
+        "loss_fwd_ms": 1e3 * statistics.median(loss_s),
+        "images_per_s": statistics.median(images) / step,
+    }
 
 
 def main() -> None:
@@ -79,12 +87,18 @@ def main() -> None:
     sampler = PKSampler(data.labels, args.P, args.K)
     rows = [time_steps(name, fn, data, sampler, args) for name, fn in loss_functions(args.margin).items()]
     base = next(r for r in rows if r["name"] == "PML all_semihard")
-    print(f"batch {sampler.batch_size} ({sampler.p} x {sampler.k}), {args.image_size}x{args.image_size}, NN2 width {args.width} depth {args.depth}, "
-          f"{args.threads} threads, median of {args.steps} steps, torch {torch.__version__}")
+    print(
+        f"batch {sampler.batch_size} ({sampler.p} x {sampler.k}), {args.image_size}x{args.image_size}, NN2 width "
+        f"{args.width} depth {args.depth}, "
+        f"{args.threads} threads, median of {args.steps} steps, torch {torch.__version__}"
+    )
     print("| loss | step (ms) | loss forward (ms) | images/s | step speed-up vs PML |")
     print("|---|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['name']} | {r['step_ms']:.1f} | {r['loss_fwd_ms']:.2f} | {r['images_per_s']:.0f} | {base['step_ms'] / r['step_ms']:.2f}x |")
+        print(
+            f"| {r['name']} | {r['step_ms']:.1f} | {r['loss_fwd_ms']:.2f} | {r['images_per_s']:.0f} | "
+            f"{base['step_ms'] / r['step_ms']:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ also reported on a degraded copy of the training identities' images (seen people
 when several runs share a loss, a mean ± std row per loss. Writes results.json,
 results.md and erc.png to --out.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,6 +34,7 @@ from facenet_ext.train.embed import embed_features
 from facenet_ext.train.images import load_image_folder, split_identities
 from facenet_ext.train.loop import build_model
 
+
 def fnmr_by_fraction(erc: dict) -> dict[float, float]:
     """The ERC's FNMR keyed by the rejected fraction, rounded so 0.3 finds 0.30000000000000004."""
     return dict(zip(np.round(erc["fraction"], 2), erc["fnmr"]))
@@ -47,7 +49,9 @@ def main() -> None:
     p.add_argument("runs", nargs="+", help="run folders (each with checkpoint.pt)")
     p.add_argument("--fraction", type=float, default=0.3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--far", type=float, default=1e-2, help="the ERC's verification threshold is fixed at this FAR on the full set")
+    p.add_argument(
+        "--far", type=float, default=1e-2, help="the ERC's verification threshold is fixed at this FAR on the full set"
+    )
     p.add_argument("--out", default="exp-quality")
     args = p.parse_args()
     out = Path(args.out)
@@ -71,7 +75,9 @@ def main() -> None:
         seen_q = embed_features(model, seen_bad).norm(dim=1)
         erc = error_versus_reject(bad_f, held.labels, quality, far=args.far)
         # the control: rejecting at random leaves the FNMR flat in expectation; 20 draws show its spread
-        random_fnmr_30 = random_rejection(bad_f, held.labels, 20, args.seed, fractions=(0.3,), far=args.far)["fnmr"][:, 0].tolist()
+        random_fnmr_30 = random_rejection(bad_f, held.labels, 20, args.seed, fractions=(0.3,), far=args.far)["fnmr"][
+            :, 0
+        ].tolist()
         name = f"{cfg.loss} ({Path(run).name})"
         curves[name] = erc
         results[name] = {
@@ -82,42 +88,58 @@ def main() -> None:
             "quality_clean_median": float(quality[kind == -1].median()),
             "quality_median_by_kind": {k: float(quality[kind == i].median()) for i, k in enumerate(DEGRADATIONS)},
             "auc_quality_flags_clean": rank_auc(quality.numpy(), ~is_bad),
-            "auc_quality_flags_clean_by_kind": {k: v for k, v in quality_auc_by_kind(quality.numpy(), kind.numpy(), DEGRADATIONS).items()
-                                                if k != "all"},
+            "auc_quality_flags_clean_by_kind": {
+                k: v for k, v in quality_auc_by_kind(quality.numpy(), kind.numpy(), DEGRADATIONS).items() if k != "all"
+            },
             "auc_quality_flags_clean_seen_identities": rank_auc(seen_q.numpy(), (seen_kind == -1).numpy()),
             "seen_quality_clean_median": float(seen_q[seen_kind == -1].median()),
-            "seen_quality_median_by_kind": {k: float(seen_q[seen_kind == i].median()) for i, k in enumerate(DEGRADATIONS)},
+            "seen_quality_median_by_kind": {
+                k: float(seen_q[seen_kind == i].median()) for i, k in enumerate(DEGRADATIONS)
+            },
             "erc": {k: np.asarray(v).tolist() for k, v in erc.items()},
             "fnmr_30_random_rejection": random_fnmr_30,
         }
     plot_erc(curves, out / "erc.png")
-    (out / "results.json").write_text(json.dumps({"fraction": args.fraction, "seed": args.seed, "results": results}, indent=2))
+    (out / "results.json").write_text(
+        json.dumps({"fraction": args.fraction, "seed": args.seed, "results": results}, indent=2)
+    )
     lines = [
-        f"Held-out s31-s40; degraded copy: {args.fraction:.0%} of the images (blur / noise / occlusion, seed {args.seed}).",
+        f"Held-out s31-s40; degraded copy: {args.fraction:.0%} of the images (blur / noise / occlusion, seed "
+        f"{args.seed}).",
         "",
         "| model | clean 10-fold acc | clean VAL@1e-3 | clean AUC | median quality clean / blur / noise / occlusion "
         "| AUC(quality: clean > degraded) all / blur / noise / occlusion "
-        f"| FNMR at FAR {args.far:g}, reject 0% | 10% | 20% | 30% | 30%, random rejection (mean of 20) | training identities: AUC(quality) all |",
+        f"| FNMR at FAR {args.far:g}, reject 0% | 10% | 20% | 30% | 30%, random rejection (mean of 20) | training "
+        "identities: AUC(quality) all |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in results.items():
         fnmr = fnmr_by_fraction(r["erc"])
         lines.append(
-            f"| {name} | {r['clean']['accuracy_10fold']:.3f} | {r['clean']['val_at_far_1e-3']:.3f} | {r['clean']['auc']:.3f} "
-            f"| {r['quality_clean_median']:.1f} / " + " / ".join(f"{r['quality_median_by_kind'][k]:.1f}" for k in DEGRADATIONS)
-            + f" | {r['auc_quality_flags_clean']:.2f} / " + " / ".join(f"{r['auc_quality_flags_clean_by_kind'][k]:.2f}" for k in DEGRADATIONS)
+            f"| {name} | {r['clean']['accuracy_10fold']:.3f} | {r['clean']['val_at_far_1e-3']:.3f} | "
+            f"{r['clean']['auc']:.3f} "
+            f"| {r['quality_clean_median']:.1f} / "
+            + " / ".join(f"{r['quality_median_by_kind'][k]:.1f}" for k in DEGRADATIONS)
+            + f" | {r['auc_quality_flags_clean']:.2f} / "
+            + " / ".join(f"{r['auc_quality_flags_clean_by_kind'][k]:.2f}" for k in DEGRADATIONS)
             + " "
-            f"| {fnmr[0.0]:.3f} | {fnmr[0.1]:.3f} | {fnmr[0.2]:.3f} | {fnmr[0.3]:.3f} | {np.mean(r['fnmr_30_random_rejection']):.3f} "
+            f"| {fnmr[0.0]:.3f} | {fnmr[0.1]:.3f} | {fnmr[0.2]:.3f} | {fnmr[0.3]:.3f} | "
+            f"{np.mean(r['fnmr_30_random_rejection']):.3f} "
             f"| {r['auc_quality_flags_clean_seen_identities']:.2f} |"
         )
     by_loss: dict[str, list[dict]] = {}
     for r in results.values():
         by_loss.setdefault(r["loss"], []).append(r)
     if any(len(rs) > 1 for rs in by_loss.values()):
-        lines += ["", "Mean ± std over the runs of each loss:", "",
-                  "| loss | runs | AUC(quality) held-out | AUC(quality) training identities | FNMR reject 0% | FNMR reject 30% "
-                  "| FNMR reject 30% at random |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "Mean ± std over the runs of each loss:",
+            "",
+            "| loss | runs | AUC(quality) held-out | AUC(quality) training identities | FNMR reject 0% | FNMR "
+            "reject 30% "
+            "| FNMR reject 30% at random |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
         for loss, rs in by_loss.items():
             fnmrs = [fnmr_by_fraction(r["erc"]) for r in rs]
             lines.append(

@@ -7,11 +7,13 @@ Prints a markdown table (device name included) and writes DIR/gpu_bench.json. Al
 ceilings METHOD.md asks for: device-to-device copy bandwidth and the time to write a B x B fp32 matrix
 once, so each distance time can be read against its floor.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -30,7 +32,7 @@ def cuda_time(fn, reps: int = 50, warmup: int = 5) -> float:
 def batch(B: int, D: int = 128, per_id: int = 40, seed: int = 0):
     g = torch.Generator(device="cuda").manual_seed(seed)
     emb = torch.nn.functional.normalize(torch.randn(B, D, device="cuda", generator=g), dim=1)
-    labels = (torch.arange(B, device="cuda") // per_id)
+    labels = torch.arange(B, device="cuda") // per_id
     return emb, labels
 
 
@@ -50,7 +52,7 @@ def main() -> None:
     # Ceilings.
     big = torch.empty(2**28, device="cuda")  # 1 GiB
     dst = torch.empty_like(big)
-    ms = cuda_time(lambda: dst.copy_(big), reps=20)
+    ms = cuda_time(partial(dst.copy_, big), reps=20)
     bw = 2 * big.numel() * 4 / (ms / 1e3) / 1e12
     record("ceiling: d2d copy 1 GiB", 0, ms, TBps=round(bw, 2))
     del big, dst
@@ -59,39 +61,50 @@ def main() -> None:
     for B in sizes:
         emb, labels = batch(B)
         out = torch.empty(B, B, device="cuda")
-        write_ms = cuda_time(lambda: out.fill_(1.0))
+        write_ms = cuda_time(partial(out.fill_, 1.0))
         record("floor: write B x B fp32 once (fill_)", B, write_ms)
         del out
-        record("torch.mm(x, x.T) (cuBLAS fp32)", B, cuda_time(lambda: torch.mm(emb, emb.T)))
-        record("torch.cdist(x, x)", B, cuda_time(lambda: torch.cdist(emb, emb)))
-        pd_ms = cuda_time(lambda: fx.pairwise_sq_dist(emb))
+        record("torch.mm(x, x.T) (cuBLAS fp32)", B, cuda_time(partial(torch.mm, emb, emb.T)))
+        record("torch.cdist(x, x)", B, cuda_time(partial(torch.cdist, emb, emb)))
+        pd_ms = cuda_time(partial(fx.pairwise_sq_dist, emb))
         record("fx.pairwise_sq_dist", B, pd_ms, vs_write=round(pd_ms / write_ms, 2))
         d = fx.pairwise_sq_dist(emb)
-        record("semihard mining only (from D)", B,
-               cuda_time(lambda: ops.semihard_from_sq_dist(d, labels, labels, True, None, True, False)))
-        record("fx.semi_hard_triplets (incl. distances)", B, cuda_time(lambda: fx.semi_hard_triplets(emb, labels)),
-               triplets=int(fx.semi_hard_triplets(emb, labels)[0].numel()))
-        record("fx.batch_hard_triplets (incl. distances)", B, cuda_time(lambda: fx.batch_hard_triplets(emb, labels)))
+        record(
+            "semihard mining only (from D)",
+            B,
+            cuda_time(partial(ops.semihard_from_sq_dist, d, labels, labels, True, None, True, False)),
+        )
+        record(
+            "fx.semi_hard_triplets (incl. distances)",
+            B,
+            cuda_time(partial(fx.semi_hard_triplets, emb, labels)),
+            triplets=int(fx.semi_hard_triplets(emb, labels)[0].numel()),
+        )
+        record("fx.batch_hard_triplets (incl. distances)", B, cuda_time(partial(fx.batch_hard_triplets, emb, labels)))
         if B <= 8192:
             e = emb.clone().requires_grad_()
 
-            def fwd_bwd():
+            def fwd_bwd(e=e, labels=labels):
                 fx.triplet_loss(e, labels, 0.2).backward()
 
             record("fx.triplet_loss fwd+bwd (semihard)", B, cuda_time(fwd_bwd))
         if B <= 1800:
             n = fx.all_semi_hard_triplets(emb, labels)[0].numel()
-            record("fx.all_semi_hard_triplets", B, cuda_time(lambda: fx.all_semi_hard_triplets(emb, labels), reps=10),
-                   triplets=int(n))
+            record(
+                "fx.all_semi_hard_triplets",
+                B,
+                cuda_time(partial(fx.all_semi_hard_triplets, emb, labels), reps=10),
+                triplets=int(n),
+            )
             try:
                 from pytorch_metric_learning import losses, miners
 
                 miner = miners.TripletMarginMiner(margin=0.2, type_of_triplets="semihard")
                 loss_fn = losses.TripletMarginLoss(margin=0.2)
-                record("PML TripletMarginMiner(semihard)", B, cuda_time(lambda: miner(emb, labels), reps=5, warmup=1))
+                record("PML TripletMarginMiner(semihard)", B, cuda_time(partial(miner, emb, labels), reps=5, warmup=1))
                 e2 = emb.clone().requires_grad_()
 
-                def pml_fwd_bwd():
+                def pml_fwd_bwd(loss_fn=loss_fn, miner=miner, e2=e2, labels=labels):
                     loss_fn(e2, labels, miner(e2, labels)).backward()
 
                 record("PML semihard miner + TripletMarginLoss fwd+bwd", B, cuda_time(pml_fwd_bwd, reps=5, warmup=1))
@@ -103,8 +116,9 @@ def main() -> None:
     # Where the time goes at FaceNet's batch size: kernel times vs host overhead.
     emb, labels = batch(1800)
     e = emb.clone().requires_grad_()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
-                                            torch.profiler.ProfilerActivity.CUDA]) as prof:
+    with torch.profiler.profile(
+        activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+    ) as prof:
         for _ in range(10):
             fx.triplet_loss(e, labels, 0.2).backward()
         torch.cuda.synchronize()
@@ -112,8 +126,13 @@ def main() -> None:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "profile_triplet_loss_1800.txt").write_text(table)
 
-    payload = {"device": dev, "torch": torch.__version__, "build_info": fx.build_info(), "rows": rows,
-               "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+    payload = {
+        "device": dev,
+        "torch": torch.__version__,
+        "build_info": fx.build_info(),
+        "rows": rows,
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     (Path(args.out) / "gpu_bench.json").write_text(json.dumps(payload, indent=2, default=str))
     print(f"\n### {dev}, torch {torch.__version__}\n\n| op | B | time (us) | extra |\n|---|---:|---:|---|")
     for r in rows:

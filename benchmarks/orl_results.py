@@ -8,6 +8,7 @@ network and budget (NN2 width 0.25 depth 2, 64x64 grayscale, P x K = 15 x 8, --e
 trained network. Then, with the seed-0 runs: the cross-dataset evaluation on dlib's faces, and the
 degraded-copy quality experiment (benchmarks/exp_orl_quality.py). Writes OUT/summary.md and every run folder.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,27 +44,59 @@ def main() -> None:
     runs: dict[str, list[dict]] = {loss: [] for loss in LOSSES}
     for loss in LOSSES:
         for seed in seeds:
-            cfg = TrainConfig(data=str(data / "orl_faces"), epochs=args.epochs, augment=True, optimizer="adam", lr=1e-3, loss=loss, seed=seed)
+            cfg = TrainConfig(
+                data=str(data / "orl_faces"),
+                epochs=args.epochs,
+                augment=True,
+                optimizer="adam",
+                lr=1e-3,
+                loss=loss,
+                seed=seed,
+            )
             result = train(cfg, out / f"{loss}-seed{seed}", overwrite=True, progress=False)
             runs[loss].append(result.metrics)
-            print(f"{loss} seed {seed}: " + ", ".join(f"{k} {result.metrics['after'][k]:.3f}" for k in KEYS[:3]), flush=True)
+            print(
+                f"{loss} seed {seed}: " + ", ".join(f"{k} {result.metrics['after'][k]:.3f}" for k in KEYS[:3]),
+                flush=True,
+            )
 
-    lines = [f"ORL held-out s31-s40 (100 images, 450 same / 4500 different pairs); seeds {seeds}; mean ± std over seeds.", ""]
+    lines = [
+        f"ORL held-out s31-s40 (100 images, 450 same / 4500 different pairs); seeds {seeds}; mean ± std over seeds.",
+        "",
+    ]
     lines.append("| embedding | " + " | ".join(KEYS) + " |")
     lines.append("|---|" + "---:|" * len(KEYS))
     first = runs["triplet"][0]
     lines.append("| raw pixels (L2-normalised) | " + " | ".join(f"{first['raw_pixels'][k]:.3f}" for k in KEYS) + " |")
     for loss in LOSSES:
-        lines.append(f"| {loss}, untrained | " + " | ".join(_mean_std([m["before"][k] for m in runs[loss]]) for k in KEYS) + " |")
-        lines.append(f"| {loss}, trained | " + " | ".join(_mean_std([m["after"][k] for m in runs[loss]]) for k in KEYS) + " |")
-    speeds = {loss: statistics.mean(statistics.mean(m["history"]["epoch_images_per_s"]) for m in runs[loss]) for loss in LOSSES}
-    lines += ["", "Training throughput (mean images/s over epochs and seeds): " + ", ".join(f"{k} {v:.0f}" for k, v in speeds.items())]
+        lines.append(
+            f"| {loss}, untrained | " + " | ".join(_mean_std([m["before"][k] for m in runs[loss]]) for k in KEYS) + " |"
+        )
+        lines.append(
+            f"| {loss}, trained | " + " | ".join(_mean_std([m["after"][k] for m in runs[loss]]) for k in KEYS) + " |"
+        )
+    speeds = {
+        loss: statistics.mean(statistics.mean(m["history"]["epoch_images_per_s"]) for m in runs[loss])
+        for loss in LOSSES
+    }
+    lines += [
+        "",
+        "Training throughput (mean images/s over epochs and seeds): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in speeds.items()),
+    ]
 
-    lines += ["", f"Cross-dataset: the ORL-trained models (seed {seeds[0]}) on dlib_johns (5 people x 11 in-the-wild RGB photos, "
-              "converted to grayscale), all pairs.", "", "| embedding | " + " | ".join(KEYS) + " |", "|---|" + "---:|" * len(KEYS)]
+    lines += [
+        "",
+        f"Cross-dataset: the ORL-trained models (seed {seeds[0]}) on dlib_johns (5 people x 11 in-the-wild RGB photos, "
+        "converted to grayscale), all pairs.",
+        "",
+        "| embedding | " + " | ".join(KEYS) + " |",
+        "|---|" + "---:|" * len(KEYS),
+    ]
     for i, loss in enumerate(LOSSES):
-        report = evaluate_checkpoint(out / f"{loss}-seed{seeds[0]}" / "checkpoint.pt", str(data / "dlib_johns"),
-                                     out=out / f"dlib-{loss}")["report"]["metrics"]
+        report = evaluate_checkpoint(
+            out / f"{loss}-seed{seeds[0]}" / "checkpoint.pt", str(data / "dlib_johns"), out=out / f"dlib-{loss}"
+        )["report"]["metrics"]
         if i == 0:
             lines.append("| raw pixels | " + " | ".join(f"{report['raw pixels'][k]:.3f}" for k in KEYS) + " |")
         lines.append(f"| {loss}, trained on ORL | " + " | ".join(f"{report['model'][k]:.3f}" for k in KEYS) + " |")
@@ -71,7 +104,12 @@ def main() -> None:
     quality_runs = [str(out / f"{loss}-seed{seeds[0]}") for loss in LOSSES]
     script = Path(__file__).with_name("exp_orl_quality.py")
     subprocess.run([sys.executable, str(script), *quality_runs, "--out", str(out / "quality")], check=True)
-    lines += ["", "Quality (feature norm) on a degraded copy of the held-out set:", "", (out / "quality" / "results.md").read_text()]
+    lines += [
+        "",
+        "Quality (feature norm) on a degraded copy of the held-out set:",
+        "",
+        (out / "quality" / "results.md").read_text(),
+    ]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     (out / "runs.json").write_text(json.dumps(runs, indent=1))
     print("\n".join(lines))

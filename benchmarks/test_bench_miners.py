@@ -5,6 +5,7 @@
 Not part of the default test run (pyproject's testpaths is ["tests"]). CPU, 2 threads, B = 1800,
 K = 40, D = 128; the slow baselines run a fixed few rounds.
 """
+
 import pytest
 import torch
 

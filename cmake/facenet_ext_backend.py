@@ -10,6 +10,7 @@ inside CMake's output. Building an sdist needs no torch and is not checked.
 
 Nothing here imports scikit-build-core until a hook runs, so the check needs only the standard library.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -44,10 +45,14 @@ def torch_problem(site_dirs: list[str] | None = None) -> str | None:
         return None
     hidden = installed_torch_version(site_dirs)
     if hidden is not None:
-        return (f"facenet_ext: pip's build isolation hides the installed torch {hidden}, and the extension "
-                f"must compile against the torch it will run with: run `{_INSTALL}`")
-    return ("facenet_ext: building needs torch and none is installed: install torch first "
-            f"(https://pytorch.org/get-started/locally/), then run `{_INSTALL}`")
+        return (
+            f"facenet_ext: pip's build isolation hides the installed torch {hidden}, and the extension "
+            f"must compile against the torch it will run with: run `{_INSTALL}`"
+        )
+    return (
+        "facenet_ext: building needs torch and none is installed: install torch first "
+        f"(https://pytorch.org/get-started/locally/), then run `{_INSTALL}`"
+    )
 
 
 def _require_torch() -> None:

@@ -4,6 +4,7 @@ We ask Python instead of calling find_package(Torch): TorchConfig.cmake drags in
 detection (NVTX, nvrtc hashes, kineto) that breaks across wheel/toolkit combinations, while all we
 need is the include path, the library folder, the C++ ABI flag and whether torch was built with CUDA.
 """
+
 import os
 
 import torch

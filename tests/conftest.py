@@ -37,5 +37,5 @@ def shared_data():
 
     path = shared_data_dir(Path(__file__).resolve().parents[1])
     if path is None:
-        pytest.skip("real-face data not found: set FACENET_EXT_DATA or place it in ../shared/data")
+        pytest.skip("real-face data not found: set FACENET_EXT_DATA or put a shared/data folder beside the checkout")
     return path

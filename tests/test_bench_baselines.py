@@ -1,5 +1,6 @@
 """The benchmark's baselines compute what we say they compute (checked against our ops on small
 batches), and the ``bench`` command's arguments and outputs. Correctness only: nothing here is timed."""
+
 import json
 
 import pytest
@@ -80,8 +81,19 @@ def test_cli_quick_writes_the_three_files(tmp_path, capsys):
 def test_demo_runs_the_quick_benchmark(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # the demo's default folders are relative: nothing may land outside --out
     out = tmp_path / "demo"
-    args = ["demo", "--batch", "12", "--dim", "4", "--per-id", "3", "--methods", "fx.semihard,sort_searchsorted",
-            "--out", str(out)]
+    args = [
+        "demo",
+        "--batch",
+        "12",
+        "--dim",
+        "4",
+        "--per-id",
+        "3",
+        "--methods",
+        "fx.semihard,sort_searchsorted",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     assert json.loads((out / "bench" / "results.json").read_text())["config"]["quick"] is True
     assert json.loads((out / "train" / "metrics.json").read_text())["config"]["model"] == "small"  # train --quick

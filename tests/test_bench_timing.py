@@ -1,5 +1,6 @@
 """bench.timing.median_time, the benchmarks' one timer: how many calls it makes and what it returns (never
 how long anything takes)."""
+
 import itertools
 
 import pytest

@@ -2,6 +2,7 @@
 (read from TrainConfig for the trainer's options), the presets read as options rather than Python dicts,
 ``train`` names the image files its loader reads, ``eval`` the files it writes, ``demo`` and ``lfw-view2``
 offer only the options they use; and ``--help`` loads nothing beyond the package (torch and ``_C``)."""
+
 import argparse
 import subprocess
 import sys
@@ -70,7 +71,7 @@ def test_train_help_names_every_image_suffix(capsys):
 def test_eval_help_names_every_file_eval_writes(capsys):
     assert all(name in options("eval")["out"].help for name in OUTPUT_FILES)
     text = help_text("eval", capsys)
-    written = text[text.index("Files written into --out:"):]
+    written = text[text.index("Files written into --out:") :]
     assert all(f"{name}:" in written for name in OUTPUT_FILES)
 
 

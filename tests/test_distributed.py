@@ -137,12 +137,15 @@ def test_without_process_group_matches_the_reference(fresh_seed, mining, margin,
     torch.testing.assert_close(grad.double(), grad64, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("kwargs, error", [
-    ({"reduction": "none"}, ValueError),  # per-triplet losses have no global form
-    ({"chunk_size": 0}, ValueError),
-    ({"chunk_size": -1}, ValueError),
-    ({"chunk_size": 2.5}, TypeError),
-])
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({"reduction": "none"}, ValueError),  # per-triplet losses have no global form
+        ({"chunk_size": 0}, ValueError),
+        ({"chunk_size": -1}, ValueError),
+        ({"chunk_size": 2.5}, TypeError),
+    ],
+)
 def test_bad_arguments_name_the_function_called(kwargs, error):
     """Checked before any collective (so also inside a process group), with the name the user called."""
     emb = torch.nn.functional.normalize(torch.randn(6, 3), dim=1)

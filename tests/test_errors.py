@@ -153,8 +153,11 @@ def test_unknown_choice(call, fn, arg, choices):
 
 
 @pytest.mark.parametrize("value", [None, 3, b"mean"], ids=["None", "int", "bytes"])
-@pytest.mark.parametrize("call, fn, arg, choices", [c for c in CHOICE_CALLS if c[2] != "mining"],
-                         ids=[f"{c[1]}-{c[2]}" for c in CHOICE_CALLS if c[2] != "mining"])
+@pytest.mark.parametrize(
+    "call, fn, arg, choices",
+    [c for c in CHOICE_CALLS if c[2] != "mining"],
+    ids=[f"{c[1]}-{c[2]}" for c in CHOICE_CALLS if c[2] != "mining"],
+)
 def test_choice_of_another_type(call, fn, arg, choices, value):
     """Not a string at all: TypeError, as for every other argument of the wrong type."""
     with pytest.raises(TypeError) as err:

@@ -1,5 +1,6 @@
 """Clustering and identification metrics (facenet_ext.eval.clustering, .identification): hand cases,
 brute force and scikit-learn references, threshold semantics, and bad input."""
+
 import itertools
 
 import numpy as np
@@ -180,14 +181,26 @@ def test_gallery_probe_split():
         (lambda: cluster(np.ones((3, 2)), threshold=np.inf), ValueError, "threshold must be a finite number"),
         (lambda: pairwise_scores([0, 1], [0, 1, 2]), ValueError, "labels_pred has length 3 but there are 2"),
         (lambda: clustering_scores(np.ones((3, 2)), [0, 1]), ValueError, "labels has length 2 but there are 3"),
-        (lambda: rank_accuracy(np.ones((1, 2)), [0], np.ones((1, 3)), [0]), ValueError,
-         "gallery_emb has width 3 but probe_emb has 2"),
-        (lambda: rank_accuracy(np.ones((1, 2)), [5], np.ones((1, 2)), [0]), ValueError,
-         "1 probe identities have no gallery image"),
-        (lambda: rank_accuracy(np.ones((1, 2)), [0], np.ones((2, 2)), [0]), ValueError,
-         r"gallery_labels must be 1-D with one label per row \(2\)"),
-        (lambda: rank_accuracy(np.ones((1, 2)), [0], np.ones((1, 2)), [0], topk=(0,)), ValueError,
-         r"topk\[0\] must be an int >= 1, got 0"),
+        (
+            lambda: rank_accuracy(np.ones((1, 2)), [0], np.ones((1, 3)), [0]),
+            ValueError,
+            "gallery_emb has width 3 but probe_emb has 2",
+        ),
+        (
+            lambda: rank_accuracy(np.ones((1, 2)), [5], np.ones((1, 2)), [0]),
+            ValueError,
+            "1 probe identities have no gallery image",
+        ),
+        (
+            lambda: rank_accuracy(np.ones((1, 2)), [0], np.ones((2, 2)), [0]),
+            ValueError,
+            r"gallery_labels must be 1-D with one label per row \(2\)",
+        ),
+        (
+            lambda: rank_accuracy(np.ones((1, 2)), [0], np.ones((1, 2)), [0], topk=(0,)),
+            ValueError,
+            r"topk\[0\] must be an int >= 1, got 0",
+        ),
         (lambda: identification_accuracy(np.ones((3, 2)), [0, 1, 2]), ValueError, "no identity has more than"),
         (lambda: gallery_probe_split([0, 1], n_gallery=0), ValueError, "n_gallery must be an int >= 1"),
     ],

@@ -1,5 +1,6 @@
 """LFW pair lists (facenet_ext.eval.lfw_pairs): the real protocol files, write -> read round trips,
 generated pairs for any labelled set, and malformed files."""
+
 import numpy as np
 import pytest
 
@@ -99,8 +100,9 @@ def test_make_pairs_draws_uniformly():
     # Identity 0 has 4 images (6 matched pairs), identity 1 has 2 (1 pair): over many seeds each of
     # the 7 matched pairs is drawn about equally often, so the large identity gets ~6/7 of them.
     labels = [0, 0, 0, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9]
-    counts = sum(int((fe.make_pairs(labels, n_folds=2, pairs_per_fold=1, seed=s).name1[[0, 2]] == "0").sum())
-                 for s in range(300))
+    counts = sum(
+        int((fe.make_pairs(labels, n_folds=2, pairs_per_fold=1, seed=s).name1[[0, 2]] == "0").sum()) for s in range(300)
+    )
     assert 0.78 < counts / 600 < 0.93  # 6/7 = 0.857, binomial std 0.014
 
 

@@ -1,5 +1,6 @@
 """Verification metrics (facenet_ext.eval.verification) and evaluate_embeddings: against scikit-learn and
 SciPy on random data, against hand-computed tiny cases, and bad input."""
+
 import types
 
 import numpy as np
@@ -43,7 +44,9 @@ def test_roc_hand_case():
     assert (r.n_same, r.n_diff) == (2, 2)
 
 
-@pytest.mark.parametrize("threshold, val, far", [(0.05, 0, 0), (0.1, 0.5, 0), (0.25, 0.5, 0.5), (0.3, 1, 0.5), (9, 1, 1)])
+@pytest.mark.parametrize(
+    "threshold, val, far", [(0.05, 0, 0), (0.1, 0.5, 0), (0.25, 0.5, 0.5), (0.3, 1, 0.5), (9, 1, 1)]
+)
 def test_val_far_hand_case(threshold, val, far):
     assert ver.val_far(DIST, SAME, threshold) == (val, far)
 
@@ -215,7 +218,15 @@ def test_evaluate_embeddings_keys_and_separable_scores(rng):
     assert tuple(m) == fe.METRIC_KEYS
     assert all(type(v) is float for v in m.values())
     assert (m["num_pairs_same"], m["num_pairs_diff"]) == (450.0, 4500.0)
-    for key in ("val_at_far_1e-3", "val_at_far_1e-2", "accuracy_10fold", "auc", "knn_top1", "cluster_f1", "cluster_nmi"):
+    for key in (
+        "val_at_far_1e-3",
+        "val_at_far_1e-2",
+        "accuracy_10fold",
+        "auc",
+        "knn_top1",
+        "cluster_f1",
+        "cluster_nmi",
+    ):
         assert m[key] == pytest.approx(1.0), key
     assert m["eer"] == 0.0 and m["accuracy_10fold_std"] == 0.0
 
@@ -267,8 +278,9 @@ def test_pair_sq_dist_matches_row_differences(rng):
     assert np.all(pair_sq_dist(emb, i, i) == 0.0)  # exact zeros, not Gram-trick rounding noise
     near = emb[i] + 1e-6 * rng.normal(size=(300, 6))
     both = np.r_[emb, near]
-    np.testing.assert_allclose(pair_sq_dist(both, i, np.arange(50, 350)), np.sum((emb[i] - near) ** 2, axis=1),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        pair_sq_dist(both, i, np.arange(50, 350)), np.sum((emb[i] - near) ** 2, axis=1), rtol=1e-6
+    )
 
 
 def test_collapsed_embeddings_score_chance_exactly(rng):
@@ -298,8 +310,9 @@ def test_the_package_exports_its_small_surface_and_submodules_only():
 
 
 def test_plot_roc_writes_a_png(tmp_path):
-    path = fe.plot_roc({"a": (ver.roc(DIST, SAME).far, ver.roc(DIST, SAME).val), "b": ([0, 1], [0, 1])},
-                       tmp_path / "roc.png")
+    path = fe.plot_roc(
+        {"a": (ver.roc(DIST, SAME).far, ver.roc(DIST, SAME).val), "b": ([0, 1], [0, 1])}, tmp_path / "roc.png"
+    )
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="curves is empty"):
         fe.plot_roc({}, tmp_path / "empty.png")
@@ -321,15 +334,26 @@ BAD_PAIR_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("dist, issame, exc, msg", [p[1:] for p in BAD_PAIR_INPUTS], ids=[p[0] for p in BAD_PAIR_INPUTS])
+@pytest.mark.parametrize(
+    "dist, issame, exc, msg", [p[1:] for p in BAD_PAIR_INPUTS], ids=[p[0] for p in BAD_PAIR_INPUTS]
+)
 @pytest.mark.parametrize("call", ["roc", "auc", "eer", "val_at_far"])
 def test_bad_pair_inputs(call, dist, issame, exc, msg):
     with pytest.raises(exc, match=f"{call}: {msg}"):
         getattr(ver, call)(np.array(dist), issame)
 
 
-@pytest.mark.parametrize("target, exc", [(-0.1, ValueError), (1.5, ValueError), (float("nan"), ValueError),
-                                         ("0.1", TypeError), (None, TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    "target, exc",
+    [
+        (-0.1, ValueError),
+        (1.5, ValueError),
+        (float("nan"), ValueError),
+        ("0.1", TypeError),
+        (None, TypeError),
+        (True, TypeError),
+    ],
+)
 def test_bad_far_target(target, exc):
     """Wrong type TypeError, wrong value ValueError (one rule for every scalar argument)."""
     with pytest.raises(exc, match="val_at_far: far_target must be a"):
@@ -365,11 +389,14 @@ def test_bad_evaluate_inputs(emb, labels, exc, msg):
         fe.evaluate_embeddings(emb, labels)
 
 
-@pytest.mark.parametrize("kwargs, exc, msg", [
-    ({"n_folds": 1}, ValueError, "n_folds must be an int >= 2"),
-    ({"cluster_threshold": -1.0}, ValueError, "cluster_threshold must be a finite number > 0"),
-    ({"cluster_threshold": "1"}, TypeError, "cluster_threshold must be a real number"),
-])
+@pytest.mark.parametrize(
+    "kwargs, exc, msg",
+    [
+        ({"n_folds": 1}, ValueError, "n_folds must be an int >= 2"),
+        ({"cluster_threshold": -1.0}, ValueError, "cluster_threshold must be a finite number > 0"),
+        ({"cluster_threshold": "1"}, TypeError, "cluster_threshold must be a real number"),
+    ],
+)
 def test_bad_evaluate_arguments(kwargs, exc, msg):
     with pytest.raises(exc, match=f"^evaluate_embeddings: {msg}"):
         fe.evaluate_embeddings(np.eye(6, 3) + 1, [0, 0, 1, 1, 2, 2], **kwargs)

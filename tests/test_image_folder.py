@@ -1,6 +1,7 @@
 """The one image-folder lister (facenet_ext.image_folder): natural order, hidden and non-image entries
 skipped, the same files in the same order for the trainer's loader, the decoded-image cache and the
 pair-list tools, and errors that say which layout is expected."""
+
 import numpy as np
 import pytest
 from PIL import Image

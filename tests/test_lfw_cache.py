@@ -1,6 +1,7 @@
 """The decoded-face cache: built once, reused while current, rebuilt when the files, crop or size change,
 never written inside the data folder; batches from the cache are byte-identical to batches decoded from
 the JPEGs; corrupt JPEGs are skipped and counted."""
+
 import os
 
 import numpy as np
@@ -47,7 +48,9 @@ def test_stale_cache_is_rebuilt(tree, tmp_path):
     prep = Preprocess(image_size=16, channels=1, crop_box=40)
     before = load_cached_faces(tree, prep, cache, workers=0, progress=False)
     # another crop or size: another cache entry, built from the JPEGs
-    other = load_cached_faces(tree, Preprocess(image_size=16, channels=1, crop_box=50), cache, workers=0, progress=False)
+    other = load_cached_faces(
+        tree, Preprocess(image_size=16, channels=1, crop_box=50), cache, workers=0, progress=False
+    )
     assert other.rebuilt and other.cache_file != before.cache_file and not np.array_equal(other.images, before.images)
     assert cache_key(tree, Preprocess(20, 1, 40)) != cache_key(tree, prep) != cache_key(tree, Preprocess(16, 3, 40))
     # a changed image file: the same entry, rebuilt, with the new pixels

@@ -1,6 +1,7 @@
 """`train --protocol view1` and `lfw-view2` smoke runs on a few real LFW people (a miniature LFW folder of
 symlinks with its own protocol files), View 2's per-fold resumption, eval of a View 1 checkpoint, and
 the demo's LFW line."""
+
 import json
 import signal
 
@@ -12,8 +13,29 @@ from facenet_ext.train.demo_lfw import format_line, latest_view1_run
 from facenet_ext.train.lfw_protocol import read_people
 from facenet_ext.train.sampler import PKSampler
 
-TINY = ["--width", "0.125", "--depth", "1", "--crop-box", "110", "--image-size", "20", "--input-size", "16",
-        "-P", "4", "-K", "2", "--epochs", "1", "--steps-per-epoch", "2", "--no-progress", "--threads", "1"]
+TINY = [
+    "--width",
+    "0.125",
+    "--depth",
+    "1",
+    "--crop-box",
+    "110",
+    "--image-size",
+    "20",
+    "--input-size",
+    "16",
+    "-P",
+    "4",
+    "-K",
+    "2",
+    "--epochs",
+    "1",
+    "--steps-per-epoch",
+    "2",
+    "--no-progress",
+    "--threads",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +65,9 @@ def mini_lfw(shared_data, tmp_path_factory):
     (root / "people.txt").write_text("\n".join(people) + "\n")
     (root / "pairs.txt").write_text("10\t6\n" + "\n".join(line for p in pairs for line in p) + "\n")
     dev_train = [(n, c) for s in sets[1:] for n, c in s]
-    (root / "peopleDevTrain.txt").write_text(f"{len(dev_train)}\n" + "\n".join(f"{n}\t{c}" for n, c in dev_train) + "\n")
+    (root / "peopleDevTrain.txt").write_text(
+        f"{len(dev_train)}\n" + "\n".join(f"{n}\t{c}" for n, c in dev_train) + "\n"
+    )
     (root / "pairsDevTest.txt").write_text("6\n" + "\n".join(pairs[0]) + "\n")
     return root
 
@@ -67,8 +91,24 @@ def test_view1_smoke(mini_lfw, tmp_path, capsys):
     assert report["pairs"] == "view1 test pairs" and report["metrics"]["model"]["num_pairs_same"] == 6
     assert report["metrics"]["model"]["auc"] == pytest.approx(metrics["after"]["auc"])
     # another pair list of the LFW folder (View 2's pairs.txt): the run's crop, LFW's file names
-    assert main(["eval", "--checkpoint", str(out / "checkpoint.pt"), "--data", str(mini_lfw), "--pairs",
-                 str(mini_lfw / "pairs.txt"), "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "e2")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(out / "checkpoint.pt"),
+                "--data",
+                str(mini_lfw),
+                "--pairs",
+                str(mini_lfw / "pairs.txt"),
+                "--cache",
+                str(tmp_path / "cache"),
+                "--out",
+                str(tmp_path / "e2"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "e2" / "eval.json").read_text())["metrics"]["model"]["num_pairs_same"] == 60
     # the demo's line reads the newest View 1 run
     assert latest_view1_run(tmp_path) == out / "metrics.json"

@@ -1,13 +1,15 @@
 """face_quality, aggregate_templates (hand cases, id order, gradients) and the error-versus-reject curve
 (against a pair-by-pair count, and falling when quality flags the errors), plot_erc, bad input."""
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from params import dtypes
 
 import facenet_ext as fx
 from facenet_ext.quality import error_versus_reject, plot_erc
+
+from params import dtypes
 
 
 @dtypes(torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -70,12 +72,14 @@ def erc_by_pairs(emb, labels, quality, fractions, far):
     n = len(labels)
     pairs = [(i, j, float(sims[i, j]), bool(labels[i] == labels[j])) for i in range(n) for j in range(i + 1, n)]
     impostor_sims = [s for *_, s, g in pairs if not g]
-    t = next((s for s in sorted(s for *_, s, _ in pairs)
-              if sum(x >= s for x in impostor_sims) / len(impostor_sims) <= far), float("inf"))
+    t = next(
+        (s for s in sorted(s for *_, s, _ in pairs) if sum(x >= s for x in impostor_sims) / len(impostor_sims) <= far),
+        float("inf"),
+    )
     order = sorted(range(n), key=lambda i: (float(quality[i]), i))
     fnmr, fmr = [], []
     for r in fractions:
-        kept = set(order[round(r * n):])
+        kept = set(order[round(r * n) :])
         rest = [(s, g) for i, j, s, g in pairs if i in kept and j in kept]
         fnmr.append(sum(g and s < t for s, g in rest) / sum(g for _, g in rest))
         fmr.append(sum(not g and s >= t for s, g in rest) / sum(not g for _, g in rest))

@@ -1,4 +1,5 @@
 """Image folders, the digits default, the identity split, the P x K sampler and the augmentation."""
+
 import warnings
 
 import numpy as np
@@ -51,11 +52,14 @@ def test_corrupt_files_are_skipped_listed_and_counted(tmp_path):
     assert sorted(p.rsplit("/", 1)[-1] for p, _ in data.skipped) == ["broken.png", "truncated.jpg"]
 
 
-@pytest.mark.parametrize("setup,error,message", [
-    (lambda p: p / "missing", FileNotFoundError, "does not exist"),
-    (lambda p: p, ValueError, "holds no images"),
-    (lambda p: _write_tree(p, [4]), ValueError, "at least two"),
-])
+@pytest.mark.parametrize(
+    "setup,error,message",
+    [
+        (lambda p: p / "missing", FileNotFoundError, "does not exist"),
+        (lambda p: p, ValueError, "holds no images"),
+        (lambda p: _write_tree(p, [4]), ValueError, "at least two"),
+    ],
+)
 def test_bad_folders(tmp_path, setup, error, message):
     with pytest.raises(error, match=message):
         load_image_folder(setup(tmp_path), 16)

@@ -1,6 +1,7 @@
 """The digits demo (`make demo`, `train --quick`) visibly learns: at seed 0 the trained network beats its
 untrained self and raw pixels on the held-out digits 7-9, in AUC and 10-fold accuracy. (Seeds 0, 1, 2
 and the training time are recorded in RESULTS.md; no timing is asserted here.)"""
+
 import json
 
 from facenet_ext.__main__ import main

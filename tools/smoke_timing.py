@@ -7,6 +7,7 @@ Prints one line per op: median wall time per call over --reps samples after 5 wa
 (facenet_ext.bench.timing.median_time: on a GPU, CUDA events around blocks of back-to-back calls, so host
 overhead is included as a user sees it), launches and syncs per call.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,13 @@ import torch.nn.functional as F
 import facenet_ext as fx
 from facenet_ext.bench.timing import median_time
 
-LAUNCH = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx", "cudaLaunchCooperativeKernel")
+LAUNCH = (
+    "cudaLaunchKernel",
+    "cuLaunchKernel",
+    "cudaLaunchKernelExC",
+    "cuLaunchKernelEx",
+    "cudaLaunchCooperativeKernel",
+)
 # Runtime calls after which the host waits for the device. A D2H cudaMemcpyAsync into pageable memory
 # (`.item()`, `.cpu()`, a size read) is followed by cudaStreamSynchronize, which is what we count.
 SYNC = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy")

@@ -6,6 +6,7 @@ extension ``_C``, so even ``--help`` costs an ``import torch`` (about 2 s on 2 b
 what a subcommand needs beyond that (scikit-learn, matplotlib, the data loaders) is imported inside its
 ``run``, or inside the function that needs it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,15 +66,21 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
     from .bench.runner import add_arguments
     from .train.demo_lfw import SHORT_RUN
 
-    p.add_argument("--out", type=Path, default=DEMO_OUT,
-                   help=f"folder for everything the demo writes: OUT/bench (the benchmark's results.json, results.md, "
-                        f"bench.png), OUT/train (the training run's checkpoint.pt, metrics.json, train.png) and, when "
-                        f"it trains one, OUT/lfw-view1 (default {DEMO_OUT})")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=DEMO_OUT,
+        help=f"folder for everything the demo writes: OUT/bench (the benchmark's results.json, results.md, "
+        f"bench.png), OUT/train (the training run's checkpoint.pt, metrics.json, train.png) and, when "
+        f"it trains one, OUT/lfw-view1 (default {DEMO_OUT})",
+    )
     add_arguments(_QuickBenchOptions(p.add_argument_group("benchmark options (step 1 is always bench --quick)")))
-    p.epilog = ("Step 2 is `train --quick --threads 1` into OUT/train. The LFW line needs lfw/ in the data folder "
-                "($FACENET_EXT_DATA, else a shared/data folder in the current folder or one above it): it reports "
-                "the newest finished View 1 run under runs/ or OUT, or else makes a short one in OUT/lfw-view1 "
-                f"(`train --protocol view1 {' '.join(SHORT_RUN)}`).")
+    p.epilog = (
+        "Step 2 is `train --quick --threads 1` into OUT/train. The LFW line needs lfw/ in the data folder "
+        "($FACENET_EXT_DATA, else a shared/data folder in the current folder or one above it): it reports "
+        "the newest finished View 1 run under runs/ or OUT, or else makes a short one in OUT/lfw-view1 "
+        f"(`train --protocol view1 {' '.join(SHORT_RUN)}`)."
+    )
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -84,8 +91,10 @@ def _demo(args: argparse.Namespace) -> int:
     status = _bench(argparse.Namespace(**{**vars(args), "quick": True, "out": args.out / "bench"}))
     if status:
         return status
-    print("\nfacenet_ext demo 2/2: short training run (small conv net, ArcFace, bundled digits 0-6 and their mirrored "
-          "and turned versions; evaluated on the unseen digits 7-9)")
+    print(
+        "\nfacenet_ext demo 2/2: short training run (small conv net, ArcFace, bundled digits 0-6 and their mirrored "
+        "and turned versions; evaluated on the unseen digits 7-9)"
+    )
     from .train.cli import add_arguments, run
 
     train_parser = argparse.ArgumentParser()
@@ -141,20 +150,35 @@ def _view2(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "bench": ("benchmark the miners and loss against baselines (table + plot)", _bench_arguments, _bench),
-    "demo": ("the first thing to run: the quick benchmark, a short training run on the bundled digits, and a line "
-             "of LFW View 1 where the LFW data is found", _demo_arguments, _demo),
-    "train": ("train the reference NN2-style FaceNet model (default data: scikit-learn's digits)", _train_arguments,
-              _train),
-    "eval": ("evaluate a trained checkpoint on an image folder or a pair list: VAL@FAR, 10-fold accuracy, ROC, "
-             "identification, clustering, error-versus-reject", _eval_arguments, _eval),
-    "lfw-view2": ("LFW View 2: train per fold on the other nine folds' people, test on the fold's pairs (resumable)",
-                  _view2_arguments, _view2),
+    "demo": (
+        "the first thing to run: the quick benchmark, a short training run on the bundled digits, and a line "
+        "of LFW View 1 where the LFW data is found",
+        _demo_arguments,
+        _demo,
+    ),
+    "train": (
+        "train the reference NN2-style FaceNet model (default data: scikit-learn's digits)",
+        _train_arguments,
+        _train,
+    ),
+    "eval": (
+        "evaluate a trained checkpoint on an image folder or a pair list: VAL@FAR, 10-fold accuracy, ROC, "
+        "identification, clustering, error-versus-reject",
+        _eval_arguments,
+        _eval,
+    ),
+    "lfw-view2": (
+        "LFW View 2: train per fold on the other nine folds' people, test on the fold's pairs (resumable)",
+        _view2_arguments,
+        _view2,
+    ),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="facenet-ext", description="facenet_ext command-line tools",
-                                     formatter_class=_HelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="facenet-ext", description="facenet_ext command-line tools", formatter_class=_HelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, add_arguments, run) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=_HelpFormatter)

@@ -12,6 +12,7 @@ NCCL). A rank that dies or stalls makes the others raise once that timeout expir
 forever; with NCCL set ``TORCH_NCCL_ASYNC_ERROR_HANDLING=1`` (the default in recent PyTorch) so the error
 is raised rather than left pending.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -46,7 +47,9 @@ def _gather_with_grad(t: Tensor, sizes: list[int], group) -> Tensor:
     with warnings.catch_warnings():
         # Deprecated since torch 2.6 in favour of the private torch.distributed._functional_collectives;
         # this is the public autograd all-gather that works on every backend (gloo included).
-        warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_gather", category=FutureWarning)
+        warnings.filterwarnings(
+            "ignore", message=r"torch\.distributed\.nn\.functional\.all_gather", category=FutureWarning
+        )
         parts = all_gather(padded, group=group)
     return torch.cat([p[:n] for p, n in zip(parts, sizes)])
 
@@ -109,7 +112,9 @@ def triplet_loss(
     check_choice(fn, "reduction", reduction, REDUCTIONS)
     check_chunk_size(fn, chunk_size)  # every argument checked here, before the first collective
     if not (dist.is_available() and dist.is_initialized()):
-        return ops.triplet_loss(emb, labels, margin, mining=mining, squared=squared, reduction=reduction, chunk_size=chunk_size)
+        return ops.triplet_loss(
+            emb, labels, margin, mining=mining, squared=squared, reduction=reduction, chunk_size=chunk_size
+        )
     world, rank = dist.get_world_size(group), dist.get_rank(group)
     # Sizes first: ranks may hold different batch sizes (the last batch of an epoch, uneven sharding).
     size = torch.tensor([emb.shape[0], emb.shape[1]], dtype=torch.int64, device=emb.device)
@@ -136,7 +141,9 @@ def triplet_loss(
     loss, _, _ = _ops.triplet_loss_forward(global_emb, a + offset, p, n, float(margin), bool(squared))
     total = loss.sum()
     if reduction != "sum":
-        count = torch.tensor(float(loss.shape[0]) if reduction == "mean" else 0.0, dtype=torch.float64, device=emb.device)
+        count = torch.tensor(
+            float(loss.shape[0]) if reduction == "mean" else 0.0, dtype=torch.float64, device=emb.device
+        )
         if reduction == "mean_active":
             count += (loss.detach() > 0).sum()
         dist.all_reduce(count, group=group)

@@ -1,6 +1,7 @@
 """Image folders laid out as ``root/<identity>/<image>``: the one lister that the trainer's loader, the
 decoded-image cache and the pair-list tools share, so that image number i of an identity is the same file
 for all of them."""
+
 from __future__ import annotations
 
 import os
@@ -52,7 +53,10 @@ def list_image_folder_for(fn: str, root: str | os.PathLike) -> dict[str, list[Pa
         return listing
     loose = sum(_is_image(f) for f in entries)
     if loose:
-        raise ValueError(f"{fn}: data folder {str(root)!r} holds {loose} image(s) directly, none in identity "
-                         f"folders: expected one sub-folder per identity, {LAYOUT}")
-    raise ValueError(f"{fn}: data folder {str(root)!r} holds no images: expected {LAYOUT} with suffixes "
-                     f"{', '.join(IMAGE_SUFFIXES)}")
+        raise ValueError(
+            f"{fn}: data folder {str(root)!r} holds {loose} image(s) directly, none in identity "
+            f"folders: expected one sub-folder per identity, {LAYOUT}"
+        )
+    raise ValueError(
+        f"{fn}: data folder {str(root)!r} holds no images: expected {LAYOUT} with suffixes {', '.join(IMAGE_SUFFIXES)}"
+    )

@@ -3,6 +3,7 @@ else it is the first ``shared/data`` folder found walking up from a start folder
 unless told): ``START/shared/data``, then ``START/../shared/data``, and so on up to the root. On this
 project's machines and CI the checkout sits next to ``shared/``, so the walk finds it from the checkout
 (the tests start there) or from any folder inside it, and from nowhere else."""
+
 from __future__ import annotations
 
 import os

@@ -6,6 +6,7 @@ unnormalised feature grows with how recognisable the face is; the direction :mat
 embedding. A good quality score is one whose low values flag the images that cause verification errors:
 rejecting them should lower the error on what remains (Grother & Tabassi's error-versus-reject curve).
 """
+
 from __future__ import annotations
 
 import os
@@ -94,8 +95,10 @@ def error_versus_reject(
     labels = check_labels(fn, labels, n, emb.device)
     quality = check_tensor(fn, "quality", quality)
     if quality.shape != (n,) or not quality.is_floating_point():
-        raise ValueError(f"{fn}: quality must be a floating 1-D tensor of length {n} (one score per image), "
-                         f"got {quality.dtype} of shape {tuple(quality.shape)}")
+        raise ValueError(
+            f"{fn}: quality must be a floating 1-D tensor of length {n} (one score per image), "
+            f"got {quality.dtype} of shape {tuple(quality.shape)}"
+        )
     check_finite(fn, "quality", quality)
     fractions = np.asarray([_check_fraction(fn, "fractions", r, low_open=False) for r in fractions], dtype=np.float64)
     far = _check_fraction(fn, "far", far, low_open=True)
@@ -166,7 +169,10 @@ def rank_auc(score, positive) -> float:
     s = np.asarray(score, dtype=np.float64).ravel()
     pos = np.asarray(positive, dtype=bool).ravel()
     if s.shape != pos.shape or pos.all() or not pos.any():
-        raise ValueError(f"rank_auc: need one score per item and both classes, got {s.shape} scores, {int(pos.sum())} of {pos.size} positive")
+        raise ValueError(
+            f"rank_auc: need one score per item and both classes, got {s.shape} scores, {int(pos.sum())} of "
+            f"{pos.size} positive"
+        )
     from scipy.stats import rankdata
 
     r = rankdata(s)  # average ranks: ties count half
@@ -188,15 +194,15 @@ def quality_auc_by_kind(quality, kind, names: tuple[str, ...]) -> dict[str, floa
     return out
 
 
-def random_rejection(emb: Tensor, labels: Tensor, draws: int = 20, seed: int = 0, fractions=DEFAULT_FRACTIONS,
-                     far: float = 1e-3) -> dict[str, np.ndarray]:
+def random_rejection(
+    emb: Tensor, labels: Tensor, draws: int = 20, seed: int = 0, fractions=DEFAULT_FRACTIONS, far: float = 1e-3
+) -> dict[str, np.ndarray]:
     """The control of an ERC: :func:`error_versus_reject` with ``draws`` uniformly random quality scores
     (seeded). Returns ``fraction`` and ``fnmr`` [draws, len(fractions)] (its mean over draws is flat in
     expectation: random rejection removes genuine and impostor errors alike)."""
     g = torch.Generator().manual_seed(seed)
     n = emb.shape[0]
-    runs = [error_versus_reject(emb, labels, torch.rand(n, generator=g), fractions, far)["fnmr"]
-            for _ in range(draws)]
+    runs = [error_versus_reject(emb, labels, torch.rand(n, generator=g), fractions, far)["fnmr"] for _ in range(draws)]
     return {"fraction": np.asarray(fractions, dtype=np.float64), "fnmr": np.stack(runs)}
 
 
@@ -227,7 +233,14 @@ def split_templates(labels: Tensor, generator: torch.Generator, min_images: int 
         half = (mine.numel() + 1) // 2
         t = len(person)
         rows.append(mine)
-        tids.append(torch.cat([torch.full((half,), t, dtype=torch.int64), torch.full((mine.numel() - half,), t + 1, dtype=torch.int64)]))
+        tids.append(
+            torch.cat(
+                [
+                    torch.full((half,), t, dtype=torch.int64),
+                    torch.full((mine.numel() - half,), t + 1, dtype=torch.int64),
+                ]
+            )
+        )
         person += [p, p]
     if not person:
         raise ValueError(f"split_templates: no person has {min_images} or more images")
@@ -249,8 +262,12 @@ def template_verification(features: Tensor, labels: Tensor, generator: torch.Gen
         e = F.normalize(emb.double(), dim=1)
         dist = (2 - 2 * (e[i] * e[j]).sum(1)).clamp_min(0).numpy()
         same = (who[i] == who[j]).numpy()
-        return {"auc": float(auc(dist, same)), "val_at_far_1e-2": float(val_at_far(dist, same, 1e-2).val),
-                "pairs_same": int(same.sum()), "pairs_diff": int((~same).sum())}
+        return {
+            "auc": float(auc(dist, same)),
+            "val_at_far_1e-2": float(val_at_far(dist, same, 1e-2).val),
+            "pairs_same": int(same.sum()),
+            "pairs_diff": int((~same).sum()),
+        }
 
     out = {w: score(aggregate_templates(f, tids, w)[0], person) for w in WEIGHTS}
     out["single"] = score(f, torch.as_tensor(labels)[rows])
@@ -286,5 +303,16 @@ def plot_quality_grid(images: Tensor, quality, path: str | os.PathLike, n: int =
     return path
 
 
-__all__ = ["face_quality", "aggregate_templates", "error_versus_reject", "plot_erc", "rank_auc", "quality_auc_by_kind",
-           "random_rejection", "fnmr_at", "split_templates", "template_verification", "plot_quality_grid"]
+__all__ = [
+    "face_quality",
+    "aggregate_templates",
+    "error_versus_reject",
+    "plot_erc",
+    "rank_auc",
+    "quality_auc_by_kind",
+    "random_rejection",
+    "fnmr_at",
+    "split_templates",
+    "template_verification",
+    "plot_quality_grid",
+]

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._checks import check_choice
+
 
 def l2_pool2d_reference(x: Tensor, kernel_size, stride=None, padding=0, ceil_mode=False) -> Tensor:
     """L2 pooling in float64: zero-pad, square, sum each window (avg_pool2d times the window area),
@@ -87,8 +89,7 @@ def semihard_from_sq_dist_reference(
     n*(a, p) = argmin {D_an : n in N(a), D_an > D_ap}, ties to the smallest index; if that set is empty,
     "easiest" takes argmax_{n in N(a)} D_an (ties to the smallest index) and "drop" drops the pair.
     Anchors without negatives yield nothing. With a margin, keep only metric(D_an) < metric(D_ap) + margin."""
-    if fallback not in ("easiest", "drop"):
-        raise ValueError(f"unknown fallback {fallback!r}")
+    check_choice("semihard_from_sq_dist_reference", "fallback", fallback, ("easiest", "drop"))
     d = sq_dist.detach().cpu()
     metric = _metric(d, squared).tolist()
     limit = None if margin is None else (_metric(d, squared) + torch.tensor(margin, dtype=d.dtype)).tolist()

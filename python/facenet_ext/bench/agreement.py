@@ -6,10 +6,12 @@ checks run in float64 on a small batch, where rounding cannot flip a comparison,
 rule, also on small-integer embeddings where distances tie everywhere and only the tie-breaking decides.
 The same functions back ``tests/test_bench_baselines.py``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -55,7 +57,10 @@ def _same_triplets(ours: tuple, theirs: tuple) -> tuple[bool, str]:
     a, b = _sorted_set(ours), _sorted_set(theirs)
     if a.shape == b.shape and torch.equal(a, b):
         return True, f"{a.shape[0]} triplets identical"
-    return False, f"ours {a.shape[0]} triplets, theirs {b.shape[0]}; first rows ours {a[:3].tolist()} theirs {b[:3].tolist()}"
+    return (
+        False,
+        f"ours {a.shape[0]} triplets, theirs {b.shape[0]}; first rows ours {a[:3].tolist()} theirs {b[:3].tolist()}",
+    )
 
 
 def _same_loss_and_grad(ours_fn: Callable, theirs_fn: Callable, emb: Tensor) -> tuple[bool, str]:
@@ -108,7 +113,9 @@ def _check_sort(device):
     results = []
     for batch in (small_batch(device), integer_batch(device)):
         for kw in ({}, {"margin": MARGIN}, {"margin": 1.0, "squared": False}):
-            results.append(_same_triplets(fx.semi_hard_triplets(*batch, **kw), bl.sort_searchsorted_semihard(*batch, **kw)))
+            results.append(
+                _same_triplets(fx.semi_hard_triplets(*batch, **kw), bl.sort_searchsorted_semihard(*batch, **kw))
+            )
     ok = all(r[0] for r in results)
     detail = "float64 and small-integer (tied) batches, with and without margin: " + "; ".join(r[1] for r in results)
     return "same triplets", ok, detail
@@ -128,8 +135,8 @@ def _check_tf_addons(device):
     emb, labels = small_batch(device)
     results = [
         _same_loss_and_grad(
-            lambda e: fx.triplet_loss(e, labels, MARGIN, squared=sq),
-            lambda e: bl.tf_addons_semihard_loss(e, labels, MARGIN, squared=sq),
+            partial(fx.triplet_loss, labels=labels, margin=MARGIN, squared=sq),
+            partial(bl.tf_addons_semihard_loss, labels=labels, margin=MARGIN, squared=sq),
             emb,
         )
         for sq in (False, True)
@@ -139,7 +146,9 @@ def _check_tf_addons(device):
 
 def _check_pml_semihard(device):
     emb, labels = small_batch(device)
-    ok, detail = _same_triplets(fx.all_semi_hard_triplets(emb, labels, MARGIN), bl.pml_semihard_miner(MARGIN)(emb, labels))
+    ok, detail = _same_triplets(
+        fx.all_semi_hard_triplets(emb, labels, MARGIN), bl.pml_semihard_miner(MARGIN)(emb, labels)
+    )
     return "same triplets", ok, detail
 
 
@@ -149,7 +158,9 @@ def _pml_loss_check(miner_factory, mining: str, emb: Tensor, labels: Tensor):
     miner, loss_fn = miner_factory(), bl.pml_triplet_loss(MARGIN)
     unit = torch.nn.functional.normalize
     return _same_loss_and_grad(
-        lambda e: fx.triplet_loss(unit(e, dim=1), labels, MARGIN, mining=mining, squared=False, reduction="mean_active"),
+        lambda e: fx.triplet_loss(
+            unit(e, dim=1), labels, MARGIN, mining=mining, squared=False, reduction="mean_active"
+        ),
         lambda e: loss_fn(e, labels, miner(e, labels)),
         emb,
     )

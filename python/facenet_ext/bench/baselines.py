@@ -12,6 +12,7 @@ from ours (docs/semantics.md).
 5. :func:`pml_semihard_miner`, :func:`pml_batch_hard_miner`, :func:`pml_triplet_loss` —
    pytorch-metric-learning's miners and loss (imported lazily: only the benchmark needs that package).
 """
+
 from __future__ import annotations
 
 from itertools import combinations

@@ -14,6 +14,7 @@ later call's need. Blocks below 128 KiB may be reused from the heap, so the figu
 small-allocation churn (a few MiB at most); pages allocated but never touched are not counted (they cost
 no memory). Timing never happens in that process: the mmap setting would slow allocation-heavy methods.
 """
+
 from __future__ import annotations
 
 import ctypes

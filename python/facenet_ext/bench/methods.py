@@ -7,6 +7,7 @@ run forward and backward from a fresh leaf each call. ``counterpart`` names our 
 (the speed-up a baseline row reports); ``cost`` is the work model used to extrapolate a method's time and
 memory from a smaller batch before running it (``runner.estimate``).
 """
+
 from __future__ import annotations
 
 import math
@@ -147,7 +148,14 @@ METHODS: list[Method] = [
         _mine(lambda e, lab: fx.all_semi_hard_triplets(e, lab, MARGIN)),
         _all_triplets,
     ),
-    Method("fx.loss.semihard", "fx.triplet_loss semihard fwd+bwd", "ours", "semi-hard loss", _fwd_bwd(_fx_loss("semihard")), _b2),
+    Method(
+        "fx.loss.semihard",
+        "fx.triplet_loss semihard fwd+bwd",
+        "ours",
+        "semi-hard loss",
+        _fwd_bwd(_fx_loss("semihard")),
+        _b2,
+    ),
     Method(
         "fx.loss.all_semihard",
         "fx.triplet_loss all_semihard fwd+bwd",
@@ -173,7 +181,9 @@ METHODS: list[Method] = [
         _mine(lambda e, lab: bl.facenet_loop(e, lab, MARGIN)),
         _pairs_times_b,
         counterpart="fx.semihard",
-        note="pairs a < p only (half of ours); a random negative in D_ap < D_an < D_ap + 0.2 (squared), pairs with an empty window dropped; ours takes the closest negative farther than the positive, for every ordered pair, else the farthest",
+        note="pairs a < p only (half of ours); a random negative in D_ap < D_an < D_ap + 0.2 (squared), pairs with "
+        "an empty window dropped; ours takes the closest negative farther than the positive, for every ordered "
+        "pair, else the farthest",
         host_only=True,
     ),
     Method(
@@ -205,7 +215,9 @@ METHODS: list[Method] = [
         _pml_mine,
         _all_triplets,
         counterpart="fx.all_semihard",
-        note="every triplet with 0 < D_an - D_ap <= 0.2 on plain distances of normalised embeddings: the rule of fx.all_semi_hard_triplets; in float32 a few triplets within rounding of the window edges differ (its cdist vs our Gram expansion)",
+        note="every triplet with 0 < D_an - D_ap <= 0.2 on plain distances of normalised embeddings: the rule of "
+        "fx.all_semi_hard_triplets; in float32 a few triplets within rounding of the window edges differ (its cdist "
+        "vs our Gram expansion)",
     ),
     Method(
         "tf_addons",

@@ -1,4 +1,5 @@
 """Turns a sweep's raw results into ``results.json``, ``results.md`` (tables, speed-ups) and ``bench.png``."""
+
 from __future__ import annotations
 
 import json
@@ -84,7 +85,8 @@ def write_markdown(path: Path, data: dict) -> None:
         f"Command: `{data['command']}` ({data['duration_s']:.0f} s)",
         "",
         f"Machine: {env['device']} · {env['cpu']}, {env['cpu_count']} CPUs, torch threads {env['torch_threads']} · "
-        f"load average (1/5/15 min) {lb[0]:.2f}/{lb[1]:.2f}/{lb[2]:.2f} before, {la[0]:.2f}/{la[1]:.2f}/{la[2]:.2f} after "
+        f"load average (1/5/15 min) {lb[0]:.2f}/{lb[1]:.2f}/{lb[2]:.2f} before, {la[0]:.2f}/{la[1]:.2f}/{la[2]:.2f} "
+        "after "
         "(other processes may have been running).",
         "",
         f"Versions: Python {env['python']}, torch {env['torch']}, NumPy {env['numpy']}, "
@@ -94,27 +96,44 @@ def write_markdown(path: Path, data: dict) -> None:
         f"Workload: B embeddings of dimension D = {cfg['dim']}, K = {cfg['per_id']} per identity, {cfg['dtype']}, "
         f"synthetic clustered unit vectors (noise spread {cfg['spread']}), margin 0.2, device {cfg['device']}. "
         f"Median of repeated calls after a warm-up; loss rows run forward and backward. Peak extra memory: "
-        + ("CUDA `max_memory_allocated` above what was allocated before the call." if cfg["device"] == "cuda" else
-           "resident-set high-water mark above the level before the call, in a helper process (see `facenet_ext/bench/memory.py`).")
+        + (
+            "CUDA `max_memory_allocated` above what was allocated before the call."
+            if cfg["device"] == "cuda"
+            else "resident-set high-water mark above the level before the call, in a helper process (see "
+            "`facenet_ext/bench/memory.py`)."
+        )
         + f" Budgets: {fmt_time(cfg['time_budget_s'])} per call, {fmt_bytes(cfg['mem_budget_bytes'])}; "
-        "\"est. >\" marks a call predicted from a smaller batch to exceed one, and not run.",
+        '"est. >" marks a call predicted from a smaller batch to exceed one, and not run.',
         "",
         "## Agreement with our ops (checked before timing, float64, small batch)",
         "",
     ]
     lines += _table(
         ["baseline", "verdict", "how its rule differs", "check"],
-        [[methods[a["method"]]["label"], a["verdict"], methods[a["method"]]["note"], a["detail"]] for a in data["agreement"]],
+        [
+            [methods[a["method"]]["label"], a["verdict"], methods[a["method"]]["note"], a["detail"]]
+            for a in data["agreement"]
+        ],
     )
     header = ["method", "job"] + [f"B={b}" for b in batches]
-    for title, field in (("Median time per call", "median_s"), ("Peak extra memory", "peak_bytes"), ("Triplets", "triplets")):
+    for title, field in (
+        ("Median time per call", "median_s"),
+        ("Peak extra memory", "peak_bytes"),
+        ("Triplets", "triplets"),
+    ):
         lines += ["", f"## {title}", ""]
-        lines += _table(header, [[m["label"], m["job"]] + [_cell(grid.get((k, b)), field) for b in batches] for k, m in methods.items()])
+        lines += _table(
+            header,
+            [[m["label"], m["job"]] + [_cell(grid.get((k, b)), field) for b in batches] for k, m in methods.items()],
+        )
     lines += ["", "## Speed-ups (time of the other / time of ours; the first group does the same job)", ""]
     rows = []
     for ours, other, ratios in speedups(data):
         floor = methods[other]["family"] == "floor"
-        cells = [(f"{1 / ratios[b]:.2f}× its time" if floor else fmt_ratio(ratios[b])) if b in ratios else "—" for b in batches]
+        cells = [
+            (f"{1 / ratios[b]:.2f}× its time" if floor else fmt_ratio(ratios[b])) if b in ratios else "—"
+            for b in batches
+        ]
         rows.append([methods[ours]["label"], methods[other]["label"]] + cells)
     lines += _table(["ours", "vs"] + [f"B={b}" for b in batches], rows)
     unavailable = sorted({r["reason"] for r in data["results"] if r["status"] in ("unavailable", "error")})
@@ -156,7 +175,9 @@ def write_plot(path: Path, data: dict) -> None:
         ax.minorticks_off()
         ax.grid(True, which="major", alpha=0.3)
     device = data["environment"]["device"]
-    ax_t.set_title(f"time ({device}, {data['environment']['torch_threads']} threads, D={cfg['dim']}, K={cfg['per_id']})")
+    ax_t.set_title(
+        f"time ({device}, {data['environment']['torch_threads']} threads, D={cfg['dim']}, K={cfg['per_id']})"
+    )
     ax_m.set_title("peak extra memory")
     handles, labels = ax_t.get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)

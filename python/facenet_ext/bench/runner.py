@@ -6,6 +6,7 @@ budget; otherwise time it (``timing.median_time``), measure its peak extra memor
 record its triplet count. Every baseline is first checked against our ops (``agreement``). Writes
 ``results.json`` (raw samples, environment, versions, ``build_info()``), ``results.md`` and ``bench.png``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,15 +65,27 @@ def _methods(text: str) -> list[str]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true", help=f"batches {QUICK_BATCHES}, short timings, small budgets (< 2 min)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--batch", type=_batches, help=f"comma-separated batch sizes (default {','.join(map(str, DEFAULT_BATCHES))})")
+    p.add_argument(
+        "--quick", action="store_true", help=f"batches {QUICK_BATCHES}, short timings, small budgets (< 2 min)"
+    )
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the methods run (default cpu)")
+    p.add_argument(
+        "--batch", type=_batches, help=f"comma-separated batch sizes (default {','.join(map(str, DEFAULT_BATCHES))})"
+    )
     p.add_argument("--dim", type=_positive(int), default=128, help="embedding width D (default 128)")
     p.add_argument("--per-id", type=_positive(int), default=40, help="images per identity K (default 40, FaceNet's)")
     p.add_argument("--out", type=Path, default=Path("bench-out"), help="output directory (default bench-out/)")
-    p.add_argument("--methods", type=_methods, help="comma-separated subset of: " + ", ".join(BY_KEY))
-    p.add_argument("--time-budget", type=_positive(float), help="skip calls predicted slower (s; default 30, quick 1.5)")
-    p.add_argument("--mem-budget", type=_positive(float), help="skip calls predicted to need more (GiB; default half the free memory)")
+    p.add_argument(
+        "--methods", type=_methods, help="comma-separated subset of: " + ", ".join(BY_KEY) + " (default all)"
+    )
+    p.add_argument(
+        "--time-budget", type=_positive(float), help="skip calls predicted slower (s; default 30, quick 1.5)"
+    )
+    p.add_argument(
+        "--mem-budget",
+        type=_positive(float),
+        help="skip calls predicted to need more (GiB; default half the free memory)",
+    )
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -164,7 +177,9 @@ class Sweep:
             run = method.make(*workload.make())
             kw = {"min_time_s": 0.0, "min_reps": 1, "slow_reps": 1} if calibration else self.timing_kw
             t = median_time(run, self.device, **kw)
-            rec.update(status="ok", median_s=t.median_s, min_s=t.min_s, p25_s=t.p25_s, p75_s=t.p75_s, samples_s=t.samples)
+            rec.update(
+                status="ok", median_s=t.median_s, min_s=t.min_s, p25_s=t.p25_s, p75_s=t.p75_s, samples_s=t.samples
+            )
             rec["triplets"] = None if t.result is None else int(t.result)
             del run, t
             gc.collect()
@@ -223,7 +238,9 @@ class Sweep:
         started = time.time()
         load_before = os.getloadavg()
         baselines = [m for m in self.methods if m.key in agreement.CHECKS and not m.available()]
-        checks = [agreement.check(m.key, self.args.device).to_dict() for m in tqdm(baselines, desc="agreement", leave=False)]
+        checks = [
+            agreement.check(m.key, self.args.device).to_dict() for m in tqdm(baselines, desc="agreement", leave=False)
+        ]
         with tqdm(total=len(self.batches) * len(self.methods), desc="bench", unit="call") as bar:
             for batch in self.batches:
                 for method in self.methods:
@@ -250,7 +267,16 @@ class Sweep:
                 "mem_budget_bytes": self.mem_budget,
                 "methods": [m.key for m in self.methods],
             },
-            "methods": {m.key: {"label": m.label, "family": m.family, "job": m.job, "counterpart": m.counterpart, "note": m.note} for m in self.methods},
+            "methods": {
+                m.key: {
+                    "label": m.label,
+                    "family": m.family,
+                    "job": m.job,
+                    "counterpart": m.counterpart,
+                    "note": m.note,
+                }
+                for m in self.methods
+            },
             "agreement": checks,
             "results": self.records,
         }

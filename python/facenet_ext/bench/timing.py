@@ -6,6 +6,7 @@ but the host's clock resolution does not), every block queued before one synchro
 than ``slow_s`` are repeated only a few times and their first call is kept as a sample: one-off start-up
 costs are negligible next to a second of work, and a benchmark must not spend minutes on one baseline.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -36,8 +37,9 @@ def _calls(fn: Callable[[], object], n: int) -> object:
     return fn()
 
 
-def _samples(fn: Callable[[], object], device: torch.device, inner: int, reps: int,
-             flush: torch.Tensor | None) -> tuple[list[float], object]:
+def _samples(
+    fn: Callable[[], object], device: torch.device, inner: int, reps: int, flush: torch.Tensor | None
+) -> tuple[list[float], object]:
     """``reps`` samples of seconds per call, each the mean over a block of ``inner`` calls."""
     out = None
     if device.type != "cuda":

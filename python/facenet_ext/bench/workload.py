@@ -6,6 +6,7 @@ plus isotropic noise of norm about ``spread``, renormalised: with the default sp
 different-identity distance distributions overlap, as mid-training, so every miner has real work (semi-hard
 windows that are neither all empty nor all full). The same seed gives the same batch in every process.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,7 +32,9 @@ class Workload:
         ids = math.ceil(self.batch / self.per_id)
         labels = torch.arange(self.batch) // self.per_id
         centres = torch.nn.functional.normalize(torch.randn(ids, self.dim, generator=gen, dtype=torch.float64), dim=1)
-        noise = torch.randn(self.batch, self.dim, generator=gen, dtype=torch.float64) * (self.spread / math.sqrt(self.dim))
+        noise = torch.randn(self.batch, self.dim, generator=gen, dtype=torch.float64) * (
+            self.spread / math.sqrt(self.dim)
+        )
         emb = torch.nn.functional.normalize(centres[labels] + noise, dim=1)
         dtype = getattr(torch, self.dtype)
         return emb.to(device=self.device, dtype=dtype), labels.to(self.device)

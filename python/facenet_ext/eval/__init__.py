@@ -22,7 +22,17 @@ from .pairs import IndexPairs
 from .plots import plot_roc
 
 __all__ = [
-    "evaluate_embeddings", "roc_curve_points", "plot_roc", "METRIC_KEYS",
+    "evaluate_embeddings",
+    "roc_curve_points",
+    "plot_roc",
+    "METRIC_KEYS",
     # pair lists (LFW's, or drawn for any labelled image folder)
-    "read_pairs", "write_pairs", "make_pairs", "index_pairs", "image_path", "list_image_folder", "Pairs", "IndexPairs",
+    "read_pairs",
+    "write_pairs",
+    "make_pairs",
+    "index_pairs",
+    "image_path",
+    "list_image_folder",
+    "Pairs",
+    "IndexPairs",
 ]

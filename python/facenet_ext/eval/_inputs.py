@@ -4,6 +4,7 @@ and bad input raises with a message that names the function and the argument.
 Evaluation runs on the CPU in float64 whatever the model used: the inputs are small (pair distances,
 a few thousand embeddings), and exact ties and counts matter more here than speed.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,7 +42,9 @@ def embeddings(fn: str, emb: object, name: str = "emb") -> np.ndarray:
         raise ValueError(f"{fn}: {name} has zero width (shape {a.shape})")
     norms = np.linalg.norm(a, axis=1, keepdims=True)
     if (norms == 0).any():
-        raise ValueError(f"{fn}: {name} row {int(np.flatnonzero(norms[:, 0] == 0)[0])} is all zeros (cannot L2-normalise)")
+        raise ValueError(
+            f"{fn}: {name} row {int(np.flatnonzero(norms[:, 0] == 0)[0])} is all zeros (cannot L2-normalise)"
+        )
     return a / norms
 
 
@@ -103,6 +106,8 @@ def folds(fn: str, fold: object, issame: np.ndarray, name: str = "fold") -> np.n
     for k in ids:
         train = issame[a != k]
         if train.all() or not train.any():
-            raise ValueError(f"{fn}: the pairs outside {name} {k} are all {'same' if train.all() else 'different'}; "
-                             "cannot choose a threshold on them")
+            raise ValueError(
+                f"{fn}: the pairs outside {name} {k} are all {'same' if train.all() else 'different'}; "
+                "cannot choose a threshold on them"
+            )
     return a

@@ -15,6 +15,7 @@ share a cluster and *truly* together when they share an identity.
 
 with 0 in place of 0/0 (all singletons: P = R = F = 0).
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -107,8 +108,14 @@ def _cut_into(fn: str, emb, n_clusters: int, linkage: str) -> tuple[np.ndarray, 
     return _cluster(fn, e, threshold, linkage), threshold
 
 
-def clustering_scores(emb, labels, *, threshold: float | None = DEFAULT_CLUSTER_THRESHOLD,
-                      linkage: str = "average", n_clusters: int | None = None) -> dict[str, float | int]:
+def clustering_scores(
+    emb,
+    labels,
+    *,
+    threshold: float | None = DEFAULT_CLUSTER_THRESHOLD,
+    linkage: str = "average",
+    n_clusters: int | None = None,
+) -> dict[str, float | int]:
     """Cluster at ``threshold`` (or into ``n_clusters`` clusters when given) and score: {precision,
     recall, f1, nmi, n_clusters, threshold}.
 
@@ -127,9 +134,14 @@ def clustering_scores(emb, labels, *, threshold: float | None = DEFAULT_CLUSTER_
             threshold = _best_f1_threshold(fn, emb, codes, linkage)[0]
         pred = _cluster(fn, emb, threshold, linkage)
     p = pairwise_scores(codes, pred)
-    return {"precision": p.precision, "recall": p.recall, "f1": p.f1,
-            "nmi": float(normalized_mutual_info_score(codes, pred)),
-            "n_clusters": int(pred.max() + 1), "threshold": float(threshold)}
+    return {
+        "precision": p.precision,
+        "recall": p.recall,
+        "f1": p.f1,
+        "nmi": float(normalized_mutual_info_score(codes, pred)),
+        "n_clusters": int(pred.max() + 1),
+        "threshold": float(threshold),
+    }
 
 
 def f1_sweep(emb, labels, *, linkage: str = "average") -> tuple[np.ndarray, np.ndarray]:

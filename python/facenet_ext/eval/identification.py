@@ -6,6 +6,7 @@ those of L2-normalised embeddings (cosine, squared Euclidean and Euclidean rank 
 against the probe: an identity exactly as near as the true one ranks ahead of it, so a collapsed model
 (all embeddings equal) scores 0, not 1.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -39,7 +40,9 @@ def _check_topk(fn: str, topk: Sequence[int]) -> tuple[int, ...]:
     return ks
 
 
-def rank_accuracy(probe_emb, probe_labels, gallery_emb, gallery_labels, topk: Sequence[int] = (1, 5)) -> dict[int, float]:
+def rank_accuracy(
+    probe_emb, probe_labels, gallery_emb, gallery_labels, topk: Sequence[int] = (1, 5)
+) -> dict[int, float]:
     """{k: fraction of probes whose identity is among the k nearest gallery identities}. Every probe's
     identity must be enrolled in the gallery."""
     fn = "rank_accuracy"
@@ -68,8 +71,9 @@ def rank_accuracy(probe_emb, probe_labels, gallery_emb, gallery_labels, topk: Se
     return {k: float(np.mean(ahead < k)) for k in ks}
 
 
-def identification_accuracy(emb, labels, *, topk: Sequence[int] = (1, 5), n_gallery: int = 1,
-                            seed: int = 0) -> dict[int, float]:
+def identification_accuracy(
+    emb, labels, *, topk: Sequence[int] = (1, 5), n_gallery: int = 1, seed: int = 0
+) -> dict[int, float]:
     """Rank-k identification accuracy on one labelled set, split by :func:`gallery_probe_split`."""
     fn = "identification_accuracy"
     # Checked here too, so that a bad value is reported as this function's argument.

@@ -10,6 +10,7 @@ Two formats, both whitespace-separated (the official files use tabs), image numb
 
 LFW image ``(name, i)`` is ``<root>/<name>/<name>_<i:04d>.jpg`` (:data:`LFW_PATTERN`).
 """
+
 from __future__ import annotations
 
 import os
@@ -47,8 +48,14 @@ class Pairs:
 
 def _pairs(name1, idx1, name2, idx2, fold) -> Pairs:
     n1, n2 = np.asarray(name1, dtype=str), np.asarray(name2, dtype=str)
-    return Pairs(n1, np.asarray(idx1, dtype=np.int64), n2, np.asarray(idx2, dtype=np.int64), n1 == n2,
-                 np.asarray(fold, dtype=np.int64))
+    return Pairs(
+        n1,
+        np.asarray(idx1, dtype=np.int64),
+        n2,
+        np.asarray(idx2, dtype=np.int64),
+        n1 == n2,
+        np.asarray(fold, dtype=np.int64),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -75,24 +82,31 @@ def read_pairs(path: str | os.PathLike) -> Pairs:
         raise ValueError(f"{where}: empty file")
     header = lines[0].split()
     if len(header) not in (1, 2):
-        raise ValueError(f"{where}:1: expected a header 'n_folds pairs_per_fold' (View 2) or 'n_pairs' (View 1), "
-                         f"got {lines[0]!r}")
+        raise ValueError(
+            f"{where}:1: expected a header 'n_folds pairs_per_fold' (View 2) or 'n_pairs' (View 1), got {lines[0]!r}"
+        )
     n_folds = _positive_int(where, 1, "the number of folds", header[0]) if len(header) == 2 else 1
     n = _positive_int(where, 1, "the number of pairs", header[-1])
     body = lines[1:]
     if len(body) != 2 * n * n_folds:
-        raise ValueError(f"{where}: the header promises {n_folds} fold(s) x ({n} matched + {n} mismatched) = "
-                         f"{2 * n * n_folds} pair lines, but {len(body)} follow it")
+        raise ValueError(
+            f"{where}: the header promises {n_folds} fold(s) x ({n} matched + {n} mismatched) = "
+            f"{2 * n * n_folds} pair lines, but {len(body)} follow it"
+        )
     rows = []
     for k, line in enumerate(body):
         lineno, fold, same = k + 2, k // (2 * n), k % (2 * n) < n
         fields = line.split()
         if same and len(fields) != 3:
-            raise ValueError(f"{where}:{lineno}: expected a matched pair 'name i j' (line {k % (2 * n) + 1} of "
-                             f"fold {fold}'s {n} matched lines), got {len(fields)} fields: {line!r}")
+            raise ValueError(
+                f"{where}:{lineno}: expected a matched pair 'name i j' (line {k % (2 * n) + 1} of "
+                f"fold {fold}'s {n} matched lines), got {len(fields)} fields: {line!r}"
+            )
         if not same and len(fields) != 4:
-            raise ValueError(f"{where}:{lineno}: expected a mismatched pair 'name1 i name2 j' (fold {fold}'s "
-                             f"matched lines end after {n}), got {len(fields)} fields: {line!r}")
+            raise ValueError(
+                f"{where}:{lineno}: expected a mismatched pair 'name1 i name2 j' (fold {fold}'s "
+                f"matched lines end after {n}), got {len(fields)} fields: {line!r}"
+            )
         name1, name2 = fields[0], fields[0 if same else 2]
         i = _positive_int(where, lineno, "an image number", fields[1])
         j = _positive_int(where, lineno, "an image number", fields[2 if same else 3])
@@ -118,18 +132,25 @@ def write_pairs(pairs: Pairs, path: str | os.PathLike) -> None:
             raise ValueError(f"{fn}: name {name!r} is empty or holds whitespace; the format cannot store it")
     if np.any(pairs.issame != (pairs.name1 == pairs.name2)):
         raise ValueError(f"{fn}: pairs.issame disagrees with name1 == name2")
-    per_fold = [(int(((pairs.fold == f) & pairs.issame).sum()), int(((pairs.fold == f) & ~pairs.issame).sum()))
-                for f in range(pairs.n_folds)]
+    per_fold = [
+        (int(((pairs.fold == f) & pairs.issame).sum()), int(((pairs.fold == f) & ~pairs.issame).sum()))
+        for f in range(pairs.n_folds)
+    ]
     n = per_fold[0][0]
     if pairs.fold.min() != 0 or n == 0 or any(c != (n, n) for c in per_fold):
-        raise ValueError(f"{fn}: every fold 0..{pairs.n_folds - 1} needs the same number of matched and mismatched "
-                         f"pairs; (matched, mismatched) per fold: {per_fold}")
+        raise ValueError(
+            f"{fn}: every fold 0..{pairs.n_folds - 1} needs the same number of matched and mismatched "
+            f"pairs; (matched, mismatched) per fold: {per_fold}"
+        )
     lines = [f"{pairs.n_folds}\t{n}"]
     for f in range(pairs.n_folds):
         for same in (True, False):
             for k in np.flatnonzero((pairs.fold == f) & (pairs.issame == same)):
-                fields = ((pairs.name1[k], pairs.idx1[k], pairs.idx2[k]) if same
-                          else (pairs.name1[k], pairs.idx1[k], pairs.name2[k], pairs.idx2[k]))
+                fields = (
+                    (pairs.name1[k], pairs.idx1[k], pairs.idx2[k])
+                    if same
+                    else (pairs.name1[k], pairs.idx1[k], pairs.name2[k], pairs.idx2[k])
+                )
                 lines.append("\t".join(map(str, fields)))
     Path(path).write_text("\n".join(lines) + "\n")
 
@@ -150,8 +171,9 @@ def _sample_distinct(rng, need: int, total: int, enumerate_all, draw) -> np.ndar
     return np.array(list(seen)[:need], dtype=np.int64).reshape(need, 2)
 
 
-def make_pairs(images: Sequence | Mapping[str, Sequence], *, n_folds: int = 10, pairs_per_fold: int | None = None,
-               seed: int = 0) -> Pairs:
+def make_pairs(
+    images: Sequence | Mapping[str, Sequence], *, n_folds: int = 10, pairs_per_fold: int | None = None, seed: int = 0
+) -> Pairs:
     """LFW-style balanced pairs for any labelled set: ``n_folds`` folds, each of ``pairs_per_fold``
     matched pairs (two images of one identity) and as many mismatched ones (two identities), all distinct,
     drawn uniformly (seeded).
@@ -180,12 +202,16 @@ def make_pairs(images: Sequence | Mapping[str, Sequence], *, n_folds: int = 10, 
     if pairs_per_fold is None:
         pairs_per_fold = min(300, total_same // n_folds)
     if check_int(fn, "pairs_per_fold", pairs_per_fold) < 1:
-        raise ValueError(f"{fn}: pairs_per_fold must be an int >= 1, got {pairs_per_fold!r} "
-                         f"(the set has {total_same} matched pairs for {n_folds} folds)")
+        raise ValueError(
+            f"{fn}: pairs_per_fold must be an int >= 1, got {pairs_per_fold!r} "
+            f"(the set has {total_same} matched pairs for {n_folds} folds)"
+        )
     need = n_folds * pairs_per_fold
     if need > min(total_same, total_diff):
-        raise ValueError(f"{fn}: {n_folds} folds x {pairs_per_fold} pairs need {need} matched and {need} mismatched "
-                         f"pairs; the set has {total_same} matched and {total_diff} mismatched")
+        raise ValueError(
+            f"{fn}: {n_folds} folds x {pairs_per_fold} pairs need {need} matched and {need} mismatched "
+            f"pairs; the set has {total_same} matched and {total_diff} mismatched"
+        )
 
     rng = np.random.default_rng(seed)
     by_id = np.argsort(codes, kind="stable")  # identity c's items: by_id[start[c] : start[c] + sizes[c]]

@@ -1,5 +1,6 @@
 """The headline metrics of one embedded, labelled evaluation set (:func:`evaluate_embeddings`) and its ROC
 (:func:`roc_curve_points`), from the verification, identification and clustering modules."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,19 @@ from .identification import identification_accuracy
 from .pairs import IndexPairs, all_pairs_for, check_index_pairs, pair_sq_dist
 from .verification import auc, eer, kfold_accuracy_for, roc, val_at_far
 
-METRIC_KEYS = ("val_at_far_1e-3", "val_at_far_1e-2", "accuracy_10fold", "accuracy_10fold_std", "auc", "eer",
-               "knn_top1", "cluster_f1", "cluster_nmi", "num_pairs_same", "num_pairs_diff")
+METRIC_KEYS = (
+    "val_at_far_1e-3",
+    "val_at_far_1e-2",
+    "accuracy_10fold",
+    "accuracy_10fold_std",
+    "auc",
+    "eer",
+    "knn_top1",
+    "cluster_f1",
+    "cluster_nmi",
+    "num_pairs_same",
+    "num_pairs_diff",
+)
 
 
 def _pair_distances(fn: str, emb, labels, n_folds: int, seed: int, pairs: IndexPairs | None):
@@ -34,8 +46,15 @@ def _balanced(issame: np.ndarray, seed: int) -> np.ndarray:
     return np.sort(np.concatenate([same, diff]))
 
 
-def evaluate_embeddings(emb, labels, *, n_folds: int = 10, seed: int = 0, pairs: IndexPairs | None = None,
-                        cluster_threshold: float | None = None) -> dict[str, float]:
+def evaluate_embeddings(
+    emb,
+    labels,
+    *,
+    n_folds: int = 10,
+    seed: int = 0,
+    pairs: IndexPairs | None = None,
+    cluster_threshold: float | None = None,
+) -> dict[str, float]:
     """Every headline metric of one embedded, labelled evaluation set, as plain floats (keys:
     :data:`METRIC_KEYS`).
 

@@ -3,6 +3,7 @@ r"""Pairs of items to verify, by row index into an embedding matrix, with their 
 Distances are squared Euclidean distances of L2-normalised embeddings, :math:`\lVert e_i - e_j \rVert^2
 = 2 - 2 \cos(e_i, e_j) \in [0, 4]`, FaceNet's distance and the one ``pairwise_sq_dist`` computes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -71,8 +72,10 @@ def check_index_pairs(fn: str, pairs: object, codes: np.ndarray, name: str = "pa
     wrong = np.flatnonzero(issame != (codes[i] == codes[j]))
     if wrong.size:
         k = int(wrong[0])
-        raise ValueError(f"{fn}: {name}.issame[{k}] = {bool(issame[k])} but labels[{i[k]}] and labels[{j[k]}] "
-                         f"are {'different' if issame[k] else 'the same'} ({wrong.size} such pairs)")
+        raise ValueError(
+            f"{fn}: {name}.issame[{k}] = {bool(issame[k])} but labels[{i[k]}] and labels[{j[k]}] "
+            f"are {'different' if issame[k] else 'the same'} ({wrong.size} such pairs)"
+        )
     fold = _inputs.folds(fn, pairs.fold, issame, f"{name}.fold")
     return IndexPairs(i, j, issame, fold)
 

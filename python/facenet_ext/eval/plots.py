@@ -1,5 +1,6 @@
 """ROC figures. Drawn on an Agg canvas without pyplot, so plotting never changes the caller's
 matplotlib backend or global figure state."""
+
 from __future__ import annotations
 
 import os
@@ -9,8 +10,12 @@ from pathlib import Path
 import numpy as np
 
 
-def plot_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | os.PathLike = "roc.png", *,
-             far_marks: tuple[float, ...] = (1e-3, 1e-2)) -> Path:
+def plot_roc(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    path: str | os.PathLike = "roc.png",
+    *,
+    far_marks: tuple[float, ...] = (1e-3, 1e-2),
+) -> Path:
     """Write VAL against FAR (log axis) for each ``name -> (far, val)`` in ``curves`` to ``path`` (PNG),
     with dotted lines at ``far_marks``. Points at FAR = 0 have no place on a log axis: the axis starts at
     the smallest positive FAR. Returns the path."""
@@ -26,7 +31,9 @@ def plot_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | os
     for name, (far, val) in curves.items():
         far, val = np.asarray(far, dtype=np.float64), np.asarray(val, dtype=np.float64)
         if far.shape != val.shape or far.ndim != 1:
-            raise ValueError(f"plot_roc: curve {name!r} needs 1-D far and val of one length, got {far.shape}, {val.shape}")
+            raise ValueError(
+                f"plot_roc: curve {name!r} needs 1-D far and val of one length, got {far.shape}, {val.shape}"
+            )
         positive = far > 0
         if positive.any():
             smallest = min(smallest, float(far[positive].min()))

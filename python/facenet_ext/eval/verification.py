@@ -13,6 +13,7 @@ evaluate_embeddings` uses squared Euclidean distances of L2-normalised embedding
 themselves, not from a fixed grid such as ``np.arange(0, 4, 0.01)``, so no result depends on a grid
 step or on the range of the distances.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -208,6 +209,7 @@ def kfold_accuracy(dist, issame, fold) -> KFold:
 
 def kfold_accuracy_for(fn: str, dist, issame, fold) -> KFold:
     """:func:`kfold_accuracy` for the public function ``fn``, which its errors name."""
+
     def accuracy(d, s, t):
         return np.mean((d <= t) == s)
 
@@ -223,4 +225,3 @@ def val_at_far_kfold(dist, issame, fold, far_target: float = 1e-3) -> tuple[KFol
     _check_far_target(fn, far_target)
     val, rows = _kfold(fn, dist, issame, fold, lambda r: _threshold_at_far(r, far_target), _val_far)
     return val, float(np.nanmean(rows[:, 1]))
-

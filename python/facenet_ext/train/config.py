@@ -1,4 +1,5 @@
 """The trainer's settings: one dataclass, saved in every checkpoint and in metrics.json."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
@@ -59,7 +60,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: str = "constant"  # "cosine": lr decays to 0 over the run along half a cosine
     augment: bool = False
-    new_identities: str = ""  # e.g. "mirror,rot90,rot270": each transform of every training identity is one more (digits)
+    new_identities: str = (
+        ""  # e.g. "mirror,rot90,rot270": each transform of every training identity is one more (digits)
+    )
     hflip: bool = True  # augmentation mirrors images (faces); off where a mirror image is another class (digits)
     flip_eval: bool = False  # evaluate on the mean embedding of each image and its mirror image
     degrade: float = 0.0  # fraction of each batch blurred / noised / occluded (quality-aware training)
@@ -89,7 +92,9 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         unknown = [t for t in self.new_identities.split(",") if t and t not in IDENTITY_TRANSFORMS]
         if unknown:
-            raise ValueError(f"new_identities: unknown transform(s) {unknown}; choose from {', '.join(IDENTITY_TRANSFORMS)}")
+            raise ValueError(
+                f"new_identities: unknown transform(s) {unknown}; choose from {', '.join(IDENTITY_TRANSFORMS)}"
+            )
         if self.singletons < 0:
             raise ValueError(f"singletons must be >= 0, got {self.singletons}")
         if not 0 < self.lr < 10:
@@ -118,7 +123,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 

@@ -2,6 +2,7 @@
 folder, or of a short run made now in the demo's folder, when LFW is in the data folder
 (:func:`facenet_ext.paths.shared_data_dir`: ``$FACENET_EXT_DATA``, else a ``shared/data`` folder in the
 current directory or one of its parents)."""
+
 from __future__ import annotations
 
 import json
@@ -29,9 +30,11 @@ def latest_view1_run(*folders: Path) -> Path | None:
 
 def format_line(metrics: dict, source: str) -> str:
     a, raw = metrics["after"], metrics["raw_pixels"]
-    return (f"LFW View 1 (1000 DevTest pairs, 10-fold): accuracy {a['accuracy_10fold']:.3f}, AUC {a['auc']:.3f}, "
-            f"VAL@FAR=1e-3 {a['val_at_far_1e-3']:.3f} (raw pixels {raw['accuracy_10fold']:.3f} / {raw['auc']:.3f}; "
-            f"{metrics['steps']} steps) - {source}")
+    return (
+        f"LFW View 1 (1000 DevTest pairs, 10-fold): accuracy {a['accuracy_10fold']:.3f}, AUC {a['auc']:.3f}, "
+        f"VAL@FAR=1e-3 {a['val_at_far_1e-3']:.3f} (raw pixels {raw['accuracy_10fold']:.3f} / {raw['auc']:.3f}; "
+        f"{metrics['steps']} steps) - {source}"
+    )
 
 
 def lfw_line(out: Path, runs: Path = Path("runs")) -> str | None:
@@ -49,15 +52,20 @@ def lfw_line(out: Path, runs: Path = Path("runs")) -> str | None:
     previous = latest_view1_run(runs, out)
     if previous is not None:
         return format_line(json.loads(previous.read_text()), f"from the last View 1 run, {previous.parent}")
-    from .cli import add_arguments, run
     import argparse
 
+    from .cli import add_arguments, run
+
     run_dir = out / "lfw-view1"
-    print(f"LFW found at {data / 'lfw'}: a short View 1 run into {run_dir} (train --protocol view1 gives the full "
-          "recipe)")
+    print(
+        f"LFW found at {data / 'lfw'}: a short View 1 run into {run_dir} (train --protocol view1 gives the full recipe)"
+    )
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    if run(parser.parse_args(["--data", str(data / "lfw"), "--protocol", "view1", "--out", str(run_dir), "--overwrite",
-                              *SHORT_RUN])):
+    if run(
+        parser.parse_args(
+            ["--data", str(data / "lfw"), "--protocol", "view1", "--out", str(run_dir), "--overwrite", *SHORT_RUN]
+        )
+    ):
         return None
     return format_line(json.loads((run_dir / "metrics.json").read_text()), f"short run, {run_dir}")

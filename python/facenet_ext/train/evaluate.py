@@ -6,6 +6,7 @@ the raw-pixel baseline, and the error-versus-reject curve of the feature magnitu
 (MagFace's; meaningful for ``--loss magface`` models); writes the files of ``OUTPUT_FILES``.
 ``--write-pairs`` writes an LFW-style 10-fold pair list for the folder instead.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,12 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-
 SPLITS = ("all", "heldout", "train")
 # What an evaluation writes into its --out folder, and what each file holds (the help lists them).
 OUTPUT_FILES = {
     "eval.json": "the metrics of the model and of raw pixels, the error-versus-reject curve, and the model's ROC "
-                 "when it ran on a pair list",
+    "when it ran on a pair list",
     "roc.png": "the ROC of the model and of raw pixels",
     "erc.png": "the error-versus-reject curve with the feature magnitude as quality score",
     "embeddings.npz": "the normalised embeddings, feature magnitudes, labels, identities and image paths",
@@ -28,31 +28,60 @@ OUTPUT_FILES = {
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint",
-                   help="RUN/checkpoint.pt written by `facenet_ext train` (required unless --write-pairs)")
-    p.add_argument("--data", default=None,
-                   help="image folder ROOT/<identity>/<image> (the image files train reads) or an LFW folder "
-                        "(default: the checkpoint's training data)")
-    p.add_argument("--split", choices=SPLITS, default=None,
-                   help="identities to evaluate: the checkpoint's held-out ones, its training ones, or all "
-                        "(default: heldout when --data is the training data and no --pairs is given, else all)")
-    p.add_argument("--pairs", default=None,
-                   help="evaluate on these pairs (LFW pairs.txt format) instead of all pairs (default: all pairs of "
-                        "the chosen identities; an LFW protocol run: its own test pairs)")
-    p.add_argument("--out", default=None,
-                   help=f"output folder for {', '.join(OUTPUT_FILES)} (default: the checkpoint's folder)")
-    p.add_argument("--write-pairs", default=None, metavar="FILE",
-                   help="write an LFW-style 10-fold pairs file for --data and exit (nothing else is written)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the 10-fold split, the sampled different-identity pairs, the identification gallery "
-                        "and --write-pairs' pairs (default 0)")
-    p.add_argument("--cache", default=None, metavar="DIR",
-                   help="decoded-image cache for LFW runs and --crop-box (default $FACENET_EXT_CACHE, else "
-                        "$XDG_CACHE_HOME/facenet_ext, else ~/.cache/facenet_ext)")
-    p.add_argument("--crop-box", type=int, default=None, metavar="PIXELS",
-                   help="another --data folder: cut this centred square from each image before resizing (frame its "
-                        "faces as the training crop framed LFW's) (default: the largest centred square; an LFW "
-                        "folder: the run's crop box)")
+    p.add_argument(
+        "--checkpoint", help="RUN/checkpoint.pt written by `facenet_ext train` (required unless --write-pairs)"
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="image folder ROOT/<identity>/<image> (the image files train reads) or an LFW folder "
+        "(default: the checkpoint's training data)",
+    )
+    p.add_argument(
+        "--split",
+        choices=SPLITS,
+        default=None,
+        help="identities to evaluate: the checkpoint's held-out ones, its training ones, or all "
+        "(default: heldout when --data is the training data and no --pairs is given, else all)",
+    )
+    p.add_argument(
+        "--pairs",
+        default=None,
+        help="evaluate on these pairs (LFW pairs.txt format) instead of all pairs (default: all pairs of "
+        "the chosen identities; an LFW protocol run: its own test pairs)",
+    )
+    p.add_argument(
+        "--out", default=None, help=f"output folder for {', '.join(OUTPUT_FILES)} (default: the checkpoint's folder)"
+    )
+    p.add_argument(
+        "--write-pairs",
+        default=None,
+        metavar="FILE",
+        help="write an LFW-style 10-fold pairs file for --data and exit (nothing else is written)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the 10-fold split, the sampled different-identity pairs, the identification gallery "
+        "and --write-pairs' pairs (default 0)",
+    )
+    p.add_argument(
+        "--cache",
+        default=None,
+        metavar="DIR",
+        help="decoded-image cache for LFW runs and --crop-box (default $FACENET_EXT_CACHE, else "
+        "$XDG_CACHE_HOME/facenet_ext, else ~/.cache/facenet_ext)",
+    )
+    p.add_argument(
+        "--crop-box",
+        type=int,
+        default=None,
+        metavar="PIXELS",
+        help="another --data folder: cut this centred square from each image before resizing (frame its "
+        "faces as the training crop framed LFW's) (default: the largest centred square; an LFW "
+        "folder: the run's crop box)",
+    )
     p.epilog = "Files written into --out: " + "; ".join(f"{name}: {what}" for name, what in OUTPUT_FILES.items()) + "."
 
 
@@ -64,8 +93,16 @@ def run(args: argparse.Namespace) -> int:
             return _write_pairs(args)
         if not args.checkpoint:
             raise ValueError("--checkpoint is required (or --write-pairs)")
-        result = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, pairs_file=args.pairs, out=args.out,
-                                     seed=args.seed, cache_dir=args.cache, crop_box=args.crop_box)
+        result = evaluate_checkpoint(
+            args.checkpoint,
+            args.data,
+            split=args.split,
+            pairs_file=args.pairs,
+            out=args.out,
+            seed=args.seed,
+            cache_dir=args.cache,
+            crop_box=args.crop_box,
+        )
     except (CheckpointError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
         print(f"facenet-ext eval: {exc}", file=sys.stderr)
         return 2
@@ -74,17 +111,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, *, split: str | None = None,
-                        pairs_file: str | None = None, out: str | Path | None = None, seed: int = 0,
-                        cache_dir: str | Path | None = None, crop_box: int | None = None) -> dict:
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data: str | None = None,
+    *,
+    split: str | None = None,
+    pairs_file: str | None = None,
+    out: str | Path | None = None,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    crop_box: int | None = None,
+) -> dict:
     """Evaluate a checkpoint (see the module doc). The checkpoint's data path is absolute (older
     checkpoints: relative, resolved against the current directory, else the run folder). An LFW
     protocol run evaluates on its own test pairs unless ``data`` or ``pairs_file`` says otherwise.
     ``crop_box``: cut this centred square (source pixels) from each image of ``data`` before resizing."""
     from .. import eval as fe
+    from ..quality import error_versus_reject, plot_erc
     from .checkpoint import load_checkpoint
     from .config import TrainConfig
-    from ..quality import error_versus_reject, plot_erc
     from .embed import embed_features, metrics_table, raw_pixel_embeddings
     from .images import load_digits_set, load_image_folder, split_identities
     from .lfw_protocol import images_dir, is_lfw_root
@@ -104,7 +149,9 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, *, spli
         if split not in (None, "heldout"):
             raise ValueError(f"--split {split} is not defined for an LFW protocol run; it evaluates on its test pairs")
         split = "heldout"
-        _, _, images, protocol_pairs = load_sets(TrainConfig.from_dict({**cfg.to_dict(), "data": cfg_data}), cache_dir, progress=False)
+        _, _, images, protocol_pairs = load_sets(
+            TrainConfig.from_dict({**cfg.to_dict(), "data": cfg_data}), cache_dir, progress=False
+        )
     else:
         split = split or ("heldout" if same_data and not pairs_file else "all")
         folder = data or cfg_data
@@ -117,8 +164,15 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, *, spli
             from .face_cache import Preprocess, load_cached_faces
             from .lfw_data import all_faces
 
-            images = all_faces(load_cached_faces(folder, Preprocess(cfg.image_size or 64, in_channels, crop_box),
-                                                 cache_dir, workers=0, progress=False))
+            images = all_faces(
+                load_cached_faces(
+                    folder,
+                    Preprocess(cfg.image_size or 64, in_channels, crop_box),
+                    cache_dir,
+                    workers=0,
+                    progress=False,
+                )
+            )
         else:  # another folder is converted to the checkpoint's channels (grayscale ORL model on RGB faces)
             images = load_image_folder(folder, cfg.image_size or 64, in_channels)
         if split != "all":
@@ -133,8 +187,10 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, *, spli
     labels = subset.labels.numpy()
     features = embed_features(model, subset.images, input_size=cfg.input_size, flip=cfg.flip_eval)
     magnitude = features.norm(dim=1)
-    embeddings = {"model": (features / magnitude[:, None]).numpy(),
-                  "raw pixels": raw_pixel_embeddings(subset.images, cfg.input_size).numpy()}
+    embeddings = {
+        "model": (features / magnitude[:, None]).numpy(),
+        "raw pixels": raw_pixel_embeddings(subset.images, cfg.input_size).numpy(),
+    }
     metrics = {name: fe.evaluate_embeddings(e, labels, pairs=pairs, seed=seed) for name, e in embeddings.items()}
     curves = {name: fe.roc_curve_points(e, labels, pairs=pairs) for name, e in embeddings.items()}
 
@@ -143,12 +199,22 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | None = None, *, spli
     fe.plot_roc({f"{name} (AUC {metrics[name]['auc']:.3f})": c for name, c in curves.items()}, out / "roc.png")
     erc = error_versus_reject(features, subset.labels, magnitude)
     plot_erc({f"{cfg.loss} model, quality = feature norm": erc}, out / "erc.png")
-    np.savez(out / "embeddings.npz", embeddings=embeddings["model"], magnitude=magnitude.numpy(), labels=labels,
-             identities=np.array(subset.identities), paths=np.array(subset.paths))
+    np.savez(
+        out / "embeddings.npz",
+        embeddings=embeddings["model"],
+        magnitude=magnitude.numpy(),
+        labels=labels,
+        identities=np.array(subset.identities),
+        paths=np.array(subset.paths),
+    )
     report = {
-        "checkpoint": str(checkpoint), "data": data or cfg_data or "sklearn digits", "split": split,
+        "checkpoint": str(checkpoint),
+        "data": data or cfg_data or "sklearn digits",
+        "split": split,
         "pairs": pairs_file or (f"{cfg.protocol} test pairs" if protocol_pairs is not None else None),
-        "identities": subset.identities, "images": len(subset), "metrics": metrics,
+        "identities": subset.identities,
+        "images": len(subset),
+        "metrics": metrics,
         "erc_quality_feature_norm": {k: np.asarray(v).tolist() for k, v in erc.items()},
     }
     if pairs is not None:  # a pair list (LFW): its ROC is small enough to keep, e.g. for lfw-view2's plot
@@ -167,11 +233,18 @@ def _images_for_pairs(images, pairs, root):
     rows, missing = [], []
     for name, idx in needed:
         lfw = fe.image_path(root, name, idx)
-        path = lfw if lfw.is_file() else (listing[name][idx - 1] if name in listing and 0 < idx <= len(listing[name]) else None)
+        path = (
+            lfw
+            if lfw.is_file()
+            else (listing[name][idx - 1] if name in listing and 0 < idx <= len(listing[name]) else None)
+        )
         row = row_of.get(str(Path(path).resolve())) if path is not None else None
         (missing if row is None else rows).append((name, idx) if row is None else row)
     if missing:
-        raise ValueError(f"{len(missing)} image(s) named in the pairs file are not in the data folder (or could not be read): {missing[:5]}")
+        raise ValueError(
+            f"{len(missing)} image(s) named in the pairs file are not in the data folder (or could not be read): "
+            f"{missing[:5]}"
+        )
     subset = type(images)(images.images[rows], images.labels[rows], images.identities, [images.paths[r] for r in rows])
     return subset, index
 

@@ -13,6 +13,7 @@ Building it decodes through a ``torch.utils.data.DataLoader`` over :class:`JpegF
 processes decode in parallel (the one place where workers pay off on 2 cores). Files that cannot be
 decoded are skipped, listed in a warning and in the manifest, and counted, as for plain folders.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -48,7 +49,9 @@ class Preprocess:
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels!r}")
         if self.crop_box is not None and (not isinstance(self.crop_box, int) or self.crop_box < 8):
-            raise ValueError(f"crop_box must be an int >= 8 (pixels of the source image) or None, got {self.crop_box!r}")
+            raise ValueError(
+                f"crop_box must be an int >= 8 (pixels of the source image) or None, got {self.crop_box!r}"
+            )
 
     def __call__(self, path: str | Path) -> np.ndarray:
         """uint8 [C, S, S] of one image file; raises on a file that cannot be decoded."""
@@ -125,8 +128,9 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
-def load_cached_faces(root: str | Path, prep: Preprocess, cache_dir: str | Path | None = None, *,
-                      workers: int = 2, progress: bool = True) -> CachedFaces:
+def load_cached_faces(
+    root: str | Path, prep: Preprocess, cache_dir: str | Path | None = None, *, workers: int = 2, progress: bool = True
+) -> CachedFaces:
     """Every image under ``root/<identity>/`` preprocessed by ``prep``, from the cache when it is
     current, else decoded (``workers`` processes) and written to it. See the module doc."""
     root = Path(root).expanduser().resolve()
@@ -135,7 +139,9 @@ def load_cached_faces(root: str | Path, prep: Preprocess, cache_dir: str | Path 
     cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
     if cache_dir.resolve().is_relative_to(root):
-        raise ValueError(f"the cache directory {cache_dir} is inside the data folder {root}; choose another (--cache DIR)")
+        raise ValueError(
+            f"the cache directory {cache_dir} is inside the data folder {root}; choose another (--cache DIR)"
+        )
     key = cache_key(root, prep)
     array_file, manifest_file = cache_dir / f"faces-{key}.npy", cache_dir / f"faces-{key}.json"
     signature = _signature(root, files)
@@ -146,17 +152,36 @@ def load_cached_faces(root: str | Path, prep: Preprocess, cache_dir: str | Path 
             images = np.load(array_file)
         except (OSError, ValueError):
             images = None
-        if images is not None and images.shape == (len(manifest["files"]), prep.channels, prep.image_size, prep.image_size):
+        if images is not None and images.shape == (
+            len(manifest["files"]),
+            prep.channels,
+            prep.image_size,
+            prep.image_size,
+        ):
             kept = [root / p for p in manifest["files"]]
-            return CachedFaces(images, [p.parent.name for p in kept], [str(p) for p in kept],
-                               [tuple(s) for s in manifest["skipped"]], array_file, rebuilt=False)
+            return CachedFaces(
+                images,
+                [p.parent.name for p in kept],
+                [str(p) for p in kept],
+                [tuple(s) for s in manifest["skipped"]],
+                array_file,
+                rebuilt=False,
+            )
 
     images, kept, skipped = _decode_all([f for _, f in files], prep, workers, progress)
     report_unreadable(root, len(files), skipped, len(kept))
     _atomic_write(array_file, lambda f: np.save(f, images))
-    record = {"version": CACHE_VERSION, "root": str(root), "preprocess": asdict(prep), "signature": signature,
-              "files": [str(p.relative_to(root)) for p in kept], "skipped": skipped}
-    _atomic_write(manifest_file, lambda f: f.write(json.dumps(record).encode()))  # written last: marks the cache complete
+    record = {
+        "version": CACHE_VERSION,
+        "root": str(root),
+        "preprocess": asdict(prep),
+        "signature": signature,
+        "files": [str(p.relative_to(root)) for p in kept],
+        "skipped": skipped,
+    }
+    _atomic_write(
+        manifest_file, lambda f: f.write(json.dumps(record).encode())
+    )  # written last: marks the cache complete
     return CachedFaces(images, [p.parent.name for p in kept], [str(p) for p in kept], skipped, array_file, rebuilt=True)
 
 
@@ -170,13 +195,19 @@ def _read_manifest(path: Path) -> dict | None:
 def _decode_all(files: list[Path], prep: Preprocess, workers: int, progress: bool):
     from tqdm.auto import tqdm
 
-    loader = torch.utils.data.DataLoader(JpegFaces(files, prep), batch_size=64, num_workers=max(0, workers),
-                                         collate_fn=list)
+    loader = torch.utils.data.DataLoader(
+        JpegFaces(files, prep), batch_size=64, num_workers=max(0, workers), collate_fn=list
+    )
     out = np.empty((len(files), prep.channels, prep.image_size, prep.image_size), dtype=np.uint8)
     ok = np.zeros(len(files), dtype=bool)
     skipped = []
-    with tqdm(total=len(files), desc=f"decoding {len(files)} images into the cache", disable=not progress,
-              dynamic_ncols=True, leave=False) as bar:
+    with tqdm(
+        total=len(files),
+        desc=f"decoding {len(files)} images into the cache",
+        disable=not progress,
+        dynamic_ncols=True,
+        leave=False,
+    ) as bar:
         for batch in loader:
             for i, a, error in batch:
                 if a is None:

@@ -6,6 +6,7 @@ uint8 tensor: the face sets this trainer targets are small, and it keeps every e
 are data, never code: a file that cannot be decoded, or is larger than ``MAX_PIXELS``, is skipped, listed
 and counted, never a crash halfway through an epoch.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -39,7 +40,7 @@ class ImageSet:
         """Images per identity, indexed by label."""
         return torch.bincount(self.labels, minlength=len(self.identities))
 
-    def select_identities(self, names: list[str]) -> "ImageSet":
+    def select_identities(self, names: list[str]) -> ImageSet:
         """The images of the named identities, relabelled 0..len(names)-1 in the given order."""
         index = {name: i for i, name in enumerate(self.identities)}
         missing = [n for n in names if n not in index]
@@ -110,7 +111,9 @@ def load_digits_set(image_size: int = 32) -> ImageSet:
     x = torch.nn.functional.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
     images = x.round().clamp(0, 255).to(torch.uint8)
     labels = torch.from_numpy(digits.target).to(torch.int64)
-    return ImageSet(images, labels, [f"digit{d}" for d in range(10)], [f"sklearn-digits[{i}]" for i in range(len(labels))])
+    return ImageSet(
+        images, labels, [f"digit{d}" for d in range(10)], [f"sklearn-digits[{i}]" for i in range(len(labels))]
+    )
 
 
 def split_identities(data: ImageSet, holdout: float | list[str]) -> tuple[ImageSet, ImageSet]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._checks import check_choice
 from ..eval.lfw_pairs import Pairs, image_path, read_pairs
 from .config import PROTOCOLS
 
@@ -138,13 +139,14 @@ def view2(root: str | Path, fold: int) -> Split:
 
 
 def split_for(root: str | Path, protocol: str, fold: int | None = None) -> Split:
+    check_choice("split_for", "protocol", protocol, PROTOCOLS)
     if protocol == "view1":
         return view1(root)
     if protocol == "view2":
         if fold is None:
             raise ValueError("protocol view2 needs a fold (0..9)")
         return view2(root, fold)
-    raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}")
+    raise AssertionError(f"split_for: no split for protocol {protocol!r}")  # PROTOCOLS lists only the two above
 
 
 def check_pairs_resolve(split: Split, root: str | Path) -> None:

@@ -5,6 +5,7 @@ Held-out people are those of set ``fold`` of ``people.txt``: a View 2 run of tha
 them. All their images are scored (at most ``max_per_person`` per person, the first in file order, so
 that no single person's pairs swamp the error-versus-reject curves).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..quality import (error_versus_reject, fnmr_at, quality_auc_by_kind, random_rejection, template_verification)
+from ..quality import error_versus_reject, fnmr_at, quality_auc_by_kind, random_rejection, template_verification
 from .degrade import DEGRADATIONS, degrade
 from .images import ImageSet
 
@@ -36,8 +37,9 @@ def cap_per_person(data: ImageSet, max_per_person: int | None) -> ImageSet:
     return ImageSet(data.images[keep], data.labels[keep], list(data.identities), [data.paths[i] for i in rows])
 
 
-def heldout_people(root: str | Path, fold: int, cfg, *, cache_dir=None, max_per_person: int | None = 20,
-                   progress: bool = False) -> ImageSet:
+def heldout_people(
+    root: str | Path, fold: int, cfg, *, cache_dir=None, max_per_person: int | None = 20, progress: bool = False
+) -> ImageSet:
     """Every image (capped per person) of the people in set ``fold`` of ``people.txt``, preprocessed as the
     run ``cfg`` was trained (crop box, size, channels), from the shared decoded-image cache."""
     from .face_cache import Preprocess, load_cached_faces
@@ -62,10 +64,19 @@ def training_people_sample(cfg, n: int = 1200, per_person: int = 3, seed: int = 
     if cfg.people_fraction < 1:
         train_set = subset_people(train_set, cfg.people_fraction, cfg.seed)
     counts = train_set.counts().tolist()
-    train_set = cap_per_person(train_set.select_identities(
-        [name for name, c in zip(train_set.identities, counts) if c >= cfg.min_class_images]), per_person)
+    train_set = cap_per_person(
+        train_set.select_identities(
+            [name for name, c in zip(train_set.identities, counts) if c >= cfg.min_class_images]
+        ),
+        per_person,
+    )
     rows = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed))[:n].sort().values
-    return ImageSet(train_set.images[rows], train_set.labels[rows], train_set.identities, [train_set.paths[i] for i in rows.tolist()])
+    return ImageSet(
+        train_set.images[rows],
+        train_set.labels[rows],
+        train_set.identities,
+        [train_set.paths[i] for i in rows.tolist()],
+    )
 
 
 def load_run(run: str | Path):
@@ -114,8 +125,15 @@ def _erc_summary(erc: dict) -> dict:
     return {f"fnmr_{round(100 * r)}": fnmr_at(erc, r) for r in (0.0, *REPORT_FRACTIONS)}
 
 
-def quality_report(features: dict[str, tuple[Tensor, Tensor]], qs: QualitySet, *, seed: int, far: float = 1e-2,
-                   draws: int = 20, template_min_images: int = 4) -> dict:
+def quality_report(
+    features: dict[str, tuple[Tensor, Tensor]],
+    qs: QualitySet,
+    *,
+    seed: int,
+    far: float = 1e-2,
+    draws: int = 20,
+    template_min_images: int = 4,
+) -> dict:
     """One seed's report. ``features`` maps a model name (e.g. "magface", "arcface") to its (clean,
     degraded) features of ``qs``; each model's quality is its feature norm. Per model: the quality AUC
     (clean above degraded) overall and per kind, median quality per kind, the error-versus-reject curve on
@@ -129,21 +147,39 @@ def quality_report(features: dict[str, tuple[Tensor, Tensor]], qs: QualitySet, *
         q_bad, q_clean = bad_f.norm(dim=1), clean_f.norm(dim=1)
         r: dict = {"quality_auc": quality_auc_by_kind(q_bad.numpy(), kind.numpy(), DEGRADATIONS)}
         r["median_quality"] = {"clean": float(q_bad[kind == -1].median())}
-        r["median_quality"].update({k: float(q_bad[kind == i].median()) for i, k in enumerate(DEGRADATIONS) if (kind == i).any()})
+        r["median_quality"].update(
+            {k: float(q_bad[kind == i].median()) for i, k in enumerate(DEGRADATIONS) if (kind == i).any()}
+        )
         for setting, (f, q) in {"degraded": (bad_f, q_bad), "natural": (clean_f, q_clean)}.items():
             erc = error_versus_reject(f, labels, q, ERC_FRACTIONS, far)
             rnd = random_rejection(f, labels, draws, seed, ERC_FRACTIONS, far)
             r[f"erc_{setting}"] = {k: np.asarray(v).tolist() for k, v in erc.items()}
             r[f"erc_{setting}_random_fnmr"] = rnd["fnmr"].tolist()
-            r[f"erc_{setting}_summary"] = {**_erc_summary(erc), **{f"random_{k}": v for k, v in _erc_summary(rnd).items()}}
+            r[f"erc_{setting}_summary"] = {
+                **_erc_summary(erc),
+                **{f"random_{k}": v for k, v in _erc_summary(rnd).items()},
+            }
             s = r[f"erc_{setting}_summary"]
             drop, rnd_drop = s["fnmr_0"] - s["fnmr_20"], s["random_fnmr_0"] - s["random_fnmr_20"]
             s["reduction_20"], s["random_reduction_20"] = drop, rnd_drop
             s["reduction_ratio_20"] = drop / rnd_drop if rnd_drop > 0 else (float("inf") if drop > 0 else float("nan"))
-        r["templates_clean"] = template_verification(clean_f, labels, torch.Generator().manual_seed(seed), template_min_images)
-        r["templates_degraded"] = template_verification(bad_f, labels, torch.Generator().manual_seed(seed), template_min_images)
+        r["templates_clean"] = template_verification(
+            clean_f, labels, torch.Generator().manual_seed(seed), template_min_images
+        )
+        r["templates_degraded"] = template_verification(
+            bad_f, labels, torch.Generator().manual_seed(seed), template_min_images
+        )
         out[name] = r
     return out
 
 
-__all__ = ["cap_per_person", "heldout_people", "training_people_sample", "load_run", "features_of", "QualitySet", "degraded_copy", "quality_report"]
+__all__ = [
+    "cap_per_person",
+    "heldout_people",
+    "training_people_sample",
+    "load_run",
+    "features_of",
+    "QualitySet",
+    "degraded_copy",
+    "quality_report",
+]

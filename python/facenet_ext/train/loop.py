@@ -10,6 +10,7 @@ metrics; no random state, see below), ``metrics.json`` (config, per-epoch histor
 uninterrupted run would have taken (each step's random draws and learning rate depend only on the seed,
 the step and the rank). Ctrl-C finishes the current step, saves and stops; a second Ctrl-C aborts at once.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,16 @@ from .checkpoint import check_same_config, load_checkpoint, save_checkpoint
 from .config import RESUMABLE_CHANGES, TrainConfig
 from .degrade import degrade
 from .embed import embed_images, evaluate, metrics_table, raw_pixel_embeddings
-from .images import ImageSet, augment, center_crop, load_digits_set, load_image_folder, random_crop_flip, split_identities, standardize
+from .images import (
+    ImageSet,
+    augment,
+    center_crop,
+    load_digits_set,
+    load_image_folder,
+    random_crop_flip,
+    split_identities,
+    standardize,
+)
 from .model import NN2, SmallNet
 from .objective import Objective
 from .sampler import PKSampler, UniformSampler
@@ -67,7 +77,9 @@ def load_sets(cfg: TrainConfig, cache_dir=None, workers: int = 2, progress: bool
     from .lfw_data import load_protocol
 
     prep = Preprocess(cfg.image_size or 64, cfg.channels or 1, cfg.crop_box)
-    p = load_protocol(cfg.data, cfg.protocol, cfg.fold, prep, cache_dir=cache_dir, workers=workers, progress=progress, seed=cfg.seed)
+    p = load_protocol(
+        cfg.data, cfg.protocol, cfg.fold, prep, cache_dir=cache_dir, workers=workers, progress=progress, seed=cfg.seed
+    )
     return None, p.train_set, p.test_set, p.pairs
 
 
@@ -79,7 +91,11 @@ def subset_people(data: ImageSet, fraction: float, seed: int) -> ImageSet:
     return data.select_identities([data.identities[i] for i in sorted(keep.tolist())])
 
 
-TRANSFORMS = {"mirror": lambda x: x.flip(-1), "rot90": lambda x: x.rot90(1, (-2, -1)), "rot270": lambda x: x.rot90(-1, (-2, -1))}
+TRANSFORMS = {
+    "mirror": lambda x: x.flip(-1),
+    "rot90": lambda x: x.rot90(1, (-2, -1)),
+    "rot270": lambda x: x.rot90(-1, (-2, -1)),
+}
 
 
 def with_new_identities(data: ImageSet, transforms: list[str]) -> ImageSet:
@@ -133,8 +149,10 @@ def prepare_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
         return
     present = [name for name in RUN_FILES if (out / name).exists()]
     if present and not overwrite:
-        raise RunExistsError(f"{out} already holds a run ({', '.join(present)}); continue it with --resume, "
-                             f"replace it with --overwrite, or choose another --out")
+        raise RunExistsError(
+            f"{out} already holds a run ({', '.join(present)}); continue it with --resume, "
+            f"replace it with --overwrite, or choose another --out"
+        )
     for name in present:
         (out / name).unlink()
 
@@ -199,8 +217,9 @@ def batch_loader(data: ImageSet, sampler, cfg: TrainConfig, rank: int, start: in
     With the images in memory a batch is one gather, so ``workers`` = 0 (the default) is fastest on 2
     cores: worker processes would compete with the network's threads."""
     plan = _StepBatches(sampler, cfg.seed, rank, start, stop)
-    return torch.utils.data.DataLoader(_Indexed(data.images, data.labels), batch_sampler=plan, collate_fn=_as_is,
-                                       num_workers=workers), plan
+    return torch.utils.data.DataLoader(
+        _Indexed(data.images, data.labels), batch_sampler=plan, collate_fn=_as_is, num_workers=workers
+    ), plan
 
 
 def default_out() -> Path:
@@ -215,7 +234,7 @@ class _StopFlag:
         self.requested = False
         self._previous = None
 
-    def __enter__(self) -> "_StopFlag":
+    def __enter__(self) -> _StopFlag:
         try:
             self._previous = signal.signal(signal.SIGINT, self._handle)
         except ValueError:  # not the main thread: no handler, Ctrl-C behaves as usual
@@ -226,7 +245,9 @@ class _StopFlag:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\ninterrupt: finishing this step, saving the checkpoint, then stopping (Ctrl-C again aborts)", flush=True)
+        print(
+            "\ninterrupt: finishing this step, saving the checkpoint, then stopping (Ctrl-C again aborts)", flush=True
+        )
 
     def __exit__(self, *exc) -> None:
         if self._previous is not None:
@@ -239,8 +260,16 @@ def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1_009 + rank)
 
 
-def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
-          progress: bool = True, cache_dir: str | Path | None = None, workers: int = 0) -> RunResult:
+def train(
+    cfg: TrainConfig,
+    out: str | Path | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    cache_dir: str | Path | None = None,
+    workers: int = 0,
+) -> RunResult:
     """Train ``cfg`` into the run folder ``out`` (default ``runs/<timestamp>``); see the module docstring.
     A folder that already holds a run is refused unless ``resume`` or ``overwrite``. ``cache_dir`` and
     ``workers``: where LFW's decoded images are cached, and DataLoader worker processes (neither changes
@@ -265,7 +294,9 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = Fal
         # --singletons N makes the single-image people classes too (each pulls its own centre and repels
         # everyone else's images)
         counts = train_set.counts().tolist()
-        train_set = train_set.select_identities([n for n, c in zip(train_set.identities, counts) if c >= cfg.min_class_images])
+        train_set = train_set.select_identities(
+            [n for n, c in zip(train_set.identities, counts) if c >= cfg.min_class_images]
+        )
     if cfg.new_identities:
         train_set = with_new_identities(train_set, cfg.new_identities.split(","))
     sampler = build_sampler(cfg, train_set.labels)
@@ -280,7 +311,9 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = Fal
     total_steps = cfg.epochs * steps_per_epoch
 
     def held_out_metrics() -> dict:
-        return evaluate(embed_images(net, held_set.images, input_size=cfg.input_size, flip=cfg.flip_eval), held_set, cfg.seed, pairs)
+        return evaluate(
+            embed_images(net, held_set.images, input_size=cfg.input_size, flip=cfg.flip_eval), held_set, cfg.seed, pairs
+        )
 
     if saved is not None:
         net.load_state_dict(saved["model"])
@@ -289,15 +322,33 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = Fal
         step, history, metrics = saved["step"], saved["history"], saved["metrics"]
     else:
         step = 0
-        history = {"epoch_loss": [], "epoch_aux": [], "aux_name": objective.aux_name, "epoch_images_per_s": [], "heldout": [], "partial": None}
-        metrics = {"config": cfg.to_dict(), "data": _describe(data, train_set, held_set, pairs), "world_size": world.size}
+        history = {
+            "epoch_loss": [],
+            "epoch_aux": [],
+            "aux_name": objective.aux_name,
+            "epoch_images_per_s": [],
+            "heldout": [],
+            "partial": None,
+        }
+        metrics = {
+            "config": cfg.to_dict(),
+            "data": _describe(data, train_set, held_set, pairs),
+            "world_size": world.size,
+        }
         if world.main:
-            metrics["raw_pixels"] = evaluate(raw_pixel_embeddings(held_set.images, cfg.input_size), held_set, cfg.seed, pairs)
+            metrics["raw_pixels"] = evaluate(
+                raw_pixel_embeddings(held_set.images, cfg.input_size), held_set, cfg.seed, pairs
+            )
             metrics["before"] = held_out_metrics()
             history["heldout"].append(_pick(metrics["before"]))
 
     def save() -> None:
-        state = {"config": cfg.to_dict(), "model": net.state_dict(), "objective": objective.state_dict(), "optimizer": optimizer.state_dict()}
+        state = {
+            "config": cfg.to_dict(),
+            "model": net.state_dict(),
+            "objective": objective.state_dict(),
+            "optimizer": optimizer.state_dict(),
+        }
         save_checkpoint(ckpt_path, {**state, "step": step, "history": history, "metrics": metrics})
 
     def checkpoint() -> None:
@@ -316,8 +367,12 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = Fal
             epoch = step // steps_per_epoch
             acc = history["partial"] or {"loss": 0.0, "aux": 0.0, "images": 0, "seconds": 0.0, "steps": 0}
             bar = tqdm(
-                total=steps_per_epoch, initial=step % steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                disable=not progress, leave=False, dynamic_ncols=True,
+                total=steps_per_epoch,
+                initial=step % steps_per_epoch,
+                desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                disable=not progress,
+                leave=False,
+                dynamic_ncols=True,
             )
             while step < (epoch + 1) * steps_per_epoch:
                 t0 = time.perf_counter()
@@ -336,11 +391,18 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = Fal
                 seconds = time.perf_counter() - t0
                 step_loss, images = world.mean(loss.item()), idx.numel() * world.size
                 acc = {
-                    "loss": acc["loss"] + step_loss, "aux": acc["aux"] + float(aux),
-                    "images": acc["images"] + images, "seconds": acc["seconds"] + seconds, "steps": acc["steps"] + 1,
+                    "loss": acc["loss"] + step_loss,
+                    "aux": acc["aux"] + float(aux),
+                    "images": acc["images"] + images,
+                    "seconds": acc["seconds"] + seconds,
+                    "steps": acc["steps"] + 1,
                 }
                 bar.update(1)
-                bar.set_postfix(loss=f"{step_loss:.4f}", **{objective.aux_name: f"{float(aux):.2f}"}, img_s=f"{images / seconds:.0f}")
+                bar.set_postfix(
+                    loss=f"{step_loss:.4f}",
+                    **{objective.aux_name: f"{float(aux):.2f}"},
+                    img_s=f"{images / seconds:.0f}",
+                )
                 if world.any(stop.requested):
                     interrupted = True
                     break
@@ -359,7 +421,8 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = Fal
             if progress:
                 h = history["heldout"][-1]
                 print(
-                    f"epoch {epoch + 1}/{cfg.epochs}: loss {history['epoch_loss'][-1]:.4f}, {objective.aux_name} {history['epoch_aux'][-1]:.2f}, "
+                    f"epoch {epoch + 1}/{cfg.epochs}: loss {history['epoch_loss'][-1]:.4f}, {objective.aux_name} "
+                    f"{history['epoch_aux'][-1]:.2f}, "
                     f"{history['epoch_images_per_s'][-1]:.0f} img/s; held-out VAL@FAR=1e-3 {h['val_at_far_1e-3']:.3f}, "
                     f"10-fold acc {h['accuracy_10fold']:.3f}, AUC {h['auc']:.3f}",
                     flush=True,
@@ -368,7 +431,12 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, resume: bool = Fal
 
     if interrupted:
         checkpoint()
-        return RunResult(out, metrics, interrupted=True, summary=f"interrupted at step {step}/{total_steps}; checkpoint saved to {ckpt_path}")
+        return RunResult(
+            out,
+            metrics,
+            interrupted=True,
+            summary=f"interrupted at step {step}/{total_steps}; checkpoint saved to {ckpt_path}",
+        )
 
     metrics["history"] = {k: v for k, v in history.items() if k != "partial"}
     metrics["steps"] = step
@@ -401,7 +469,9 @@ def _describe(data: ImageSet | None, train_set: ImageSet, held_set: ImageSet, pa
     counts = train_set.counts()
     out = {
         "images": len(data) if data is not None else len(train_set) + len(held_set),
-        "identities": len(data.identities) if data is not None else len(train_set.identities) + len(held_set.identities),
+        "identities": len(data.identities)
+        if data is not None
+        else len(train_set.identities) + len(held_set.identities),
         "train_identities": train_set.identities,
         "heldout_identities": held_set.identities,
         "train_images": len(train_set),

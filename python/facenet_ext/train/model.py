@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._checks import check_choice
 from ..nn import L2Pool2d
 
 # One row per Inception module of Table 2: (name, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool kind,
@@ -52,8 +53,7 @@ class Inception(nn.Module):
 
     def __init__(self, cin: int, n1: int, r3: int, n3: int, r5: int, n5: int, pool: str, proj: int, stride: int):
         super().__init__()
-        if pool not in ("max", "l2"):
-            raise ValueError(f"Inception: pool must be 'max' or 'l2', got {pool!r}")
+        check_choice("Inception", "pool", pool, ("max", "l2"))
         self.branch1 = ConvBNReLU(cin, n1, 1) if n1 else None
         self.branch3 = nn.Sequential(ConvBNReLU(cin, r3, 1), ConvBNReLU(r3, n3, 3, stride))
         self.branch5 = nn.Sequential(ConvBNReLU(cin, r5, 1), ConvBNReLU(r5, n5, 5, stride))

@@ -5,39 +5,66 @@ the unseen 7-9, in well under a minute on 2 cores. ``LFW`` (``--protocol view1|v
 ``--data`` folder without ``--protocol``): the recipe chosen on LFW View 1 (``RESULTS.md``, "LFW"),
 within 15 minutes on 2 CPU cores including the one-off image cache.
 """
+
 from __future__ import annotations
 
 QUICK = {
     # the digits at their own 8x8 on a small conv net; digits 0-6 train, 7-9 are held out
-    "image_size": 8, "model": "small", "width": 0.25, "holdout": 0.3,
+    "image_size": 8,
+    "model": "small",
+    "width": 0.25,
+    "holdout": 0.3,
     # seven digits are too few identities to carry over to new ones (trained networks fell back to their
     # untrained selves); their mirrored and quarter-turned versions add 21 more, none of them a digit
     "new_identities": "mirror,rot90,rot270",
     # ArcFace over the 28 identities; 150 steps (held-out AUC peaks early, then the net specialises)
-    "loss": "arcface", "head_scale": 16.0, "head_margin": 0.5, "sampler": "uniform",
-    "optimizer": "adam", "lr": 1e-3, "schedule": "cosine",
-    "epochs": 6, "steps_per_epoch": 25,
+    "loss": "arcface",
+    "head_scale": 16.0,
+    "head_margin": 0.5,
+    "sampler": "uniform",
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "schedule": "cosine",
+    "epochs": 6,
+    "steps_per_epoch": 25,
 }
 
 LFW = {
     # data: the deep-funneled face sits in the centre; 110 of 250 pixels frame it from brow to chin
-    "protocol": "view1", "crop_box": 110, "image_size": 72, "input_size": 64, "channels": 1,
+    "protocol": "view1",
+    "crop_box": 110,
+    "image_size": 72,
+    "input_size": 64,
+    "channels": 1,
     # network
-    "model": "nn2", "width": 0.25, "depth": 2,
+    "model": "nn2",
+    "width": 0.25,
+    "depth": 2,
     # objective: ArcFace over the training people, batches of 128 images drawn uniformly
-    "loss": "arcface", "head_scale": 32.0, "head_margin": 0.3, "sampler": "uniform",
-    "identities_per_batch": 32, "images_per_identity": 4,
+    "loss": "arcface",
+    "head_scale": 32.0,
+    "head_margin": 0.3,
+    "sampler": "uniform",
+    "identities_per_batch": 32,
+    "images_per_identity": 4,
     # optimiser and budget
-    "optimizer": "adam", "lr": 2e-3, "weight_decay": 5e-4, "schedule": "cosine",
-    "epochs": 10, "steps_per_epoch": 200,
-    "augment": True, "flip_eval": True,
+    "optimizer": "adam",
+    "lr": 2e-3,
+    "weight_decay": 5e-4,
+    "schedule": "cosine",
+    "epochs": 10,
+    "steps_per_epoch": 200,
+    "augment": True,
+    "flip_eval": True,
 }
 
 # ``--loss magface`` on LFW: the LFW recipe with these settings over it (RESULTS.md, "MagFace on LFW",
 # chosen on View 2 fold 0 among three seed-0 runs). The ArcFace head's margin gives way to MagFace's
 # magnitude-dependent one.
 MAGFACE_LFW = {
-    "loss": "magface", "head_margin": None, "head_scale": 32.0,
+    "loss": "magface",
+    "head_margin": None,
+    "head_scale": 32.0,
     # classes: the training people with 5 or more images (376 of View 2's nine training sets). With every
     # person of 2+ images (1493 classes) nearly every training image stayed hard for this small network,
     # all magnitudes sat together near 17 and ranked nothing (quality AUC 0.53 on unseen people; 0.62 at 5+)
@@ -45,8 +72,13 @@ MAGFACE_LFW = {
     # magnitude clamp [10, 40] and lambda_g 66: the margin 0.2 -> 0.45 over a 30-wide range, so the
     # magnitude terms weigh 3.3x more against the direction's cross-entropy than with the paper's
     # [10, 110] (lambda_g 20 at s = 32); quality AUC 0.62 -> 0.66 on unseen people
-    "mag_l_a": 10.0, "mag_u_a": 40.0, "mag_l_m": 0.2, "mag_u_m": 0.45, "mag_lambda_g": 66.0,
+    "mag_l_a": 10.0,
+    "mag_u_a": 40.0,
+    "mag_l_m": 0.2,
+    "mag_u_m": 0.45,
+    "mag_lambda_g": 66.0,
     # a fifth of each batch blurred, noised, occluded, reduced in resolution or JPEG-compressed: faces
     # MagFace learns to give low magnitudes
-    "degrade": 0.2, "degrade_kinds": "all",
+    "degrade": 0.2,
+    "degrade_kinds": "all",
 }

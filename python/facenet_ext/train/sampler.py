@@ -6,6 +6,7 @@ training loop passes every step its own generator, seeded from (seed, step, rank
 (:func:`facenet_ext.train.loop.step_generator`), so a resumed run draws exactly the batches the
 uninterrupted run would have drawn, with no generator state in the checkpoint.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -21,7 +22,9 @@ class PKSampler:
     to every batch as negatives only (a miner never pairs them as anchor and positive); with 0 they are
     left out of training, with a warning."""
 
-    def __init__(self, labels: Tensor, identities_per_batch: int, images_per_identity: int, singletons: int = 0) -> None:
+    def __init__(
+        self, labels: Tensor, identities_per_batch: int, images_per_identity: int, singletons: int = 0
+    ) -> None:
         if identities_per_batch < 2:
             raise ValueError(f"identities_per_batch must be >= 2 (a batch needs negatives), got {identities_per_batch}")
         if images_per_identity < 2:
@@ -42,7 +45,9 @@ class PKSampler:
             )
         self.identities = torch.tensor([i for i, c in enumerate(counts.tolist()) if c >= 2], dtype=torch.int64)
         if self.identities.numel() < 2:
-            raise ValueError(f"training needs at least two identities with two or more images, found {self.identities.numel()}")
+            raise ValueError(
+                f"training needs at least two identities with two or more images, found {self.identities.numel()}"
+            )
         self.p = min(identities_per_batch, int(self.identities.numel()))
         self.k = images_per_identity
 

@@ -15,6 +15,7 @@ fold with only a checkpoint (interrupted) continues from it; the others start. W
 ``DIR/view2.json`` (per fold and mean ± std of accuracy, AUC and VAL@FAR=1e-3, next to raw pixels),
 ``DIR/view2.md`` (the table) and ``DIR/roc.png`` (every fold's ROC).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,11 +32,19 @@ KEYS = ("accuracy_10fold", "auc", "val_at_far_1e-3")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from .cli import add_training_options
 
-    p.add_argument("--data", required=True, help="the LFW folder: pairs.txt, people.txt and the person folders (under "
-                                                 "images/ or directly)")
-    p.add_argument("--out", required=True, metavar="DIR", help="DIR/fold-k: fold k's run folder (train's files, eval's "
-                                                              "files, view2_fold.json); DIR/view2.json, view2.md and "
-                                                              "roc.png: the summary of the finished folds")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="the LFW folder: pairs.txt, people.txt and the person folders (under images/ or directly)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="DIR/fold-k: fold k's run folder (train's files, eval's "
+        "files, view2_fold.json); DIR/view2.json, view2.md and "
+        "roc.png: the summary of the finished folds",
+    )
     p.add_argument("--folds", default="0-9", help="folds to run: '0-9', '0,3,5' (default 0-9, all ten)")
     add_training_options(p)
 
@@ -80,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         if not is_lfw_root(args.data):
-            raise ValueError(f"{args.data} is not an LFW folder (it needs pairs.txt, people.txt and the person folders)")
+            raise ValueError(
+                f"{args.data} is not an LFW folder (it needs pairs.txt, people.txt and the person folders)"
+            )
         folds = parse_folds(args.folds)
         for k in folds:
             run_dir = out / f"fold-{k}"
@@ -92,14 +103,25 @@ def run(args: argparse.Namespace) -> int:
                 continue
             print(f"fold {k}: {'resuming' if state == 'partial' else 'training'} in {run_dir}", flush=True)
             t0 = time.perf_counter()
-            result = train(fold_config(args, k), run_dir, resume=state == "partial", overwrite=state == "new",
-                           progress=not args.no_progress, cache_dir=args.cache, workers=args.workers)
+            result = train(
+                fold_config(args, k),
+                run_dir,
+                resume=state == "partial",
+                overwrite=state == "new",
+                progress=not args.no_progress,
+                cache_dir=args.cache,
+                workers=args.workers,
+            )
             if result.interrupted:
                 print(result.summary)
                 print(f"resume with the same command: finished folds are kept, fold {k} continues")
                 return 130
             _record_fold(run_dir, time.perf_counter() - t0, args.cache)
-            print(f"fold {k}: accuracy {result.metrics['after']['accuracy_10fold']:.4f}, AUC {result.metrics['after']['auc']:.4f}", flush=True)
+            print(
+                f"fold {k}: accuracy {result.metrics['after']['accuracy_10fold']:.4f}, AUC "
+                f"{result.metrics['after']['auc']:.4f}",
+                flush=True,
+            )
         summary = summarize(out)
     except (CheckpointError, FileNotFoundError, NotADirectoryError, FileExistsError, ValueError) as exc:
         print(f"facenet-ext lfw-view2: {exc}", file=sys.stderr)
@@ -128,17 +150,35 @@ def summarize(out: Path) -> dict:
         metrics = json.loads((run_dir / "metrics.json").read_text())
         extra_file = run_dir / "view2_fold.json"
         extra = json.loads(extra_file.read_text()) if extra_file.is_file() else {}
-        rows.append({"fold": k, "model": {key: metrics["after"][key] for key in KEYS},
-                     "raw_pixels": {key: metrics["raw_pixels"][key] for key in KEYS},
-                     "steps": metrics["steps"], "wall_seconds": extra.get("wall_seconds_this_session"),
-                     "roc": extra.get("roc")})
+        rows.append(
+            {
+                "fold": k,
+                "model": {key: metrics["after"][key] for key in KEYS},
+                "raw_pixels": {key: metrics["raw_pixels"][key] for key in KEYS},
+                "steps": metrics["steps"],
+                "wall_seconds": extra.get("wall_seconds_this_session"),
+                "roc": extra.get("roc"),
+            }
+        )
     if not rows:
         raise ValueError(f"{out}: no finished fold to summarise")
-    stats = {name: {key: {"mean": float(np.mean([r[name][key] for r in rows])), "std": float(np.std([r[name][key] for r in rows]))}
-                    for key in KEYS} for name in ("model", "raw_pixels")}
+    stats = {
+        name: {
+            key: {
+                "mean": float(np.mean([r[name][key] for r in rows])),
+                "std": float(np.std([r[name][key] for r in rows])),
+            }
+            for key in KEYS
+        }
+        for name in ("model", "raw_pixels")
+    }
     config = json.loads((out / f"fold-{rows[0]['fold']}" / "metrics.json").read_text())["config"]
-    report = {"folds": [{k: v for k, v in r.items() if k != "roc"} for r in rows], "n_folds": len(rows),
-              "mean_std": stats, "config": {k: v for k, v in config.items() if k != "fold"}}
+    report = {
+        "folds": [{k: v for k, v in r.items() if k != "roc"} for r in rows],
+        "n_folds": len(rows),
+        "mean_std": stats,
+        "config": {k: v for k, v in config.items() if k != "fold"},
+    }
     out.mkdir(parents=True, exist_ok=True)
     (out / "view2.json").write_text(json.dumps(report, indent=2))
     table = _table(rows, stats)
@@ -153,19 +193,28 @@ def _table(rows: list[dict], stats: dict) -> str:
     for r in rows:
         m, raw = r["model"], r["raw_pixels"]
         wall = f"{r['wall_seconds']:.0f}" if r["wall_seconds"] is not None else "-"
-        lines.append(f"| {r['fold']} | {m['accuracy_10fold']:.4f} | {m['auc']:.4f} | {m['val_at_far_1e-3']:.4f} | "
-                     f"{raw['accuracy_10fold']:.4f} | {raw['auc']:.4f} | {r['steps']} | {wall} |")
+        lines.append(
+            f"| {r['fold']} | {m['accuracy_10fold']:.4f} | {m['auc']:.4f} | {m['val_at_far_1e-3']:.4f} | "
+            f"{raw['accuracy_10fold']:.4f} | {raw['auc']:.4f} | {r['steps']} | {wall} |"
+        )
     s, raw = stats["model"], stats["raw_pixels"]
-    lines.append(f"| mean ± std ({len(rows)} folds) | {s['accuracy_10fold']['mean']:.4f} ± {s['accuracy_10fold']['std']:.4f} | "
-                 f"{s['auc']['mean']:.4f} ± {s['auc']['std']:.4f} | {s['val_at_far_1e-3']['mean']:.4f} ± {s['val_at_far_1e-3']['std']:.4f} | "
-                 f"{raw['accuracy_10fold']['mean']:.4f} ± {raw['accuracy_10fold']['std']:.4f} | {raw['auc']['mean']:.4f} ± {raw['auc']['std']:.4f} | | |")
+    lines.append(
+        f"| mean ± std ({len(rows)} folds) | {s['accuracy_10fold']['mean']:.4f} ± {s['accuracy_10fold']['std']:.4f} | "
+        f"{s['auc']['mean']:.4f} ± {s['auc']['std']:.4f} | {s['val_at_far_1e-3']['mean']:.4f} ± "
+        f"{s['val_at_far_1e-3']['std']:.4f} | "
+        f"{raw['accuracy_10fold']['mean']:.4f} ± {raw['accuracy_10fold']['std']:.4f} | {raw['auc']['mean']:.4f} ± "
+        f"{raw['auc']['std']:.4f} | | |"
+    )
     return "\n".join(lines)
 
 
 def _plot(rows: list[dict], path: Path) -> None:
     from ..eval import plot_roc
 
-    curves = {f"fold {r['fold']} (AUC {r['model']['auc']:.3f})": (np.array(r["roc"]["far"]), np.array(r["roc"]["val"]))
-              for r in rows if r.get("roc")}
+    curves = {
+        f"fold {r['fold']} (AUC {r['model']['auc']:.3f})": (np.array(r["roc"]["far"]), np.array(r["roc"]["val"]))
+        for r in rows
+        if r.get("roc")
+    }
     if curves:
         plot_roc(curves, path)
