@@ -96,9 +96,18 @@ FX_ALWAYS_INLINE void backward_rows_body(const BackwardArgs<scalar_t, acc_t>& b,
       const scalar_t* __restrict__ xa = b.x + b.A[t] * D;
       const scalar_t* __restrict__ xp = b.x + b.P[t] * D;
       const scalar_t* __restrict__ xn = b.x + b.N[t] * D;
-      for (int64_t k2 = 0; k2 < D; ++k2) {  // independent lanes: vectorises
-        const acc_t a = xa[k2];
-        acc[k2] += w.wp * (a - acc_t(xp[k2])) + w.wn * (a - acc_t(xn[k2]));
+      // The positive's and the negative's rows carry one term each (the other weight is 0): skipping the
+      // zero term reads one row less and gives the same bits (adding a signed zero to a sum that started
+      // at +0 changes nothing). Independent lanes: each loop vectorises.
+      if (role == 0) {
+        for (int64_t k2 = 0; k2 < D; ++k2) {
+          const acc_t a = xa[k2];
+          acc[k2] += w.wp * (a - acc_t(xp[k2])) + w.wn * (a - acc_t(xn[k2]));
+        }
+      } else if (role == 1) {
+        for (int64_t k2 = 0; k2 < D; ++k2) acc[k2] += w.wp * (acc_t(xa[k2]) - acc_t(xp[k2]));
+      } else {
+        for (int64_t k2 = 0; k2 < D; ++k2) acc[k2] += w.wn * (acc_t(xa[k2]) - acc_t(xn[k2]));
       }
     }
     for (int64_t k2 = 0; k2 < D; ++k2) b.out[i * D + k2] = static_cast<scalar_t>(acc[k2]);
