@@ -38,7 +38,7 @@ cuda-check: $(VENV)/.build-deps
 # pyproject.toml ([tool.ruff]) and .clang-format; pinned in pyproject's `lint` extra.
 CXX_SOURCES = $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh')
 lint: $(PY)
-	$(PY) tools/extra_requirements.py lint | xargs $(PY) -m pip install -q
+	$(PY) -m pip install -q $$($(PY) tools/extra_requirements.py lint)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/clang-format --dry-run -Werror $(CXX_SOURCES)

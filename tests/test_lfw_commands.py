@@ -13,29 +13,10 @@ from facenet_ext.train.demo_lfw import format_line, latest_view1_run
 from facenet_ext.train.lfw_protocol import read_people
 from facenet_ext.train.sampler import PKSampler
 
-TINY = [
-    "--width",
-    "0.125",
-    "--depth",
-    "1",
-    "--crop-box",
-    "110",
-    "--image-size",
-    "20",
-    "--input-size",
-    "16",
-    "-P",
-    "4",
-    "-K",
-    "2",
-    "--epochs",
-    "1",
-    "--steps-per-epoch",
-    "2",
-    "--no-progress",
-    "--threads",
-    "1",
-]
+TINY = (
+    "--width 0.125 --depth 1 --crop-box 110 --image-size 20 --input-size 16 -P 4 -K 2 --epochs 1 "
+    "--steps-per-epoch 2 --no-progress --threads 1"
+).split()
 
 
 @pytest.fixture(scope="module")

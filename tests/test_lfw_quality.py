@@ -166,27 +166,10 @@ def test_cap_per_person_keeps_the_first_images():
 
 
 # --- MagFace on a few real LFW people ---------------------------------------------------------------
-TINY = [
-    "--width",
-    "0.125",
-    "--depth",
-    "1",
-    "--image-size",
-    "20",
-    "--input-size",
-    "16",
-    "-P",
-    "4",
-    "-K",
-    "2",
-    "--epochs",
-    "1",
-    "--steps-per-epoch",
-    "3",
-    "--no-progress",
-    "--threads",
-    "1",
-]
+TINY = (
+    "--width 0.125 --depth 1 --image-size 20 --input-size 16 -P 4 -K 2 --epochs 1 --steps-per-epoch 3 "
+    "--no-progress --threads 1"
+).split()
 
 
 @pytest.fixture(scope="module")

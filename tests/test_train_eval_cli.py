@@ -55,22 +55,8 @@ def test_generated_pairs_file_round_trip(run, tmp_path):
     assert main(["eval", "--write-pairs", str(pairs_file), "--data", str(root)]) == 0
     pairs = read_pairs(pairs_file)
     assert pairs.n_folds == 10 and pairs.issame.sum() == (~pairs.issame).sum()
-    assert (
-        main(
-            [
-                "eval",
-                "--checkpoint",
-                str(out / "checkpoint.pt"),
-                "--data",
-                str(root),
-                "--pairs",
-                str(pairs_file),
-                "--out",
-                str(tmp_path),
-            ]
-        )
-        == 0
-    )
+    args = ["eval", "--checkpoint", str(out / "checkpoint.pt"), "--data", str(root), "--pairs", str(pairs_file)]
+    assert main([*args, "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "eval.json").read_text())
     assert report["split"] == "all"
     assert report["metrics"]["model"]["num_pairs_same"] == pairs.issame.sum()

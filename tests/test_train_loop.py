@@ -192,26 +192,13 @@ def test_bad_combinations_are_refused(faces, tmp_path):
         _cfg(faces, memory_bank=-1)
 
 
+# One training step on P x K = 4 x 4 with a third of the identities held out.
+ONE_STEP = "--holdout 0.34 -P 4 -K 4 --epochs 1 --steps-per-epoch 1".split()
+
+
 def test_existing_run_is_refused_unless_resumed_or_overwritten(faces, tmp_path, capsys):
     out = tmp_path / "run"
-    args = [
-        "train",
-        "--data",
-        str(faces),
-        "--out",
-        str(out),
-        "--holdout",
-        "0.34",
-        "-P",
-        "4",
-        "-K",
-        "4",
-        "--epochs",
-        "1",
-        "--steps-per-epoch",
-        "1",
-        *TINY,
-    ]
+    args = ["train", "--data", str(faces), "--out", str(out), *ONE_STEP, *TINY]
     assert main(args) == 0
     (out / "eval.json").write_text("{}")  # an evaluation of the old model, as `eval` leaves it
     (out / "roc.png").write_bytes(b"old")
@@ -239,24 +226,7 @@ def test_zero_or_negative_epochs_are_refused(tmp_path, capsys, epochs):
 def test_checkpoint_stores_an_absolute_data_path(faces, tmp_path, monkeypatch):
     monkeypatch.chdir(faces.parent)
     out = tmp_path / "run"
-    args = [
-        "train",
-        "--data",
-        faces.name,
-        "--out",
-        str(out),
-        "--holdout",
-        "0.34",
-        "-P",
-        "4",
-        "-K",
-        "4",
-        "--epochs",
-        "1",
-        "--steps-per-epoch",
-        "1",
-        *TINY,
-    ]
+    args = ["train", "--data", faces.name, "--out", str(out), *ONE_STEP, *TINY]
     assert main(args) == 0
     assert load_checkpoint(out / "checkpoint.pt")["config"]["data"] == str(faces.resolve())
     monkeypatch.chdir(tmp_path)  # another directory: `eval` still finds the data

@@ -50,40 +50,10 @@ def test_torchrun_two_ranks_take_the_one_process_step(tmp_path, fresh_seed):
     (tmp_path / "faces").mkdir()
     data = write_faces(tmp_path / "faces", identities=6, images=5, seed=fresh_seed)
     out = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        str(WORLD),
-        "-m",
-        "facenet_ext",
-        "train",
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--image-size",
-        "16",
-        "--width",
-        "0.125",
-        "--depth",
-        "1",
-        "--holdout",
-        "0.34",
-        "-P",
-        "2",
-        "-K",
-        "4",
-        "--epochs",
-        "1",
-        "--steps-per-epoch",
-        "1",
-        "--seed",
-        str(fresh_seed),
-        "--no-progress",
-    ]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(WORLD)]
+    tiny = "--image-size 16 --width 0.125 --depth 1 --holdout 0.34 -P 2 -K 4 --epochs 1 --steps-per-epoch 1"
+    cmd = [*torchrun, "-m", "facenet_ext", "train", "--data", str(data), "--out", str(out), *tiny.split()]
+    cmd += ["--seed", str(fresh_seed), "--no-progress"]
     env = {**os.environ, "FACENET_EXT_DIST_TIMEOUT": "60", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -7,7 +7,10 @@ local project without building the project itself, which the linters don't need.
 import sys
 from pathlib import Path
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: pip carries the same parser
+    from pip._vendor import tomli as tomllib
 
 pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
 print("\n".join(pyproject["project"]["optional-dependencies"][sys.argv[1]]))

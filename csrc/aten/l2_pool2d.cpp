@@ -15,9 +15,16 @@ L2PoolGeometry l2_pool_geometry(const char* op, const at::Tensor& x, at::IntArra
                     ": kernel_size, stride and padding must have two entries each");
   // Output size (OH, OW) is filled in below, once the arguments are known to be valid.
   L2PoolGeometry g{};
-  g.N = x.size(0), g.C = x.size(1), g.H = x.size(2), g.W = x.size(3);
-  g.kh = kernel_size[0], g.kw = kernel_size[1], g.sh = stride[0], g.sw = stride[1];
-  g.ph = padding[0], g.pw = padding[1];
+  g.N = x.size(0);
+  g.C = x.size(1);
+  g.H = x.size(2);
+  g.W = x.size(3);
+  g.kh = kernel_size[0];
+  g.kw = kernel_size[1];
+  g.sh = stride[0];
+  g.sw = stride[1];
+  g.ph = padding[0];
+  g.pw = padding[1];
   TORCH_CHECK_VALUE(g.kh >= 1 && g.kw >= 1, op, ": kernel_size must be >= 1, got ", kernel_size);
   TORCH_CHECK_VALUE(g.sh >= 1 && g.sw >= 1, op, ": stride must be >= 1, got ", stride);
   TORCH_CHECK_VALUE(g.ph >= 0 && g.pw >= 0 && 2 * g.ph <= g.kh && 2 * g.pw <= g.kw, op,

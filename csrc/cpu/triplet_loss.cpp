@@ -98,7 +98,8 @@ FX_ALWAYS_INLINE void backward_rows_body(const BackwardArgs<scalar_t, acc_t>& b,
       const scalar_t* __restrict__ xn = b.x + b.N[t] * D;
       // The positive's and the negative's rows carry one term each (the other weight is 0): skipping the
       // zero term reads one row less and gives the same bits (adding a signed zero to a sum that started
-      // at +0 changes nothing). Independent lanes: each loop vectorises.
+      // at +0 changes nothing; no FMA contraction, see CMakeLists.txt). Independent lanes: each loop
+      // vectorises.
       if (role == 0) {
         for (int64_t k2 = 0; k2 < D; ++k2) {
           const acc_t a = xa[k2];

@@ -148,9 +148,8 @@ def semi_hard_triplets(
     squared = check_bool(fn, "squared", squared)
     check_choice(fn, "fallback", fallback, ("easiest", "drop"))
     capacity = check_capacity(fn, capacity)
-    triplets = _mine(
-        fn, "semihard", emb, labels, m, squared, fallback == "drop", ref_emb, ref_labels, memory, chunk_size
-    )
+    refs = dict(ref_emb=ref_emb, ref_labels=ref_labels, memory=memory, chunk_size=chunk_size)
+    triplets = _mine(fn, "semihard", emb, labels, m, squared, fallback == "drop", **refs)
     return triplets if capacity is None else _ops.pad_triplets(*triplets, capacity)
 
 
@@ -171,7 +170,8 @@ def batch_hard_triplets(
     fn = "batch_hard_triplets"
     emb, labels = _check_batch(fn, emb, labels)
     capacity = check_capacity(fn, capacity)
-    triplets = _mine(fn, "batch_hard", emb, labels, None, True, False, ref_emb, ref_labels, memory, chunk_size)
+    refs = dict(ref_emb=ref_emb, ref_labels=ref_labels, memory=memory, chunk_size=chunk_size)
+    triplets = _mine(fn, "batch_hard", emb, labels, None, True, **refs)
     return triplets if capacity is None else _ops.pad_triplets(*triplets, capacity)
 
 
@@ -197,7 +197,8 @@ def all_semi_hard_triplets(
     m = check_margin(fn, margin, dtype=emb.dtype)
     squared = check_bool(fn, "squared", squared)
     capacity = check_capacity(fn, capacity)
-    triplets = _mine(fn, "all_semihard", emb, labels, m, squared, False, ref_emb, ref_labels, memory, chunk_size)
+    refs = dict(ref_emb=ref_emb, ref_labels=ref_labels, memory=memory, chunk_size=chunk_size)
+    triplets = _mine(fn, "all_semihard", emb, labels, m, squared, **refs)
     return triplets if capacity is None else _ops.pad_triplets(*triplets, capacity)
 
 
@@ -242,11 +243,12 @@ def _mine(
     labels: Tensor,
     margin: float | None,
     squared: bool,
-    drop: bool,
-    ref_emb,
-    ref_labels,
-    memory,
-    chunk_size,
+    drop: bool = False,
+    *,
+    ref_emb=None,
+    ref_labels=None,
+    memory=None,
+    chunk_size=None,
 ) -> Triplets:
     """Every miner's one path (checked arguments): the fused native op on a plain batch, else the
     reference-set miner (reference set, memory bank, or streaming); ``fn`` names the caller in errors."""
@@ -381,19 +383,8 @@ def triplet_loss(
         rows = emb
         if isinstance(mining, str):
             # The public miner's triplets with the loss's `squared` (and its margin where it selects).
-            a, p, n = _mine(
-                fn,
-                mining,
-                emb,
-                labels,
-                MINING[mining].mining_margin(margin),
-                squared,
-                False,
-                None,
-                None,
-                None,
-                chunk_size,
-            )
+            margin_used = MINING[mining].mining_margin(margin)
+            a, p, n = _mine(fn, mining, emb, labels, margin_used, squared, chunk_size=chunk_size)
         else:
             a, p, n = check_triplet_indices(fn, mining, emb, emb.shape[0])
     else:
@@ -581,7 +572,8 @@ torch.library.register_autograd("facenet_ext::triplet_loss_forward", _triplet_ba
 
 
 def _reduce(loss: Tensor, reduction: str) -> Tensor:
-    """ "mean" (over all triplets), "mean_active" (over those with a non-zero loss) or "sum"."""
+    """The reduction named: "mean" (over all triplets), "mean_active" (over those with a non-zero loss)
+    or "sum"."""
     if reduction == "mean":
         # A Python count divides as a float: no int-to-float tensor copy.
         return loss.sum() / torch.sym_float(torch.sym_max(loss.shape[0], 1))

@@ -203,8 +203,7 @@ def triplet_loss_reference(
     if isinstance(mining, str):
         from .mining import MINING  # here: the table itself points at this module's rules
 
-        if mining not in MINING:
-            raise ValueError(f"unknown mining {mining!r}")
+        check_choice("triplet_loss_reference", "mining", mining, tuple(MINING))
         strategy = MINING[mining]
         d = pairwise_sq_dist_reference(x.detach())
         a, p, n = strategy.reference(d, labels, strategy.mining_margin(margin), squared)

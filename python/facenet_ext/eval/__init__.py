@@ -36,3 +36,52 @@ __all__ = [
     "Pairs",
     "IndexPairs",
 ]
+
+# Names this package exported before its surface was cut to __all__, and the submodule that holds each:
+# still reachable here, with a DeprecationWarning saying where they live now.
+_MOVED = {
+    **dict.fromkeys(
+        (
+            "KFold",
+            "OperatingPoint",
+            "Roc",
+            "auc",
+            "best_accuracy_threshold",
+            "eer",
+            "kfold_accuracy",
+            "roc",
+            "val_at_far",
+            "val_at_far_kfold",
+            "val_far",
+        ),
+        "verification",
+    ),
+    **dict.fromkeys(("all_pairs", "check_index_pairs", "pair_sq_dist"), "pairs"),
+    **dict.fromkeys(("gallery_probe_split", "identification_accuracy", "rank_accuracy"), "identification"),
+    **dict.fromkeys(
+        (
+            "DEFAULT_CLUSTER_THRESHOLD",
+            "LINKAGES",
+            "PairScores",
+            "best_f1_threshold",
+            "cluster",
+            "clustering_scores",
+            "cut_into",
+            "f1_sweep",
+            "pairwise_scores",
+        ),
+        "clustering",
+    ),
+    "LFW_PATTERN": "lfw_pairs",
+}
+
+
+def __getattr__(name: str):
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    import warnings
+
+    module = f"{__name__}.{_MOVED[name]}"
+    warnings.warn(f"facenet_ext.eval.{name} moved to {module}.{name}", DeprecationWarning, stacklevel=2)
+    return getattr(importlib.import_module(module), name)

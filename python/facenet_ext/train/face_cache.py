@@ -179,9 +179,8 @@ def load_cached_faces(
         "files": [str(p.relative_to(root)) for p in kept],
         "skipped": skipped,
     }
-    _atomic_write(
-        manifest_file, lambda f: f.write(json.dumps(record).encode())
-    )  # written last: marks the cache complete
+    # Written last: the manifest marks the cache complete.
+    _atomic_write(manifest_file, lambda f: f.write(json.dumps(record).encode()))
     return CachedFaces(images, [p.parent.name for p in kept], [str(p) for p in kept], skipped, array_file, rebuilt=True)
 
 
