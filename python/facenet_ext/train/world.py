@@ -3,7 +3,8 @@
 ``torchrun --standalone --nproc-per-node 2 -m facenet_ext train ...`` starts one process per rank; each
 draws its own P x K batch, the loss mines every rank's anchors against the global batch
 (``fx.distributed.triplet_loss``), and DistributedDataParallel averages the gradients, so the step equals
-one process training on the concatenated batch. gloo on CPUs, NCCL on GPUs. Every collective is bounded
+one process training on the concatenated batch, except for BatchNorm, whose statistics are each rank's
+own. gloo on CPUs, NCCL on GPUs. Every collective is bounded
 by the process group's timeout (``FACENET_EXT_DIST_TIMEOUT`` seconds, default 300): a rank that dies or
 hangs makes the others fail with a timeout error instead of waiting forever. Rank 0 alone evaluates,
 prints, and writes the checkpoint and metrics.
