@@ -72,24 +72,9 @@ def test_view1_smoke(mini_lfw, tmp_path, capsys):
     assert report["pairs"] == "view1 test pairs" and report["metrics"]["model"]["num_pairs_same"] == 6
     assert report["metrics"]["model"]["auc"] == pytest.approx(metrics["after"]["auc"])
     # another pair list of the LFW folder (View 2's pairs.txt): the run's crop, LFW's file names
-    assert (
-        main(
-            [
-                "eval",
-                "--checkpoint",
-                str(out / "checkpoint.pt"),
-                "--data",
-                str(mini_lfw),
-                "--pairs",
-                str(mini_lfw / "pairs.txt"),
-                "--cache",
-                str(tmp_path / "cache"),
-                "--out",
-                str(tmp_path / "e2"),
-            ]
-        )
-        == 0
-    )
+    args = ["eval", "--checkpoint", str(out / "checkpoint.pt"), "--data", str(mini_lfw), "--pairs"]
+    args += [str(mini_lfw / "pairs.txt"), "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "e2")]
+    assert main(args) == 0
     assert json.loads((tmp_path / "e2" / "eval.json").read_text())["metrics"]["model"]["num_pairs_same"] == 60
     # the demo's line reads the newest View 1 run
     assert latest_view1_run(tmp_path) == out / "metrics.json"

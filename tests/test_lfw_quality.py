@@ -205,27 +205,9 @@ def test_magface_lfw_smoke(few_lfw, tmp_path):
     from facenet_ext.train.recipes import MAGFACE_LFW
 
     out, cache = tmp_path / "run", str(tmp_path / "cache")
-    assert (
-        main(
-            [
-                "train",
-                "--data",
-                str(few_lfw),
-                "--protocol",
-                "view1",
-                "--loss",
-                "magface",
-                "--out",
-                str(out),
-                "--cache",
-                cache,
-                "--min-class-images",
-                "6",
-                *TINY,
-            ]
-        )
-        == 0
-    )
+    args = ["train", "--data", str(few_lfw), "--protocol", "view1", "--loss", "magface", "--out", str(out), "--cache"]
+    args += [cache, "--min-class-images", "6", *TINY]
+    assert main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     cfg = metrics["config"]
     assert cfg["loss"] == "magface" and cfg["head_margin"] is None  # the MagFace recipe over the LFW one
@@ -240,22 +222,9 @@ def test_magface_lfw_smoke(few_lfw, tmp_path):
     folder.mkdir()
     for name in sorted(p.name for p in (few_lfw / "images").iterdir())[:3]:
         (folder / name).symlink_to(few_lfw / "images" / name)
-    assert (
-        main(
-            [
-                "eval",
-                "--checkpoint",
-                str(out / "checkpoint.pt"),
-                "--data",
-                str(folder),
-                "--out",
-                str(tmp_path / "ev"),
-                "--cache",
-                cache,
-            ]
-        )
-        == 0
-    )
+    args = ["eval", "--checkpoint", str(out / "checkpoint.pt"), "--data", str(folder), "--out", str(tmp_path / "ev")]
+    args += ["--cache", cache]
+    assert main(args) == 0
     z = np.load(tmp_path / "ev" / "embeddings.npz")
     assert z["magnitude"].shape == (len(z["paths"]),) and len(z["paths"]) >= 15 and (z["magnitude"] > 0).all()
     np.testing.assert_allclose(np.linalg.norm(z["embeddings"], axis=1), 1.0, atol=1e-5)
@@ -263,27 +232,7 @@ def test_magface_lfw_smoke(few_lfw, tmp_path):
 
 def test_people_fraction_trains_on_fewer_classes(few_lfw, tmp_path):
     out = tmp_path / "half"
-    assert (
-        main(
-            [
-                "train",
-                "--data",
-                str(few_lfw),
-                "--protocol",
-                "view2",
-                "--fold",
-                "0",
-                "--loss",
-                "magface",
-                "--people-fraction",
-                "0.5",
-                "--out",
-                str(out),
-                "--cache",
-                str(tmp_path / "cache"),
-                *TINY,
-            ]
-        )
-        == 0
-    )
+    args = ["train", "--data", str(few_lfw), "--protocol", "view2", "--fold", "0", "--loss", "magface"]
+    args += ["--people-fraction", "0.5", "--out", str(out), "--cache", str(tmp_path / "cache"), *TINY]
+    assert main(args) == 0
     assert len(json.loads((out / "metrics.json").read_text())["data"]["train_identities"]) == 9  # half of 18
