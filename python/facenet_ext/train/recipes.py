@@ -50,7 +50,9 @@ LFW = {
     # optimiser and budget
     "optimizer": "adam",
     "lr": 2e-3,
-    "weight_decay": 5e-4,
+    # 5e-3 rather than 5e-4: the network overfits DevTrain (held-out accuracy flat after ~800 steps);
+    # View 1 accuracy 0.844 -> 0.863 (seed 0) and 0.824 -> 0.836 (seed 1), AUC up 0.01-0.02; 2e-2 was worse
+    "weight_decay": 5e-3,
     "schedule": "cosine",
     "epochs": 10,
     "steps_per_epoch": 200,
@@ -63,6 +65,7 @@ LFW = {
 # magnitude-dependent one.
 MAGFACE_LFW = {
     "loss": "magface",
+    "weight_decay": 5e-4,  # what the MagFace runs were measured with (the LFW recipe's before it moved to 5e-3)
     "head_margin": None,
     "head_scale": 32.0,
     # classes: the training people with 5 or more images (376 of View 2's nine training sets). With every
