@@ -87,8 +87,7 @@ def run_one(method: str, batch: int, n_ref: int, repeats: int) -> dict:
         "naive.batch_hard": lambda: naive_batch_hard(emb, labels, bank, bank_labels),
         "naive.semihard": lambda: naive_semihard(emb, labels, bank, bank_labels),
     }[method]
-    reset_peak_rss()  # VmHWM from here on: not the start-up peak of the imports
-    base = proc_status_bytes("VmRSS")
+    base = reset_peak_rss()  # VmHWM from here on: not the start-up peak of the imports
     # Calls of a second or more are timed `repeats` times in all; faster ones after one warm-up call.
     t = median_time(fn, min_time_s=0, min_reps=repeats, max_reps=repeats, slow_reps=repeats)
     t.result = None  # dropped: the agreement call below must not run beside an earlier output

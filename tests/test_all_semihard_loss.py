@@ -145,8 +145,7 @@ def test_never_lists_its_triplets():
         emb = F.normalize(torch.randn(1500, 16), dim=1).requires_grad_()
         labels = torch.arange(1500) % 2
         fx.triplet_loss(emb[:8], labels[:8], mining="all_semihard").backward()  # warm up the allocator
-        reset_peak_rss()  # the peak from here on: this call's, not the imports'
-        before = proc_status_bytes("VmRSS")
+        before = reset_peak_rss()  # the peak from here on: this call's, not the imports'
         loss, stats = fx.triplet_loss(emb, labels, 0.2, mining="all_semihard", return_stats=True)
         loss.backward()
         after = proc_status_bytes("VmHWM")

@@ -304,8 +304,7 @@ def _reset_peak_rss() -> int:
     """Start a fresh peak (VmHWM := VmRSS) and return the resident set it starts from, so that the peak
     read later is this test's, whatever earlier tests of the run allocated."""
     try:
-        reset_peak_rss()
-        return proc_status_bytes("VmRSS")
+        return reset_peak_rss()
     except OSError:
         pytest.skip("no /proc/self/status or /proc/self/clear_refs")
 

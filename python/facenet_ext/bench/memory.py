@@ -52,10 +52,12 @@ def proc_status_bytes(field: str) -> int:
     return int(found.group(1)) * 1024
 
 
-def reset_peak_rss() -> None:
-    """Reset ``VmHWM`` to the current resident set (Linux >= 4.0)."""
+def reset_peak_rss() -> int:
+    """Reset ``VmHWM`` to the current resident set (Linux >= 4.0) and return that resident set in bytes:
+    the base a later ``proc_status_bytes("VmHWM")`` is measured from."""
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
+    return proc_status_bytes("VmRSS")
 
 
 def host_probe_supported() -> bool:
@@ -138,8 +140,7 @@ def _serve() -> None:
             run = method.make(*workload.make())
             gc.collect()
             libc.malloc_trim(0)
-            reset_peak_rss()
-            base = proc_status_bytes("VmRSS")
+            base = reset_peak_rss()
             out = run()
             reply = {"peak_bytes": proc_status_bytes("VmHWM") - base}
             del out, run
