@@ -144,6 +144,28 @@ def test_many_positives_per_anchor():
         assert_same(fx.semi_hard_triplets(emb, labels, **kwargs), semihard_from_sq_dist_reference(d, labels, **kwargs))
 
 
+@pytest.mark.parametrize("per_identity", [2, 13, 40, 70])
+@pytest.mark.parametrize("spread", ["clustered", "mixed"])
+def test_semi_hard_row_split_on_larger_tied_matrices(per_identity, spread):
+    """The CPU row pass splits each row's negatives at its smallest and largest positive distance and
+    counts buckets only in between, eight or sixteen lanes at a time: rows of 203 (lane tails), integer
+    distances (ties at both split points, inside and beyond them), clustered identities (most negatives
+    beyond the farthest positive) and mixed ones (most in between), against the float64 reference."""
+    n = 203
+    labels = torch.randperm(n) % max(2, n // per_identity)
+    same = labels[:, None] == labels[None, :]
+    if spread == "clustered":
+        d = torch.where(same, torch.randint(0, 8, (n, n)), torch.randint(6, 20, (n, n)))
+    else:
+        d = torch.randint(0, 12, (n, n))
+    for dtype in (torch.float32, torch.float64):
+        m = d.to(dtype)
+        for margin, squared, drop in ((None, True, False), (None, True, True), (2.0, False, False), (0.0, True, True)):
+            got = ops.semihard_from_sq_dist(m, labels, labels, True, margin, squared, drop)
+            fallback = "drop" if drop else "easiest"
+            assert_same(got, semihard_from_sq_dist_reference(m, labels, margin, squared=squared, fallback=fallback))
+
+
 @pytest.mark.parametrize("shape", [(3, 0), (0, 4), (0, 0)], ids=["no reference", "no anchors", "both empty"])
 def test_dispatcher_ops_on_empty_matrices(shape):
     d = torch.zeros(shape)

@@ -2,7 +2,9 @@
 //
 // Per anchor: sort its positives' distances (the thresholds), drop every negative into the bucket
 // "number of thresholds below it", keep each bucket's closest negative, then a suffix minimum over
-// buckets answers every positive at once. O(N log K + K log K) per anchor, O(N + K) memory per thread.
+// buckets answers every positive at once. Only the negatives between the smallest and the largest
+// threshold need their bucket counted (split_row). O(N + M K + K log K) per anchor for M such
+// negatives, O(N + K) memory per thread.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -26,26 +28,102 @@
 namespace fx {
 namespace {
 
-// Buckets of every reference element of one anchor row. Positives (and the anchor itself) go to the
-// extra bucket K + 1, which nobody reads. For few thresholds a linear count vectorises across
-// elements and beats binary search; both compute count_below exactly.
+// One pass over an anchor's row splits its negatives by the positives' thresholds lo = sorted[0] and
+// hi = sorted[K-1]. A negative above hi is in bucket K: only the closest of them matters, kept on the
+// fly. A negative at or below lo is in bucket 0, which no positive reads (it matters only to the lazy
+// farthest-negative fallback, which rescans the row). Only the negatives in between need their bucket
+// counted: they are compacted into (mid_d, mid_i), in increasing index. On trained embeddings and on
+// FaceNet-sized batches most negatives lie beyond the farthest positive, so most of the row costs one
+// compare instead of K.
 template <typename T>
-FX_ALWAYS_INLINE void assign_buckets_body(const T* row, const int32_t* ref_gid, int32_t gid, int64_t N, const T* sorted,
-                                          int K, int32_t* bucket) {
+struct RowSplit {
+  T above_d;
+  int64_t above_i;  // -1: no negative above hi
+  int64_t n_mid;
+};
+
+// Elements [j, N) one at a time; `s` carries the state of the elements before j.
+template <typename T>
+FX_ALWAYS_INLINE void split_row_scalar(const T* row, const int32_t* ref_gid, int32_t gid, int64_t j, int64_t N, T lo,
+                                       T hi, T* mid_d, int32_t* mid_i, RowSplit<T>& s) {
+  for (; j < N; ++j) {
+    const T d = row[j];
+    const bool neg = ref_gid[j] != gid;
+    if (neg && d > hi && d < s.above_d) {  // increasing j + strict '<' = ties to the smaller index
+      s.above_d = d;
+      s.above_i = j;
+    }
+    mid_d[s.n_mid] = d;  // written always, kept only when counted: no branch to mispredict
+    mid_i[s.n_mid] = static_cast<int32_t>(j);
+    s.n_mid += (neg && d > lo && !(d > hi)) ? 1 : 0;
+  }
+}
+
+template <typename T>
+FX_ALWAYS_INLINE RowSplit<T> split_row(const T* row, const int32_t* ref_gid, int32_t gid, int64_t N, T lo, T hi,
+                                       T* mid_d, int32_t* mid_i) {
+  RowSplit<T> s{std::numeric_limits<T>::infinity(), -1, 0};
+  int64_t j = 0;
+  if constexpr (std::is_same_v<T, float>) {
+    // 8 lanes, each keeping its own closest-above (ties to its smaller index), merged at the end.
+    typedef float Vec __attribute__((vector_size(32)));
+    typedef int32_t IVec __attribute__((vector_size(32)));
+    constexpr int L = 8;
+    const float inf = std::numeric_limits<float>::infinity();
+    const Vec lo_v = Vec{} + lo, hi_v = Vec{} + hi, inf_v = Vec{} + inf;
+    const IVec gid_v = IVec{} + gid;
+    Vec best = inf_v;
+    IVec best_j = IVec{} - 1, jv = {0, 1, 2, 3, 4, 5, 6, 7};
+    for (; j + L <= N; j += L) {
+      Vec d;
+      IVec rg;
+      std::memcpy(&d, row + j, sizeof(Vec));
+      std::memcpy(&rg, ref_gid + j, sizeof(IVec));
+      const IVec neg = rg != gid_v, above = d > hi_v;  // lanes: -1 true, 0 false
+      const Vec cand = (neg & above) ? d : inf_v;
+      const IVec closer = cand < best;
+      best = closer ? cand : best;
+      best_j = closer ? jv : best_j;
+      jv += L;
+      const IVec mid = neg & (d > lo_v) & ~above;
+      uint64_t any[4];
+      std::memcpy(any, &mid, sizeof(any));
+      if ((any[0] | any[1] | any[2] | any[3]) == 0) continue;  // most blocks hold no in-between negative
+      for (int l = 0; l < L; ++l) {
+        mid_d[s.n_mid] = d[l];
+        mid_i[s.n_mid] = static_cast<int32_t>(j + l);
+        s.n_mid -= mid[l];
+      }
+    }
+    for (int l = 0; l < L; ++l)
+      if (best_j[l] >= 0 && (s.above_i < 0 || lex_less(best[l], int64_t(best_j[l]), s.above_d, s.above_i))) {
+        s.above_d = best[l];
+        s.above_i = best_j[l];
+      }
+  }
+  split_row_scalar(row, ref_gid, gid, j, N, lo, hi, mid_d, mid_i, s);
+  return s;
+}
+
+// bucket[m] = count_below(sorted, K, d[m]) for the compacted negatives. For few thresholds a linear
+// count vectorises across elements and beats binary search; both compute count_below exactly.
+template <typename T>
+FX_ALWAYS_INLINE void count_buckets(const T* d, int64_t n, const T* sorted, int K, int32_t* bucket) {
   constexpr int kLinearMax = 64;
   int64_t j = 0;
   if (K <= kLinearMax) {
-    // 64 bytes of elements at a time, their counts held in registers across all thresholds. Written
+    // 128 bytes of elements at a time (two registers of AVX-512, four of AVX2), their counts held in
+    // registers across all thresholds. Written
     // with GCC vector types: left to itself the auto-vectoriser vectorised the threshold loop instead,
     // with a shuffle per element.
     using Int = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
-    typedef T Vec __attribute__((vector_size(32)));
-    typedef Int IVec __attribute__((vector_size(32)));
-    constexpr int L = 32 / sizeof(T), W = 2 * L;
-    for (; j + W <= N; j += W) {
+    typedef T Vec __attribute__((vector_size(64)));
+    typedef Int IVec __attribute__((vector_size(64)));
+    constexpr int L = 64 / sizeof(T), W = 2 * L;
+    for (; j + W <= n; j += W) {
       Vec d0, d1;
-      std::memcpy(&d0, row + j, sizeof(Vec));
-      std::memcpy(&d1, row + j + L, sizeof(Vec));
+      std::memcpy(&d0, d + j, sizeof(Vec));
+      std::memcpy(&d1, d + j + L, sizeof(Vec));
       IVec c0 = {}, c1 = {};
       for (int s = 0; s < K; ++s) {
         const Vec t = Vec{} + sorted[s];  // broadcast
@@ -58,27 +136,26 @@ FX_ALWAYS_INLINE void assign_buckets_body(const T* row, const int32_t* ref_gid, 
       }
     }
   }
-  for (; j < N; ++j) bucket[j] = count_below(sorted, K, row[j]);
-  for (j = 0; j < N; ++j) bucket[j] = (ref_gid[j] == gid) ? K + 1 : bucket[j];
+  for (; j < n; ++j) bucket[j] = count_below(sorted, K, d[j]);
 }
 
-// Closest negative of each bucket, ties to the smaller index. For float the (distance, index) pair
-// packs into one 64-bit key (a non-negative float orders like its bits), so the update is a branchless
-// min instead of a data-dependent branch the CPU mispredicts on every few elements.
-FX_ALWAYS_INLINE void bucket_minima(const float* row, const int32_t* bucket, int64_t N, int K,
+// Closest of the compacted negatives in each bucket 0..K-1, ties to the smaller index. For float the
+// (distance, index) pair packs into one 64-bit key (a non-negative float orders like its bits), so the
+// update is a branchless min instead of a data-dependent branch the CPU mispredicts every few elements.
+FX_ALWAYS_INLINE void bucket_minima(const float* d, const int32_t* idx, const int32_t* bucket, int64_t n, int K,
                                     std::vector<float>& best_d, std::vector<int64_t>& best_i) {
-  std::vector<uint64_t> key(K + 2, ~uint64_t(0));
-  for (int64_t j = 0; j < N; ++j) {
-    const float d = row[j] + 0.0f;  // -0 -> +0
+  std::vector<uint64_t> key(K + 1, ~uint64_t(0));
+  for (int64_t m = 0; m < n; ++m) {
+    const float v = d[m] + 0.0f;  // -0 -> +0
     uint32_t bits;
-    std::memcpy(&bits, &d, sizeof(bits));
-    const uint64_t k = (uint64_t(bits) << 32) | uint64_t(j);
-    uint64_t& slot = key[bucket[j]];
+    std::memcpy(&bits, &v, sizeof(bits));
+    const uint64_t k = (uint64_t(bits) << 32) | uint64_t(uint32_t(idx[m]));
+    uint64_t& slot = key[bucket[m]];
     slot = k < slot ? k : slot;
   }
-  best_d.resize(K + 2);
-  best_i.resize(K + 2);
-  for (int c = 0; c < K + 2; ++c) {
+  best_d.resize(K + 1);
+  best_i.resize(K + 1);
+  for (int c = 0; c < K; ++c) {
     const uint32_t bits = uint32_t(key[c] >> 32);
     std::memcpy(&best_d[c], &bits, sizeof(bits));
     best_i[c] = key[c] == ~uint64_t(0) ? -1 : int64_t(uint32_t(key[c]));
@@ -86,28 +163,36 @@ FX_ALWAYS_INLINE void bucket_minima(const float* row, const int32_t* bucket, int
   }
 }
 
-FX_ALWAYS_INLINE void bucket_minima(const double* row, const int32_t* bucket, int64_t N, int K,
+FX_ALWAYS_INLINE void bucket_minima(const double* d, const int32_t* idx, const int32_t* bucket, int64_t n, int K,
                                     std::vector<double>& best_d, std::vector<int64_t>& best_i) {
-  best_d.assign(K + 2, std::numeric_limits<double>::infinity());
-  best_i.assign(K + 2, -1);
-  for (int64_t j = 0; j < N; ++j) {  // increasing j + strict '<' = ties to the smaller index
-    const int c = bucket[j];
-    if (row[j] < best_d[c]) {
-      best_d[c] = row[j];
-      best_i[c] = j;
+  best_d.assign(K + 1, std::numeric_limits<double>::infinity());
+  best_i.assign(K + 1, -1);
+  for (int64_t m = 0; m < n; ++m) {  // increasing index + strict '<' = ties to the smaller index
+    const int c = bucket[m];
+    if (d[m] < best_d[c]) {
+      best_d[c] = d[m];
+      best_i[c] = idx[m];
     }
   }
 }
 
-// Farthest negative (buckets 0..K hold the negatives), ties to the smaller index.
+// Farthest negative of the row, ties to the smaller index.
 template <typename T>
-void farthest_negative(const T* row, const int32_t* bucket, int64_t N, int K, T& far_d, int64_t& far_i) {
+void farthest_negative(const T* row, const int32_t* ref_gid, int32_t gid, int64_t N, T& far_d, int64_t& far_i) {
   for (int64_t j = 0; j < N; ++j)
-    if (bucket[j] <= K && row[j] > far_d) {
+    if (ref_gid[j] != gid && row[j] > far_d) {
       far_d = row[j];
       far_i = j;
     }
 }
+
+// The rows compare and select only (no floating-point sums), so their results are the same on every
+// target: an AVX-512 variant counts 16 floats per instruction where the machine has it.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define FX_TARGET_CLONES_AVX512 __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FX_TARGET_CLONES_AVX512
+#endif
 
 template <typename T>
 struct SemihardRows {  // what every row of one mining call shares
@@ -122,8 +207,8 @@ struct SemihardRows {  // what every row of one mining call shares
 
 template <typename T>
 struct RowScratch {  // per thread, reused across its rows
-  std::vector<int32_t> positives, order, rank, bucket;
-  std::vector<T> sorted, best_d;
+  std::vector<int32_t> positives, order, rank, mid_i, bucket;
+  std::vector<T> sorted, mid_d, best_d;
   std::vector<int64_t> best_i;
 };
 
@@ -156,13 +241,20 @@ FX_ALWAYS_INLINE bool semihard_row_body(const SemihardRows<T>& r, int64_t a, Row
     w.rank[w.order[s]] = s;
   }
 
-  w.bucket.resize(N);
-  assign_buckets_body(row, g.ref_gid, gid, N, w.sorted.data(), K, w.bucket.data());
-  bucket_minima(row, w.bucket.data(), N, K, w.best_d, w.best_i);
+  w.mid_d.resize(N + 1);  // split_row writes one slot past the last negative it keeps
+  w.mid_i.resize(N + 1);
+  const RowSplit<T> split =
+      split_row(row, g.ref_gid, gid, N, w.sorted[0], w.sorted[K - 1], w.mid_d.data(), w.mid_i.data());
+  w.bucket.resize(split.n_mid);
+  count_buckets(w.mid_d.data(), split.n_mid, w.sorted.data(), K, w.bucket.data());
+  bucket_minima(w.mid_d.data(), w.mid_i.data(), w.bucket.data(), split.n_mid, K, w.best_d, w.best_i);
   std::vector<T>& best_d = w.best_d;
   std::vector<int64_t>& best_i = w.best_i;
-  // best[c] := closest negative in buckets c..K (suffix minimum, lexicographic on (d, index)).
-  for (int c = K - 1; c >= 0; --c)
+  best_d[K] = split.above_d;
+  best_i[K] = split.above_i;
+  // best[c] := closest negative in buckets c..K (suffix minimum, lexicographic on (d, index)); bucket 0
+  // is never read (a positive of rank r reads bucket r + 1).
+  for (int c = K - 1; c >= 1; --c)
     if (best_i[c + 1] >= 0 && (best_i[c] < 0 || lex_less(best_d[c + 1], best_i[c + 1], best_d[c], best_i[c]))) {
       best_d[c] = best_d[c + 1];
       best_i[c] = best_i[c + 1];
@@ -177,7 +269,7 @@ FX_ALWAYS_INLINE bool semihard_row_body(const SemihardRows<T>& r, int64_t a, Row
     int64_t n = best_i[w.rank[q] + 1];
     T dn = best_d[w.rank[q] + 1];
     if (n < 0 && !r.drop) {  // TF-Addons: the farthest negative (-1 if none); rarely needed, so found lazily
-      if (far_i < 0) farthest_negative(row, w.bucket.data(), N, K, far_d, far_i);
+      if (far_i < 0) farthest_negative(row, g.ref_gid, gid, N, far_d, far_i);
       n = far_i;
       dn = far_d;
     }
@@ -187,13 +279,15 @@ FX_ALWAYS_INLINE bool semihard_row_body(const SemihardRows<T>& r, int64_t a, Row
   return true;
 }
 
-// The rows [begin, end), compiled for AVX2 as well (cpu/simd.h); false if one is not finite.
-FX_TARGET_CLONES bool semihard_rows(const SemihardRows<float>& r, int64_t begin, int64_t end, RowScratch<float>& w) {
+// The rows [begin, end), compiled for AVX-512 and AVX2 as well; false if one is not finite.
+FX_TARGET_CLONES_AVX512 bool semihard_rows(const SemihardRows<float>& r, int64_t begin, int64_t end,
+                                           RowScratch<float>& w) {
   bool finite = true;
   for (int64_t a = begin; a < end; ++a) finite &= semihard_row_body(r, a, w);
   return finite;
 }
-FX_TARGET_CLONES bool semihard_rows(const SemihardRows<double>& r, int64_t begin, int64_t end, RowScratch<double>& w) {
+FX_TARGET_CLONES_AVX512 bool semihard_rows(const SemihardRows<double>& r, int64_t begin, int64_t end,
+                                           RowScratch<double>& w) {
   bool finite = true;
   for (int64_t a = begin; a < end; ++a) finite &= semihard_row_body(r, a, w);
   return finite;
