@@ -159,3 +159,37 @@ def test_degrade_changes_exactly_the_chosen_images():
     assert all(not torch.equal(out[i], images[i]) for i in (kind >= 0).nonzero().flatten().tolist())
     again, _ = degrade(images, 0.5, torch.Generator().manual_seed(0))
     assert torch.equal(out, again) and len(CLASSIC) == 3
+
+
+def test_random_affine_rotates_and_zooms_about_the_centre():
+    """No rotation and no zoom resample every pixel onto itself; a zoom keeps the centre pixel; the same
+    generator state gives the same warp (resumed runs replay it), another gives another."""
+    from facenet_ext.train.images import random_affine
+
+    x = torch.randn(6, 1, 16, 16)
+    same = random_affine(x, torch.Generator().manual_seed(0), rotate=0.0, scale=0.0)
+    torch.testing.assert_close(same, x, atol=1e-5, rtol=0)
+    # a constant image stays constant inside the frame whatever the rotation (the border fills with 0)
+    flat = torch.ones(4, 1, 32, 32)
+    warped = random_affine(flat, torch.Generator().manual_seed(1), rotate=30.0, scale=0.0)
+    torch.testing.assert_close(warped[..., 12:20, 12:20], flat[..., 12:20, 12:20])
+    assert (warped[..., 0, 0] < 1).all()  # corners rotate out of the frame: a quarter of the way to 30 degrees
+    # a centred bright cross: zoom and rotation both keep its centre on the centre pixel pair
+    cross = torch.zeros(8, 1, 17, 17)
+    cross[..., 8, :] = 1
+    cross[..., :, 8] = 1
+    out = random_affine(cross, torch.Generator().manual_seed(2), rotate=10.0, scale=0.2)
+    assert (out[..., 8, 8] > 0.99).all()
+    assert not torch.allclose(out, cross, atol=1e-3)
+    again = random_affine(cross, torch.Generator().manual_seed(2), rotate=10.0, scale=0.2)
+    assert torch.equal(out, again)
+    other = random_affine(cross, torch.Generator().manual_seed(3), rotate=10.0, scale=0.2)
+    assert not torch.equal(out, other)
+
+
+@pytest.mark.parametrize("field, value", [("rotate", -1.0), ("rotate", 46.0), ("scale", -0.1), ("scale", 0.5)])
+def test_affine_augmentation_ranges(field, value):
+    from facenet_ext.train.config import TrainConfig
+
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{field: value})

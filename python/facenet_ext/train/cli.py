@@ -216,6 +216,8 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         help="random crops of --input-size and flips (without --input-size: flips and shifts of up to 4 pixels)",
     )
+    opt("--rotate", type=float, metavar="DEGREES", help="--augment also rotates by up to this many degrees either way")
+    opt("--scale", type=float, metavar="FRACTION", help="--augment also zooms by a factor in 1 +- FRACTION")
     opt(
         "--new-identities",
         metavar="T1,T2",

@@ -60,6 +60,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: str = "constant"  # "cosine": lr decays to 0 over the run along half a cosine
     augment: bool = False
+    rotate: float = 0.0  # augment: random rotation of up to this many degrees either way
+    scale: float = 0.0  # augment: random zoom by a factor in [1 - scale, 1 + scale]
     new_identities: str = (
         ""  # e.g. "mirror,rot90,rot270": each transform of every training identity is one more (digits)
     )
@@ -95,6 +97,10 @@ class TrainConfig:
             raise ValueError(
                 f"new_identities: unknown transform(s) {unknown}; choose from {', '.join(IDENTITY_TRANSFORMS)}"
             )
+        if not 0 <= self.rotate <= 45:
+            raise ValueError(f"rotate must be in [0, 45] degrees, got {self.rotate}")
+        if not 0 <= self.scale < 0.5:
+            raise ValueError(f"scale must be in [0, 0.5), got {self.scale}")
         if self.singletons < 0:
             raise ValueError(f"singletons must be >= 0, got {self.singletons}")
         if not 0 < self.lr < 10:

@@ -160,6 +160,22 @@ def augment(x: Tensor, generator: torch.Generator, shift: int = 4, hflip: bool =
     return cropped.gather(3, cols)
 
 
+def random_affine(x: Tensor, generator: torch.Generator, rotate: float, scale: float) -> Tensor:
+    """Each image [N, C, H, W] rotated by a random angle in [-``rotate``, ``rotate``] degrees and zoomed by a
+    random factor in [1 - ``scale``, 1 + ``scale``] about its centre (bilinear; the border filled with 0, the
+    mean of a standardised image). Drawn from ``generator`` so a resumed run replays it. The faces of a
+    small training set are seen at a few more poses and sizes than its images hold."""
+    n = x.shape[0]
+    angle = (torch.rand(n, generator=generator) * 2 - 1) * (rotate * torch.pi / 180)
+    zoom = 1 + (torch.rand(n, generator=generator) * 2 - 1) * scale
+    # affine_grid maps output coordinates to input ones: a zoom by z samples the input at 1/z
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.zeros(n, 2, 3, dtype=x.dtype)
+    theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = cos, -sin, sin, cos
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 def center_crop(x: Tensor, size: int | None) -> Tensor:
     """The centred ``size`` x ``size`` window of images [N, C, H, W] (unchanged when size is None or H)."""
     h, w = x.shape[-2:]

@@ -33,6 +33,7 @@ from .images import (
     center_crop,
     load_digits_set,
     load_image_folder,
+    random_affine,
     random_crop_flip,
     split_identities,
     standardize,
@@ -165,6 +166,8 @@ def network_input(cfg: TrainConfig, images: torch.Tensor, generator: torch.Gener
     size = cfg.input_size or images.shape[-1]
     if generator is None or not cfg.augment:
         return center_crop(x, size)
+    if cfg.rotate or cfg.scale:
+        x = random_affine(x, generator, cfg.rotate, cfg.scale)
     if size < images.shape[-1]:
         return random_crop_flip(x, size, generator, cfg.hflip)
     return augment(x, generator, hflip=cfg.hflip)
