@@ -126,3 +126,23 @@ def test_a_few_steps_lower_the_triplet_loss():
         opt.step()
         losses.append(loss.item())
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5, losses
+
+
+def test_nn2_dropout_only_in_training():
+    """Dropout on the pooled features: two training-mode passes differ, evaluation is deterministic and
+    equals the same network without dropout (no parameters added, so the state dicts load across)."""
+    torch.manual_seed(0)
+    net = NN2(in_channels=1, width=0.25, depth=1, dropout=0.5)
+    x = torch.randn(4, 1, 32, 32)
+    net.train()
+    assert not torch.equal(net(x), net(x))
+    plain = NN2(in_channels=1, width=0.25, depth=1)
+    plain.load_state_dict(net.state_dict())  # after the passes: their BatchNorm statistics too
+    net.eval(), plain.eval()
+    torch.testing.assert_close(net(x), plain(x))
+    with pytest.raises(ValueError, match="dropout"):
+        NN2(dropout=1.0)
+    from facenet_ext.train.config import TrainConfig
+
+    with pytest.raises(ValueError, match="dropout"):
+        TrainConfig(model="small", dropout=0.2)

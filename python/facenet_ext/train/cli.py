@@ -139,6 +139,7 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     opt("--model", choices=MODELS, help="nn2 (NN2-style Inception) or small (3 conv layers, for tiny images)")
     opt("--width", type=float, help="channel multiplier of the network")
     opt("--depth", type=int, choices=(1, 2, 3), help="NN2 Inception stages kept (3x, 4x, 5x)")
+    opt("--dropout", type=float, help="NN2: dropout on the pooled features before the embedding layer, in training")
     opt("--embedding-dim", type=int, help="embedding width")
     opt("--identities-per-batch", "-P", type=int, help="P, identities per batch (--sampler uniform: P*K images)")
     opt(

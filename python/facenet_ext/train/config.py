@@ -34,6 +34,7 @@ class TrainConfig:
     model: str = "nn2"  # "nn2" (NN2-style Inception) or "small" (a 3-conv net for tiny images such as 8x8 digits)
     width: float = 0.25
     depth: int = 2
+    dropout: float = 0.0  # NN2: dropout on the pooled features before the embedding layer, in training
     embedding_dim: int = 128
     identities_per_batch: int = 15
     images_per_identity: int = 8
@@ -97,6 +98,10 @@ class TrainConfig:
             raise ValueError(
                 f"new_identities: unknown transform(s) {unknown}; choose from {', '.join(IDENTITY_TRANSFORMS)}"
             )
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.dropout and self.model != "nn2":
+            raise ValueError(f"dropout applies to model nn2, not {self.model}")
         if not 0 <= self.rotate <= 45:
             raise ValueError(f"rotate must be in [0, 45] degrees, got {self.rotate}")
         if not 0 <= self.scale < 0.5:

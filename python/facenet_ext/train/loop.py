@@ -117,7 +117,7 @@ def with_new_identities(data: ImageSet, transforms: list[str]) -> ImageSet:
 def build_model(cfg: TrainConfig, in_channels: int) -> torch.nn.Module:
     if cfg.model == "small":
         return SmallNet(in_channels, cfg.embedding_dim, cfg.width)
-    return NN2(in_channels, cfg.embedding_dim, cfg.width, cfg.depth)
+    return NN2(in_channels, cfg.embedding_dim, cfg.width, cfg.depth, cfg.dropout)
 
 
 def build_sampler(cfg: TrainConfig, labels: torch.Tensor):

@@ -70,14 +70,17 @@ class Inception(nn.Module):
 
 class NN2(nn.Module):
     """NN2-style embedding network: stem (conv 7x7/2, max pool, conv 1x1 + 3x3, max pool), Inception
-    stages, global average pooling, a linear layer to ``embedding_dim`` (with BatchNorm) and L2 normalisation.
+    stages, global average pooling, dropout (``dropout``, training only), a linear layer to ``embedding_dim``
+    (with BatchNorm) and L2 normalisation.
 
     >>> net = NN2(in_channels=1, width=0.25, depth=2).eval()
     >>> net(torch.randn(2, 1, 64, 64)).norm(dim=1)
     tensor([1.0000, 1.0000], grad_fn=<LinalgVectorNormBackward0>)
     """
 
-    def __init__(self, in_channels: int = 3, embedding_dim: int = 128, width: float = 1.0, depth: int = 3) -> None:
+    def __init__(
+        self, in_channels: int = 3, embedding_dim: int = 128, width: float = 1.0, depth: int = 3, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         if in_channels < 1:
             raise ValueError(f"NN2: in_channels must be >= 1, got {in_channels}")
@@ -87,6 +90,8 @@ class NN2(nn.Module):
             raise ValueError(f"NN2: depth must be 1, 2 or 3 (Inception stages 3, 4, 5 kept), got {depth}")
         if embedding_dim < 1:
             raise ValueError(f"NN2: embedding_dim must be >= 1, got {embedding_dim}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"NN2: dropout must be in [0, 1), got {dropout}")
         c1, c2 = _scaled(64, width), _scaled(192, width)
         self.stem = nn.Sequential(
             ConvBNReLU(in_channels, c1, 7, 2),
@@ -108,7 +113,16 @@ class NN2(nn.Module):
         # BatchNorm after the projection gives the unnormalised features a magnitude of about
         # sqrt(embedding_dim) from the start: inside MagFace's [l_a, u_a] range, harmless for the triplet loss.
         self.embed = nn.Sequential(nn.Linear(cin, embedding_dim), nn.BatchNorm1d(embedding_dim))
-        self.config = {"in_channels": in_channels, "embedding_dim": embedding_dim, "width": width, "depth": depth}
+        # dropout on the pooled features in training (a small training set's regulariser); no parameters,
+        # so checkpoints with and without it load alike
+        self.dropout = nn.Dropout(dropout)
+        self.config = {
+            "in_channels": in_channels,
+            "embedding_dim": embedding_dim,
+            "width": width,
+            "depth": depth,
+            "dropout": dropout,
+        }
 
     def init_feature_magnitude(self, magnitude: float) -> None:
         """Start the unnormalised features at about this norm (the BatchNorm scale is magnitude /
@@ -122,7 +136,7 @@ class NN2(nn.Module):
         if x.dim() != 4:
             raise ValueError(f"NN2: input must be [N, C, H, W], got shape {tuple(x.shape)}")
         x = self.inception(self.stem(x))
-        return self.embed(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+        return self.embed(self.dropout(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)))
 
     def forward(self, x: Tensor) -> Tensor:
         return F.normalize(self.features(x), dim=1)
