@@ -107,19 +107,20 @@ FX_ALWAYS_INLINE RowSplit<T> split_row(const T* row, const int32_t* ref_gid, int
 
 // bucket[m] = count_below(sorted, K, d[m]) for the compacted negatives. For few thresholds a linear
 // count vectorises across elements and beats binary search; both compute count_below exactly.
-template <typename T>
-FX_ALWAYS_INLINE void count_buckets(const T* d, int64_t n, const T* sorted, int K, int32_t* bucket) {
+// `Bytes`: the width of one vector register, 32 (AVX2) or 64 (AVX-512). GCC lowers a vector wider than
+// the target's registers through the stack, so each target gets the width it has.
+template <int Bytes, typename T>
+FX_ALWAYS_INLINE void count_buckets_body(const T* d, int64_t n, const T* sorted, int K, int32_t* bucket) {
   constexpr int kLinearMax = 64;
   int64_t j = 0;
   if (K <= kLinearMax) {
-    // 128 bytes of elements at a time (two registers of AVX-512, four of AVX2), their counts held in
-    // registers across all thresholds. Written
-    // with GCC vector types: left to itself the auto-vectoriser vectorised the threshold loop instead,
-    // with a shuffle per element.
+    // Two registers of elements at a time, their counts held in registers across all thresholds.
+    // Written with GCC vector types: left to itself the auto-vectoriser vectorised the threshold loop
+    // instead, with a shuffle per element.
     using Int = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
-    typedef T Vec __attribute__((vector_size(64)));
-    typedef Int IVec __attribute__((vector_size(64)));
-    constexpr int L = 64 / sizeof(T), W = 2 * L;
+    typedef T Vec __attribute__((vector_size(Bytes)));
+    typedef Int IVec __attribute__((vector_size(Bytes)));
+    constexpr int L = Bytes / sizeof(T), W = 2 * L;
     for (; j + W <= n; j += W) {
       Vec d0, d1;
       std::memcpy(&d0, d + j, sizeof(Vec));
@@ -137,6 +138,39 @@ FX_ALWAYS_INLINE void count_buckets(const T* d, int64_t n, const T* sorted, int 
     }
   }
   for (; j < n; ++j) bucket[j] = count_below(sorted, K, d[j]);
+}
+
+// The AVX-512 count, 16 floats per compare, where the CPU has it (chosen once per call: the count is
+// exact either way, so the triplets do not depend on the machine).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define FX_HAVE_AVX512_COUNT 1
+__attribute__((target("avx512f"), noinline)) void count_buckets_avx512(const float* d, int64_t n, const float* sorted,
+                                                                       int K, int32_t* bucket) {
+  count_buckets_body<64>(d, n, sorted, K, bucket);
+}
+__attribute__((target("avx512f"), noinline)) void count_buckets_avx512(const double* d, int64_t n, const double* sorted,
+                                                                       int K, int32_t* bucket) {
+  count_buckets_body<64>(d, n, sorted, K, bucket);
+}
+#else
+#define FX_HAVE_AVX512_COUNT 0
+#endif
+
+bool cpu_has_avx512() {
+#if FX_HAVE_AVX512_COUNT
+  static const bool has = __builtin_cpu_supports("avx512f");
+  return has;
+#else
+  return false;
+#endif
+}
+
+template <typename T>
+FX_ALWAYS_INLINE void count_buckets(const T* d, int64_t n, const T* sorted, int K, int32_t* bucket, bool avx512) {
+#if FX_HAVE_AVX512_COUNT
+  if (avx512) return count_buckets_avx512(d, n, sorted, K, bucket);
+#endif
+  count_buckets_body<32>(d, n, sorted, K, bucket);
 }
 
 // Closest of the compacted negatives in each bucket 0..K-1, ties to the smaller index. For float the
@@ -186,14 +220,6 @@ void farthest_negative(const T* row, const int32_t* ref_gid, int32_t gid, int64_
     }
 }
 
-// The rows compare and select only (no floating-point sums), so their results are the same on every
-// target: an AVX-512 variant counts 16 floats per instruction where the machine has it.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define FX_TARGET_CLONES_AVX512 __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define FX_TARGET_CLONES_AVX512
-#endif
-
 template <typename T>
 struct SemihardRows {  // what every row of one mining call shares
   const T* dist;
@@ -203,6 +229,7 @@ struct SemihardRows {  // what every row of one mining call shares
   T margin;
   bool squared, drop;
   int64_t *out_a, *out_p, *out_n;
+  bool avx512;  // count_buckets may use AVX-512
 };
 
 template <typename T>
@@ -246,7 +273,7 @@ FX_ALWAYS_INLINE bool semihard_row_body(const SemihardRows<T>& r, int64_t a, Row
   const RowSplit<T> split =
       split_row(row, g.ref_gid, gid, N, w.sorted[0], w.sorted[K - 1], w.mid_d.data(), w.mid_i.data());
   w.bucket.resize(split.n_mid);
-  count_buckets(w.mid_d.data(), split.n_mid, w.sorted.data(), K, w.bucket.data());
+  count_buckets(w.mid_d.data(), split.n_mid, w.sorted.data(), K, w.bucket.data(), r.avx512);
   bucket_minima(w.mid_d.data(), w.mid_i.data(), w.bucket.data(), split.n_mid, K, w.best_d, w.best_i);
   std::vector<T>& best_d = w.best_d;
   std::vector<int64_t>& best_i = w.best_i;
@@ -279,15 +306,13 @@ FX_ALWAYS_INLINE bool semihard_row_body(const SemihardRows<T>& r, int64_t a, Row
   return true;
 }
 
-// The rows [begin, end), compiled for AVX-512 and AVX2 as well; false if one is not finite.
-FX_TARGET_CLONES_AVX512 bool semihard_rows(const SemihardRows<float>& r, int64_t begin, int64_t end,
-                                           RowScratch<float>& w) {
+// The rows [begin, end), compiled for AVX2 as well (cpu/simd.h); false if one is not finite.
+FX_TARGET_CLONES bool semihard_rows(const SemihardRows<float>& r, int64_t begin, int64_t end, RowScratch<float>& w) {
   bool finite = true;
   for (int64_t a = begin; a < end; ++a) finite &= semihard_row_body(r, a, w);
   return finite;
 }
-FX_TARGET_CLONES_AVX512 bool semihard_rows(const SemihardRows<double>& r, int64_t begin, int64_t end,
-                                           RowScratch<double>& w) {
+FX_TARGET_CLONES bool semihard_rows(const SemihardRows<double>& r, int64_t begin, int64_t end, RowScratch<double>& w) {
   bool finite = true;
   for (int64_t a = begin; a < end; ++a) finite &= semihard_row_body(r, a, w);
   return finite;
@@ -308,7 +333,8 @@ bool semihard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool e
                              drop,
                              out_a,
                              out_p,
-                             out_n};
+                             out_n,
+                             cpu_has_avx512()};
   std::atomic<bool> non_finite{false};
   at::parallel_for(0, sq_dist.size(0), grain_for(4 * sq_dist.size(1)), [&](int64_t begin, int64_t end) {
     RowScratch<T> scratch;
