@@ -86,9 +86,6 @@ FX_ALWAYS_INLINE RowSplit<T> split_row(const T* row, const int32_t* ref_gid, int
       best_j = closer ? jv : best_j;
       jv += L;
       const IVec mid = neg & (d > lo_v) & ~above;
-      uint64_t any[4];
-      std::memcpy(any, &mid, sizeof(any));
-      if ((any[0] | any[1] | any[2] | any[3]) == 0) continue;  // most blocks hold no in-between negative
       for (int l = 0; l < L; ++l) {
         mid_d[s.n_mid] = d[l];
         mid_i[s.n_mid] = static_cast<int32_t>(j + l);
@@ -140,7 +137,7 @@ FX_ALWAYS_INLINE void count_buckets_body(const T* d, int64_t n, const T* sorted,
   for (; j < n; ++j) bucket[j] = count_below(sorted, K, d[j]);
 }
 
-// The AVX-512 count, 16 floats per compare, where the CPU has it (chosen once per call: the count is
+// The AVX-512 count, 16 floats per compare, where the CPU has it (asked once per process: the count is
 // exact either way, so the triplets do not depend on the machine).
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define FX_HAVE_AVX512_COUNT 1
@@ -166,9 +163,9 @@ bool cpu_has_avx512() {
 }
 
 template <typename T>
-FX_ALWAYS_INLINE void count_buckets(const T* d, int64_t n, const T* sorted, int K, int32_t* bucket, bool avx512) {
+FX_ALWAYS_INLINE void count_buckets(const T* d, int64_t n, const T* sorted, int K, int32_t* bucket) {
 #if FX_HAVE_AVX512_COUNT
-  if (avx512) return count_buckets_avx512(d, n, sorted, K, bucket);
+  if (cpu_has_avx512()) return count_buckets_avx512(d, n, sorted, K, bucket);
 #endif
   count_buckets_body<32>(d, n, sorted, K, bucket);
 }
@@ -229,7 +226,6 @@ struct SemihardRows {  // what every row of one mining call shares
   T margin;
   bool squared, drop;
   int64_t *out_a, *out_p, *out_n;
-  bool avx512;  // count_buckets may use AVX-512
 };
 
 template <typename T>
@@ -273,7 +269,7 @@ FX_ALWAYS_INLINE bool semihard_row_body(const SemihardRows<T>& r, int64_t a, Row
   const RowSplit<T> split =
       split_row(row, g.ref_gid, gid, N, w.sorted[0], w.sorted[K - 1], w.mid_d.data(), w.mid_i.data());
   w.bucket.resize(split.n_mid);
-  count_buckets(w.mid_d.data(), split.n_mid, w.sorted.data(), K, w.bucket.data(), r.avx512);
+  count_buckets(w.mid_d.data(), split.n_mid, w.sorted.data(), K, w.bucket.data());
   bucket_minima(w.mid_d.data(), w.mid_i.data(), w.bucket.data(), split.n_mid, K, w.best_d, w.best_i);
   std::vector<T>& best_d = w.best_d;
   std::vector<int64_t>& best_i = w.best_i;
@@ -333,8 +329,7 @@ bool semihard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool e
                              drop,
                              out_a,
                              out_p,
-                             out_n,
-                             cpu_has_avx512()};
+                             out_n};
   std::atomic<bool> non_finite{false};
   at::parallel_for(0, sq_dist.size(0), grain_for(4 * sq_dist.size(1)), [&](int64_t begin, int64_t end) {
     RowScratch<T> scratch;
