@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test install cuda-check lint bench clean
+.PHONY: demo test test-emulated-sanitized install cuda-check lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,13 +30,17 @@ demo: install
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# The emulated CUDA kernel tests again, with the kernels and the emulator under ASan and UBSan (CI runs it).
+test-emulated-sanitized: install
+	tools/emulated_sanitized.sh $(PY)
+
 # Compile every .cu for sm_80 and sm_90 against the installed torch's headers (no GPU needed).
 cuda-check: $(VENV)/.build-deps
 	$(PY) tools/cuda_compile_check.py
 
 # ruff (check, format) on the Python files; clang-format on the C++/CUDA ones. Configured in
 # pyproject.toml ([tool.ruff]) and .clang-format; pinned in pyproject's `lint` extra.
-CXX_SOURCES = $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh')
+CXX_SOURCES = $(shell find csrc tests/emulated -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh')
 lint: $(PY)
 	$(PY) -m pip install -q $$($(PY) tools/extra_requirements.py lint)
 	$(VENV)/bin/ruff check .

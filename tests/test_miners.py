@@ -134,6 +134,28 @@ def test_dispatcher_ops_on_arbitrary_matrices(device, dtype, reference_set, layo
     assert_same(got, batch_hard_triplets_from_sq_dist_reference(d, labels, ref_labels=ref_for_reference))
 
 
+@devices()
+@dtypes(*FULL)
+@pytest.mark.parametrize("exclude_self", [True, False])
+def test_dispatcher_ops_order_negative_entries(device, dtype, exclude_self):
+    """Negative entries order below zero on every device (docs/semantics.md): the streaming and cross-batch
+    paths write -1 on purpose, and a (distance, index) key built from raw IEEE bits would put every
+    negative value above every positive one."""
+    labels = torch.randint(4, (40,), device=device)
+    d = torch.randint(-4, 6, (40, 40), device=device).to(dtype)
+    for margin in (None, 1.0):
+        for drop in (False, True):
+            got = ops.semihard_from_sq_dist(d, labels, labels, exclude_self, margin, True, drop)
+            ref = None if exclude_self else labels
+            fallback = "drop" if drop else "easiest"
+            assert_same(got, semihard_from_sq_dist_reference(d, labels, margin, fallback=fallback, ref_labels=ref))
+    got = ops.all_semihard_from_sq_dist(d, labels, labels, exclude_self, 2.0, True)
+    ref = None if exclude_self else labels
+    assert_same(got, all_semihard_from_sq_dist_reference(d, labels, 2.0, squared=True, ref_labels=ref))
+    got = ops.batch_hard_from_sq_dist(d, labels, labels, exclude_self)
+    assert_same(got, batch_hard_triplets_from_sq_dist_reference(d, labels, ref_labels=ref))
+
+
 def test_many_positives_per_anchor():
     """Over 64 positives per anchor: the semi-hard kernel switches from counting thresholds linearly to
     binary search (count_below); both must give the reference's buckets, ties included."""

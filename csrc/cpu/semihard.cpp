@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/mining_rules.h"
+#include "common/ordered_bits.h"
 #include "cpu/finite.h"
 #include "cpu/simd.h"
 #include "aten/label_groups.h"
@@ -171,24 +172,21 @@ FX_ALWAYS_INLINE void count_buckets(const T* d, int64_t n, const T* sorted, int 
 }
 
 // Closest of the compacted negatives in each bucket 0..K-1, ties to the smaller index. For float the
-// (distance, index) pair packs into one 64-bit key (a non-negative float orders like its bits), so the
-// update is a branchless min instead of a data-dependent branch the CPU mispredicts every few elements.
+// (distance, index) pair packs into one 64-bit key (common/ordered_bits.h: ordered like the distances,
+// negative ones included), so the update is a branchless min instead of a data-dependent branch the CPU
+// mispredicts every few elements.
 FX_ALWAYS_INLINE void bucket_minima(const float* d, const int32_t* idx, const int32_t* bucket, int64_t n, int K,
                                     std::vector<float>& best_d, std::vector<int64_t>& best_i) {
   std::vector<uint64_t> key(K + 1, ~uint64_t(0));
   for (int64_t m = 0; m < n; ++m) {
-    const float v = d[m] + 0.0f;  // -0 -> +0
-    uint32_t bits;
-    std::memcpy(&bits, &v, sizeof(bits));
-    const uint64_t k = (uint64_t(bits) << 32) | uint64_t(uint32_t(idx[m]));
+    const uint64_t k = (uint64_t(ordered_bits(d[m])) << 32) | uint64_t(uint32_t(idx[m]));
     uint64_t& slot = key[bucket[m]];
     slot = k < slot ? k : slot;
   }
   best_d.resize(K + 1);
   best_i.resize(K + 1);
   for (int c = 0; c < K; ++c) {
-    const uint32_t bits = uint32_t(key[c] >> 32);
-    std::memcpy(&best_d[c], &bits, sizeof(bits));
+    best_d[c] = from_ordered_bits(uint32_t(key[c] >> 32));
     best_i[c] = key[c] == ~uint64_t(0) ? -1 : int64_t(uint32_t(key[c]));
     if (best_i[c] < 0) best_d[c] = std::numeric_limits<float>::infinity();
   }

@@ -34,13 +34,12 @@ Triplets all_semihard_mine_cuda(const char* op, const at::Tensor& dist, const La
                              nullptr,
                              nullptr,
                              non_finite.defined() ? non_finite.data_ptr<int>() : nullptr};
-  const unsigned blocks = static_cast<unsigned>(dist.size(0));
-  const int threads = cuda::kAllSemihardWarps * 32;
+  const cuda::Launch l = cuda::all_semihard_launch(dist.size(0));
   at::Tensor a, p, n;
   AT_DISPATCH_FLOATING_TYPES(dist.scalar_type(), "all_semihard_cuda", [&] {
     const auto m = static_cast<scalar_t>(margin);
     cuda::all_semihard_kernel<scalar_t, false>
-        <<<blocks, threads, 0, cuda::current_stream()>>>(dist.data_ptr<scalar_t>(), m, args);
+        <<<cuda::grid_of(l), cuda::block_of(l), 0, cuda::current_stream()>>>(dist.data_ptr<scalar_t>(), m, args);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     const at::Tensor ends = counts.cumsum(0);
     const at::Tensor offsets = ends - counts;
@@ -57,7 +56,7 @@ Triplets all_semihard_mine_cuda(const char* op, const at::Tensor& dist, const La
     args.out_p = p.data_ptr<int64_t>();
     args.out_n = n.data_ptr<int64_t>();
     cuda::all_semihard_kernel<scalar_t, true>
-        <<<blocks, threads, 0, cuda::current_stream()>>>(dist.data_ptr<scalar_t>(), m, args);
+        <<<cuda::grid_of(l), cuda::block_of(l), 0, cuda::current_stream()>>>(dist.data_ptr<scalar_t>(), m, args);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {a, p, n};

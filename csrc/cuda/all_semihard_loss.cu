@@ -43,8 +43,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> all_semihard_loss_cuda(const at::
                                                    with_grad ? coef.data_ptr<scalar_t>() : nullptr,
                                                    anchor_sums.data_ptr<double>(),
                                                    anchor_counts.data_ptr<int64_t>()};
-    cuda::all_semihard_loss_kernel<scalar_t>
-        <<<static_cast<unsigned>(B), cuda::kAllSemihardLossThreads, 0, cuda::current_stream()>>>(args);
+    const cuda::Launch l = cuda::all_semihard_loss_launch(B);
+    cuda::all_semihard_loss_kernel<scalar_t><<<cuda::grid_of(l), cuda::block_of(l), 0, cuda::current_stream()>>>(args);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {anchor_sums.sum(0).to(acc), anchor_counts.sum(0), coef};

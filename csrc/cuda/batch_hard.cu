@@ -18,7 +18,8 @@ Triplets batch_hard_mine_cuda(const at::Tensor& dist, const LabelGroups& g, bool
   at::Tensor a = at::arange(B, opts), p = at::empty({B}, opts), n = at::empty({B}, opts);
   if (g.summary.num_pairs == 0) return empty_triplets(dist);
   AT_DISPATCH_FLOATING_TYPES(dist.scalar_type(), "batch_hard_cuda", [&] {
-    cuda::batch_hard_kernel<scalar_t><<<static_cast<unsigned>(B), cuda::kBatchHardThreads, 0, cuda::current_stream()>>>(
+    const cuda::Launch l = cuda::batch_hard_launch(B);
+    cuda::batch_hard_kernel<scalar_t><<<cuda::grid_of(l), cuda::block_of(l), 0, cuda::current_stream()>>>(
         dist.data_ptr<scalar_t>(), dist.stride(0), dist.size(1), g.anchor_gid, g.ref_gid, g.pair_offset, exclude_self,
         p.data_ptr<int64_t>(), n.data_ptr<int64_t>(), non_finite.defined() ? non_finite.data_ptr<int>() : nullptr);
     C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -6,16 +6,12 @@
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
 
-#include <limits>
-
 #include "cuda/kernels/l2_pool2d.cuh"
 #include "cuda/launch.cuh"
 #include "aten/l2_pool2d.h"
 
 namespace fx {
 namespace {
-
-constexpr int kThreads = 256;
 
 template <typename I>
 cuda::L2PoolDims<I> dims_as(const L2PoolGeometry& g) {
@@ -24,10 +20,8 @@ cuda::L2PoolDims<I> dims_as(const L2PoolGeometry& g) {
           static_cast<I>(g.sw), static_cast<I>(g.ph), static_cast<I>(g.pw)};
 }
 
-// 32-bit offsets when x and the output both fit (the kernels index nothing larger).
 bool fits_int32(const L2PoolGeometry& g) {
-  constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
-  return g.N * g.C * g.H * g.W <= kMax && g.N * g.C * g.OH * g.OW <= kMax;
+  return cuda::l2_pool_fits_int32(g.N * g.C * g.H * g.W, g.N * g.C * g.OH * g.OW);
 }
 
 at::Tensor l2_pool2d_cuda(const at::Tensor& x_in, at::IntArrayRef kernel_size, at::IntArrayRef stride,
@@ -39,17 +33,18 @@ at::Tensor l2_pool2d_cuda(const at::Tensor& x_in, at::IntArrayRef kernel_size, a
   const int64_t total = y.numel();
   if (total == 0) return y;
   const cudaStream_t stream = cuda::current_stream();
+  const cuda::Launch l = cuda::l2_pool_launch(total);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "l2_pool2d_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     if (fits_int32(g)) {
       cuda::l2_pool2d_forward_kernel<scalar_t, acc_t, int32_t>
-          <<<cuda::grid_for(total, kThreads), kThreads, 0, stream>>>(xp, yp, total, dims_as<int32_t>(g));
+          <<<cuda::grid_of(l), cuda::block_of(l), 0, stream>>>(xp, yp, total, dims_as<int32_t>(g));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     } else {
       cuda::l2_pool2d_forward_kernel<scalar_t, acc_t, int64_t>
-          <<<cuda::grid_for(total, kThreads), kThreads, 0, stream>>>(xp, yp, total, dims_as<int64_t>(g));
+          <<<cuda::grid_of(l), cuda::block_of(l), 0, stream>>>(xp, yp, total, dims_as<int64_t>(g));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   });
@@ -68,6 +63,7 @@ at::Tensor l2_pool2d_backward_cuda(const at::Tensor& grad_out, const at::Tensor&
   if (total == 0) return dx;
   const cuda::GradStrides gs{grad_out.stride(0), grad_out.stride(1), grad_out.stride(2), grad_out.stride(3)};
   const cudaStream_t stream = cuda::current_stream();
+  const cuda::Launch l = cuda::l2_pool_launch(total);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "l2_pool2d_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* gp = grad_out.const_data_ptr<scalar_t>();
@@ -76,11 +72,11 @@ at::Tensor l2_pool2d_backward_cuda(const at::Tensor& grad_out, const at::Tensor&
     scalar_t* dxp = dx.mutable_data_ptr<scalar_t>();
     if (fits_int32(g)) {
       cuda::l2_pool2d_backward_kernel<scalar_t, acc_t, int32_t>
-          <<<cuda::grid_for(total, kThreads), kThreads, 0, stream>>>(gp, gs, xp, yp, dxp, total, dims_as<int32_t>(g));
+          <<<cuda::grid_of(l), cuda::block_of(l), 0, stream>>>(gp, gs, xp, yp, dxp, total, dims_as<int32_t>(g));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     } else {
       cuda::l2_pool2d_backward_kernel<scalar_t, acc_t, int64_t>
-          <<<cuda::grid_for(total, kThreads), kThreads, 0, stream>>>(gp, gs, xp, yp, dxp, total, dims_as<int64_t>(g));
+          <<<cuda::grid_of(l), cuda::block_of(l), 0, stream>>>(gp, gs, xp, yp, dxp, total, dims_as<int64_t>(g));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   });

@@ -28,7 +28,8 @@ LabelGroups label_groups_cuda(const char* op, const at::Tensor& labels, const at
                        g.group_start,
                        g.pair_offset,
                        summary.data_ptr<int64_t>()};
-  cuda::label_groups_kernel<<<1, cuda::kGroupThreads, 0, cuda::current_stream()>>>(args);
+  const cuda::Launch l = cuda::label_groups_launch();
+  cuda::label_groups_kernel<<<cuda::grid_of(l), cuda::block_of(l), 0, cuda::current_stream()>>>(args);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   const at::Tensor host = summary.cpu();  // the one host sync of a mining call
   const int64_t* v = host.data_ptr<int64_t>();

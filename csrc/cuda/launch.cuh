@@ -1,5 +1,5 @@
-// Launcher helpers shared by the .cu files: the current stream, a grid size cap, and the miners'
-// NaN/Inf flags.
+// Launcher helpers shared by the .cu files: the current stream, the launch shapes of cuda/geometry.h as
+// CUDA's dim3, and the miners' NaN/Inf flags.
 #pragma once
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
@@ -12,16 +12,14 @@
 #include "checks.h"
 #include "aten/label_groups.h"
 #include "aten/pairwise_sq_dist.h"
+#include "cuda/geometry.h"
 
 namespace fx::cuda {
 
 inline cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
 
-// Grid-stride kernels: enough blocks to fill the device, never more than the work needs.
-inline unsigned grid_for(int64_t work, int threads) {
-  const int64_t blocks = (work + threads - 1) / threads;
-  return static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, 65535LL * 8));
-}
+inline dim3 grid_of(const Launch& l) { return dim3(l.grid_x, l.grid_y); }
+inline dim3 block_of(const Launch& l) { return dim3(l.block_x, l.block_y); }
 
 // The fused miners' embedding check, without a sync: a device flag that label_groups_cuda folds into
 // its one read-back (NaN/Inf embeddings, or norms whose distances could overflow).

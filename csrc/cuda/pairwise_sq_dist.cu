@@ -21,15 +21,13 @@ at::Tensor pairwise_sq_dist_cuda_impl(const char* op, const char* x_name, const 
   AT_DISPATCH_FLOATING_TYPES(parts.out.scalar_type(), "pairwise_sq_dist_cuda", [&] {
     scalar_t* out = parts.out.data_ptr<scalar_t>();
     if (parts.symmetric) {
-      const unsigned tiles = static_cast<unsigned>((B + cuda::kDistTile - 1) / cuda::kDistTile);
+      const cuda::Launch l = cuda::symmetric_dist_launch(B);
       cuda::symmetric_dist_epilogue<scalar_t>
-          <<<dim3(tiles, tiles), dim3(cuda::kDistTile, cuda::kDistRows), 0, stream>>>(
-              out, parts.x_norm.data_ptr<scalar_t>(), B);
+          <<<cuda::grid_of(l), cuda::block_of(l), 0, stream>>>(out, parts.x_norm.data_ptr<scalar_t>(), B);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     } else {
-      const int threads = 256;
-      const int64_t blocks = std::min<int64_t>((B * N + threads - 1) / threads, 65535LL * 16);
-      cuda::cross_dist_epilogue<scalar_t><<<static_cast<unsigned>(blocks), threads, 0, stream>>>(
+      const cuda::Launch l = cuda::cross_dist_launch(B, N);
+      cuda::cross_dist_epilogue<scalar_t><<<cuda::grid_of(l), cuda::block_of(l), 0, stream>>>(
           out, parts.x_norm.data_ptr<scalar_t>(), parts.y_norm.data_ptr<scalar_t>(), B, N);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }

@@ -12,8 +12,6 @@
 namespace fx {
 namespace {
 
-constexpr int kMaxChunk = 1024;  // positives per shared-memory pass (~21 KB float, ~33 KB double)
-
 // Mines a checked, row-major matrix with its groups built. `non_finite`: int32 [1] the kernel sets on a
 // NaN/Inf distance, or undefined when the caller has checked its inputs.
 Triplets semihard_mine_cuda(const at::Tensor& dist, const LabelGroups& g, bool exclude_self,
@@ -23,7 +21,7 @@ Triplets semihard_mine_cuda(const at::Tensor& dist, const LabelGroups& g, bool e
   auto opts = dist.options().dtype(at::kLong);
   at::Tensor a = at::empty({s.num_pairs}, opts), p = at::empty({s.num_pairs}, opts), n = at::empty({s.num_pairs}, opts);
   if (s.num_pairs == 0) return {a, p, n};
-  const int chunk = static_cast<int>(std::min<int64_t>(s.max_positives, kMaxChunk));
+  const int chunk = cuda::semihard_chunk(s.max_positives);
   cuda::SemihardArgs args{dist.stride(0),
                           dist.size(1),
                           g.anchor_gid,
@@ -41,10 +39,9 @@ Triplets semihard_mine_cuda(const at::Tensor& dist, const LabelGroups& g, bool e
                           n.data_ptr<int64_t>(),
                           non_finite.defined() ? non_finite.data_ptr<int>() : nullptr};
   AT_DISPATCH_FLOATING_TYPES(dist.scalar_type(), "semihard_cuda", [&] {
-    const size_t smem = cuda::semihard_smem_bytes<scalar_t>(chunk);
-    cuda::semihard_kernel<scalar_t>
-        <<<static_cast<unsigned>(dist.size(0)), cuda::kSemihardThreads, smem, cuda::current_stream()>>>(
-            dist.data_ptr<scalar_t>(), static_cast<scalar_t>(margin.value_or(0)), args);
+    const cuda::Launch l = cuda::semihard_launch(dist.size(0), s.max_positives, sizeof(scalar_t));
+    cuda::semihard_kernel<scalar_t><<<cuda::grid_of(l), cuda::block_of(l), l.smem, cuda::current_stream()>>>(
+        dist.data_ptr<scalar_t>(), static_cast<scalar_t>(margin.value_or(0)), args);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   // Slots stay empty only through the margin or "drop" (anchors without a negative have no slot).

@@ -29,11 +29,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_loss_forward_cuda(const a
   if (T == 0) return {loss, d_ap, d_an};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, emb.scalar_type(), "triplet_loss_forward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    cuda::triplet_forward_kernel<scalar_t, acc_t>
-        <<<cuda::grid_for(T, cuda::kTripletWarps), cuda::kTripletWarps * 32, 0, cuda::current_stream()>>>(
-            emb.data_ptr<scalar_t>(), emb.size(0), D, anchor.data_ptr<int64_t>(), positive.data_ptr<int64_t>(),
-            negative.data_ptr<int64_t>(), T, static_cast<acc_t>(margin), squared, loss.data_ptr<acc_t>(),
-            d_ap.data_ptr<acc_t>(), d_an.data_ptr<acc_t>());
+    const cuda::Launch l = cuda::triplet_forward_launch(T);
+    cuda::triplet_forward_kernel<scalar_t, acc_t><<<cuda::grid_of(l), cuda::block_of(l), 0, cuda::current_stream()>>>(
+        emb.data_ptr<scalar_t>(), emb.size(0), D, anchor.data_ptr<int64_t>(), positive.data_ptr<int64_t>(),
+        negative.data_ptr<int64_t>(), T, static_cast<acc_t>(margin), squared, loss.data_ptr<acc_t>(),
+        d_ap.data_ptr<acc_t>(), d_an.data_ptr<acc_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {loss, d_ap, d_an};
@@ -56,12 +56,12 @@ at::Tensor triplet_loss_backward_cuda(const at::Tensor& grad_loss, const at::Ten
   const TripletCsr csr = triplet_csr(anchor, positive, negative, B);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, emb.scalar_type(), "triplet_loss_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    cuda::triplet_backward_kernel<scalar_t, acc_t>
-        <<<cuda::grid_for(B, cuda::kTripletWarps), cuda::kTripletWarps * 32, 0, cuda::current_stream()>>>(
-            emb.data_ptr<scalar_t>(), B, D, anchor.data_ptr<int64_t>(), positive.data_ptr<int64_t>(),
-            negative.data_ptr<int64_t>(), g.data_ptr<acc_t>(), loss.data_ptr<acc_t>(), d_ap.data_ptr<acc_t>(),
-            d_an.data_ptr<acc_t>(), squared, csr.row_ptr.data_ptr<int64_t>(), csr.entry.data_ptr<int64_t>(),
-            grad.data_ptr<scalar_t>());
+    const cuda::Launch l = cuda::triplet_backward_launch(B);
+    cuda::triplet_backward_kernel<scalar_t, acc_t><<<cuda::grid_of(l), cuda::block_of(l), 0, cuda::current_stream()>>>(
+        emb.data_ptr<scalar_t>(), B, D, anchor.data_ptr<int64_t>(), positive.data_ptr<int64_t>(),
+        negative.data_ptr<int64_t>(), g.data_ptr<acc_t>(), loss.data_ptr<acc_t>(), d_ap.data_ptr<acc_t>(),
+        d_an.data_ptr<acc_t>(), squared, csr.row_ptr.data_ptr<int64_t>(), csr.entry.data_ptr<int64_t>(),
+        grad.data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return grad;

@@ -7,10 +7,9 @@
 
 #include "common/label_rules.h"
 #include "common/mining_rules.h"
+#include "cuda/geometry.h"
 
 namespace fx::cuda {
-
-constexpr int kAllSemihardWarps = 4;
 
 struct AllSemihardArgs {
   int64_t ld, N;

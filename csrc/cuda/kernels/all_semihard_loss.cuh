@@ -16,10 +16,9 @@
 #include "common/mining_rules.h"
 #include "common/pairwise_rules.h"
 #include "common/triplet_rules.h"
+#include "cuda/geometry.h"
 
 namespace fx::cuda {
-
-constexpr int kAllSemihardLossThreads = 256;
 
 template <typename T>
 struct AllSemihardLossArgs {

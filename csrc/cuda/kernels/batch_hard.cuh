@@ -6,10 +6,9 @@
 #include <cstdint>
 
 #include "cuda/kernels/pair_reduce.cuh"
+#include "cuda/geometry.h"
 
 namespace fx::cuda {
-
-constexpr int kBatchHardThreads = 128;
 
 template <typename T>
 __global__ void __launch_bounds__(kBatchHardThreads)

@@ -10,10 +10,10 @@
 #include <cstdint>
 
 #include "common/label_rules.h"
+#include "cuda/geometry.h"
 
 namespace fx::cuda {
 
-constexpr int kGroupThreads = 1024;
 struct MaxOp {
   __device__ int64_t operator()(int64_t a, int64_t b) const { return a > b ? a : b; }
 };

@@ -1,21 +1,23 @@
 // Shared-memory keys that order (distance, index) pairs for atomicMin.
 //
-// For float distances the pair packs into one 64-bit word: the distance's bits (a non-negative float
-// orders like its unsigned bits) above the index, so a single atomicMin finds the closest candidate
-// with ties to the smaller index, in one pass, in any thread order. Distances here are >= 0 by
-// construction (the epilogue clamps to +0; adding +0.0f also turns a stray -0 into +0).
+// For float the key packs (ordered distance bits, index) into one 64-bit word (common/ordered_bits.h:
+// the bits order like the distances, negative ones included), so a single atomicMin finds the closest
+// candidate with ties to the smaller index, in one pass, in any thread order. For double the 64 ordered
+// bits fill a key of their own (the index then takes a second pass).
 #pragma once
 #include <cstdint>
+
+#include "common/ordered_bits.h"
 
 namespace fx::cuda {
 
 using key64 = unsigned long long;
-constexpr key64 kEmptyMinKey = ~0ull;
+constexpr key64 kEmptyMinKey = ~0ull;  // above every finite distance's key (it decodes to a NaN)
 
 __device__ __forceinline__ key64 min_key(float d, int32_t j) {
-  return (key64(__float_as_uint(d + 0.0f)) << 32) | key64(uint32_t(j));
+  return (key64(ordered_bits(d)) << 32) | key64(uint32_t(j));
 }
-__device__ __forceinline__ float key_dist(key64 k) { return __uint_as_float(uint32_t(k >> 32)); }
+__device__ __forceinline__ float key_dist(key64 k) { return from_ordered_bits(uint32_t(k >> 32)); }
 __device__ __forceinline__ int32_t min_key_index(key64 k) { return k == kEmptyMinKey ? -1 : int32_t(uint32_t(k)); }
 
 }  // namespace fx::cuda

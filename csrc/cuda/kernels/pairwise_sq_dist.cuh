@@ -3,11 +3,9 @@
 #include <cstdint>
 
 #include "common/pairwise_rules.h"
+#include "cuda/geometry.h"
 
 namespace fx::cuda {
-
-constexpr int kDistTile = 32;
-constexpr int kDistRows = 8;  // block = kDistTile x kDistRows threads, each thread does 4 rows of the tile
 
 // Symmetric case. Block (bx, by) owns tile pair (ti = by, tj = bx) with ti <= tj: it reads only the
 // upper-triangle Gram tile G[ti, tj] and writes both D[ti, tj] and D[tj, ti] (the transpose through

@@ -14,16 +14,16 @@
 
 #include "common/label_rules.h"
 #include "common/mining_rules.h"
+#include "cuda/geometry.h"
 #include "cuda/kernels/mining_keys.cuh"
 #include "cuda/kernels/pair_reduce.cuh"
+#include "cuda/kernels/shared_memory.cuh"
 
 namespace fx::cuda {
 
-constexpr int kSemihardThreads = 128;
-
-// Per-bucket closest negative. float: one packed 64-bit key, one pass. double: the distance's bits
-// (a non-negative double orders like its unsigned bits) then, in a second pass, the smallest index
-// among the negatives at exactly that distance.
+// Per-bucket closest negative. float: one packed 64-bit key, one pass. double: the distance's ordered
+// bits (kernels/mining_keys.cuh) then, in a second pass, the smallest index among the negatives at
+// exactly that distance.
 template <typename T>
 struct BucketMin;
 
@@ -47,7 +47,7 @@ struct BucketMin<double> {
     bits[c] = kEmptyMinKey;
     index[c] = INT32_MAX;
   }
-  __device__ static key64 to_bits(double d) { return key64(__double_as_longlong(d + 0.0)); }
+  __device__ static key64 to_bits(double d) { return key64(ordered_bits(d)); }
   __device__ void offer(int c, double d, int32_t) { atomicMin(&bits[c], to_bits(d)); }
   __device__ void offer_index(int c, double d, int32_t j) {
     if (to_bits(d) == bits[c]) atomicMin(&index[c], j);
@@ -60,18 +60,9 @@ struct BucketMin<double> {
   }
   __device__ DistIndex<double> get(int c) const {
     if (bits[c] == kEmptyMinKey) return {0.0, -1};
-    return {__longlong_as_double((long long)bits[c]), index[c]};
+    return {from_ordered_bits(uint64_t(bits[c])), index[c]};
   }
 };
-
-// Shared-memory bytes for a chunk of kc positives.
-template <typename T>
-__host__ __device__ constexpr size_t semihard_smem_bytes(int kc) {
-  size_t b = size_t(kc) * (2 * sizeof(T) + sizeof(int32_t));  // thresholds, sorted copy, ranks
-  b = (b + 7) & ~size_t(7);
-  if constexpr (std::is_same_v<T, float>) return b + size_t(kc + 1) * sizeof(key64);
-  return b + size_t(kc + 1) * (sizeof(key64) + sizeof(int32_t));
-}
 
 struct SemihardArgs {
   int64_t ld, N;
@@ -98,12 +89,12 @@ __global__ void __launch_bounds__(kSemihardThreads)
   // Position of the anchor among its group's members (sorted by index), skipped when exclude_self.
   const int32_t self_pos = args.exclude_self ? self_position(args.members, gs, ge, a) : INT32_MAX;
 
-  extern __shared__ __align__(16) unsigned char smem[];
+  unsigned char* smem = dynamic_shared_memory();
   const int chunk = args.chunk;
   T* thr = reinterpret_cast<T*>(smem);
   T* sorted = thr + chunk;
   int32_t* rank_of = reinterpret_cast<int32_t*>(sorted + chunk);
-  unsigned char* tail = smem + ((size_t(chunk) * (2 * sizeof(T) + sizeof(int32_t)) + 7) & ~size_t(7));
+  unsigned char* tail = smem + semihard_keys_offset(chunk, sizeof(T));
   BucketMin<T> buckets;
   if constexpr (std::is_same_v<T, float>) {
     buckets.key = reinterpret_cast<key64*>(tail);
@@ -116,7 +107,9 @@ __global__ void __launch_bounds__(kSemihardThreads)
   __shared__ typename Reduce::TempStorage reduce_storage;
   __shared__ DistIndex<T> farthest;
 
-  bool bad = false;  // a NaN/Inf among the distances this thread reads
+  // A NaN/Inf among the distances this thread reads. The whole row is checked, as on the CPU: positives
+  // and negatives below, and the anchor's own entry here (excluded from mining, not from the check).
+  bool bad = args.exclude_self && tid == 0 && !isfinite(row[a]);
   for (int c0 = 0; c0 < K; c0 += chunk) {
     const int kc = min(chunk, K - c0);
     for (int q = tid; q < kc; q += kSemihardThreads) {

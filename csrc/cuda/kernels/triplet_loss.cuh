@@ -10,10 +10,9 @@
 #include <cstdint>
 
 #include "common/triplet_rules.h"
+#include "cuda/geometry.h"
 
 namespace fx::cuda {
-
-constexpr int kTripletWarps = 8;
 
 template <typename acc_t>
 __device__ __forceinline__ acc_t warp_sum(acc_t v) {

@@ -1,0 +1,114 @@
+// Launch geometry of every CUDA kernel, in plain host C++ (no CUDA, no ATen): block sizes, grid sizes,
+// dynamic shared-memory bytes, chunk sizes and the 32/64-bit index choice. The launchers (csrc/cuda/*.cu)
+// and the emulated kernel tests (tests/emulated/) both call these, so a test launches exactly what the
+// launcher would.
+#pragma once
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+
+#include "common/macros.h"
+
+namespace fx::cuda {
+
+struct Launch {
+  unsigned grid_x = 1, grid_y = 1;
+  unsigned block_x = 1, block_y = 1;
+  size_t smem = 0;  // dynamic shared-memory bytes
+};
+
+// ---- block sizes (the kernels' __launch_bounds__ and cub instantiations use the same constants) ------
+constexpr int kSemihardThreads = 128;
+constexpr int kSemihardMaxChunk = 1024;  // positives per shared-memory pass (~21 KB float, ~33 KB double)
+constexpr int kAllSemihardWarps = 4;
+constexpr int kAllSemihardLossThreads = 256;
+constexpr int kBatchHardThreads = 128;
+constexpr int kGroupThreads = 1024;
+constexpr int kTripletWarps = 8;
+constexpr int kDistTile = 32;
+constexpr int kDistRows = 8;  // block = kDistTile x kDistRows threads, each thread does 4 rows of the tile
+constexpr int kCrossDistThreads = 256;
+constexpr int kL2PoolThreads = 256;
+
+// Grid-stride kernels: enough blocks to fill the device, never more than the work needs.
+inline unsigned grid_for(int64_t work, int threads) {
+  const int64_t blocks = (work + threads - 1) / threads;
+  return static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, 65535LL * 8));
+}
+
+// ---- semi-hard miner: one block per anchor, positives in shared-memory chunks -------------------------
+inline int semihard_chunk(int64_t max_positives) {
+  return static_cast<int>(std::min<int64_t>(max_positives, kSemihardMaxChunk));
+}
+
+// Bytes before the bucket keys: thresholds, their sorted copy (elem_size each) and ranks (int32), 8-aligned.
+FX_HD size_t semihard_keys_offset(int chunk, size_t elem_size) {
+  return (size_t(chunk) * (2 * elem_size + sizeof(int32_t)) + 7) & ~size_t(7);
+}
+
+// float: one 64-bit key per bucket; double: 64-bit distance bits and an int32 index per bucket.
+inline size_t semihard_smem_bytes(int chunk, size_t elem_size) {
+  const size_t per_bucket = elem_size == 4 ? sizeof(uint64_t) : sizeof(uint64_t) + sizeof(int32_t);
+  return semihard_keys_offset(chunk, elem_size) + size_t(chunk + 1) * per_bucket;
+}
+
+inline Launch semihard_launch(int64_t B, int64_t max_positives, size_t elem_size) {
+  Launch l;
+  l.grid_x = static_cast<unsigned>(B);
+  l.block_x = kSemihardThreads;
+  l.smem = semihard_smem_bytes(semihard_chunk(max_positives), elem_size);
+  return l;
+}
+
+// ---- one block per anchor ------------------------------------------------------------------------------
+inline Launch per_anchor_launch(int64_t B, int threads) {
+  Launch l;
+  l.grid_x = static_cast<unsigned>(B);
+  l.block_x = static_cast<unsigned>(threads);
+  return l;
+}
+inline Launch all_semihard_launch(int64_t B) { return per_anchor_launch(B, kAllSemihardWarps * 32); }
+inline Launch all_semihard_loss_launch(int64_t B) { return per_anchor_launch(B, kAllSemihardLossThreads); }
+inline Launch batch_hard_launch(int64_t B) { return per_anchor_launch(B, kBatchHardThreads); }
+inline Launch label_groups_launch() { return per_anchor_launch(1, kGroupThreads); }
+
+// ---- distances -----------------------------------------------------------------------------------------
+inline Launch symmetric_dist_launch(int64_t B) {
+  Launch l;
+  l.grid_x = l.grid_y = static_cast<unsigned>((B + kDistTile - 1) / kDistTile);
+  l.block_x = kDistTile;
+  l.block_y = kDistRows;
+  return l;
+}
+inline Launch cross_dist_launch(int64_t B, int64_t N) {
+  Launch l;
+  l.grid_x =
+      static_cast<unsigned>(std::min<int64_t>((B * N + kCrossDistThreads - 1) / kCrossDistThreads, 65535LL * 16));
+  l.block_x = kCrossDistThreads;
+  return l;
+}
+
+// ---- triplet loss: a warp per triplet (forward), a warp per embedding row (backward) -------------------
+inline Launch triplet_forward_launch(int64_t T) {
+  Launch l;
+  l.grid_x = grid_for(T, kTripletWarps);
+  l.block_x = kTripletWarps * 32;
+  return l;
+}
+inline Launch triplet_backward_launch(int64_t B) { return triplet_forward_launch(B); }
+
+// ---- L2 pooling: a thread per output (forward) or input (backward), grid-stride -------------------------
+inline Launch l2_pool_launch(int64_t total) {
+  Launch l;
+  l.grid_x = grid_for(total, kL2PoolThreads);
+  l.block_x = kL2PoolThreads;
+  return l;
+}
+// 32-bit offsets when the input and the output both fit (the kernels index nothing larger).
+inline bool l2_pool_fits_int32(int64_t input_numel, int64_t output_numel) {
+  constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
+  return input_numel <= kMax && output_numel <= kMax;
+}
+
+}  // namespace fx::cuda

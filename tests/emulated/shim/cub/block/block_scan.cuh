@@ -1,0 +1,3 @@
+// Stand-in for cub/block/block_scan.cuh under the CUDA emulator (tests/emulated/cuda_emu.h).
+#pragma once
+#include "emu_cub.h"

@@ -1,0 +1,361 @@
+"""Every CUDA kernel, executed on the CPU under the emulator (tests/cuda_emulator.py, tests/emulated/), and
+compared with the CPU op that the Python API runs on the same inputs.
+
+Indices are compared exactly. Floats are compared exactly where both sides sum in the same order; where
+they do not, the tolerance sits next to the reason. What only a GPU can show (the memory model, real
+cub, timing, ATen's CUDA calls in the launchers) is in docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import facenet_ext  # noqa: F401  (registers torch.ops.facenet_ext)
+
+import cuda_emulator as emu
+from params import dtypes
+
+ops = torch.ops.facenet_ext
+KERNEL_DIR = Path(__file__).resolve().parents[1] / "csrc" / "cuda" / "kernels"
+
+pytestmark = pytest.mark.skipif(not emu.compiler_available(), reason="no host C++ compiler for the emulated kernels")
+
+# Each kernel file and the tests that execute its kernels. A new kernel file without an entry fails
+# test_every_kernel_file_is_emulated.
+EMULATED = {
+    "label_groups.cuh": ["test_label_groups"],
+    "semihard.cuh": ["test_semihard", "test_semihard_chunked_positives", "test_semihard_negative_distances"],
+    "batch_hard.cuh": ["test_batch_hard"],
+    "all_semihard.cuh": ["test_all_semihard"],
+    "all_semihard_loss.cuh": ["test_all_semihard_loss"],
+    "pairwise_sq_dist.cuh": ["test_dist_epilogues"],
+    "triplet_loss.cuh": ["test_triplet_loss"],
+    "l2_pool2d.cuh": ["test_l2_pool2d"],
+}
+MINER_FLOATS = (torch.float32, torch.float64)
+SIZES = [1, 2, 33, 257, 1025, 1100]  # 1100: label groups span two 1024-thread tiles
+
+
+def test_every_kernel_file_is_emulated():
+    with_kernels = {p.name for p in KERNEL_DIR.glob("*.cuh") if re.search(r"__global__", p.read_text())}
+    assert with_kernels == set(EMULATED), f"kernel files without emulated tests: {with_kernels - set(EMULATED)}"
+    for names in EMULATED.values():
+        for name in names:
+            assert callable(globals().get(name)), name
+
+
+# ---- inputs ------------------------------------------------------------------------------------------------
+def identity_labels(B: int, group: int, shuffle: bool = True) -> torch.Tensor:
+    labels = torch.arange(B) // max(group, 1)
+    return labels[torch.randperm(B)] if shuffle else labels
+
+
+def tied_matrix(B: int, N: int, dtype, low: int = 0, high: int = 6) -> torch.Tensor:
+    """Small integers: every row full of ties."""
+    return torch.randint(low, high, (B, N)).to(dtype)
+
+
+def gram_matrix(B: int, dtype, integer: bool) -> torch.Tensor:
+    emb = torch.randint(-2, 3, (B, 4)).to(dtype) if integer else torch.randn(B, 8, dtype=dtype)
+    return ops.pairwise_sq_dist(emb, None)
+
+
+def miner_cases():
+    """(name, B, group) triples: sizes, one identity, all distinct, mixed group sizes."""
+    for B in SIZES:
+        yield f"B{B}-k4", B, 4
+    yield "one-identity", 40, 40
+    yield "all-distinct", 40, 1
+    yield "pairs", 64, 2
+
+
+def wider(d: torch.Tensor) -> torch.Tensor:
+    """The same matrix as a view whose row stride is larger than its width."""
+    big = torch.full((d.shape[0], d.shape[1] + 7), float("nan"), dtype=d.dtype)
+    big[:, 3 : 3 + d.shape[1]] = d
+    return big[:, 3 : 3 + d.shape[1]]
+
+
+def cpu_or_error(fn, *args):
+    try:
+        return fn(*args), None
+    except ValueError as e:
+        return None, e
+
+
+def assert_same_triplets(got, want):
+    for g, w, name in zip(got, want, ("anchor", "positive", "negative")):
+        assert torch.equal(g, w), f"{name}: emulated {g.tolist()[:20]} vs CPU {w.tolist()[:20]}"
+
+
+# ---- label groups --------------------------------------------------------------------------------------------
+def reference_groups(labels, ref_labels, exclude_self):
+    order = sorted(range(len(ref_labels)), key=lambda i: (int(ref_labels[i]), i))
+    members = torch.tensor(order, dtype=torch.int32)
+    gid_of, starts = {}, []
+    for pos, i in enumerate(order):
+        lab = int(ref_labels[i])
+        if lab not in gid_of:
+            gid_of[lab] = len(starts)
+            starts.append(pos)
+    starts.append(len(order))
+    slots = []
+    for a in range(len(labels)):
+        gid = gid_of.get(int(labels[a]), -1)
+        size = starts[gid + 1] - starts[gid] if gid >= 0 else 0
+        pos = 0 if gid < 0 else (size - 1 if exclude_self else size)
+        slots.append(0 if size == len(ref_labels) else pos)
+    anchor_gid = torch.tensor([gid_of.get(int(v), -1) for v in labels], dtype=torch.int32)
+    offsets = torch.tensor([0, *torch.tensor(slots).cumsum(0).tolist()], dtype=torch.int64)
+    return anchor_gid, members, torch.tensor(starts, dtype=torch.int32), offsets, slots
+
+
+@pytest.mark.parametrize("B", SIZES + [2100])
+@pytest.mark.parametrize("exclude_self", [True, False])
+def test_label_groups(B, exclude_self):
+    labels = identity_labels(B, 3) * 7 - 5  # negative and sparse label values
+    ref = labels if exclude_self else torch.cat([labels[: B // 2], torch.randint(-9, 9, (B // 3 + 1,))])
+    g = emu.label_groups(labels, ref, exclude_self)
+    anchor_gid, members, starts, offsets, slots = reference_groups(labels.tolist(), ref.tolist(), exclude_self)
+    assert torch.equal(g.anchor_gid, anchor_gid)
+    assert torch.equal(g.members, members)
+    assert torch.equal(g.group_start[: len(starts)], starts)
+    assert torch.equal(g.pair_offset, offsets)
+    assert (g.num_pairs, g.max_positives, g.anchors_without_pairs) == (
+        sum(slots),
+        max(slots),
+        sum(s == 0 for s in slots),
+    )
+    ref_gid = torch.empty_like(g.ref_gid)
+    for gid in range(len(starts) - 1):
+        ref_gid[members[starts[gid] : starts[gid + 1]].long()] = gid
+    assert torch.equal(g.ref_gid, ref_gid)
+
+
+# ---- the miners -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("case", list(miner_cases()), ids=lambda c: c[0])
+@dtypes(*MINER_FLOATS)
+@pytest.mark.parametrize("variant", ["plain", "margin-squared", "margin-plain", "drop", "wide-rows"])
+def test_semihard(case, dtype, variant):
+    _, B, group = case
+    labels = identity_labels(B, group)
+    d = gram_matrix(B, dtype, integer=B % 2 == 1)  # odd sizes: integer embeddings, so ties
+    margin = {"margin-squared": 0.5, "margin-plain": 0.3}.get(variant)
+    squared = variant != "margin-plain"
+    drop = variant == "drop"
+    if variant == "wide-rows":
+        d = wider(d)
+    got, flag = emu.semihard_from_sq_dist(d, labels, labels, True, margin, squared, drop)
+    assert not flag
+    assert_same_triplets(got, ops.semihard_from_sq_dist(d, labels, labels, True, margin, squared, drop))
+
+
+@pytest.mark.parametrize("schedule", ["forward", "reverse", "shuffled"])
+@dtypes(*MINER_FLOATS)
+def test_semihard_chunked_positives(dtype, schedule):
+    """More than 1024 positives for one anchor: the kernel walks them in shared-memory chunks."""
+    N = 1100
+    ref = torch.zeros(N, dtype=torch.int64)
+    ref[torch.randperm(N)[:50]] = torch.randint(1, 5, (50,))
+    labels = torch.tensor([0, 0, 3, 0])
+    d = tied_matrix(4, N, dtype, 0, 40)
+    emu.set_schedule(schedule, seed=7)
+    try:
+        for drop in (False, True):
+            got, _ = emu.semihard_from_sq_dist(d, labels, ref, False, None, True, drop)
+            assert_same_triplets(got, ops.semihard_from_sq_dist(d, labels, ref, False, None, True, drop))
+    finally:
+        emu.set_schedule("forward")
+
+
+@dtypes(*MINER_FLOATS)
+def test_semihard_negative_distances(dtype):
+    """The issue-23 case: a negative entry must order below zero (raw IEEE bits put it above every positive)."""
+    d = torch.tensor([[0, -1, -0.5, 4], [1, 0, 2, 3], [2, 2, 0, 1], [4, 3, 1, 0]], dtype=dtype)
+    labels = torch.tensor([0, 0, 1, 2])
+    got, _ = emu.semihard_from_sq_dist(d, labels, labels, False)
+    want = ops.semihard_from_sq_dist(d, labels, labels, False, None, True, False)
+    assert_same_triplets(got, want)
+    row = (got[0] == 0) & (got[1] == 1)
+    assert got[2][row].tolist() == [2]  # the closest negative above -1 is -0.5, at index 2
+    # Tied integer matrices with negative entries, as the streaming and memory-bank paths write -1.
+    for B in (9, 40):
+        labels = identity_labels(B, 3)
+        d = tied_matrix(B, B, dtype, -2, 4)
+        for exclude_self, drop in ((True, False), (False, True)):
+            got, _ = emu.semihard_from_sq_dist(d, labels, labels, exclude_self, None, True, drop)
+            want = ops.semihard_from_sq_dist(d, labels, labels, exclude_self, None, True, drop)
+            assert_same_triplets(got, want)
+
+
+@pytest.mark.parametrize("case", list(miner_cases()), ids=lambda c: c[0])
+@dtypes(*MINER_FLOATS)
+@pytest.mark.parametrize("exclude_self", [True, False])
+def test_batch_hard(case, dtype, exclude_self):
+    _, B, group = case
+    labels = identity_labels(B, group)
+    d = wider(gram_matrix(B, dtype, integer=True)) if B % 2 else gram_matrix(B, dtype, integer=False)
+    got, flag = emu.batch_hard_from_sq_dist(d, labels, labels, exclude_self)
+    assert not flag
+    assert_same_triplets(got, ops.batch_hard_from_sq_dist(d, labels, labels, exclude_self))
+
+
+@pytest.mark.parametrize("case", [c for c in miner_cases() if c[1] <= 257], ids=lambda c: c[0])
+@dtypes(*MINER_FLOATS)
+@pytest.mark.parametrize("squared", [True, False])
+def test_all_semihard(case, dtype, squared):
+    _, B, group = case
+    labels = identity_labels(B, group)
+    d = gram_matrix(B, dtype, integer=B % 2 == 1)
+    margin = 2.0 if B % 2 else 0.4
+    for exclude_self in (True, False):
+        got, flag = emu.all_semihard_from_sq_dist(d, labels, labels, exclude_self, margin, squared)
+        assert not flag
+        assert_same_triplets(got, ops.all_semihard_from_sq_dist(d, labels, labels, exclude_self, margin, squared))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("where", ["diagonal", "positive", "negative", "no-pair-row"])
+@pytest.mark.parametrize("miner", ["semihard", "batch_hard", "all_semihard"])
+@dtypes(*MINER_FLOATS)
+def test_miners_flag_non_finite_like_the_cpu(miner, where, value, dtype):
+    """The flag is set exactly when the CPU op raises: every entry of a row that mines is checked."""
+    d = gram_matrix(8, dtype, integer=True)
+    labels = torch.tensor([0, 0, 1, 1, 2, 3, 3, 3])
+    row, col = {"diagonal": (0, 0), "positive": (0, 1), "negative": (2, 5), "no-pair-row": (4, 6)}[where]
+    d[row, col] = value
+    for exclude_self in (True, False):
+        if miner == "semihard":
+            cpu = (ops.semihard_from_sq_dist, d, labels, labels, exclude_self, None, True, False)
+            _, flag = emu.semihard_from_sq_dist(d, labels, labels, exclude_self)
+        elif miner == "batch_hard":
+            cpu = (ops.batch_hard_from_sq_dist, d, labels, labels, exclude_self)
+            _, flag = emu.batch_hard_from_sq_dist(d, labels, labels, exclude_self)
+        else:
+            cpu = (ops.all_semihard_from_sq_dist, d, labels, labels, exclude_self, 0.5, True)
+            _, flag = emu.all_semihard_from_sq_dist(d, labels, labels, exclude_self, 0.5, True)
+        _, error = cpu_or_error(*cpu)
+        assert flag == (error is not None), (exclude_self, error)
+        # With self-exclusion row 4 (label 2) has no positive: it mines nothing and is not checked, on
+        # either device. Without it, the anchor is its own positive and its row is checked.
+        if where == "no-pair-row":
+            assert flag == (not exclude_self)
+
+
+# ---- the fused all-semi-hard loss ----------------------------------------------------------------------------
+@pytest.mark.parametrize("B,group", [(1, 1), (2, 1), (33, 3), (64, 8), (257, 4)])
+@dtypes(*MINER_FLOATS)
+@pytest.mark.parametrize("squared", [True, False])
+def test_all_semihard_loss(B, group, dtype, squared):
+    labels = identity_labels(B, group)
+    emb = torch.randint(-2, 3, (B, 6)).to(dtype) if B % 2 else torch.nn.functional.normalize(torch.randn(B, 16))
+    emb = emb.to(dtype)
+    margin = 1.0 if B % 2 else 0.2
+    sums, counts, coef = emu.all_semihard_loss(emb, labels, margin, squared, True)
+    want_sums, want_counts, want_coef = ops.all_semihard_loss(emb, labels, margin, squared, True)
+    assert torch.equal(counts, want_counts)  # the same window tests on the same distances
+    # The per-anchor sums run in a different order (threads, then a block reduction, then ATen's sum).
+    rtol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(sums, want_sums, rtol=rtol, atol=rtol)
+    # One coefficient per pair, from the same counts and distance: the CPU kernel may reach it through
+    # another operation order for plain distances (sqrt of a refined sum).
+    torch.testing.assert_close(coef, want_coef, rtol=rtol, atol=rtol)
+
+
+# ---- distances ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("B,N", [(1, 1), (2, 3), (33, 33), (65, 40), (257, 31)])
+@dtypes(*MINER_FLOATS)
+def test_dist_epilogues(B, N, dtype):
+    x = torch.randn(B, 8, dtype=dtype)
+    y = torch.randn(N, 8, dtype=dtype)
+    # Elementwise, bit for bit: the same rule (common/pairwise_rules.h) on the same Gram matrix and norms.
+    for other in (None, y):
+        ya = x if other is None else other
+        gram, xn, yn = x @ ya.T, x.square().sum(1), ya.square().sum(1)
+        want = (xn[:, None] + yn[None, :] - 2 * gram).clamp_min(0)
+        if other is None:  # the upper triangle, mirrored; an exact zero diagonal
+            want = want.triu(1) + want.triu(1).T
+        assert torch.equal(emu.pairwise_sq_dist(x, other), want)
+    # Against the CPU op: its norms are summed in another order.
+    torch.testing.assert_close(emu.pairwise_sq_dist(x, y), ops.pairwise_sq_dist(x, y), rtol=1e-5, atol=1e-5)
+    ints = torch.randint(-3, 4, (B, 5)).to(dtype)
+    assert torch.equal(emu.pairwise_sq_dist(ints), ops.pairwise_sq_dist(ints, None))
+
+
+# ---- triplet loss -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("B,D,T", [(2, 1, 1), (9, 33, 40), (64, 128, 500), (40, 300, 2000), (8, 7, 0)])
+@dtypes(torch.float32, torch.float64, torch.float16, torch.bfloat16)
+@pytest.mark.parametrize("squared", [True, False])
+def test_triplet_loss(B, D, T, dtype, squared):
+    emb = torch.randn(B, D).to(dtype)
+    a, p, n = (torch.randint(0, B, (T,)) for _ in range(3))
+    if T:
+        a[: T // 4] = 0  # a heavy row: one embedding in many triplets
+        p[T // 4 : T // 2] = a[T // 4 : T // 2]  # duplicates: a zero distance (zero-safe gradient)
+    margin = 0.5
+    got = emu.triplet_forward(emb, a, p, n, margin, squared)
+    want = ops.triplet_loss_forward(emb, a, p, n, margin, squared)
+    # Warp butterfly sums against the CPU's sequential ones: each distance within a few ulps, and the
+    # loss d_ap - d_an + margin within the same absolute error (it cancels, so no relative bound).
+    tol = {torch.float64: 1e-12}.get(dtype, 1e-5)
+    scale = max(1.0, float(torch.cat(want[1:]).abs().max())) if T else 1.0
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=tol, atol=tol * scale)
+    grad_loss = torch.rand(T, dtype=want[0].dtype).expand(T) if T else torch.zeros(0, dtype=want[0].dtype)
+    got_grad = emu.triplet_backward(grad_loss, emb, a, p, n, *want, squared)
+    want_grad = ops.triplet_loss_backward(grad_loss, emb, a, p, n, *want, squared)
+    # The same CSR order per row and dimension, both without contraction (-ffp-contract=off): same bits.
+    assert torch.equal(got_grad, want_grad)
+
+
+def test_triplet_loss_out_of_range_index_stops_the_kernel():
+    emb = torch.randn(4, 8)
+    a, p, n = torch.tensor([0]), torch.tensor([1]), torch.tensor([4])
+    with pytest.raises(emu.EmulatorError, match="CUDA_KERNEL_ASSERT"):
+        emu.triplet_forward(emb, a, p, n, 0.2, True)
+
+
+# ---- L2 pooling ---------------------------------------------------------------------------------------------
+POOL_CASES = [
+    # (N, C, H, W), kernel, stride, padding, ceil_mode
+    ((1, 1, 1, 1), (1, 1), (1, 1), (0, 0), False),
+    ((2, 3, 7, 9), (3, 3), (2, 2), (1, 1), False),
+    ((2, 3, 7, 9), (3, 3), (2, 2), (1, 1), True),
+    ((1, 4, 10, 6), (2, 3), (1, 2), (1, 0), True),
+    ((3, 2, 5, 5), (5, 5), (1, 1), (2, 2), False),
+    ((1, 2, 17, 12), (3, 2), (3, 2), (0, 1), True),
+]
+
+
+def pool_id(case) -> str:
+    shape, k, _, _, ceil_mode = case
+    return "x".join(map(str, shape)) + f"-k{k[0]}{k[1]}-c{int(ceil_mode)}"
+
+
+@pytest.mark.parametrize("case", POOL_CASES, ids=pool_id)
+@dtypes(torch.float32, torch.float64, torch.float16, torch.bfloat16)
+@pytest.mark.parametrize("index64", [False, True], ids=["i32", "i64"])
+def test_l2_pool2d(case, dtype, index64):
+    shape, k, s, pad, ceil_mode = case
+    x = torch.randn(shape).to(dtype)
+    x[..., 0, :] = 0  # an all-zero window somewhere: the zero-safe gradient
+    y = emu.l2_pool2d(x, k, s, pad, ceil_mode, index64)
+    want = ops.l2_pool2d(x, list(k), list(s), list(pad), ceil_mode)
+    # Column by column, each column's rows first: the CPU's separable order, so the same bits.
+    assert torch.equal(y, want)
+    g_full = torch.randn(want.shape).to(dtype)
+    grads = {
+        "packed": g_full,
+        "expanded": torch.randn(1, 1, 1, 1).to(dtype).expand(want.shape),  # stride 0
+        "sliced": torch.randn(want.shape[0], want.shape[1], want.shape[2], 2 * want.shape[3]).to(dtype)[..., ::2],
+        "transposed": g_full.transpose(2, 3).contiguous().transpose(2, 3),
+    }
+    for name, g in grads.items():
+        dx = emu.l2_pool2d_backward(g, x, want, k, s, pad, ceil_mode, index64)
+        want_dx = ops.l2_pool2d_backward(g, x, want, list(k), list(s), list(pad), ceil_mode)
+        # The same windows in the same order; the CPU kernel packs grad_out first, which changes no value.
+        assert torch.equal(dx, want_dx), name
