@@ -182,7 +182,14 @@ def test_semihard_negative_distances(dtype):
     assert_same_triplets(got, want)
     row = (got[0] == 0) & (got[1] == 1)
     assert got[2][row].tolist() == [2]  # the closest negative above -1 is -0.5, at index 2
-    # Tied integer matrices with negative entries, as the streaming and memory-bank paths write -1.
+    # The streaming pattern: a chunk's positives (and the anchor) at -1, below every negative.
+    labels = identity_labels(60, 5)
+    d = gram_matrix(60, dtype, integer=True)
+    d[labels[:, None] == labels[None, :]] = -1
+    for drop in (False, True):
+        got, _ = emu.semihard_from_sq_dist(d, labels, labels, False, None, True, drop)
+        assert_same_triplets(got, ops.semihard_from_sq_dist(d, labels, labels, False, None, True, drop))
+    # Tied integer matrices with negative entries anywhere.
     for B in (9, 40):
         labels = identity_labels(B, 3)
         d = tied_matrix(B, B, dtype, -2, 4)
