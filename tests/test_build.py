@@ -5,6 +5,7 @@ Each test inspects the installed module or runs a small script in a subprocess; 
 """
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +144,19 @@ def test_one_copy_of_the_nvcc_flags():
     assert "cmake/nvcc_flags.txt" in cmake
     for flag in flags:  # CMake takes them from the file, never from a second list
         assert flag not in cmake, flag
+
+
+@pytest.mark.parametrize(
+    "nvcc,torch_cuda,ok", [("13.0.48", "13.0", True), ("12.4.131", "13.0", False), ("13.1.0", "12.8", False)]
+)
+def test_configure_refuses_an_nvcc_of_another_cuda_major(nvcc, torch_cuda, ok):
+    """cmake/cuda_versions.cmake, the check CMakeLists.txt runs before compiling any .cu file."""
+    cmake = shutil.which("cmake", path=str(Path(sys.executable).parent)) or shutil.which("cmake")
+    if cmake is None:
+        pytest.skip("no cmake")
+    script = ROOT / "cmake" / "cuda_versions.cmake"
+    cmd = [cmake, f"-DNVCC_VERSION={nvcc}", f"-DTORCH_CUDA_VERSION={torch_cuda}", "-P", str(script)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert (proc.returncode == 0) == ok, proc.stderr
+    if not ok:
+        assert f"nvcc is CUDA {nvcc} but torch was built with CUDA {torch_cuda}" in " ".join(proc.stderr.split())

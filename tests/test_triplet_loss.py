@@ -426,6 +426,10 @@ def test_opcheck(device, dtype, squared):
     loss, d_ap, d_an = ops.triplet_loss_forward(emb.detach(), a, p, n, 0.5, squared)
     grad = torch.rand_like(loss)
     torch.library.opcheck(ops.triplet_loss_backward.default, (grad, emb.detach(), a, p, n, loss, d_ap, d_an, squared))
+    # A transposed emb: both kernels return a packed gradient, and so must the fake kernel.
+    emb_t = emb.detach().t().contiguous().t()
+    torch.library.opcheck(ops.triplet_loss_backward.default, (grad, emb_t, a, p, n, loss, d_ap, d_an, squared))
+    assert ops.triplet_loss_backward(grad, emb_t, a, p, n, loss, d_ap, d_an, squared).is_contiguous()
 
 
 @devices()
