@@ -224,3 +224,21 @@ def test_smoke_fused_all_semihard_loss(B, squared):
     assert torch.equal(runs[1][2], runs[2][2])
     a, p, n, found = fx.semi_hard_triplets(emb.cuda(), labels.cuda(), capacity=64)
     assert a.shape == (64,) and found.item() == len(fx.semi_hard_triplets(emb, labels)[0])
+
+
+def test_direct_ops_with_mixed_devices_raise_value_error():
+    """The CUDA launchers check their arguments before the device guard: a CPU tensor beside CUDA ones
+    is a ValueError naming it, not an error from inside CUDAGuard."""
+    emb_cpu, labels = torch.randn(8, 4), torch.arange(8, device="cuda") // 2
+    d_cpu = torch.rand(8, 8)
+    calls = [
+        lambda: ops.semihard_from_sq_dist(d_cpu, labels, labels, True, None, True, False),
+        lambda: ops.batch_hard_from_sq_dist(d_cpu, labels, labels, True),
+        lambda: ops.all_semihard_from_sq_dist(d_cpu, labels, labels, True, 0.2, True),
+        lambda: ops.semi_hard_triplets(emb_cpu, labels, None, True, False),
+        lambda: ops.all_semihard_loss(emb_cpu, labels, 0.2, True, False),
+        lambda: ops.pairwise_sq_dist(emb_cpu, emb_cpu.cuda()),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match="is on"):
+            call()

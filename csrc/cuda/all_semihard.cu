@@ -64,9 +64,9 @@ Triplets all_semihard_mine_cuda(const char* op, const at::Tensor& dist, const La
 
 Triplets all_semihard_from_sq_dist_cuda(const at::Tensor& sq_dist, const at::Tensor& labels,
                                         const at::Tensor& ref_labels, bool exclude_self, double margin, bool squared) {
-  const c10::cuda::CUDAGuard guard(sq_dist.device());
   const char* op = "all_semihard_from_sq_dist";
   check_mining_inputs(op, sq_dist, labels, ref_labels, exclude_self, margin);
+  const c10::cuda::CUDAGuard guard(sq_dist.device());
   const LabelGroups g = label_groups_cuda(op, labels, ref_labels, exclude_self, at::Tensor());
   const at::Tensor non_finite = at::zeros({1}, sq_dist.options().dtype(at::kInt));
   return all_semihard_mine_cuda(op, row_major(sq_dist), g, exclude_self, margin, squared, non_finite);

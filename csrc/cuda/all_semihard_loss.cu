@@ -14,8 +14,8 @@ namespace {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> all_semihard_loss_cuda(const at::Tensor& emb, const at::Tensor& labels,
                                                                       double margin, bool squared, bool with_grad) {
   const char* op = "all_semihard_loss";
-  const c10::cuda::CUDAGuard guard(emb.device());
   check_fused_mining_inputs(op, emb, labels, margin);
+  const c10::cuda::CUDAGuard guard(emb.device());
   const auto acc = acc_type(emb.scalar_type());
   const int64_t B = emb.size(0);
   const auto opts = emb.options().dtype(acc);

@@ -30,9 +30,9 @@ Triplets batch_hard_mine_cuda(const at::Tensor& dist, const LabelGroups& g, bool
 
 Triplets batch_hard_from_sq_dist_cuda(const at::Tensor& sq_dist, const at::Tensor& labels, const at::Tensor& ref_labels,
                                       bool exclude_self) {
-  const c10::cuda::CUDAGuard guard(sq_dist.device());
   const char* op = "batch_hard_from_sq_dist";
   check_mining_inputs(op, sq_dist, labels, ref_labels, exclude_self, std::nullopt);
+  const c10::cuda::CUDAGuard guard(sq_dist.device());
   const LabelGroups g = label_groups_cuda(op, labels, ref_labels, exclude_self, at::Tensor());
   const at::Tensor non_finite = at::zeros({1}, sq_dist.options().dtype(at::kInt));
   Triplets out = batch_hard_mine_cuda(row_major(sq_dist), g, exclude_self, non_finite);

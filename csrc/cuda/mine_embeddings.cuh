@@ -13,8 +13,8 @@ namespace fx::cuda {
 template <class Mine>  // Triplets mine(const at::Tensor& sq_dist, const LabelGroups& groups)
 Triplets mine_embeddings(const char* op, const at::Tensor& emb, const at::Tensor& labels, std::optional<double> margin,
                          Mine mine) {
-  const c10::cuda::CUDAGuard guard(emb.device());
   check_fused_mining_inputs(op, emb, labels, margin);
+  const c10::cuda::CUDAGuard guard(emb.device());
   const LabelGroups g = label_groups_cuda(op, labels, labels, /*exclude_self=*/true, embeddings_unsafe_flag(emb));
   if (g.summary.num_pairs == 0) return empty_triplets(emb);
   return mine(pairwise_sq_dist_cuda_impl(op, "emb", emb, "emb", std::nullopt), g);

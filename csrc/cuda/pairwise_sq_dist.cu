@@ -13,6 +13,7 @@ namespace fx {
 // fused miners check their embeddings' norms inside their one read-back (norms_unsafe_flag).
 at::Tensor pairwise_sq_dist_cuda_impl(const char* op, const char* x_name, const at::Tensor& x, const char* y_name,
                                       const std::optional<at::Tensor>& y) {
+  check_pairwise_inputs(op, x_name, x, y_name, y);  // before the guard: a CPU x must raise ValueError, not fail in it
   const c10::cuda::CUDAGuard guard(x.device());
   PairwiseParts parts = pairwise_gram(op, x_name, x, y_name, y);
   const int64_t B = parts.out.size(0), N = parts.out.size(1);

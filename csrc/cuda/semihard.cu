@@ -51,9 +51,9 @@ Triplets semihard_mine_cuda(const at::Tensor& dist, const LabelGroups& g, bool e
 
 Triplets semihard_from_sq_dist_cuda(const at::Tensor& sq_dist, const at::Tensor& labels, const at::Tensor& ref_labels,
                                     bool exclude_self, std::optional<double> margin, bool squared, bool drop_fallback) {
-  const c10::cuda::CUDAGuard guard(sq_dist.device());
   const char* op = "semihard_from_sq_dist";
   check_mining_inputs(op, sq_dist, labels, ref_labels, exclude_self, margin);
+  const c10::cuda::CUDAGuard guard(sq_dist.device());
   const LabelGroups g = label_groups_cuda(op, labels, ref_labels, exclude_self, at::Tensor());
   const at::Tensor non_finite = at::zeros({1}, sq_dist.options().dtype(at::kInt));
   Triplets out = semihard_mine_cuda(row_major(sq_dist), g, exclude_self, margin, squared, drop_fallback, non_finite);

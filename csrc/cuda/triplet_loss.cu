@@ -18,8 +18,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_loss_forward_cuda(const a
                                                                          const at::Tensor& negative_in, double margin,
                                                                          bool squared) {
   const char* op = "triplet_loss_forward";
-  const c10::cuda::CUDAGuard guard(emb_in.device());
   check_triplet_forward(op, emb_in, anchor_in, positive_in, negative_in, margin);
+  const c10::cuda::CUDAGuard guard(emb_in.device());
   // Every input is read through raw pointers as packed: strided or expanded views are packed first.
   const at::Tensor emb = emb_in.contiguous(), anchor = anchor_in.contiguous(), positive = positive_in.contiguous(),
                    negative = negative_in.contiguous();
@@ -44,8 +44,8 @@ at::Tensor triplet_loss_backward_cuda(const at::Tensor& grad_loss, const at::Ten
                                       const at::Tensor& negative_in, const at::Tensor& loss_in,
                                       const at::Tensor& d_ap_in, const at::Tensor& d_an_in, bool squared) {
   const char* op = "triplet_loss_backward";
-  const c10::cuda::CUDAGuard guard(emb_in.device());
   check_triplet_backward(op, grad_loss, emb_in, anchor_in, positive_in, negative_in, loss_in, d_ap_in, d_an_in);
+  const c10::cuda::CUDAGuard guard(emb_in.device());
   const at::Tensor emb = emb_in.contiguous(), anchor = anchor_in.contiguous(), positive = positive_in.contiguous(),
                    negative = negative_in.contiguous(), loss = loss_in.contiguous(), d_ap = d_ap_in.contiguous(),
                    d_an = d_an_in.contiguous();
