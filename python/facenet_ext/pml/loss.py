@@ -1,0 +1,99 @@
+"""PML's ``TripletMarginLoss`` through our fused ops (subclassing PML's, so ``forward``, the reducer,
+regularisers and ``ref_emb``/``ref_labels`` handling are PML's own code; only ``compute_loss`` is ours)."""
+
+from __future__ import annotations
+
+import torch
+from pytorch_metric_learning import losses as pml_losses
+from pytorch_metric_learning.reducers import AvgNonZeroReducer, MeanReducer, MultipleReducers, SumReducer
+from pytorch_metric_learning.utils import common_functions as c_f
+from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
+
+from .._checks import check_margin
+from ..ops import triplet_loss
+from ._inputs import check_batch, check_indices_tuple
+from .distance import resolve
+from .window import window_loss
+
+_OWNER = "TripletMarginLoss"
+
+
+def _fused_reduction(reducer) -> str:
+    """The reduction of the triplet term that the window loss computes itself (no per-triplet losses
+    exist to hand to PML's reducer): PML's default ``AvgNonZeroReducer`` is our "mean_active"."""
+    if isinstance(reducer, MultipleReducers):
+        reducer = reducer.reducers["loss"] if "loss" in reducer.reducers else reducer.default_reducer
+    kind = type(reducer)
+    if kind is AvgNonZeroReducer and reducer.low == 0 and reducer.high is None:
+        return "mean_active"
+    if kind is MeanReducer:
+        return "mean"
+    if kind is SumReducer:
+        return "sum"
+    raise ValueError(
+        f"{_OWNER}: reducer {kind.__name__} cannot be fused over all triplets (no indices_tuple): the fused "
+        "loss supports AvgNonZeroReducer (the default), MeanReducer and SumReducer; pass an indices_tuple "
+        "(e.g. from a miner) to use another reducer"
+    )
+
+
+class TripletMarginLoss(pml_losses.TripletMarginLoss):
+    r"""PML's ``TripletMarginLoss`` with its arguments and default reducer (``AvgNonZeroReducer``: the mean
+    over triplets with a non-zero loss, our ``reduction="mean_active"``): :math:`[d_{ap} - d_{an} + m]_+`
+    (similarities: :math:`[s_{an} - s_{ap} + m]_+`).
+
+    * With an ``indices_tuple`` (triplets, or PML's 4-tuple of pairs, converted as PML converts them): the
+      per-triplet losses of :func:`facenet_ext.triplet_loss` (distances recomputed from the rows, backward
+      O(T·D)), then PML's own reducer, whichever it is.
+    * Without one, PML takes every triplet (a B x N x N tensor). Here the fused window loss
+      (:func:`facenet_ext.pml.window.window_loss`) sums all of them from per-anchor sorted negative
+      distances and prefix sums: exact, O(B·N log N) time, O(B·N) memory, no triplet list. The reducer
+      must then be ``AvgNonZeroReducer``, ``MeanReducer`` or ``SumReducer`` (else ``ValueError``).
+
+    ``distance`` as for the miners (``LpDistance(p=2, power=1 or 2)``, normalised or not, or
+    ``CosineSimilarity()``); ``margin`` finite and >= 0. ``swap=True``, ``smooth_loss=True`` and an integer
+    ``triplets_per_anchor`` are not supported (``ValueError``). float16/bfloat16 embeddings give float32
+    losses (PML keeps their dtype).
+    """
+
+    def __init__(self, margin=0.05, swap=False, smooth_loss=False, triplets_per_anchor="all", **kwargs):
+        for name, value, default in (
+            ("swap", swap, False),
+            ("smooth_loss", smooth_loss, False),
+            ("triplets_per_anchor", triplets_per_anchor, "all"),
+        ):
+            if value != default:
+                raise ValueError(f"{_OWNER}: {name}={value!r} is not supported by facenet_ext.pml (only {default!r})")
+        check_margin(_OWNER, margin)
+        super().__init__(margin=margin, swap=swap, smooth_loss=smooth_loss, triplets_per_anchor="all", **kwargs)
+        resolve(_OWNER, self.distance)
+
+    def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
+        c_f.labels_or_indices_tuple_required(labels, indices_tuple)
+        metric = resolve(_OWNER, self.distance)
+        b = check_batch(_OWNER, embeddings, labels, ref_emb, ref_labels, labels_required=indices_tuple is None)
+        margin = check_margin(_OWNER, self.margin, dtype=b.emb.dtype)
+        x = metric.rows(b.emb)
+        r = None if b.plain else metric.rows(b.ref_emb)
+        if indices_tuple is None:
+            reduction = _fused_reduction(self.reducer)
+            total, active, count = window_loss(metric.farness(x, r), b.labels, b.ref_labels, b.exclude_self, margin)
+            if reduction == "mean_active":
+                total = total / active.clamp_min(1)
+            elif reduction == "mean":
+                total = total / count.clamp_min(1)
+            return {"loss": {"losses": total, "indices": None, "reduction_type": "already_reduced"}}
+        if len(indices_tuple) == 4:  # pairs: PML's own conversion (every a1 == a2 combination)
+            indices_tuple = lmu.convert_to_triplets(indices_tuple, labels, ref_labels, t_per_anchor="all")
+        a, p, n = check_indices_tuple(_OWNER, indices_tuple, b.emb.shape[0], b.ref_emb.shape[0], b.emb.device)
+        if a.shape[0] == 0:
+            return self.zero_losses()
+        rows = x
+        if r is not None:  # positives and negatives index the reference set, stacked after the batch
+            rows, p, n = torch.cat([x, r]), p + x.shape[0], n + x.shape[0]
+        losses = triplet_loss(
+            rows, None, margin * metric.scale, mining=(a, p, n), squared=metric.squared, reduction="none"
+        )
+        if metric.cosine:
+            losses = losses / metric.scale
+        return {"loss": {"losses": losses, "indices": (a, p, n), "reduction_type": "triplet"}}
