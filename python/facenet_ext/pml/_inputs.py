@@ -66,8 +66,10 @@ def check_indices_tuple(
             raise ValueError(f"{owner}: {name} must be 1-D, got shape {tuple(t.shape)}")
         if t.device != device:
             raise ValueError(f"{owner}: {name} is on {t.device} but embeddings are on {device}")
-        if t.numel() and not bool(((t >= 0) & (t < bound)).all()):
-            raise IndexError(f"{owner}: {name} must lie in [0, {bound})")
+        if t.numel():
+            lo, hi = torch.aminmax(t)
+            if int(lo) < 0 or int(hi) >= bound:
+                raise IndexError(f"{owner}: {name} must lie in [0, {bound}), got values in [{int(lo)}, {int(hi)}]")
         out.append(t.long())
     if not out[0].shape[0] == out[1].shape[0] == out[2].shape[0]:
         lengths = ", ".join(str(t.shape[0]) for t in out)
