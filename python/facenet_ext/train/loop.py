@@ -288,8 +288,10 @@ def train(
         prepare_dir(out, resume=resume, overwrite=overwrite)
     progress = progress and world.main
 
-    torch.manual_seed(cfg.seed)
     data, train_set, held_set, pairs = load_sets(cfg, cache_dir, max(workers, 2), progress)
+    # Seeded after loading, so that whatever loading did (building the LFW cache or reading it) leaves the
+    # run's random stream alone: the same command gives the same run with or without a cache.
+    torch.manual_seed(cfg.seed)
     if cfg.people_fraction < 1:
         train_set = subset_people(train_set, cfg.people_fraction, cfg.seed)
     if cfg.loss != "triplet" and not cfg.singletons:
