@@ -53,6 +53,50 @@ def _fused_reduction(reducer) -> str:
     )
 
 
+def _own_reduction(reducer) -> str | None:
+    """The reduction to apply ourselves to many gathered triplets (no per-triplet tensor handed to PML's
+    reducer, whose boolean indexing costs more than the loss), or None to leave it to PML's reducer: one
+    we do not know, or one that records statistics."""
+    inner = reducer.reducers.get("loss", reducer.default_reducer) if isinstance(reducer, MultipleReducers) else reducer
+    if inner.collect_stats:
+        return None
+    try:
+        return _fused_reduction(reducer)
+    except ValueError:
+        return None
+
+
+def _reduce(total, active, count, reduction: str):
+    """PML's reducers from the summed loss, the number of non-zero terms and the number of terms."""
+    if reduction == "mean_active":  # AvgNonZeroReducer (0, connected to the graph, when none is active)
+        return total / active.clamp_min(1)
+    if reduction == "mean":
+        return total / max(count, 1) if isinstance(count, int) else total / count.clamp_min(1)
+    return total
+
+
+class _GatheredTripletSum(torch.autograd.Function):
+    """``(sum_t [E[ap_t] - E[an_t] + m]_+, #non-zero terms)`` from the flattened distance matrix E and the
+    flat indices of each triplet's two entries. The backward scatters with ``bincount`` into E's gradient:
+    no per-triplet autograd graph, O(T) work and O(B·N) memory besides the indices."""
+
+    @staticmethod
+    def forward(ctx, flat, ap, an, margin):
+        v = flat[ap] - flat[an] + margin
+        active = v > 0
+        ctx.save_for_backward(ap, an, active)
+        ctx.size, ctx.dtype = flat.shape[0], flat.dtype
+        ctx.mark_non_differentiable(active)
+        return torch.where(active, v, 0).sum(), active.sum()
+
+    @staticmethod
+    def backward(ctx, grad_total, _grad_active):
+        ap, an, active = ctx.saved_tensors
+        w = active.to(ctx.dtype)
+        grad = torch.bincount(ap, w, minlength=ctx.size) - torch.bincount(an, w, minlength=ctx.size)
+        return grad.to(ctx.dtype) * grad_total, None, None, None
+
+
 class TripletMarginLoss(pml_losses.TripletMarginLoss):
     r"""PML's ``TripletMarginLoss`` with its arguments and default reducer (``AvgNonZeroReducer``: the mean
     over triplets with a non-zero loss, our ``reduction="mean_active"``): :math:`[d_{ap} - d_{an} + m]_+`
@@ -61,7 +105,9 @@ class TripletMarginLoss(pml_losses.TripletMarginLoss):
     * With an ``indices_tuple`` (triplets, or PML's 4-tuple of pairs, converted as PML converts them): the
       per-triplet losses, then PML's own reducer, whichever it is. Few triplets (T < B·N/8, e.g.
       batch-hard) go through :func:`facenet_ext.triplet_loss` (distances recomputed from the rows, O(T·D));
-      many are gathered from our B x N distance matrix (one GEMM forward and backward, then O(T)).
+      many are gathered from our B x N distance matrix (one GEMM forward and backward, then O(T)) and,
+      with PML's default reducer, ``MeanReducer`` or ``SumReducer`` (not collecting statistics), reduced
+      here without a per-triplet autograd graph.
     * Without one, PML takes every triplet (a B x N x N tensor). Here the fused window loss
       (:func:`facenet_ext.pml.window.window_loss`) sums all of them from per-anchor sorted negative
       distances and prefix sums: exact, O(B·N log N) time, O(B·N) memory, no triplet list. The reducer
@@ -95,11 +141,8 @@ class TripletMarginLoss(pml_losses.TripletMarginLoss):
         if indices_tuple is None:
             reduction = _fused_reduction(self.reducer)
             total, active, count = window_loss(metric.farness(x, r), b.labels, b.ref_labels, b.exclude_self, margin)
-            if reduction == "mean_active":
-                total = total / active.clamp_min(1)
-            elif reduction == "mean":
-                total = total / count.clamp_min(1)
-            return {"loss": {"losses": total, "indices": None, "reduction_type": "already_reduced"}}
+            loss = _reduce(total, active, count, reduction)
+            return {"loss": {"losses": loss, "indices": None, "reduction_type": "already_reduced"}}
         if len(indices_tuple) == 4:  # pairs: PML's own conversion (every a1 == a2 combination)
             indices_tuple = lmu.convert_to_triplets(indices_tuple, labels, ref_labels, t_per_anchor="all")
         a, p, n = check_indices_tuple(_OWNER, indices_tuple, b.emb.shape[0], b.ref_emb.shape[0], b.emb.device)
@@ -107,7 +150,19 @@ class TripletMarginLoss(pml_losses.TripletMarginLoss):
             return self.zero_losses()
         if a.shape[0] * _ROWS_PER_TRIPLET < b.emb.shape[0] * b.ref_emb.shape[0]:
             losses = _from_rows(metric, x, r, a, p, n, margin)
-        else:
-            dist = metric.farness(x, r)
+            return {"loss": {"losses": losses, "indices": (a, p, n), "reduction_type": "triplet"}}
+        dist = metric.farness(x, r)
+        reduction = _own_reduction(self.reducer)
+        if reduction is None:  # another reducer, or its statistics wanted: PML's reducer on every loss
             losses = torch.relu(dist[a, p] - dist[a, n] + margin)
-        return {"loss": {"losses": losses, "indices": (a, p, n), "reduction_type": "triplet"}}
+            return {"loss": {"losses": losses, "indices": (a, p, n), "reduction_type": "triplet"}}
+        n_ref = dist.shape[1]
+        row = a * n_ref
+        total, active = _GatheredTripletSum.apply(dist.flatten(), row + p, row + n, margin)
+        return {
+            "loss": {
+                "losses": _reduce(total, active, a.shape[0], reduction),
+                "indices": None,
+                "reduction_type": "already_reduced",
+            }
+        }
