@@ -185,11 +185,42 @@ def test_unrepresentable_margin_is_refused():
     emb, labels = batch()
     with pytest.raises(ValueError, match="margin .* does not fit in torch.float32"):
         fx.triplet_loss(emb, labels, 1e300)
-    with pytest.raises(ValueError, match="margin .* does not fit in torch.float32"):
-        fx.triplet_loss(emb.half(), labels, 1e39)
+    # Checked against the embeddings' own dtype, as the README says (float16's loss runs in float32, but
+    # a margin its distances cannot express is a mistake): 1e30 used to pass for float16.
+    with pytest.raises(ValueError, match="margin .* does not fit in torch.float16"):
+        fx.triplet_loss(emb.half(), labels, 1e30)
+    with pytest.raises(ValueError, match="margin .* does not fit in torch.float16"):
+        fx.all_semi_hard_triplets(emb.half(), labels, 7e4)
+    with pytest.raises(ValueError, match="margin .* does not fit in torch.bfloat16"):
+        fx.triplet_loss(emb.bfloat16(), labels, 1e39)
+    assert torch.isfinite(fx.triplet_loss(emb.half(), labels, 6e4))
     assert torch.isfinite(fx.triplet_loss(emb.double(), labels, 1e300))
     with pytest.raises(TypeError, match="margin"):
         fx.triplet_loss(emb, labels, torch.tensor([0.2, 0.3]))
+
+
+def test_margin_tensor_requiring_grad_is_refused():
+    """A margin is a constant: a learnable one would silently keep grad None, so it is refused."""
+    emb, labels = batch()
+    m = torch.tensor(0.2, requires_grad=True)
+    for call in (
+        lambda: fx.triplet_loss(emb, labels, m),
+        lambda: fx.semi_hard_triplets(emb, labels, m),
+        lambda: fx.all_semi_hard_triplets(emb, labels, m),
+    ):
+        with pytest.raises(ValueError, match=r"margin is a tensor that requires grad.*margin\.detach\(\)"):
+            call()
+    torch.testing.assert_close(fx.triplet_loss(emb, labels, m.detach()), fx.triplet_loss(emb, labels, 0.2))
+
+
+@pytest.mark.parametrize(
+    "call", ["semi_hard_triplets", "batch_hard_triplets", "all_semi_hard_triplets", "triplet_loss"]
+)
+def test_zero_width_embeddings_are_refused(call):
+    """D = 0: every distance 0, every triplet a tie; it used to give triplets and a loss equal to the margin."""
+    emb, labels = batch()
+    with pytest.raises(ValueError, match=f"{call}: emb has width 0"):
+        getattr(fx, call)(emb[:, :0], labels)
 
 
 # ---------------------------------------------------------------------------------------------------
