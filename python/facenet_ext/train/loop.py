@@ -28,6 +28,7 @@ from .config import RESUMABLE_CHANGES, TrainConfig
 from .degrade import degrade
 from .embed import embed_images, evaluate, metrics_table, raw_pixel_embeddings
 from .images import (
+    MIN_TRAIN_IDENTITIES,
     ImageSet,
     augment,
     center_crop,
@@ -65,7 +66,9 @@ class RunExistsError(FileExistsError):
 def load_data(cfg: TrainConfig) -> ImageSet:
     if cfg.data is None:
         return load_digits_set(cfg.image_size or 32)
-    return load_image_folder(cfg.data, cfg.image_size or 64, cfg.channels)
+    # A fractional hold-out needs 4 identities: say so before decoding a folder that has fewer.
+    minimum = 2 if isinstance(cfg.holdout, (list, tuple)) else MIN_TRAIN_IDENTITIES
+    return load_image_folder(cfg.data, cfg.image_size or 64, cfg.channels, min_identities=minimum)
 
 
 def load_sets(cfg: TrainConfig, cache_dir=None, workers: int = 2, progress: bool = True):
