@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "roc.png: the summary of the finished folds",
     )
     p.add_argument("--folds", default="0-9", help="folds to run: '0-9', '0,3,5' (default 0-9, all ten)")
-    add_training_options(p)
+    add_training_options(p, lfw_only=True)
 
 
 def parse_folds(text: str) -> list[int]:
