@@ -329,10 +329,12 @@ def run(args: argparse.Namespace) -> int:
     except (CheckpointError, FileNotFoundError, NotADirectoryError, FileExistsError, ValueError) as exc:
         print(f"facenet-ext train: {exc}", file=sys.stderr)
         return 2
+    if not result.main:  # torchrun: rank 0 alone reports
+        return 128 + result.stop_signal if result.interrupted else 0
     if result.interrupted:
         print(result.summary)
         print(f"resume with: python -m facenet_ext train --resume --out {result.out} (and the same settings)")
-        return 130
+        return 128 + result.stop_signal  # the shell's convention: 130 after Ctrl-C, 143 after SIGTERM
     print(result.summary)
     print(f"run folder: {result.out} (checkpoint.pt, metrics.json, train.png)")
     return 0

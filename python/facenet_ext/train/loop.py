@@ -53,6 +53,8 @@ class RunResult:
     metrics: dict
     interrupted: bool = False
     summary: str = field(default="")
+    main: bool = True  # False on torchrun's other ranks, which print nothing
+    stop_signal: int = 0  # the signal that interrupted the run (SIGINT or SIGTERM), else 0
 
 
 # Files a run writes into its folder (train) or beside its checkpoint (eval): what --overwrite removes.
@@ -233,31 +235,37 @@ def default_out() -> Path:
 
 
 class _StopFlag:
-    """SIGINT handler for the loop: the first Ctrl-C asks the loop to stop at the next step boundary
-    (so the checkpoint is consistent), the second one raises KeyboardInterrupt as usual."""
+    """SIGINT and SIGTERM handler for the loop: the first Ctrl-C (or a SIGTERM, as a scheduler or
+    ``kill`` sends) asks the loop to stop at the next step boundary (so the checkpoint is consistent);
+    a second one raises KeyboardInterrupt as usual. ``signum``: the signal that asked."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous = None
+        self.signum = 0
+        self._previous: dict = {}
 
     def __enter__(self) -> _StopFlag:
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread: no handler, Ctrl-C behaves as usual
-            self._previous = None
+        for sig in self.SIGNALS:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: no handler, signals behave as usual
+                pass
         return self
 
     def _handle(self, signum, frame) -> None:
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested, self.signum = True, signum
+        name = signal.Signals(signum).name
         print(
-            "\ninterrupt: finishing this step, saving the checkpoint, then stopping (Ctrl-C again aborts)", flush=True
+            f"\n{name}: finishing this step, saving the checkpoint, then stopping (a second signal aborts)", flush=True
         )
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
 
 def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
@@ -444,6 +452,8 @@ def train(
             metrics,
             interrupted=True,
             summary=f"interrupted at step {step}/{total_steps}; checkpoint saved to {ckpt_path}",
+            main=world.main,
+            stop_signal=int(stop.signum or signal.SIGINT),  # another rank's signal: reported as Ctrl-C
         )
 
     metrics["history"] = {k: v for k, v in history.items() if k != "partial"}
@@ -452,7 +462,7 @@ def train(
     metrics["train_seconds"] = sum(history.get("epoch_seconds", []))
     if not world.main:
         world.barrier()
-        return RunResult(out, metrics)
+        return RunResult(out, metrics, main=False)
     metrics["after"] = latest if latest is not None else held_out_metrics()
     save()
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
             if result.interrupted:
                 print(result.summary)
                 print(f"resume with the same command: finished folds are kept, fold {k} continues")
-                return 130
+                return 128 + result.stop_signal
             _record_fold(run_dir, time.perf_counter() - t0, args.cache)
             print(
                 f"fold {k}: accuracy {result.metrics['after']['accuracy_10fold']:.4f}, AUC "
