@@ -103,7 +103,14 @@ def _demo(args: argparse.Namespace) -> int:
     status = run(train_parser.parse_args(train_args))
     if status:
         return status
+    import json
+
     from .train.demo_lfw import lfw_line
+    from .train.demo_notes import note
+
+    below = note(json.loads((args.out / "train" / "metrics.json").read_text()), "digits 7-9")
+    if below:
+        print(below)
 
     line = lfw_line(args.out)
     if line:
