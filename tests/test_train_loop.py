@@ -200,6 +200,20 @@ def test_bad_combinations_are_refused(faces, tmp_path):
 ONE_STEP = "--holdout 0.34 -P 4 -K 4 --epochs 1 --steps-per-epoch 1".split()
 
 
+def test_out_naming_a_file_is_refused_before_loading(faces, tmp_path, capsys, monkeypatch):
+    import facenet_ext.train.loop as loop
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the data were loaded before --out was checked")
+
+    monkeypatch.setattr(loop, "load_sets", no_loading)
+    (tmp_path / "taken").write_text("a file")
+    for extra in ([], ["--overwrite"]):
+        assert main(["train", "--data", str(faces), "--out", str(tmp_path / "taken"), *ONE_STEP, *TINY, *extra]) == 2
+        assert "is a file, not a folder" in capsys.readouterr().err
+    assert (tmp_path / "taken").read_text() == "a file"
+
+
 def test_existing_run_is_refused_unless_resumed_or_overwritten(faces, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", "--data", str(faces), "--out", str(out), *ONE_STEP, *TINY]

@@ -151,6 +151,8 @@ def prepare_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
     """Refuse to train into a folder that holds another run unless resuming it or told to overwrite
     it; with ``overwrite`` the old run's files go first, so no stale eval.json or roc.png stays beside
     the new checkpoint."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file, not a folder: choose another --out")
     if resume:
         return
     present = [name for name in RUN_FILES if (out / name).exists()]
