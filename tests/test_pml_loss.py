@@ -194,3 +194,20 @@ def test_short_training_run_ends_equal(kind):
     assert want_losses[-1] < want_losses[0]  # it trains
     torch.testing.assert_close(torch.tensor(got_losses), torch.tensor(want_losses), rtol=1e-8, atol=1e-10)
     torch.testing.assert_close(got_params, want_params, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+@pytest.mark.parametrize("distance", ["lp_normalized", "cosine"])
+@pytest.mark.parametrize("miner", ["none", "all", "batch_hard"])
+def test_half_precision_gives_float32_losses(miner, distance, dtype):
+    """Half-precision embeddings: float32 losses (as documented), the gradient in the embeddings' dtype,
+    and the float32 loss of the same (rounded) values up to half-precision rounding of the distances."""
+    emb, labels = batch(b=30, dtype=torch.float32)
+    half = emb.to(dtype)
+    mined = MINERS[miner]()
+    indices = None if mined is None else mined(half.float(), labels)
+    loss_fn = pml.TripletMarginLoss(0.2, distance=DISTANCES[distance]())
+    loss, grad = _loss_and_grad(loss_fn, half, labels, indices)
+    assert loss.dtype == torch.float32 and grad.dtype == dtype
+    want = loss_fn(half.float(), labels, indices)
+    torch.testing.assert_close(loss, want.detach(), rtol=2e-2, atol=2e-3)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from pytorch_metric_learning.distances import CosineSimilarity, DotProductSimilarity, LpDistance
 from torch import Tensor
 
+from .._checks import acc_dtype
 from ..ops import pairwise_sq_dist
 
 
@@ -49,10 +50,12 @@ class Metric:
 
     def farness(self, x: Tensor, ref: Tensor | None) -> Tensor:
         """The B x N matrix of PML's distance between rows ``x`` and ``ref`` (``None``: ``x`` itself), in
-        PML's units and oriented so that larger is farther: the distance, or minus the similarity.
-        Differentiable; plain distances have a zero gradient at a zero distance (never NaN)."""
-        if self.cosine:
-            return -(x @ (x if ref is None else ref).T)
+        PML's units and oriented so that larger is farther: the distance, or minus the similarity; float32
+        for float16/bfloat16 rows. Differentiable; plain distances have a zero gradient at a zero distance
+        (never NaN)."""
+        if self.cosine:  # in float32 for float16/bfloat16 rows, as pairwise_sq_dist computes
+            acc = acc_dtype(x.dtype)
+            return -(x.to(acc) @ (x if ref is None else ref).to(acc).T)
         sq = pairwise_sq_dist(x, ref)
         if self.squared:
             return sq

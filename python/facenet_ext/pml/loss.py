@@ -86,7 +86,6 @@ class _GatheredTripletSum(torch.autograd.Function):
         active = v > 0
         ctx.save_for_backward(ap, an, active)
         ctx.size, ctx.dtype = flat.shape[0], flat.dtype
-        ctx.mark_non_differentiable(active)
         return torch.where(active, v, 0).sum(), active.sum()
 
     @staticmethod
