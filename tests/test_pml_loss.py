@@ -211,3 +211,19 @@ def test_half_precision_gives_float32_losses(miner, distance, dtype):
     assert loss.dtype == torch.float32 and grad.dtype == dtype
     want = loss_fn(half.float(), labels, indices)
     torch.testing.assert_close(loss, want.detach(), rtol=2e-2, atol=2e-3)
+
+
+@pytest.mark.parametrize("miner", ["none", "semihard"])
+def test_reference_set_layouts(miner):
+    """ref_emb and ref_labels in transposed / strided storage: the contiguous loss and gradient."""
+    emb, labels = batch(b=20)
+    ref_emb, ref_labels = batch(b=26)
+    mined = MINERS[miner]()
+    indices = None if mined is None else mined(emb, labels, ref_emb, ref_labels)
+    loss_fn = pml.TripletMarginLoss(0.2)
+    want, want_grad = _loss_and_grad(loss_fn, emb, labels, indices, ref=(ref_emb, ref_labels))
+    for r in layouts(ref_emb).values():
+        for ry in layouts(ref_labels).values():
+            got, grad = _loss_and_grad(loss_fn, emb, labels, indices, ref=(r, ry))
+            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+            torch.testing.assert_close(grad, want_grad, rtol=1e-10, atol=1e-14)
