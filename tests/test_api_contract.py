@@ -185,15 +185,11 @@ def test_unrepresentable_margin_is_refused():
     emb, labels = batch()
     with pytest.raises(ValueError, match="margin .* does not fit in torch.float32"):
         fx.triplet_loss(emb, labels, 1e300)
-    # Checked against the embeddings' own dtype, as the README says (float16's loss runs in float32, but
-    # a margin its distances cannot express is a mistake): 1e30 used to pass for float16.
-    with pytest.raises(ValueError, match="margin .* does not fit in torch.float16"):
-        fx.triplet_loss(emb.half(), labels, 1e30)
-    with pytest.raises(ValueError, match="margin .* does not fit in torch.float16"):
-        fx.all_semi_hard_triplets(emb.half(), labels, 7e4)
-    with pytest.raises(ValueError, match="margin .* does not fit in torch.bfloat16"):
-        fx.triplet_loss(emb.bfloat16(), labels, 1e39)
-    assert torch.isfinite(fx.triplet_loss(emb.half(), labels, 6e4))
+    # float16/bfloat16: against float32, the dtype their distances and loss are computed in (squared
+    # distances of float16 rows can exceed float16's 65504, so a margin above it can be meaningful).
+    with pytest.raises(ValueError, match="margin .* does not fit in torch.float32"):
+        fx.triplet_loss(emb.half(), labels, 1e39)
+    assert torch.isfinite(fx.triplet_loss(emb.half(), labels, 7e4))
     assert torch.isfinite(fx.triplet_loss(emb.double(), labels, 1e300))
     with pytest.raises(TypeError, match="margin"):
         fx.triplet_loss(emb, labels, torch.tensor([0.2, 0.3]))

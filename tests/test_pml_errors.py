@@ -83,7 +83,7 @@ def test_bad_inputs(make):
         obj(labels.view(-1, 1), labels)
     with pytest.raises(ValueError, match=f"{name}: embeddings must be 2-D"):
         obj(emb[:, 0].contiguous(), labels)
-    with pytest.raises(ValueError, match=f"{name}: embeddings have width 0"):
+    with pytest.raises(ValueError, match=f"{name}: embeddings has width 0"):
         obj(emb[:, :0], labels)
     bad = emb.clone()
     bad[3, 1] = float("nan")

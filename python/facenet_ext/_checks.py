@@ -178,16 +178,20 @@ def check_real(
 
 
 def check_margin(fn: str, margin: object, allow_none: bool = False, dtype: torch.dtype | None = None) -> float | None:
-    """A margin as a float: finite, >= 0 and, given the embeddings' ``dtype``, representable in that dtype
-    (1e300 would silently become inf in float32; float16 embeddings allow at most 65504, although their
-    loss is computed in float32, since a margin their distances cannot express is a mistake)."""
+    """A margin as a float: finite, >= 0 and, given the embeddings' ``dtype``, representable in the dtype
+    the distances and the loss are computed in (1e300 would silently become inf in float32). That is
+    float32 for float16/bfloat16 embeddings, not their own dtype: their squared distances can exceed
+    float16's 65504 (they are computed in float32), so a margin above it can be meaningful."""
     if margin is None and allow_none:
         return None
     m = check_real(fn, "margin", margin)
     if not (math.isfinite(m) and m >= 0):
         raise ValueError(f"{fn}: margin must be finite and >= 0, got {m}")
-    if dtype is not None and dtype.is_floating_point and m > torch.finfo(dtype).max:
-        raise ValueError(f"{fn}: margin {m} does not fit in {dtype} (largest finite value {torch.finfo(dtype).max})")
+    if dtype is not None and dtype.is_floating_point and m > torch.finfo(acc_dtype(dtype)).max:
+        raise ValueError(
+            f"{fn}: margin {m} does not fit in {acc_dtype(dtype)} "
+            f"(largest finite value {torch.finfo(acc_dtype(dtype)).max})"
+        )
     return m
 
 

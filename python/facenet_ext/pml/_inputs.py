@@ -28,9 +28,7 @@ class Batch:
 def check_batch(owner: str, embeddings, labels, ref_emb, ref_labels, *, labels_required: bool = True) -> Batch:
     """``embeddings`` [B, D] floating with D > 0 and finite (on the CPU), ``labels`` [B] integer (may be
     ``None`` for a loss given an ``indices_tuple``), the reference set alike."""
-    emb = check_embedding_shape(owner, embeddings, "embeddings")
-    if emb.shape[1] == 0:
-        raise ValueError(f"{owner}: embeddings have width 0 (shape {tuple(emb.shape)}); every row would be equal")
+    emb = check_embedding_shape(owner, embeddings, "embeddings")  # also refuses width 0
     check_finite(owner, "embeddings", emb)
     if labels is not None or labels_required:
         if labels is None:
