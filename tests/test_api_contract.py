@@ -185,11 +185,38 @@ def test_unrepresentable_margin_is_refused():
     emb, labels = batch()
     with pytest.raises(ValueError, match="margin .* does not fit in torch.float32"):
         fx.triplet_loss(emb, labels, 1e300)
+    # float16/bfloat16: against float32, the dtype their distances and loss are computed in (squared
+    # distances of float16 rows can exceed float16's 65504, so a margin above it can be meaningful).
     with pytest.raises(ValueError, match="margin .* does not fit in torch.float32"):
         fx.triplet_loss(emb.half(), labels, 1e39)
+    assert torch.isfinite(fx.triplet_loss(emb.half(), labels, 7e4))
     assert torch.isfinite(fx.triplet_loss(emb.double(), labels, 1e300))
     with pytest.raises(TypeError, match="margin"):
         fx.triplet_loss(emb, labels, torch.tensor([0.2, 0.3]))
+
+
+def test_margin_tensor_requiring_grad_is_refused():
+    """A margin is a constant: a learnable one would silently keep grad None, so it is refused."""
+    emb, labels = batch()
+    m = torch.tensor(0.2, requires_grad=True)
+    for call in (
+        lambda: fx.triplet_loss(emb, labels, m),
+        lambda: fx.semi_hard_triplets(emb, labels, m),
+        lambda: fx.all_semi_hard_triplets(emb, labels, m),
+    ):
+        with pytest.raises(ValueError, match=r"margin is a tensor that requires grad.*margin\.detach\(\)"):
+            call()
+    torch.testing.assert_close(fx.triplet_loss(emb, labels, m.detach()), fx.triplet_loss(emb, labels, 0.2))
+
+
+@pytest.mark.parametrize(
+    "call", ["semi_hard_triplets", "batch_hard_triplets", "all_semi_hard_triplets", "triplet_loss"]
+)
+def test_zero_width_embeddings_are_refused(call):
+    """D = 0: every distance 0, every triplet a tie; it used to give triplets and a loss equal to the margin."""
+    emb, labels = batch()
+    with pytest.raises(ValueError, match=f"{call}: emb has width 0"):
+        getattr(fx, call)(emb[:, :0], labels)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -106,3 +106,16 @@ def test_help_imports_nothing_beyond_the_package():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
     assert out.splitlines()[-1] == "[]"
+
+
+def test_demo_states_each_default_once(capsys):
+    text = help_text("demo", capsys)
+    assert text.count("(default all)") == 1, text
+
+
+def test_lfw_view2_states_lfw_defaults_only(capsys):
+    """lfw-view2 reads LFW alone: no defaults of an image folder or the digits in its help."""
+    text = help_text("lfw-view2", capsys)
+    for train_only in ("for an image folder", "32 for the digits", "if every image is grayscale"):
+        assert train_only not in text, train_only
+    assert "stored square side (default: 64)" in text and "1 or 3 (default: 1)" in text

@@ -438,3 +438,18 @@ def test_evaluate_embeddings_accuracy_uses_balanced_pairs():
     m = fe.evaluate_embeddings(rng.normal(size=(100, 16)), labels)
     assert 0.35 < m["accuracy_10fold"] < 0.65
     assert m["num_pairs_same"] == 450 and m["num_pairs_diff"] == 4500
+
+
+def test_val_at_far_warns_when_the_pairs_cannot_show_that_far(rng):
+    """Fewer than 1/far_target different pairs: the smallest non-zero FAR is above the target, so VAL is
+    read at FAR 0 (on a small, easy held-out split, 1.0); it warns instead of printing that silently."""
+    issame = np.array([True] * 50 + [False] * 999)
+    dist = rng.random(issame.size)
+    with pytest.warns(ver.TooFewPairsWarning, match="999 different pairs are too few for FAR = 0.001"):
+        ver.val_at_far(dist, issame, 1e-3)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ver.val_at_far(dist, issame, 1e-2)  # 999 pairs show FAR 0.01 (in steps of 1/999)
+        ver.val_at_far(np.append(dist, 0.5), np.append(issame, False), 1e-3)  # 1000 pairs: enough

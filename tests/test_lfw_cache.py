@@ -116,3 +116,13 @@ def test_real_lfw_images_match_a_direct_decode(shared_data, tmp_path):
         expected = np.asarray(im.convert("L").crop((70, 70, 180, 180)).resize((72, 72), Image.Resampling.BILINEAR))
     row = [p.rsplit("/", 1)[-1] for p in faces.paths].index("Abdullah_Gul_0013.jpg")
     assert np.array_equal(faces.images[row, 0], expected)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_building_the_cache_leaves_the_global_rng_alone(tree, tmp_path, workers):
+    """A seeded run must not depend on whether it built the cache (a DataLoader draws its workers' seed
+    from torch's global generator unless given its own)."""
+    state = torch.get_rng_state()
+    faces = load_cached_faces(tree, Preprocess(16), tmp_path / "cache", workers=workers, progress=False)
+    assert faces.rebuilt
+    assert torch.equal(torch.get_rng_state(), state)

@@ -311,3 +311,29 @@ def test_state_dict_keeps_the_hyper_parameters(cls, saved, other):
     cls(8, 5, **saved).load_state_dict(state)
     with pytest.raises(ValueError, match=f"{cls.__name__}.load_state_dict: .*{next(iter(other))}"):
         cls(8, 5, **other).load_state_dict(state)
+
+
+@pytest.mark.parametrize("head", [MagFaceLoss, ArcFaceLoss], ids=["MagFaceLoss", "ArcFaceLoss"])
+@dtypes(torch.bfloat16, torch.float16)
+def test_autocast_region_computes_in_float32(head, dtype):
+    """Inside torch.autocast the loss (value and gradients) is the one computed outside it."""
+    module = head(D, C)
+    features = with_magnitudes(torch.empty(10).uniform_(5, 120), dtype=torch.float32)
+    labels = torch.randint(C, (10,))
+    want = module(features, labels)
+    (want_grad,) = torch.autograd.grad(want, module.weight)
+    with torch.autocast("cpu", dtype=dtype):
+        got = module(features, labels)
+    (got_grad,) = torch.autograd.grad(got, module.weight)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    torch.testing.assert_close(got_grad, want_grad, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("head", [MagFaceLoss, ArcFaceLoss], ids=["MagFaceLoss", "ArcFaceLoss"])
+@pytest.mark.parametrize("label_dtype", [torch.int32, torch.int16, torch.uint8], ids=str)
+def test_narrow_integer_labels(head, label_dtype):
+    module = head(D, C)
+    features = with_magnitudes(torch.empty(6).uniform_(5, 120), dtype=torch.float32)
+    labels = torch.randint(C, (6,))
+    torch.testing.assert_close(module(features, labels.to(label_dtype)), module(features, labels), rtol=0, atol=0)

@@ -57,7 +57,7 @@ def test_corrupt_files_are_skipped_listed_and_counted(tmp_path):
     [
         (lambda p: p / "missing", FileNotFoundError, "does not exist"),
         (lambda p: p, ValueError, "holds no images"),
-        (lambda p: _write_tree(p, [4]), ValueError, "at least two"),
+        (lambda p: _write_tree(p, [4]), ValueError, "need at least 2$"),
     ],
 )
 def test_bad_folders(tmp_path, setup, error, message):
@@ -193,3 +193,22 @@ def test_affine_augmentation_ranges(field, value):
 
     with pytest.raises(ValueError, match=field):
         TrainConfig(**{field: value})
+
+
+@pytest.mark.parametrize("identities", [1, 3])
+def test_training_folder_states_the_real_minimum(tmp_path, identities, monkeypatch):
+    """Training holds out 2 identities and trains on 2: a folder with fewer than 4 is refused saying so,
+    from the listing, before any image is decoded."""
+    from PIL import Image
+
+    from facenet_ext.train import TrainConfig
+    from facenet_ext.train.loop import load_data
+
+    root = _write_tree(tmp_path / "faces", [3] * identities)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("an image was decoded before the identity count was checked")
+
+    monkeypatch.setattr(Image, "open", no_decoding)
+    with pytest.raises(ValueError, match=r"need at least 4 \(2 held out for evaluation, 2 to train on\)"):
+        load_data(TrainConfig(data=str(root)))

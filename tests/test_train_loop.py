@@ -96,7 +96,10 @@ def test_resume_at_an_epoch_boundary_is_bit_for_bit(faces, tmp_path):
     assert full.metrics["after"] == resumed.metrics["after"]
 
 
-def test_ctrl_c_mid_epoch_saves_and_resumes_bit_for_bit(faces, tmp_path, monkeypatch):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_ctrl_c_mid_epoch_saves_and_resumes_bit_for_bit(faces, tmp_path, monkeypatch, sig):
+    """Ctrl-C, or SIGTERM from a scheduler or `kill`: finish the step, save, stop; the resumed run is
+    the uninterrupted one."""
     cfg = _cfg(faces, epochs=1, steps_per_epoch=4)
     train(cfg, tmp_path / "full", progress=False)
 
@@ -106,12 +109,13 @@ def test_ctrl_c_mid_epoch_saves_and_resumes_bit_for_bit(faces, tmp_path, monkeyp
     def interrupt_on_third_batch(self, generator):
         calls["n"] += 1
         if calls["n"] == 3:
-            signal.raise_signal(signal.SIGINT)  # the loop's handler: finish this step, save, stop
+            signal.raise_signal(sig)  # the loop's handler: finish this step, save, stop
         return draw(self, generator)
 
     monkeypatch.setattr(PKSampler, "batch", interrupt_on_third_batch)
     stopped = train(cfg, tmp_path / "split", progress=False)
     assert stopped.interrupted and load_checkpoint(tmp_path / "split" / "checkpoint.pt")["step"] == 3
+    assert stopped.stop_signal == sig
     monkeypatch.setattr(PKSampler, "batch", draw)
     train(cfg, tmp_path / "split", resume=True, progress=False)
     a, b = load_checkpoint(tmp_path / "full" / "checkpoint.pt"), load_checkpoint(tmp_path / "split" / "checkpoint.pt")
@@ -194,6 +198,20 @@ def test_bad_combinations_are_refused(faces, tmp_path):
 
 # One training step on P x K = 4 x 4 with a third of the identities held out.
 ONE_STEP = "--holdout 0.34 -P 4 -K 4 --epochs 1 --steps-per-epoch 1".split()
+
+
+def test_out_naming_a_file_is_refused_before_loading(faces, tmp_path, capsys, monkeypatch):
+    import facenet_ext.train.loop as loop
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the data were loaded before --out was checked")
+
+    monkeypatch.setattr(loop, "load_sets", no_loading)
+    (tmp_path / "taken").write_text("a file")
+    for extra in ([], ["--overwrite"]):
+        assert main(["train", "--data", str(faces), "--out", str(tmp_path / "taken"), *ONE_STEP, *TINY, *extra]) == 2
+        assert "is a file, not a folder" in capsys.readouterr().err
+    assert (tmp_path / "taken").read_text() == "a file"
 
 
 def test_existing_run_is_refused_unless_resumed_or_overwritten(faces, tmp_path, capsys):

@@ -58,6 +58,7 @@ def test_torchrun_two_ranks_take_the_one_process_step(tmp_path, fresh_seed):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.count("held-out metric") == 1  # rank 0 alone reports
+    assert result.stdout.count("run folder:") == 1
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == WORLD and metrics["steps"] == 1
     checkpoint = load_checkpoint(out / "checkpoint.pt")

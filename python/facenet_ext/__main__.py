@@ -42,8 +42,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 class _QuickBenchOptions:
     """Takes bench's ``add_argument`` calls for the demo's parser. The demo's benchmark is always the quick
-    one, so ``--quick`` is left out and ``--batch``, ``--device`` and ``--methods`` state the demo's
-    defaults; ``--out`` is left out, as the demo's own ``--out`` holds everything it writes."""
+    one, so ``--quick`` is left out and ``--batch`` and ``--device`` state the demo's defaults (``--methods``
+    keeps bench's help, which states its default); ``--out`` is left out, as the demo's own ``--out``
+    holds everything it writes."""
 
     def __init__(self, group) -> None:
         self.group = group
@@ -57,8 +58,6 @@ class _QuickBenchOptions:
             kw["help"] = f"comma-separated batch sizes (default {','.join(map(str, QUICK_BATCHES))})"
         if names[0] == "--device":
             kw["help"] = f"device of the benchmark (default {kw['default']}); the training run is on the CPU"
-        if names[0] == "--methods":
-            kw["help"] += " (default all)"
         return self.group.add_argument(*names, **kw)
 
 
@@ -104,7 +103,14 @@ def _demo(args: argparse.Namespace) -> int:
     status = run(train_parser.parse_args(train_args))
     if status:
         return status
+    import json
+
     from .train.demo_lfw import lfw_line
+    from .train.demo_notes import note
+
+    below = note(json.loads((args.out / "train" / "metrics.json").read_text()), "digits 7-9")
+    if below:
+        print(below)
 
     line = lfw_line(args.out)
     if line:

@@ -65,6 +65,8 @@ def check_embedding_shape(fn: str, emb: object, name: str = "emb") -> Tensor:
         raise ValueError(f"{fn}: {name} must be 2-D [batch, dim], got shape {tuple(emb.shape)}")
     if not emb.is_floating_point():
         raise TypeError(f"{fn}: {name} must be floating point (float16/bfloat16/float32/float64), got {emb.dtype}")
+    if emb.shape[1] == 0:
+        raise ValueError(f"{fn}: {name} has width 0 (shape {tuple(emb.shape)}): every distance would be 0")
     return emb
 
 
@@ -156,6 +158,12 @@ def check_real(
                 f"{fn}: {name} must be a real number or a 0-d real tensor, got a {value.dtype} tensor "
                 f"of shape {tuple(value.shape)}"
             )
+        if value.requires_grad:
+            # Read as a constant: a learnable value would silently get no gradient.
+            raise ValueError(
+                f"{fn}: {name} is a tensor that requires grad, but it is used as a constant and would get "
+                f"no gradient; pass {name}.detach() (or a float)"
+            )
         v = float(value.item())
     elif isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{fn}: {name} must be a real number, got {type(value).__name__}")
@@ -171,7 +179,9 @@ def check_real(
 
 def check_margin(fn: str, margin: object, allow_none: bool = False, dtype: torch.dtype | None = None) -> float | None:
     """A margin as a float: finite, >= 0 and, given the embeddings' ``dtype``, representable in the dtype
-    the loss is computed in (1e300 would silently become inf in float32)."""
+    the distances and the loss are computed in (1e300 would silently become inf in float32). That is
+    float32 for float16/bfloat16 embeddings, not their own dtype: their squared distances can exceed
+    float16's 65504 (they are computed in float32), so a margin above it can be meaningful."""
     if margin is None and allow_none:
         return None
     m = check_real(fn, "margin", margin)

@@ -70,12 +70,21 @@ def _check_inputs(fn: str, features: object, weight: Tensor, labels: object) -> 
                 f"{fn}: labels must lie in [0, num_classes) = [0, {weight.shape[0]}), "
                 f"got values in [{int(lo)}, {int(hi)}]"
             )
-    return features, labels
+    # int32/int16/uint8 labels are accepted, as by the miners; gather and cross_entropy want int64.
+    return features, labels.long()
 
 
 def _margin_loss(fn, features, weight, labels, scale, l_a, u_a, l_m, u_m, lambda_g, return_stats):
     """The one implementation behind MagFaceLoss and ArcFaceLoss (see MagFaceLoss for the numerics)."""
     features, labels = _check_inputs(fn, features, weight, labels)
+    # Under autocast the matmul below would run in float16/bfloat16 while the target cosine is computed
+    # in float32 (scatter then fails on the mixed dtypes), and the margin's cos/sin need the precision:
+    # the loss opts out and computes in the dtype stated below, whatever the autocast region asks.
+    with torch.autocast(features.device.type, enabled=False):
+        return _margin_loss_body(features, weight, labels, scale, l_a, u_a, l_m, u_m, lambda_g, return_stats)
+
+
+def _margin_loss_body(features, weight, labels, scale, l_a, u_a, l_m, u_m, lambda_g, return_stats):
     dtype = acc_dtype(torch.promote_types(features.dtype, weight.dtype))
     f = features.to(dtype)
     magnitude = torch.linalg.vector_norm(f, dim=1)
@@ -161,7 +170,8 @@ class MagFaceLoss(_MarginHead):
     cos(θ_y + m) = cos θ_y cos m - sin θ_y sin m, and where θ_y + m > π (cos θ_y <= cos(π - m)) the target
     cosine is cos θ_y - m sin m (insightface's fallback), so the target logit stays monotone in θ_y.
     float16/bfloat16 features are computed in float32, otherwise the promoted dtype of features and
-    weight. A row with a = 0 gives f̂ = 0 and finite gradients.
+    weight, also inside a ``torch.autocast`` region (the loss turns autocast off for itself). A row with
+    a = 0 gives f̂ = 0 and finite gradients. ``labels`` may be any integer dtype (int64, int32, uint8...).
 
     With ``return_stats=True`` returns ``(loss, stats)``, ``stats`` holding detached 0-d tensors (no host
     sync): ``ce`` (mean cross-entropy), ``g`` (mean g(a), so loss = ce + lambda_g * g), ``magnitude``

@@ -190,8 +190,12 @@ def all_semi_hard_triplets(
     r"""Every triplet with :math:`0 < D_{an} - D_{ap} \le \text{margin}` — the ``"semihard"`` rule of
     pytorch-metric-learning's ``TripletMarginMiner``. ``squared=False`` (the default, as there) compares
     plain Euclidean distances, ``squared=True`` squared ones; the two select different triplets.
-    Sorted by (anchor, positive, negative). Output size is data dependent (up to B·K·N); working memory
-    besides the output is O(B^2). One native call; NaN/Inf embeddings raise ``ValueError``."""
+    PML's default ``LpDistance`` normalises the embeddings inside the distance and this function does
+    not: pass ``F.normalize(emb, dim=1)`` to get PML's triplets, or use the drop-in
+    :class:`facenet_ext.pml.TripletMarginMiner` (docs/pml.md). Not :func:`semi_hard_triplets`, which is
+    FaceNet's one-negative-per-pair rule. Sorted by (anchor, positive, negative). Output size is data
+    dependent (up to B·K·N); working memory besides the output is O(B^2). One native call; NaN/Inf
+    embeddings raise ``ValueError``."""
     fn = "all_semi_hard_triplets"
     emb, labels = _check_batch(fn, emb, labels)
     m = check_margin(fn, margin, dtype=emb.dtype)

@@ -16,6 +16,8 @@ step or on the range of the distances.
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -163,17 +165,34 @@ def threshold_at_far(dist, issame, far_target: float = 1e-3) -> float:
     return _threshold_at_far(_roc(*_check(fn, dist, issame)), far_target)
 
 
+class TooFewPairsWarning(UserWarning):
+    """VAL@FAR asked for a FAR below the smallest non-zero FAR the pairs can show (1 / different pairs)."""
+
+
+def _warn_too_few(fn: str, s: np.ndarray, far_target: float) -> None:
+    n_diff = int((~s).sum())
+    if far_target > 0 and n_diff * far_target < 1:
+        warnings.warn(
+            f"{fn}: {n_diff} different pairs are too few for FAR = {far_target:g} (the smallest non-zero FAR "
+            f"is 1/{n_diff}; it needs at least {math.ceil(1 / far_target)}): VAL is then read at FAR 0 and "
+            "means little (e.g. 1.0 on a small, easy held-out split)",
+            TooFewPairsWarning,
+            stacklevel=3,
+        )
+
+
 def val_at_far(dist, issame, far_target: float = 1e-3) -> OperatingPoint:
     """VAL at the threshold where FAR reaches ``far_target``, found on these pairs (:func:`threshold_at_far`).
 
     The achieved FAR is the largest attainable FAR <= ``far_target`` and VAL is the highest VAL at such a
     FAR: the ROC read as a step function (no interpolated VAL). With ``n_diff`` different pairs FAR moves
-    in steps of ``1 / n_diff``; at 1e-3 it needs well over 1000 of them to mean anything. Returns (val,
-    far, threshold).
+    in steps of ``1 / n_diff``; at 1e-3 it needs well over 1000 of them to mean anything, and with fewer
+    than ``1 / far_target`` it warns (:class:`TooFewPairsWarning`). Returns (val, far, threshold).
     """
     fn = "val_at_far"
     _check_far_target(fn, far_target)
     d, s = _check(fn, dist, issame)
+    _warn_too_few(fn, s, far_target)
     t = _threshold_at_far(_roc(d, s), far_target)
     return OperatingPoint(*_val_far(d, s, t), t)
 

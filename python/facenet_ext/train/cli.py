@@ -107,15 +107,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_training_options(p)
 
 
-def add_training_options(p: argparse.ArgumentParser) -> None:
+# lfw-view2 always reads LFW: these options' unset defaults are LFW's alone (see face_cache.Preprocess).
+LFW_UNSET_HELP = {
+    "--image-size": "stored square side (default: 64)",
+    "--channels": "1 or 3 (default: 1)",
+    "--crop-box": "side of the centred square cut from each source image before resizing, in source pixels "
+    "(default: the largest centred square)",
+}
+
+
+def add_training_options(p: argparse.ArgumentParser, lfw_only: bool = False) -> None:
     """The settings of a run (every TrainConfig field but data, protocol, fold and holdout) and how it runs
     (cache, workers, threads, progress): ``train``'s and ``lfw-view2``'s options alike. Each help ends with
-    the field's default from TrainConfig; a field whose default is None says in its help what unset means."""
+    the field's default from TrainConfig; a field whose default is None says in its help what unset means
+    (``lfw_only``: for LFW alone, as ``lfw-view2`` reads nothing else)."""
     d = TrainConfig()
 
     def opt(*names: str, help: str, **kw) -> None:
         flag = next(n for n in names if n.startswith("--"))
         default = getattr(d, flag[2:].replace("-", "_"))
+        if lfw_only and flag in LFW_UNSET_HELP:
+            help = LFW_UNSET_HELP[flag]
         p.add_argument(*names, default=S, help=help if default is None else f"{help} (default {shown(default)})", **kw)
 
     opt("--image-size", type=int, help="stored square side (default: 64 for an image folder, 32 for the digits)")
@@ -317,10 +329,12 @@ def run(args: argparse.Namespace) -> int:
     except (CheckpointError, FileNotFoundError, NotADirectoryError, FileExistsError, ValueError) as exc:
         print(f"facenet-ext train: {exc}", file=sys.stderr)
         return 2
+    if not result.main:  # torchrun: rank 0 alone reports
+        return 128 + result.stop_signal if result.interrupted else 0
     if result.interrupted:
         print(result.summary)
         print(f"resume with: python -m facenet_ext train --resume --out {result.out} (and the same settings)")
-        return 130
+        return 128 + result.stop_signal  # the shell's convention: 130 after Ctrl-C, 143 after SIGTERM
     print(result.summary)
     print(f"run folder: {result.out} (checkpoint.pt, metrics.json, train.png)")
     return 0

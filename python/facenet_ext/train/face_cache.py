@@ -194,8 +194,14 @@ def _read_manifest(path: Path) -> dict | None:
 def _decode_all(files: list[Path], prep: Preprocess, workers: int, progress: bool):
     from tqdm.auto import tqdm
 
+    # Its own generator: a DataLoader otherwise draws its workers' base seed from torch's global RNG, so a
+    # run that builds the cache would draw one number more than one that finds it, and train differently.
     loader = torch.utils.data.DataLoader(
-        JpegFaces(files, prep), batch_size=64, num_workers=max(0, workers), collate_fn=list
+        JpegFaces(files, prep),
+        batch_size=64,
+        num_workers=max(0, workers),
+        collate_fn=list,
+        generator=torch.Generator(),
     )
     out = np.empty((len(files), prep.channels, prep.image_size, prep.image_size), dtype=np.uint8)
     ok = np.zeros(len(files), dtype=bool)

@@ -63,13 +63,19 @@ def report_unreadable(root, n_files: int, skipped: list, n_kept: int) -> None:
         raise ValueError(f"data folder {str(root)!r}: none of its {n_files} image files could be read")
 
 
-def load_image_folder(root: str | Path, image_size: int = 64, channels: int | None = None) -> ImageSet:
+def load_image_folder(
+    root: str | Path, image_size: int = 64, channels: int | None = None, min_identities: int = 2
+) -> ImageSet:
     """Every image under ``root/<identity>/``, as :func:`facenet_ext.image_folder.list_image_folder` lists
-    them (natural order). ``channels`` 1 or 3; ``None`` picks 1 if every image is grayscale, else 3."""
+    them (natural order). ``channels`` 1 or 3; ``None`` picks 1 if every image is grayscale, else 3.
+    Fewer than ``min_identities`` identities with images raise ``ValueError`` (checked on the listing
+    before anything is decoded, and again after unreadable files are skipped); training with a
+    fractional hold-out needs 4 (:data:`MIN_TRAIN_IDENTITIES`)."""
     from PIL import Image
 
     root = Path(root).expanduser()
     listing = list_image_folder_for("load_image_folder", root)
+    _check_count(len(listing), min_identities, str(root))
     _check_size("image_size", image_size)
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be 1, 3 or None (auto), got {channels!r}")
@@ -96,7 +102,7 @@ def load_image_folder(root: str | Path, image_size: int = 64, channels: int | No
     index = {n: i for i, n in enumerate(names)}
     labels = torch.tensor([index[identity] for identity, _, _ in decoded], dtype=torch.int64)
     out = ImageSet(images.contiguous(), labels, names, [p for _, p, _ in decoded], skipped)
-    _check_identities(out, str(root))
+    _check_count(len(out.identities), min_identities, str(root))
     return out
 
 
@@ -127,7 +133,10 @@ def split_identities(data: ImageSet, holdout: float | list[str]) -> tuple[ImageS
             raise ValueError(f"holdout must be a fraction in (0, 1) or a list of identities, got {holdout!r}")
         n_held = max(2, int(round(holdout * len(names))))
         if len(names) - n_held < 2:
-            raise ValueError(f"{len(names)} identities are too few to hold out {n_held} and train on at least 2")
+            raise ValueError(
+                f"{len(names)} identities are too few to hold out {n_held} and train on at least 2 "
+                f"(a fractional holdout needs at least {max(MIN_TRAIN_IDENTITIES, n_held + 2)})"
+            )
         held = sorted(names, key=natural_key)[-n_held:]
     train = [n for n in names if n not in set(held)]
     return data.select_identities(train), data.select_identities(held)
@@ -213,6 +222,12 @@ def _check_size(name: str, value: int) -> None:
         raise ValueError(f"{name} must be an int >= 8, got {value!r}")
 
 
-def _check_identities(data: ImageSet, where: str) -> None:
-    if len(data.identities) < 2:
-        raise ValueError(f"{where}: found {len(data.identities)} identity folder(s) with images; need at least two")
+#: A fractional hold-out keeps at least 2 identities for evaluation (pairs of different people) and at
+#: least 2 for training (a triplet needs a negative): :func:`split_identities`.
+MIN_TRAIN_IDENTITIES = 4
+
+
+def _check_count(found: int, minimum: int, where: str) -> None:
+    if found < minimum:
+        why = " (2 held out for evaluation, 2 to train on)" if minimum == MIN_TRAIN_IDENTITIES else ""
+        raise ValueError(f"{where}: found {found} identity folder(s) with images; need at least {minimum}{why}")

@@ -28,6 +28,7 @@ from .config import RESUMABLE_CHANGES, TrainConfig
 from .degrade import degrade
 from .embed import embed_images, evaluate, metrics_table, raw_pixel_embeddings
 from .images import (
+    MIN_TRAIN_IDENTITIES,
     ImageSet,
     augment,
     center_crop,
@@ -52,6 +53,8 @@ class RunResult:
     metrics: dict
     interrupted: bool = False
     summary: str = field(default="")
+    main: bool = True  # False on torchrun's other ranks, which print nothing
+    stop_signal: int = 0  # the signal that interrupted the run (SIGINT or SIGTERM), else 0
 
 
 # Files a run writes into its folder (train) or beside its checkpoint (eval): what --overwrite removes.
@@ -65,7 +68,9 @@ class RunExistsError(FileExistsError):
 def load_data(cfg: TrainConfig) -> ImageSet:
     if cfg.data is None:
         return load_digits_set(cfg.image_size or 32)
-    return load_image_folder(cfg.data, cfg.image_size or 64, cfg.channels)
+    # A fractional hold-out needs 4 identities: say so before decoding a folder that has fewer.
+    minimum = 2 if isinstance(cfg.holdout, (list, tuple)) else MIN_TRAIN_IDENTITIES
+    return load_image_folder(cfg.data, cfg.image_size or 64, cfg.channels, min_identities=minimum)
 
 
 def load_sets(cfg: TrainConfig, cache_dir=None, workers: int = 2, progress: bool = True):
@@ -146,6 +151,8 @@ def prepare_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
     """Refuse to train into a folder that holds another run unless resuming it or told to overwrite
     it; with ``overwrite`` the old run's files go first, so no stale eval.json or roc.png stays beside
     the new checkpoint."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file, not a folder: choose another --out")
     if resume:
         return
     present = [name for name in RUN_FILES if (out / name).exists()]
@@ -230,31 +237,37 @@ def default_out() -> Path:
 
 
 class _StopFlag:
-    """SIGINT handler for the loop: the first Ctrl-C asks the loop to stop at the next step boundary
-    (so the checkpoint is consistent), the second one raises KeyboardInterrupt as usual."""
+    """SIGINT and SIGTERM handler for the loop: the first Ctrl-C (or a SIGTERM, as a scheduler or
+    ``kill`` sends) asks the loop to stop at the next step boundary (so the checkpoint is consistent);
+    a second one raises KeyboardInterrupt as usual. ``signum``: the signal that asked."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous = None
+        self.signum = 0
+        self._previous: dict = {}
 
     def __enter__(self) -> _StopFlag:
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread: no handler, Ctrl-C behaves as usual
-            self._previous = None
+        for sig in self.SIGNALS:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: no handler, signals behave as usual
+                pass
         return self
 
     def _handle(self, signum, frame) -> None:
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested, self.signum = True, signum
+        name = signal.Signals(signum).name
         print(
-            "\ninterrupt: finishing this step, saving the checkpoint, then stopping (Ctrl-C again aborts)", flush=True
+            f"\n{name}: finishing this step, saving the checkpoint, then stopping (a second signal aborts)", flush=True
         )
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
 
 def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
@@ -288,8 +301,10 @@ def train(
         prepare_dir(out, resume=resume, overwrite=overwrite)
     progress = progress and world.main
 
-    torch.manual_seed(cfg.seed)
     data, train_set, held_set, pairs = load_sets(cfg, cache_dir, max(workers, 2), progress)
+    # Seeded after loading, so that whatever loading did (building the LFW cache or reading it) leaves the
+    # run's random stream alone: the same command gives the same run with or without a cache.
+    torch.manual_seed(cfg.seed)
     if cfg.people_fraction < 1:
         train_set = subset_people(train_set, cfg.people_fraction, cfg.seed)
     if cfg.loss != "triplet" and not cfg.singletons:
@@ -439,6 +454,8 @@ def train(
             metrics,
             interrupted=True,
             summary=f"interrupted at step {step}/{total_steps}; checkpoint saved to {ckpt_path}",
+            main=world.main,
+            stop_signal=int(stop.signum or signal.SIGINT),  # another rank's signal: reported as Ctrl-C
         )
 
     metrics["history"] = {k: v for k, v in history.items() if k != "partial"}
@@ -447,7 +464,7 @@ def train(
     metrics["train_seconds"] = sum(history.get("epoch_seconds", []))
     if not world.main:
         world.barrier()
-        return RunResult(out, metrics)
+        return RunResult(out, metrics, main=False)
     metrics["after"] = latest if latest is not None else held_out_metrics()
     save()
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

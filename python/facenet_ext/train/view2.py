@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "roc.png: the summary of the finished folds",
     )
     p.add_argument("--folds", default="0-9", help="folds to run: '0-9', '0,3,5' (default 0-9, all ten)")
-    add_training_options(p)
+    add_training_options(p, lfw_only=True)
 
 
 def parse_folds(text: str) -> list[int]:
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
             if result.interrupted:
                 print(result.summary)
                 print(f"resume with the same command: finished folds are kept, fold {k} continues")
-                return 130
+                return 128 + result.stop_signal
             _record_fold(run_dir, time.perf_counter() - t0, args.cache)
             print(
                 f"fold {k}: accuracy {result.metrics['after']['accuracy_10fold']:.4f}, AUC "
