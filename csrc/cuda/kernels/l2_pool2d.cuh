@@ -53,8 +53,9 @@ __global__ void l2_pool2d_backward_kernel(const scalar_t* __restrict__ grad_out,
     const Span<I> cols = covering_span(iw, d.kw, d.sw, d.pw, d.OW);
     const scalar_t* gp = grad_out + int64_t(plane / d.C) * gs.n + int64_t(plane % d.C) * gs.c;
     const scalar_t* yp = y + plane * d.OH * d.OW;
-    // The CPU kernel's order, so that both give the same bits: each covering column's rows summed first,
-    // then the columns from the last to the first (its spread over the kernel's columns runs that way).
+    // The CPU kernel's order, so that both give the same bits (neither contracts to FMA): each covering
+    // column's rows summed first, then the columns from the last to the first (the CPU's spread over the
+    // kernel's columns runs that way).
     acc_t ratio_sum = 0;
     for (I ow = cols.hi - 1; ow >= cols.lo; --ow) {
       acc_t column = 0;
