@@ -9,35 +9,31 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "common/macros.h"
 
 namespace fx {
 
-FX_HD uint32_t ordered_bits(float d) {
-  const float v = d + 0.0f;
-  uint32_t u;
+template <typename T>  // float or double
+using OrderedKey = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+
+template <typename T>
+FX_HD OrderedKey<T> ordered_bits(T d) {
+  using U = OrderedKey<T>;
+  constexpr U kSign = U(1) << (8 * sizeof(U) - 1);
+  const T v = d + T(0);
+  U u;
   memcpy(&u, &v, sizeof(u));
-  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return (u & kSign) ? ~u : (u | kSign);
 }
 
-FX_HD float from_ordered_bits(uint32_t k) {
-  const uint32_t u = (k & 0x80000000u) ? (k & 0x7FFFFFFFu) : ~k;
-  float d;
-  memcpy(&d, &u, sizeof(d));
-  return d;
-}
-
-FX_HD uint64_t ordered_bits(double d) {
-  const double v = d + 0.0;
-  uint64_t u;
-  memcpy(&u, &v, sizeof(u));
-  return (u & 0x8000000000000000ull) ? ~u : (u | 0x8000000000000000ull);
-}
-
-FX_HD double from_ordered_bits(uint64_t k) {
-  const uint64_t u = (k & 0x8000000000000000ull) ? (k & 0x7FFFFFFFFFFFFFFFull) : ~k;
-  double d;
+template <typename T>
+FX_HD T from_ordered_bits(OrderedKey<T> k) {
+  using U = OrderedKey<T>;
+  constexpr U kSign = U(1) << (8 * sizeof(U) - 1);
+  const U u = (k & kSign) ? (k & ~kSign) : ~k;
+  T d;
   memcpy(&d, &u, sizeof(d));
   return d;
 }

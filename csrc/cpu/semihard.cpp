@@ -186,7 +186,7 @@ FX_ALWAYS_INLINE void bucket_minima(const float* d, const int32_t* idx, const in
   best_d.resize(K + 1);
   best_i.resize(K + 1);
   for (int c = 0; c < K; ++c) {
-    best_d[c] = from_ordered_bits(uint32_t(key[c] >> 32));
+    best_d[c] = from_ordered_bits<float>(uint32_t(key[c] >> 32));
     best_i[c] = key[c] == ~uint64_t(0) ? -1 : int64_t(uint32_t(key[c]));
     if (best_i[c] < 0) best_d[c] = std::numeric_limits<float>::infinity();
   }

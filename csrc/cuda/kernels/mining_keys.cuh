@@ -17,7 +17,7 @@ constexpr key64 kEmptyMinKey = ~0ull;  // above every finite distance's key (it 
 __device__ __forceinline__ key64 min_key(float d, int32_t j) {
   return (key64(ordered_bits(d)) << 32) | key64(uint32_t(j));
 }
-__device__ __forceinline__ float key_dist(key64 k) { return from_ordered_bits(uint32_t(k >> 32)); }
+__device__ __forceinline__ float key_dist(key64 k) { return from_ordered_bits<float>(uint32_t(k >> 32)); }
 __device__ __forceinline__ int32_t min_key_index(key64 k) { return k == kEmptyMinKey ? -1 : int32_t(uint32_t(k)); }
 
 }  // namespace fx::cuda

@@ -60,7 +60,7 @@ struct BucketMin<double> {
   }
   __device__ DistIndex<double> get(int c) const {
     if (bits[c] == kEmptyMinKey) return {0.0, -1};
-    return {from_ordered_bits(uint64_t(bits[c])), index[c]};
+    return {from_ordered_bits<double>(uint64_t(bits[c])), index[c]};
   }
 };
 
