@@ -242,3 +242,27 @@ def test_direct_ops_with_mixed_devices_raise_value_error():
     for call in calls:
         with pytest.raises(ValueError, match="is on"):
             call()
+
+
+def test_tf32_does_not_change_the_distances_or_the_triplets():
+    """With TF32 allowed globally, the miners' Gram GEMM still runs in full fp32 (at::NoTF32Guard), so
+    CUDA chooses the CPU's triplets on random embeddings; the user's setting is left as it was."""
+    emb = torch.nn.functional.normalize(torch.randn(512, 128), dim=1)
+    labels = torch.arange(512) // 8
+    want_d = fx.pairwise_sq_dist(emb.double()).float()
+    want = fx.semi_hard_triplets(emb, labels)
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision())
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.set_float32_matmul_precision("high")
+        got_d = fx.pairwise_sq_dist(emb.cuda()).cpu()
+        got = fx.semi_hard_triplets(emb.cuda(), labels.cuda())
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, precision = before
+        torch.set_float32_matmul_precision(precision)
+    torch.testing.assert_close(got_d, want_d, rtol=0, atol=1e-5)  # fp32 rounding, not TF32's ~1e-3
+    assert torch.equal(got[0].cpu(), want[0]) and torch.equal(got[1].cpu(), want[1])
+    # Two fp32 GEMMs (cuBLAS, the CPU's BLAS) round differently, so a near-tie may flip; TF32 would flip
+    # a large share of the 3584 negatives.
+    assert (got[2].cpu() != want[2]).sum() <= 4

@@ -1,5 +1,7 @@
 #include "aten/pairwise_sq_dist.h"
 
+#include <ATen/Context.h>
+
 #include <limits>
 
 #include "checks.h"
@@ -32,7 +34,13 @@ PairwiseParts pairwise_gram(const char* op, const char* x_name, const at::Tensor
   const at::Tensor xa = packed_as(x, acc);
   const at::Tensor ya = parts.symmetric ? xa : packed_as(*y, acc);
   parts.out = at::empty({xa.size(0), ya.size(0)}, xa.options());
-  if (parts.out.numel() > 0) at::mm_out(parts.out, xa, ya.t());
+  if (parts.out.numel() > 0) {
+    // Full fp32 whatever torch.backends.cuda.matmul.allow_tf32 / set_float32_matmul_precision say: TF32's
+    // ~1e-3 relative error would change which triplets the miners choose, silently and unlike the CPU.
+    // The guard is thread-local and leaves the global setting as the user left it.
+    const at::NoTF32Guard full_precision;
+    at::mm_out(parts.out, xa, ya.t());
+  }
   parts.x_norm = xa.square().sum(1);
   parts.y_norm = parts.symmetric ? parts.x_norm : ya.square().sum(1);
   return parts;
