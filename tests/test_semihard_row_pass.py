@@ -1,6 +1,7 @@
 """The CPU semi-hard row pass on every instruction set this CPU has: the AVX-512 split, permute search and
 count, the AVX2 and the baseline builds (forced with FACENET_EXT_CPU_CAPABILITY in a fresh process, since
-the choice is made once per process) all give the float64 reference's triplets on tie-heavy matrices.
+the choice is made once per process) all give the float64 reference's triplets on tie-heavy matrices and
+all raise on a NaN or Inf in a row they mine.
 And the permute search's own check, compiled alone, rejects a tree built off by one at any level."""
 
 import functools
@@ -72,13 +73,36 @@ def _runs():
                 )
 
 
+def non_finite_raises():
+    """One NaN, +Inf or -Inf in an anchor's row, at its first and last element (the last in a partial
+    16-lane group), at a positive and at a negative: whether the op raised, for each (the check shares the
+    split's pass on AVX-512)."""
+    _, d, labels, _, _ = tie_heavy_cases()[0]
+    a = int((labels == labels[0]).nonzero()[0])
+    positive = int(((labels == labels[a]) & (torch.arange(labels.numel()) != a)).nonzero()[0])
+    negative = int((labels != labels[a]).nonzero()[-1])
+    raised = []
+    for dtype in (torch.float32, torch.float64):
+        for column in (0, d.shape[1] - 1, positive, negative):
+            for value in (float("nan"), float("inf"), float("-inf")):
+                m = d.to(dtype)
+                m[a, column] = value
+                try:
+                    ops.semihard_from_sq_dist(m, labels, labels, True, None, True, False)
+                    raised.append(False)
+                except ValueError:
+                    raised.append(True)
+    return raised
+
+
 def mine_all(out_path):
-    """Every run's triplets as lists, saved to out_path (called in a process with the capability forced)."""
+    """Every run's triplets as lists and non_finite_raises(), saved to out_path (called in a process with
+    the capability forced)."""
     got = {}
     for key, m, labels, ref_labels, exclude_self, (margin, squared, drop) in _runs():
         triplets = ops.semihard_from_sq_dist(m, labels, ref_labels, exclude_self, margin, squared, drop)
         got[key] = [t.tolist() for t in triplets]
-    torch.save(got, out_path)
+    torch.save((got, non_finite_raises()), out_path)
 
 
 @functools.lru_cache(maxsize=1)
@@ -116,10 +140,11 @@ def test_tie_heavy_rows_on_every_capability(capability, flag, tmp_path):
     code = f"import test_semihard_row_pass as t; t.mine_all({str(out)!r})"
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    got, want = torch.load(out), expected()
+    (got, raised), want = torch.load(out), expected()
     assert got.keys() == want.keys()
     for key in want:
         assert got[key] == want[key], key
+    assert all(raised), raised
 
 
 # ---------------------------------------------------------------------------------------------------
