@@ -2,7 +2,7 @@
 count, the AVX2 and the baseline builds (forced with FACENET_EXT_CPU_CAPABILITY in a fresh process, since
 the choice is made once per process) all give the float64 reference's triplets on tie-heavy matrices and
 all raise on a NaN or Inf in a row they mine.
-And the permute search's own check, compiled alone, rejects a tree built off by one at any level."""
+And the permute searches' own check, compiled alone, rejects a tree built off by one at any level."""
 
 import functools
 import os
@@ -148,21 +148,32 @@ def test_tie_heavy_rows_on_every_capability(capability, flag, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------
-# the permute search, compiled alone from csrc/cpu/bucket_search.h, and mutated
+# the permute searches (AVX-512, AVX2), compiled alone from csrc/cpu/bucket_search.h, and mutated
 # ---------------------------------------------------------------------------------------------------
 SEARCH_HEADER = ROOT / "csrc" / "cpu" / "bucket_search.h"
 CHECK_SOURCE = ROOT / "tests" / "cpp" / "bucket_search_check.cpp"
 LAYOUT = "const int s = span * p + span / 2 - 1;"
 
-# Each mutant must make the check fail: the tree off by one at one level, ties sent right, a level skipped.
-MUTANTS = {f"level {k} off by one": (LAYOUT, LAYOUT[:-1] + f" + (level == {k});") for k in range(6)}
+# Each mutant must make the check fail: the tree off by one at one level (both searches read it), ties sent
+# right, a level skipped, AVX2's last level reading the wrong quarter of the leaves. With the CPU flag the
+# check needs to run the mutated search.
+MUTANTS = {f"level {k} off by one": (LAYOUT, LAYOUT[:-1] + f" + (level == {k});", "avx2") for k in range(6)}
 LEVEL_STEP = "_mm512_permutex2var_ps(low, node, low_hi), x, _CMP_LT_OQ"
-MUTANTS["ties go right"] = (LEVEL_STEP, LEVEL_STEP.replace("_LT_", "_LE_"))
-MUTANTS["one level fewer"] = ("level < kTreeLevels - 1;", "level < kTreeLevels - 2;")
-
-needs_search = pytest.mark.skipif(
-    shutil.which("g++") is None or "avx512f" not in _cpu_flags(), reason="needs g++ and an AVX-512 CPU"
+MUTANTS["AVX-512: ties go right"] = (LEVEL_STEP, LEVEL_STEP.replace("_LT_", "_LE_"), "avx512f")
+MUTANTS["AVX-512: one level fewer"] = ("level < kTreeLevels - 1;", "level < kTreeLevels - 2;", "avx512f")
+AVX2_STEP = "_mm256_castps_si256(_mm256_cmp_ps(t, x, _CMP_LT_OQ))"
+MUTANTS["AVX2: ties go right"] = (AVX2_STEP, AVX2_STEP.replace("_LT_", "_LE_"), "avx2")
+MUTANTS["AVX2: last level blends on the wrong bit"] = (
+    "by_bit_avx2(low, high, node, 4)",
+    "by_bit_avx2(low, high, node, 5)",
+    "avx2",
 )
+
+
+def needs(flag):
+    return pytest.mark.skipif(
+        shutil.which("g++") is None or flag not in _cpu_flags(), reason=f"needs g++ and a CPU with {flag}"
+    )
 
 
 def _build_and_run(tmp_path, header_text):
@@ -175,16 +186,15 @@ def _build_and_run(tmp_path, header_text):
     return subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
 
 
-@needs_search
+@needs("avx2")
 def test_permute_search_equals_count_below(tmp_path):
     proc = _build_and_run(tmp_path, SEARCH_HEADER.read_text())
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout
 
 
-@needs_search
-@pytest.mark.parametrize("mutant", list(MUTANTS))
+@pytest.mark.parametrize("mutant", [pytest.param(name, marks=needs(m[2])) for name, m in MUTANTS.items()])
 def test_permute_search_check_rejects_mutant(tmp_path, mutant):
-    before, after = MUTANTS[mutant]
+    before, after, _ = MUTANTS[mutant]
     text = SEARCH_HEADER.read_text()
     assert text.count(before) == 1, "the mutation no longer applies: update MUTANTS with the header"
     proc = _build_and_run(tmp_path, text.replace(before, after))

@@ -239,15 +239,16 @@ FX_ALWAYS_INLINE void count_buckets(const T* d, int64_t n, const T* sorted, int 
   count_buckets_body<32>(d, n, sorted, K, bucket);
 }
 
-// bucket[m] for the compacted negatives, through the permute search where it applies (AVX-512, float,
-// at most 63 thresholds), else the count. `tree`: kTreeNodes floats of scratch.
+// bucket[m] for the compacted negatives, through the permute search where it applies (AVX-512 or AVX2,
+// float, at most 63 thresholds), else the count. `tree`: kTreeNodes floats of scratch.
 template <typename T>
 FX_ALWAYS_INLINE void bucket_of_each(const T* d, int64_t n, const T* sorted, int K, float* tree, int32_t* bucket) {
 #if FX_HAVE_X86_TARGETS
   if constexpr (std::is_same_v<T, float>)
-    if (K <= kTreeMaxThresholds && cpu_capability() == Capability::avx512) {
+    if (K <= kTreeMaxThresholds && cpu_capability() != Capability::baseline) {
       build_threshold_tree(sorted, K, tree);
-      return search_buckets_avx512(d, n, tree, bucket);
+      if (cpu_capability() == Capability::avx512) return search_buckets_avx512(d, n, tree, bucket);
+      return search_buckets_avx2(d, n, tree, bucket);
     }
 #endif
   count_buckets(d, n, sorted, K, bucket);

@@ -1,8 +1,8 @@
-// The AVX-512 bucket search (csrc/cpu/bucket_search.h) against count_below (common/mining_rules.h) on
-// tie-heavy inputs: every K from 1 to 63, small-integer thresholds and negatives (ties at every
-// threshold), half-integers between them, lengths that leave every tail of a 16-lane group.
-// Built and run by tests/test_semihard_row_pass.py, also on mutated copies of the header, which it
-// must reject. Prints the first mismatch and exits 1; prints "ok" and exits 0 otherwise.
+// The AVX-512 and AVX2 bucket searches (csrc/cpu/bucket_search.h), those this CPU has, against count_below
+// (common/mining_rules.h) on tie-heavy inputs: every K from 1 to 63, small-integer thresholds and negatives (ties at
+// every threshold), half-integers between them, lengths that leave every tail of a 16-lane group. Built and run by
+// tests/test_semihard_row_pass.py, also on mutated copies of the header, which it must reject. Prints the first
+// mismatch and exits 1; prints "ok" and exits 0 otherwise.
 #include <algorithm>
 #include <cstdio>
 #include <random>
@@ -11,7 +11,15 @@
 #include "common/mining_rules.h"
 #include "cpu/bucket_search.h"
 
+struct Search {
+  const char* name;
+  void (*run)(const float*, int64_t, const float*, int32_t*);
+};
+
 int main() {
+  std::vector<Search> searches;  // the ones this CPU runs
+  if (__builtin_cpu_supports("avx512f")) searches.push_back({"avx512", fx::search_buckets_avx512});
+  if (__builtin_cpu_supports("avx2")) searches.push_back({"avx2", fx::search_buckets_avx2});
   std::mt19937 rng(12345);
   float tree[fx::kTreeNodes];
   for (int K = 1; K <= fx::kTreeMaxThresholds; ++K) {
@@ -26,14 +34,17 @@ int main() {
       const int n = 1 + int(rng() % 70);
       std::vector<float> d(n);
       for (float& x : d) x = wide(rng) * 0.5f - 0.5f;  // integers (ties), half-integers, below and above all
-      std::vector<int32_t> bucket(n, -1);
       fx::build_threshold_tree(sorted.data(), K, tree);
-      fx::search_buckets_avx512(d.data(), n, tree, bucket.data());
-      for (int m = 0; m < n; ++m) {
-        const int want = fx::count_below(sorted.data(), K, d[m]);
-        if (bucket[m] != want) {
-          std::printf("K=%d trial=%d d=%g: bucket %d, count_below %d\n", K, trial, d[m], bucket[m], want);
-          return 1;
+      for (const Search& search : searches) {
+        std::vector<int32_t> bucket(n, -1);
+        search.run(d.data(), n, tree, bucket.data());
+        for (int m = 0; m < n; ++m) {
+          const int want = fx::count_below(sorted.data(), K, d[m]);
+          if (bucket[m] != want) {
+            std::printf("%s, K=%d trial=%d d=%g: bucket %d, count_below %d\n", search.name, K, trial, d[m], bucket[m],
+                        want);
+            return 1;
+          }
         }
       }
     }
