@@ -32,16 +32,17 @@ namespace {
 
 // The instruction set the row pass runs, asked once per process: the AVX2 or baseline build of the whole
 // pass, and on AVX-512 its split, search and count as their own functions (an AVX-512 build of the whole
-// pass would send GCC's 64-byte vectors through the stack on AVX2-only machines). Every piece is exact,
-// so the triplets do not depend on the machine. FACENET_EXT_CPU_CAPABILITY=default|avx2|avx512 caps it,
-// as ATEN_CPU_CAPABILITY does ATen's kernels, so that the tests run every target this CPU has.
+// pass would send GCC's 64-byte vectors through the stack on AVX2-only machines); the AVX2 build searches
+// with its own 8-lane search. Every piece is exact, so the triplets do not depend on the machine.
+// FACENET_EXT_CPU_CAPABILITY=default|avx2|avx512 caps it, as ATEN_CPU_CAPABILITY does ATen's kernels, so that the tests
+// run every target this CPU has.
 enum class Capability { baseline, avx2, avx512 };
 
 #if FX_HAVE_X86_TARGETS
 Capability detect_capability() {
-  Capability hw = __builtin_cpu_supports("avx512f") ? Capability::avx512
-                  : __builtin_cpu_supports("avx2")  ? Capability::avx2
-                                                    : Capability::baseline;
+  const Capability hw = __builtin_cpu_supports("avx512f") ? Capability::avx512
+                        : __builtin_cpu_supports("avx2")  ? Capability::avx2
+                                                          : Capability::baseline;
   const char* cap = std::getenv("FACENET_EXT_CPU_CAPABILITY");
   if (cap == nullptr) return hw;
   const std::string want(cap);
@@ -221,6 +222,7 @@ FX_ALWAYS_INLINE void count_buckets_body(const T* d, int64_t n, const T* sorted,
 }
 
 #if FX_HAVE_X86_TARGETS
+// The count 16 lanes wide, for what the permute search does not take: float64, more than 63 thresholds.
 __attribute__((target("avx512f"), noinline)) void count_buckets_avx512(const float* d, int64_t n, const float* sorted,
                                                                        int K, int32_t* bucket) {
   count_buckets_body<64>(d, n, sorted, K, bucket);
