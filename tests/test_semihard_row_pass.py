@@ -1,8 +1,8 @@
 """The CPU semi-hard row pass on every instruction set this CPU has: the AVX-512 split, permute search and
-count, the AVX2 and the baseline builds (forced with FACENET_EXT_CPU_CAPABILITY in a fresh process, since
-the choice is made once per process) all give the float64 reference's triplets on tie-heavy matrices and
-all raise on a NaN or Inf in a row they mine.
-And the permute searches' own check, compiled alone, rejects a tree built off by one at any level."""
+count, the AVX2 build with its own search, and the baseline build, each forced with
+FACENET_EXT_CPU_CAPABILITY in a fresh process (the choice is made once per process). All give the float64
+reference's triplets on tie-heavy matrices and all raise on a NaN or Inf in a row they mine. And the
+permute searches' own check, compiled alone, rejects a tree built off by one at any level."""
 
 import functools
 import os
@@ -56,27 +56,17 @@ VARIANTS = ((None, True, False), (2.0, False, True))  # (margin, squared, drop):
 
 
 def _runs():
+    """(key, matrix, labels, ref_labels, exclude_self, (margin, squared, drop)) for every case, dtype and variant."""
     for name, d, labels, ref_labels, exclude_self in tie_heavy_cases():
         for dtype in (torch.float32, torch.float64):
-            for margin, squared, drop in VARIANTS:
-                yield (
-                    f"{name}, {dtype}, margin={margin}, drop={drop}",
-                    d.to(dtype),
-                    labels,
-                    ref_labels,
-                    exclude_self,
-                    (
-                        margin,
-                        squared,
-                        drop,
-                    ),
-                )
+            for variant in VARIANTS:
+                key = f"{name}, {dtype}, margin={variant[0]}, drop={variant[2]}"
+                yield key, d.to(dtype), labels, ref_labels, exclude_self, variant
 
 
 def non_finite_raises():
     """One NaN, +Inf or -Inf in an anchor's row, at its first and last element (the last in a partial
-    16-lane group), at a positive and at a negative: whether the op raised, for each (the check shares the
-    split's pass on AVX-512)."""
+    16-lane group), at a positive and at a negative: whether the op raised, for each."""
     _, d, labels, _, _ = tie_heavy_cases()[0]
     a = int((labels == labels[0]).nonzero()[0])
     positive = int(((labels == labels[a]) & (torch.arange(labels.numel()) != a)).nonzero()[0])
