@@ -140,7 +140,8 @@ FX_ALWAYS_INLINE RowSplit<T> split_row(const T* row, const int32_t* ref_gid, int
 // past the last negative kept. A partial last group is masked, so there is no scalar tail.
 __attribute__((target("avx512f"), noinline)) RowSplit<float> split_row_avx512(const float* row, const int32_t* ref_gid,
                                                                               int32_t gid, int64_t N, float lo,
-                                                                              float hi, float* mid_d, int32_t* mid_i) {
+                                                                              float hi, float* mid_d, int32_t* mid_i,
+                                                                              const float* next_row) {
   const __m512 lo_v = _mm512_set1_ps(lo), hi_v = _mm512_set1_ps(hi);
   const __m512i gid_v = _mm512_set1_epi32(gid), sixteen = _mm512_set1_epi32(16);
   // Each lane keeps its own closest-above; increasing j + strict '<' = ties to its smaller index.
@@ -150,6 +151,7 @@ __attribute__((target("avx512f"), noinline)) RowSplit<float> split_row_avx512(co
   for (int64_t j = 0; j < N; j += 16) {
     const __mmask16 lanes = N - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (N - j)) - 1);
     const __m512 d = _mm512_maskz_loadu_ps(lanes, row + j);
+    __builtin_prefetch(next_row + j);  // one cache line per 16 floats
     const __mmask16 neg = _mm512_mask_cmpneq_epi32_mask(lanes, _mm512_maskz_loadu_epi32(lanes, ref_gid + j), gid_v);
     const __mmask16 above = _mm512_mask_cmp_ps_mask(neg, d, hi_v, _CMP_GT_OQ);
     const __mmask16 closer = _mm512_mask_cmp_ps_mask(above, d, best, _CMP_LT_OQ);
@@ -175,13 +177,16 @@ __attribute__((target("avx512f"), noinline)) RowSplit<float> split_row_avx512(co
 }
 #endif
 
-// The fastest split this CPU has (mid_d, mid_i: N + 16 slots).
+// The fastest split this CPU has (mid_d, mid_i: N + 16 slots). The AVX-512 split also prefetches
+// next_row, the next anchor's: a B = 1800 distance matrix (13 MB) does not fit in cache, the stages after
+// the split do not read the matrix, and the next row's first pass (its NaN/Inf check) would wait for it.
 template <typename T>
 FX_ALWAYS_INLINE RowSplit<T> split_negatives(const T* row, const int32_t* ref_gid, int32_t gid, int64_t N, T lo, T hi,
-                                             T* mid_d, int32_t* mid_i) {
+                                             T* mid_d, int32_t* mid_i, const T* next_row) {
 #if FX_HAVE_X86_TARGETS
   if constexpr (std::is_same_v<T, float>)
-    if (cpu_capability() == Capability::avx512) return split_row_avx512(row, ref_gid, gid, N, lo, hi, mid_d, mid_i);
+    if (cpu_capability() == Capability::avx512)
+      return split_row_avx512(row, ref_gid, gid, N, lo, hi, mid_d, mid_i, next_row);
 #endif
   return split_row(row, ref_gid, gid, N, lo, hi, mid_d, mid_i);
 }
@@ -360,7 +365,7 @@ FX_ALWAYS_INLINE void sort_thresholds(const T* row, int K, RowScratch<T>& w) {
 
 // Anchor a's slots; false when its row holds a NaN or Inf (the outputs are then meaningless).
 template <typename T>
-FX_ALWAYS_INLINE bool semihard_row_body(const SemihardRows<T>& r, int64_t a, RowScratch<T>& w) {
+FX_ALWAYS_INLINE bool semihard_row_body(const SemihardRows<T>& r, int64_t a, bool has_next, RowScratch<T>& w) {
   const LabelGroups& g = *r.g;
   const int64_t slot0 = g.pair_offset[a];
   const int K = static_cast<int>(g.pair_offset[a + 1] - slot0);
@@ -378,8 +383,8 @@ FX_ALWAYS_INLINE bool semihard_row_body(const SemihardRows<T>& r, int64_t a, Row
   sort_thresholds(row, K, w);
   w.mid_d.resize(N + 16);  // the splits write past the last negative they keep
   w.mid_i.resize(N + 16);
-  const RowSplit<T> split =
-      split_negatives(row, g.ref_gid, gid, N, w.sorted[0], w.sorted[K - 1], w.mid_d.data(), w.mid_i.data());
+  const RowSplit<T> split = split_negatives(row, g.ref_gid, gid, N, w.sorted[0], w.sorted[K - 1], w.mid_d.data(),
+                                            w.mid_i.data(), has_next ? row + r.ld : row);
   w.bucket.resize(split.n_mid);
   bucket_of_each(w.mid_d.data(), split.n_mid, w.sorted.data(), K, w.tree, w.bucket.data());
   bucket_minima(w.mid_d.data(), w.mid_i.data(), w.bucket.data(), split.n_mid, K, w.best_d, w.best_i);
@@ -419,7 +424,7 @@ FX_ALWAYS_INLINE bool semihard_row_body(const SemihardRows<T>& r, int64_t a, Row
 template <typename T>
 FX_ALWAYS_INLINE bool semihard_rows_body(const SemihardRows<T>& r, int64_t begin, int64_t end, RowScratch<T>& w) {
   bool finite = true;
-  for (int64_t a = begin; a < end; ++a) finite &= semihard_row_body(r, a, w);
+  for (int64_t a = begin; a < end; ++a) finite &= semihard_row_body(r, a, a + 1 < end, w);
   return finite;
 }
 
