@@ -12,14 +12,16 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <type_traits>
 #include <limits>
-#include <numeric>
 #include <vector>
 
 #include "common/mining_rules.h"
 #include "common/ordered_bits.h"
+#include "cpu/bucket_search.h"
 #include "cpu/finite.h"
 #include "cpu/simd.h"
 #include "aten/label_groups.h"
@@ -28,6 +30,35 @@
 
 namespace fx {
 namespace {
+
+// The instruction set the row pass runs, asked once per process: the AVX2 or baseline build of the whole
+// pass, and on AVX-512 its split, search and count as their own functions (an AVX-512 build of the whole
+// pass would send GCC's 64-byte vectors through the stack on AVX2-only machines); the AVX2 build searches
+// with its own 8-lane search. Every piece is exact, so the triplets do not depend on the machine.
+// FACENET_EXT_CPU_CAPABILITY=default|avx2|avx512 caps it, as ATEN_CPU_CAPABILITY does ATen's kernels, so that the tests
+// run every target this CPU has.
+enum class Capability { baseline, avx2, avx512 };
+
+#if FX_HAVE_X86_TARGETS
+Capability detect_capability() {
+  const Capability hw = __builtin_cpu_supports("avx512f") ? Capability::avx512
+                        : __builtin_cpu_supports("avx2")  ? Capability::avx2
+                                                          : Capability::baseline;
+  const char* cap = std::getenv("FACENET_EXT_CPU_CAPABILITY");
+  if (cap == nullptr) return hw;
+  const std::string want(cap);
+  if (want == "default") return Capability::baseline;
+  if (want == "avx2") return std::min(hw, Capability::avx2);
+  return hw;  // "avx512" or anything else: what the CPU has
+}
+#else
+Capability detect_capability() { return Capability::baseline; }
+#endif
+
+Capability cpu_capability() {
+  static const Capability c = detect_capability();
+  return c;
+}
 
 // One pass over an anchor's row splits its negatives by the positives' thresholds lo = sorted[0] and
 // hi = sorted[K-1]. A negative above hi is in bucket K: only the closest of them matters, kept on the
@@ -103,6 +134,64 @@ FX_ALWAYS_INLINE RowSplit<T> split_row(const T* row, const int32_t* ref_gid, int
   return s;
 }
 
+#if FX_HAVE_X86_TARGETS
+// split_row for floats on AVX-512: 16 lanes, and the in-between negatives of each 16 compacted with one
+// compress instead of one store per element. The compress goes to a register and a full-width store
+// follows (a compress straight to memory is microcoded on AMD's Zen 4), so mid_d and mid_i need 16 slots
+// past the last negative kept. A partial last group is masked, so there is no scalar tail.
+__attribute__((target("avx512f"), noinline)) RowSplit<float> split_row_avx512(const float* row, const int32_t* ref_gid,
+                                                                              int32_t gid, int64_t N, float lo,
+                                                                              float hi, float* mid_d, int32_t* mid_i,
+                                                                              const float* next_row) {
+  const __m512 lo_v = _mm512_set1_ps(lo), hi_v = _mm512_set1_ps(hi);
+  const __m512i gid_v = _mm512_set1_epi32(gid), sixteen = _mm512_set1_epi32(16);
+  // Each lane keeps its own closest-above; increasing j + strict '<' = ties to its smaller index.
+  __m512 best = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+  __m512i best_j = _mm512_set1_epi32(-1), jv = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  int64_t n_mid = 0;
+  for (int64_t j = 0; j < N; j += 16) {
+    const __mmask16 lanes = N - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (N - j)) - 1);
+    const __m512 d = _mm512_maskz_loadu_ps(lanes, row + j);
+    __builtin_prefetch(next_row + j);  // one cache line per 16 floats
+    const __mmask16 neg = _mm512_mask_cmpneq_epi32_mask(lanes, _mm512_maskz_loadu_epi32(lanes, ref_gid + j), gid_v);
+    const __mmask16 above = _mm512_mask_cmp_ps_mask(neg, d, hi_v, _CMP_GT_OQ);
+    const __mmask16 closer = _mm512_mask_cmp_ps_mask(above, d, best, _CMP_LT_OQ);
+    best = _mm512_mask_mov_ps(best, closer, d);
+    best_j = _mm512_mask_mov_epi32(best_j, closer, jv);
+    const __mmask16 mid = _mm512_mask_cmp_ps_mask(neg & ~above, d, lo_v, _CMP_GT_OQ);
+    _mm512_storeu_ps(mid_d + n_mid, _mm512_maskz_compress_ps(mid, d));
+    _mm512_storeu_si512(mid_i + n_mid, _mm512_maskz_compress_epi32(mid, jv));
+    n_mid += __builtin_popcount(mid);
+    jv = _mm512_add_epi32(jv, sixteen);
+  }
+  RowSplit<float> s{std::numeric_limits<float>::infinity(), -1, n_mid};
+  float lane_d[16];
+  int32_t lane_j[16];
+  _mm512_storeu_ps(lane_d, best);
+  _mm512_storeu_si512(lane_j, best_j);
+  for (int l = 0; l < 16; ++l)
+    if (lane_j[l] >= 0 && (s.above_i < 0 || lex_less(lane_d[l], int64_t(lane_j[l]), s.above_d, s.above_i))) {
+      s.above_d = lane_d[l];
+      s.above_i = lane_j[l];
+    }
+  return s;
+}
+#endif
+
+// The fastest split this CPU has (mid_d, mid_i: N + 16 slots). The AVX-512 split also prefetches
+// next_row, the next anchor's: a B = 1800 distance matrix (13 MB) does not fit in cache, the stages after
+// the split do not read the matrix, and the next row's first pass (its NaN/Inf check) would wait for it.
+template <typename T>
+FX_ALWAYS_INLINE RowSplit<T> split_negatives(const T* row, const int32_t* ref_gid, int32_t gid, int64_t N, T lo, T hi,
+                                             T* mid_d, int32_t* mid_i, const T* next_row) {
+#if FX_HAVE_X86_TARGETS
+  if constexpr (std::is_same_v<T, float>)
+    if (cpu_capability() == Capability::avx512)
+      return split_row_avx512(row, ref_gid, gid, N, lo, hi, mid_d, mid_i, next_row);
+#endif
+  return split_row(row, ref_gid, gid, N, lo, hi, mid_d, mid_i);
+}
+
 // bucket[m] = count_below(sorted, K, d[m]) for the compacted negatives. For few thresholds a linear
 // count vectorises across elements and beats binary search; both compute count_below exactly.
 // `Bytes`: the width of one vector register, 32 (AVX2) or 64 (AVX-512). GCC lowers a vector wider than
@@ -138,10 +227,8 @@ FX_ALWAYS_INLINE void count_buckets_body(const T* d, int64_t n, const T* sorted,
   for (; j < n; ++j) bucket[j] = count_below(sorted, K, d[j]);
 }
 
-// The AVX-512 count, 16 floats per compare, where the CPU has it (asked once per process: the count is
-// exact either way, so the triplets do not depend on the machine).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define FX_HAVE_AVX512_COUNT 1
+#if FX_HAVE_X86_TARGETS
+// The count 16 lanes wide, for what the permute search does not take: float64, more than 63 thresholds.
 __attribute__((target("avx512f"), noinline)) void count_buckets_avx512(const float* d, int64_t n, const float* sorted,
                                                                        int K, int32_t* bucket) {
   count_buckets_body<64>(d, n, sorted, K, bucket);
@@ -150,25 +237,29 @@ __attribute__((target("avx512f"), noinline)) void count_buckets_avx512(const dou
                                                                        int K, int32_t* bucket) {
   count_buckets_body<64>(d, n, sorted, K, bucket);
 }
-#else
-#define FX_HAVE_AVX512_COUNT 0
 #endif
-
-bool cpu_has_avx512() {
-#if FX_HAVE_AVX512_COUNT
-  static const bool has = __builtin_cpu_supports("avx512f");
-  return has;
-#else
-  return false;
-#endif
-}
 
 template <typename T>
 FX_ALWAYS_INLINE void count_buckets(const T* d, int64_t n, const T* sorted, int K, int32_t* bucket) {
-#if FX_HAVE_AVX512_COUNT
-  if (cpu_has_avx512()) return count_buckets_avx512(d, n, sorted, K, bucket);
+#if FX_HAVE_X86_TARGETS
+  if (cpu_capability() == Capability::avx512) return count_buckets_avx512(d, n, sorted, K, bucket);
 #endif
   count_buckets_body<32>(d, n, sorted, K, bucket);
+}
+
+// bucket[m] for the compacted negatives, through the permute search where it applies (AVX-512 or AVX2,
+// float, at most 63 thresholds), else the count. `tree`: kTreeNodes floats of scratch.
+template <typename T>
+FX_ALWAYS_INLINE void bucket_of_each(const T* d, int64_t n, const T* sorted, int K, float* tree, int32_t* bucket) {
+#if FX_HAVE_X86_TARGETS
+  if constexpr (std::is_same_v<T, float>)
+    if (K <= kTreeMaxThresholds && cpu_capability() != Capability::baseline) {
+      build_threshold_tree(sorted, K, tree);
+      if (cpu_capability() == Capability::avx512) return search_buckets_avx512(d, n, tree, bucket);
+      return search_buckets_avx2(d, n, tree, bucket);
+    }
+#endif
+  count_buckets(d, n, sorted, K, bucket);
 }
 
 // Closest of the compacted negatives in each bucket 0..K-1, ties to the smaller index. For float the
@@ -226,16 +317,41 @@ struct SemihardRows {  // what every row of one mining call shares
   int64_t *out_a, *out_p, *out_n;
 };
 
+// (ordered distance bits, common/ordered_bits.h; position) in one integer: a plain sort of these is the
+// stable sort by distance, negative entries included.
+template <typename T>
+using SortKey = std::conditional_t<sizeof(T) == 4, uint64_t, unsigned __int128>;
+
 template <typename T>
 struct RowScratch {  // per thread, reused across its rows
-  std::vector<int32_t> positives, order, rank, mid_i, bucket;
+  std::vector<int32_t> positives, rank, mid_i, bucket;
   std::vector<T> sorted, mid_d, best_d;
   std::vector<int64_t> best_i;
+  std::vector<SortKey<T>> keys;
+  float tree[kTreeNodes];
 };
+
+// sorted[s] := the s-th smallest positive distance, rank[q] := sorted position of positive q, ties by q
+// (the order std::stable_sort gave, which allocated a buffer on every row). std::sort on the packed
+// keys allocates nothing.
+template <typename T>
+FX_ALWAYS_INLINE void sort_thresholds(const T* row, int K, RowScratch<T>& w) {
+  const int32_t* positives = w.positives.data();
+  w.keys.resize(K);
+  for (int q = 0; q < K; ++q) w.keys[q] = (SortKey<T>(ordered_bits(row[positives[q]])) << 32) | SortKey<T>(q);
+  std::sort(w.keys.begin(), w.keys.end());
+  w.sorted.resize(K);
+  w.rank.resize(K);
+  for (int s = 0; s < K; ++s) {
+    const int q = static_cast<int>(uint32_t(w.keys[s]));
+    w.sorted[s] = row[positives[q]];
+    w.rank[q] = s;
+  }
+}
 
 // Anchor a's slots; false when its row holds a NaN or Inf (the outputs are then meaningless).
 template <typename T>
-FX_ALWAYS_INLINE bool semihard_row_body(const SemihardRows<T>& r, int64_t a, RowScratch<T>& w) {
+FX_ALWAYS_INLINE bool semihard_row_body(const SemihardRows<T>& r, int64_t a, bool has_next, RowScratch<T>& w) {
   const LabelGroups& g = *r.g;
   const int64_t slot0 = g.pair_offset[a];
   const int K = static_cast<int>(g.pair_offset[a + 1] - slot0);
@@ -250,24 +366,13 @@ FX_ALWAYS_INLINE bool semihard_row_body(const SemihardRows<T>& r, int64_t a, Row
     if (!(r.exclude_self && g.members[m] == a)) w.positives.push_back(g.members[m]);
   const std::vector<int32_t>& positives = w.positives;
 
-  // Thresholds in ascending order; rank[q] = sorted position of positive q (ties by q, stable).
-  w.order.resize(K);
-  std::iota(w.order.begin(), w.order.end(), 0);
-  std::stable_sort(w.order.begin(), w.order.end(),
-                   [&](int32_t u, int32_t v) { return row[positives[u]] < row[positives[v]]; });
-  w.sorted.resize(K);
-  w.rank.resize(K);
-  for (int s = 0; s < K; ++s) {
-    w.sorted[s] = row[positives[w.order[s]]];
-    w.rank[w.order[s]] = s;
-  }
-
-  w.mid_d.resize(N + 1);  // split_row writes one slot past the last negative it keeps
-  w.mid_i.resize(N + 1);
-  const RowSplit<T> split =
-      split_row(row, g.ref_gid, gid, N, w.sorted[0], w.sorted[K - 1], w.mid_d.data(), w.mid_i.data());
+  sort_thresholds(row, K, w);
+  w.mid_d.resize(N + 16);  // the splits write past the last negative they keep
+  w.mid_i.resize(N + 16);
+  const RowSplit<T> split = split_negatives(row, g.ref_gid, gid, N, w.sorted[0], w.sorted[K - 1], w.mid_d.data(),
+                                            w.mid_i.data(), has_next ? row + r.ld : row);
   w.bucket.resize(split.n_mid);
-  count_buckets(w.mid_d.data(), split.n_mid, w.sorted.data(), K, w.bucket.data());
+  bucket_of_each(w.mid_d.data(), split.n_mid, w.sorted.data(), K, w.tree, w.bucket.data());
   bucket_minima(w.mid_d.data(), w.mid_i.data(), w.bucket.data(), split.n_mid, K, w.best_d, w.best_i);
   std::vector<T>& best_d = w.best_d;
   std::vector<int64_t>& best_i = w.best_i;
@@ -300,16 +405,35 @@ FX_ALWAYS_INLINE bool semihard_row_body(const SemihardRows<T>& r, int64_t a, Row
   return true;
 }
 
-// The rows [begin, end), compiled for AVX2 as well (cpu/simd.h); false if one is not finite.
-FX_TARGET_CLONES bool semihard_rows(const SemihardRows<float>& r, int64_t begin, int64_t end, RowScratch<float>& w) {
+// The rows [begin, end); false if one is not finite. Built for AVX2 and for the baseline x86-64 (as
+// cpu/simd.h's clones, but picked by cpu_capability() so that the tests can force either).
+template <typename T>
+FX_ALWAYS_INLINE bool semihard_rows_body(const SemihardRows<T>& r, int64_t begin, int64_t end, RowScratch<T>& w) {
   bool finite = true;
-  for (int64_t a = begin; a < end; ++a) finite &= semihard_row_body(r, a, w);
+  for (int64_t a = begin; a < end; ++a) finite &= semihard_row_body(r, a, a + 1 < end, w);
   return finite;
 }
-FX_TARGET_CLONES bool semihard_rows(const SemihardRows<double>& r, int64_t begin, int64_t end, RowScratch<double>& w) {
-  bool finite = true;
-  for (int64_t a = begin; a < end; ++a) finite &= semihard_row_body(r, a, w);
-  return finite;
+
+#if FX_HAVE_X86_TARGETS
+template <typename T>
+__attribute__((target("avx2"), noinline)) bool semihard_rows_avx2(const SemihardRows<T>& r, int64_t begin, int64_t end,
+                                                                  RowScratch<T>& w) {
+  return semihard_rows_body(r, begin, end, w);
+}
+#endif
+
+template <typename T>
+__attribute__((noinline)) bool semihard_rows_baseline(const SemihardRows<T>& r, int64_t begin, int64_t end,
+                                                      RowScratch<T>& w) {
+  return semihard_rows_body(r, begin, end, w);
+}
+
+template <typename T>
+bool semihard_rows(const SemihardRows<T>& r, int64_t begin, int64_t end, RowScratch<T>& w) {
+#if FX_HAVE_X86_TARGETS
+  if (cpu_capability() != Capability::baseline) return semihard_rows_avx2(r, begin, end, w);
+#endif
+  return semihard_rows_baseline(r, begin, end, w);
 }
 
 // Returns false when a row it mines holds a NaN or Inf (the outputs are then meaningless).
