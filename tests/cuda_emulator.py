@@ -14,6 +14,7 @@ import ctypes
 import functools
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -74,6 +75,16 @@ def library() -> ctypes.CDLL:
 
 def compiler_available() -> bool:
     return shutil.which(os.environ.get("CXX", "c++")) is not None
+
+
+def skip_reason() -> str | None:
+    """Why the emulated kernels cannot run here, or None: they need a host C++ compiler and an x86-64 CPU
+    (the fibers' context switch, emulated/fiber_switch.s, is x86-64 assembly)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return f"the CUDA emulator's context switch is x86-64 only (this is {platform.machine()})"
+    if not compiler_available():
+        return "no host C++ compiler for the emulated kernels"
+    return None
 
 
 def set_schedule(mode: str, seed: int = 0) -> None:

@@ -22,7 +22,7 @@ from params import dtypes
 ops = torch.ops.facenet_ext
 KERNEL_DIR = Path(__file__).resolve().parents[1] / "csrc" / "cuda" / "kernels"
 
-pytestmark = pytest.mark.skipif(not emu.compiler_available(), reason="no host C++ compiler for the emulated kernels")
+pytestmark = pytest.mark.skipif(emu.skip_reason() is not None, reason=str(emu.skip_reason()))
 
 # Each kernel file and the tests that execute its kernels. A new kernel file without an entry fails
 # test_every_kernel_file_is_emulated.

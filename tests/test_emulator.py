@@ -14,7 +14,7 @@ import torch
 
 import cuda_emulator as emu
 
-pytestmark = pytest.mark.skipif(not emu.compiler_available(), reason="no host C++ compiler for the emulated kernels")
+pytestmark = pytest.mark.skipif(emu.skip_reason() is not None, reason=str(emu.skip_reason()))
 THREADS = 64
 
 
