@@ -366,3 +366,52 @@ def test_l2_pool2d(case, dtype, index64):
         want_dx = ops.l2_pool2d_backward(g, x, want, list(k), list(s), list(pad), ceil_mode)
         # The same windows in the same order; the CPU kernel packs grad_out first, which changes no value.
         assert torch.equal(dx, want_dx), name
+
+
+# ---- every kernel under the other thread orders ----------------------------------------------------------
+@pytest.mark.parametrize("schedule", ["reverse", "shuffled"])
+def test_every_kernel_under_other_schedules(schedule):
+    """One mid-size case of each kernel with threads run in reverse order and in a seeded shuffle: a barrier
+    missing anywhere shows up as a difference from the CPU op under some order."""
+    emu.set_schedule(schedule, seed=2026)
+    try:
+        B = 70
+        labels = identity_labels(B, 4)
+        emb = torch.randint(-2, 3, (B, 6)).double()
+        d = ops.pairwise_sq_dist(emb, None)
+        assert torch.equal(emu.pairwise_sq_dist(emb), d)
+        y = torch.randint(-2, 3, (33, 6)).double()
+        assert torch.equal(emu.pairwise_sq_dist(emb, y), ops.pairwise_sq_dist(emb, y))
+        got, _ = emu.semihard_from_sq_dist(d, labels, labels, True, None, True, False)
+        assert_same_triplets(got, ops.semihard_from_sq_dist(d, labels, labels, True, None, True, False))
+        got, _ = emu.batch_hard_from_sq_dist(d, labels, labels, True)
+        assert_same_triplets(got, ops.batch_hard_from_sq_dist(d, labels, labels, True))
+        got, _ = emu.all_semihard_from_sq_dist(d, labels, labels, True, 2.0, True)
+        assert_same_triplets(got, ops.all_semihard_from_sq_dist(d, labels, labels, True, 2.0, True))
+        sums, counts, coef = emu.all_semihard_loss(emb, labels, 1.0, True, True)
+        want_sums, want_counts, want_coef = ops.all_semihard_loss(emb, labels, 1.0, True, True)
+        assert torch.equal(counts, want_counts)
+        torch.testing.assert_close(sums, want_sums, rtol=1e-12, atol=1e-12)  # block reduction order
+        torch.testing.assert_close(coef, want_coef, rtol=1e-12, atol=1e-12)
+        a, p, n = ops.all_semihard_from_sq_dist(d, labels, labels, True, 2.0, True)
+        fwd = ops.triplet_loss_forward(emb, a, p, n, 0.5, True)
+        g = torch.rand(a.numel(), dtype=torch.float64)
+        grad = emu.triplet_backward(g, emb, a, p, n, *fwd, True)
+        assert torch.equal(grad, ops.triplet_loss_backward(g, emb, a, p, n, *fwd, True))
+        for got_t, want_t in zip(emu.triplet_forward(emb, a, p, n, 0.5, True), fwd):
+            torch.testing.assert_close(got_t, want_t, rtol=1e-12, atol=1e-12)  # warp butterfly order
+        x = torch.randn(2, 3, 9, 7, dtype=torch.float64)
+        y_pool = ops.l2_pool2d(x, [3, 3], [2, 2], [1, 1], True)
+        assert torch.equal(emu.l2_pool2d(x, (3, 3), (2, 2), (1, 1), True), y_pool)
+        gy = torch.randn(y_pool.shape, dtype=torch.float64)
+        want_dx = ops.l2_pool2d_backward(gy, x, y_pool, [3, 3], [2, 2], [1, 1], True)
+        assert torch.equal(emu.l2_pool2d_backward(gy, x, y_pool, (3, 3), (2, 2), (1, 1), True), want_dx)
+        # The label groups themselves, across two 1024-thread tiles.
+        big = identity_labels(1500, 3)
+        g_emu = emu.label_groups(big, big, True)
+        anchor_gid, members, starts, offsets, _ = reference_groups(big.tolist(), big.tolist(), True)
+        assert torch.equal(g_emu.members, members) and torch.equal(g_emu.pair_offset, offsets)
+        assert torch.equal(g_emu.anchor_gid, anchor_gid)
+        assert torch.equal(g_emu.group_start[: len(starts)], starts)
+    finally:
+        emu.set_schedule("forward")
