@@ -256,12 +256,12 @@ def all_semihard_from_sq_dist(dist, labels, ref_labels, exclude_self, margin, sq
     return (a, p, n), bool(flag.item())
 
 
-def pairwise_sq_dist(x: torch.Tensor, y: torch.Tensor | None = None, gram=None) -> torch.Tensor:
+def pairwise_sq_dist(x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
     """cuda/pairwise_sq_dist.cu: the Gram matrix and norms (ATen, here on the CPU), then the epilogue kernel."""
     acc = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
     xa = x.to(acc).contiguous()
     ya = xa if y is None else y.to(acc).contiguous()
-    out = (xa @ ya.T if gram is None else gram.to(acc)).contiguous().clone()
+    out = (xa @ ya.T).contiguous()
     x_norm = xa.square().sum(1)
     y_norm = None if y is None else ya.square().sum(1)
     if out.numel() > 0:

@@ -54,7 +54,6 @@ struct dim3 {
   unsigned x = 1, y = 1, z = 1;
   dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
 };
-using uint3 = dim3;
 
 namespace emu {
 
@@ -85,7 +84,6 @@ struct Thread {
   Site site;
   uint64_t value = 0;
   int arg = 0;
-  int width = 32;
   uint64_t result = 0;
   Site barrier_site;
 };
@@ -205,7 +203,6 @@ inline uint64_t warp_call(Op op, unsigned mask, uint64_t value, int arg, int wid
   t.site = {loc.file_name(), loc.line()};
   t.value = value;
   t.arg = arg;
-  t.width = width;
   t.state = State::kWarp;
   yield_to_scheduler();
   return t.result;

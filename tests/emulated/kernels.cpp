@@ -174,8 +174,7 @@ int emu_batch_hard(int dtype, const void* dist, int64_t ld, int64_t B, int64_t N
     dispatch<false>(dtype, [&](auto zero) {
       using T = decltype(zero);
       launch(fx::cuda::batch_hard_launch(B), fx::cuda::batch_hard_kernel<T>, static_cast<const T*>(dist), ld, N,
-             static_cast<const int32_t*>(g.anchor_gid), static_cast<const int32_t*>(g.ref_gid),
-             static_cast<const int64_t*>(g.pair_offset), exclude_self != 0, out_p, out_n, non_finite);
+             g.anchor_gid, g.ref_gid, g.pair_offset, exclude_self != 0, out_p, out_n, non_finite);
     });
   });
 }
