@@ -50,6 +50,11 @@ TORCH_LIBRARY(facenet_ext, m) {
       "all_semihard_loss(Tensor emb, Tensor labels, float margin, bool squared, bool with_grad) "
       "-> (Tensor, Tensor, Tensor)");
 
+  // The error bits CUDA kernels recorded on like's device since the last take (cuda/error_bits.h), as
+  // int32 [1], and the device's word cleared; fx.check_errors() turns them into exceptions. No CPU
+  // kernel: CPU ops raise at once.
+  m.def("take_errors(Tensor like) -> Tensor");
+
   // y = sqrt(sum over the window of x^2) with zero padding (FaceNet NN2's L2 pooling).
   m.def("l2_pool2d(Tensor x, int[2] kernel_size, int[2] stride, int[2] padding, bool ceil_mode) -> Tensor");
   m.def(

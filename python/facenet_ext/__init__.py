@@ -30,6 +30,7 @@ def _check_torch_version() -> None:
 _check_torch_version()
 
 from . import _C, distributed, losses, nn  # noqa: E402
+from .errors import check_errors  # noqa: E402
 from .memory_bank import MemoryBank  # noqa: E402
 from .ops import all_semi_hard_triplets, batch_hard_triplets, pairwise_sq_dist, semi_hard_triplets, triplet_loss  # noqa: E402
 from .pooling import l2_pool2d  # noqa: E402
@@ -53,6 +54,7 @@ __all__ = [
     "batch_hard_triplets",
     "all_semi_hard_triplets",
     "triplet_loss",
+    "check_errors",
     "l2_pool2d",
     "nn",
     "losses",
