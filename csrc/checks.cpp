@@ -58,4 +58,8 @@ void check_margin(const char* op, double margin, at::ScalarType dtype) {
 
 at::ScalarType acc_type(at::ScalarType t) { return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t; }
 
+void check_capacity(const char* op, int64_t capacity) {
+  TORCH_CHECK_VALUE(capacity >= 0, op, ": capacity must be >= 0, got ", capacity);
+}
+
 }  // namespace fx

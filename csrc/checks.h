@@ -24,6 +24,9 @@ void check_labels(const char* op, const char* name, const at::Tensor& labels, in
 // A margin: finite, >= 0, and representable in `dtype` (the dtype the op compares in).
 void check_margin(const char* op, double margin, at::ScalarType dtype);
 
+// capacity= of the padded miners: >= 0.
+void check_capacity(const char* op, int64_t capacity);
+
 // The dtype per-element arithmetic on `t` accumulates in: float32 for float16/bfloat16, else t's own.
 at::ScalarType acc_type(at::ScalarType t);
 

@@ -19,6 +19,14 @@ TORCH_LIBRARY(facenet_ext, m) {
       "all_semi_hard_triplets(Tensor emb, Tensor labels, float margin, bool squared) "
       "-> (Tensor, Tensor, Tensor)");
 
+  // The fused miners with capacity=: exactly `capacity` slots, the first min(found, capacity) holding the
+  // triplets above in the same order and the rest -1, and found (0-d int64: every triplet mined). Static
+  // shapes; on CUDA no host sync (NaN/Inf embeddings set the error word's bit instead of raising).
+  m.def(
+      "semi_hard_triplets_padded(Tensor emb, Tensor labels, float? margin, bool squared, bool drop_fallback, "
+      "int capacity) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("batch_hard_triplets_padded(Tensor emb, Tensor labels, int capacity) -> (Tensor, Tensor, Tensor, Tensor)");
+
   // Miners over a squared-distance matrix sq_dist[B, N] between anchors (labels[B]) and a reference
   // set (ref_labels[N]). exclude_self: the reference set is the anchors themselves, so j == a is skipped.
   // Each returns int64 (anchor, positive, negative) sorted by (anchor, positive[, negative]).

@@ -168,6 +168,7 @@ def _compact(a, p, n):
     return a[keep], p[keep], n[keep]
 
 
+INT64_MAX = 2**63 - 1
 GUARD = 64  # poisoned elements past the end of every index output: a write there is reported, not a crash
 
 
@@ -182,14 +183,26 @@ def _unguard(t: torch.Tensor, what: str) -> torch.Tensor:
     return t[:n]
 
 
-def semihard_from_sq_dist(dist, labels, ref_labels, exclude_self, margin=None, squared=True, drop=False):
-    """cuda/semihard.cu's semihard_from_sq_dist: ((anchor, positive, negative), non_finite flag)."""
-    g = label_groups(labels, ref_labels, exclude_self)
-    d = _row_major(dist)
-    flag = torch.zeros(1, dtype=torch.int32)
-    a, p, n = (_poisoned(g.num_pairs) for _ in range(3))
-    if g.num_pairs == 0:
-        return _empty_triplets(), False
+def _semihard(
+    d,
+    g,
+    exclude_self,
+    margin,
+    squared,
+    drop,
+    max_positives,
+    outs,
+    flag,
+    *,
+    ordered=False,
+    capacity=INT64_MAX,
+    base=None,
+    kept=None,
+):
+    """One launch of semihard_kernel (cuda/semihard.cu launch_semihard); max_positives None: not read."""
+    if d.shape[0] == 0:
+        return
+    a, p, n = outs if outs is not None else (None, None, None)
     _call(
         "emu_semihard",
         ctypes.c_int(DTYPE_CODE[d.dtype]),
@@ -198,7 +211,7 @@ def semihard_from_sq_dist(dist, labels, ref_labels, exclude_self, margin=None, s
         _i(d.shape[0]),
         _i(d.shape[1]),
         g.struct(),
-        _i(g.max_positives),
+        _i(-1 if max_positives is None else max_positives),
         ctypes.c_int(exclude_self),
         ctypes.c_int(margin is not None),
         ctypes.c_double(margin or 0.0),
@@ -208,28 +221,125 @@ def semihard_from_sq_dist(dist, labels, ref_labels, exclude_self, margin=None, s
         _p(p),
         _p(n),
         _p(flag),
+        ctypes.c_int(ordered),
+        _i(capacity),
+        _p(base),
+        _p(kept),
     )
-    a, p, n = (_unguard(t, name) for t, name in zip((a, p, n), ("anchor", "positive", "negative")))
+
+
+def _filled(size: int):
+    """Outputs pre-filled with -1 (at::full), each with a poisoned guard past the end."""
+    outs = []
+    for _ in range(3):
+        t = _poisoned(size)
+        t[:size] = -1
+        outs.append(t)
+    return outs
+
+
+def _unguard3(outs):
+    return tuple(_unguard(t, name) for t, name in zip(outs, ("anchor", "positive", "negative")))
+
+
+def _count_kept(d, g, exclude_self, margin, squared, drop, flag):
+    """cuda/semihard.cu count_kept: the counting pass, largest chunk (nothing read yet)."""
+    kept = torch.zeros(d.shape[0], dtype=torch.int64)
+    _semihard(d, g, exclude_self, margin, squared, drop, None, None, flag, ordered=True, kept=kept)
+    return kept
+
+
+def _fill_kept(d, g, exclude_self, margin, squared, drop, max_positives, kept, size):
+    """cuda/semihard.cu fill_kept: ordered fill into `size` slots from the scan of the counts."""
+    outs = _filled(size)
+    if size > 0:
+        base = kept.cumsum(0) - kept
+        _semihard(
+            d, g, exclude_self, margin, squared, drop, max_positives, outs, None, ordered=True, capacity=size, base=base
+        )
+    return _unguard3(outs)
+
+
+def semihard_from_sq_dist(dist, labels, ref_labels, exclude_self, margin=None, squared=True, drop=False):
+    """cuda/semihard.cu's semihard_from_sq_dist (count, one read, fill): ((anchor, positive, negative), flag)."""
+    g = label_groups(labels, ref_labels, exclude_self)
+    d = _row_major(dist)
+    flag = torch.zeros(1, dtype=torch.int32)
+    kept = _count_kept(d, g, exclude_self, margin, squared, drop, flag)
+    if flag.item():
+        return None, True  # the launcher raises before filling
+    got = _fill_kept(d, g, exclude_self, margin, squared, drop, g.max_positives, kept, int(kept.sum()))
+    return got, False
+
+
+def semihard_slots(dist, labels, exclude_self=True, margin=None, squared=True, drop=False):
+    """Slot mode after the read (semi_hard_triplets without margin or drop): every slot, unfiltered."""
+    g = label_groups(labels, labels, exclude_self)
+    d = _row_major(dist)
+    if g.num_pairs == 0:
+        return _empty_triplets()
+    outs = [_poisoned(g.num_pairs) for _ in range(3)]
+    _semihard(d, g, exclude_self, margin, squared, drop, g.max_positives, outs, None)
+    return _unguard3(outs)
+
+
+def semi_hard_triplets_padded(dist, labels, margin, squared, drop, capacity):
+    """cuda/semihard.cu semi_hard_triplets_padded_cuda from the batch's distances: (a, p, n, found)."""
+    g = label_groups(labels, labels, True)
     if margin is not None or drop:
-        a, p, n = _compact(a, p, n)
-    return (a, p, n), bool(flag.item())
+        kept = _count_kept(dist, g, True, margin, squared, drop, None)
+        a, p, n = _fill_kept(dist, g, True, margin, squared, drop, None, kept, capacity)
+        return a, p, n, kept.sum()
+    outs = _filled(capacity)
+    if capacity > 0:
+        _semihard(dist, g, True, margin, squared, drop, None, outs, None, capacity=capacity)
+    return (*_unguard3(outs), g.pair_offset[dist.shape[0]].clone())
+
+
+def compact_triplets_into(a, p, n, size):
+    """aten/label_groups.cpp compact_triplets_into (ATen ops, the same here): (a, p, n, found)."""
+    S = n.shape[0]
+    if S == 0:
+        none = torch.full((size,), -1, dtype=torch.int64)
+        return none, none.clone(), none.clone(), torch.zeros((), dtype=torch.int64)
+    kept_through = n.ge(0).long().cumsum(0)
+    found = kept_through[S - 1].clone()
+    want = torch.arange(1, size + 1)
+    src = torch.searchsorted(kept_through, want).clamp_max_(S - 1)
+    valid = want.le(found)
+    return (*(torch.where(valid, t.index_select(0, src), -1) for t in (a, p, n)), found)
+
+
+def _batch_hard_slots(d, g, exclude_self, flag):
+    B = d.shape[0]
+    a, p, n = torch.arange(B), _poisoned(B), _poisoned(B)
+    if B > 0:
+        args = (_i(d.stride(0)), _i(B), _i(d.shape[1]), g.struct(), ctypes.c_int(exclude_self))
+        _call("emu_batch_hard", ctypes.c_int(DTYPE_CODE[d.dtype]), _p(d), *args, _p(p), _p(n), _p(flag))
+    return a, _unguard(p, "positive"), _unguard(n, "negative")
 
 
 def batch_hard_from_sq_dist(dist, labels, ref_labels, exclude_self):
     """cuda/batch_hard.cu's batch_hard_from_sq_dist: ((anchor, positive, negative), non_finite flag)."""
     g = label_groups(labels, ref_labels, exclude_self)
     d = _row_major(dist)
-    B = d.shape[0]
+    flag = torch.zeros(1, dtype=torch.int32)
+    a, p, n = _batch_hard_slots(d, g, exclude_self, flag)
+    if flag.item():
+        return None, True
     if g.num_pairs == 0:
         return _empty_triplets(), False
-    flag = torch.zeros(1, dtype=torch.int32)
-    a, p, n = torch.arange(B), _poisoned(B), _poisoned(B)
-    args = (_i(d.stride(0)), _i(B), _i(d.shape[1]), g.struct(), ctypes.c_int(exclude_self))
-    _call("emu_batch_hard", ctypes.c_int(DTYPE_CODE[d.dtype]), _p(d), *args, _p(p), _p(n), _p(flag))
-    p, n = _unguard(p, "positive"), _unguard(n, "negative")
-    if g.anchors_without_pairs > 0:
-        a, p, n = _compact(a, p, n)
-    return (a, p, n), bool(flag.item())
+    paired = d.shape[0] - g.anchors_without_pairs
+    if paired < d.shape[0]:
+        a, p, n, _ = compact_triplets_into(a, p, n, paired)
+    return (a, p, n), False
+
+
+def batch_hard_triplets_padded(dist, labels, capacity):
+    """cuda/batch_hard.cu batch_hard_triplets_padded_cuda from the batch's distances: (a, p, n, found)."""
+    g = label_groups(labels, labels, True)
+    a, p, n = _batch_hard_slots(dist, g, True, None)
+    return compact_triplets_into(a, p, n, capacity)
 
 
 def all_semihard_from_sq_dist(dist, labels, ref_labels, exclude_self, margin, squared):
@@ -358,6 +468,12 @@ def _pool_dims(x, kernel_size, stride, padding, ceil_mode):
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     OH, OW = _pool_out(H, kh, sh, ph, ceil_mode), _pool_out(W, kw, sw, pw, ceil_mode)
     return torch.tensor([C, H, W, OH, OW, kh, kw, sh, sw, ph, pw], dtype=torch.int64), (N, C, OH, OW)
+
+
+def l2_pool_fits_int32(input_numel: int, output_numel: int, h, w) -> bool:
+    """cuda/geometry.h l2_pool_fits_int32; h, w: (in, out, kernel, stride, padding) of each axis."""
+    axes = [torch.tensor(list(a), dtype=torch.int64) for a in (h, w)]
+    return bool(library().emu_l2_pool_fits_int32(_i(input_numel), _i(output_numel), _p(axes[0]), _p(axes[1])))
 
 
 def l2_pool2d(x, kernel_size, stride, padding, ceil_mode, index64=False):

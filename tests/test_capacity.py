@@ -118,3 +118,54 @@ def test_compiled_shapes_are_static(kind):
     assert shapes and all(isinstance(s, int) for shape in shapes for s in shape), shapes
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w)
+
+
+PADDED_OPS = {
+    "semihard": lambda e, y, m, drop, c: torch.ops.facenet_ext.semi_hard_triplets_padded(e, y, m, True, drop, c),
+    "batch_hard": lambda e, y, m, drop, c: torch.ops.facenet_ext.batch_hard_triplets_padded(e, y, c),
+}
+
+
+@devices()
+@pytest.mark.parametrize("kind", PADDED_OPS)
+@pytest.mark.parametrize("rule", ["plain", "margin", "drop"])
+def test_padded_ops_pad_the_exact_miner(device, kind, rule):
+    """The native capacity= ops (one call, no host sync on CUDA) against the exact miner, padded."""
+    if kind == "batch_hard" and rule != "plain":
+        pytest.skip("batch-hard has no margin or fallback")
+    margin, drop = (0.3 if rule == "margin" else None), rule == "drop"
+    for b, ids in ((40, 5), (40, 1), (40, 40), (0, 1), (33, 3)):  # one identity, all distinct, empty
+        emb, labels = batch(device, b=b, ids=ids)
+        if kind == "semihard":
+            want = fx.semi_hard_triplets(emb, labels, margin, fallback="drop" if drop else "easiest")
+        else:
+            want = fx.batch_hard_triplets(emb, labels)
+        t = len(want[0])
+        for capacity in sorted({0, 1, max(t - 1, 0), t, t + 7}):
+            *got, found = PADDED_OPS[kind](emb, labels, margin, drop, capacity)
+            assert found.dim() == 0 and found.dtype == torch.int64 and found.item() == t
+            k = min(t, capacity)
+            for g, w in zip(got, want):
+                assert g.shape == (capacity,) and g.dtype == torch.int64 and g.device == emb.device
+                assert torch.equal(g[:k], w[:k]) and (g[k:] == -1).all()
+
+
+@pytest.mark.parametrize("kind", PADDED_OPS)
+def test_padded_ops_check_their_arguments(kind):
+    """A direct torch.ops call is checked in full, as the Python wrappers are."""
+    emb, labels = batch()
+    with pytest.raises(ValueError, match="capacity must be >= 0"):
+        PADDED_OPS[kind](emb, labels, None, False, -1)
+    with pytest.raises(ValueError, match="labels"):
+        PADDED_OPS[kind](emb, labels[:-1], None, False, 8)
+
+
+@pytest.mark.parametrize("kind", PADDED_OPS)
+def test_padded_ops_opcheck(kind):
+    emb, labels = batch()
+    op = {
+        "semihard": torch.ops.facenet_ext.semi_hard_triplets_padded,
+        "batch_hard": torch.ops.facenet_ext.batch_hard_triplets_padded,
+    }[kind]
+    args = (emb, labels, 0.3, True, False, 16) if kind == "semihard" else (emb, labels, 16)
+    torch.library.opcheck(op, args)

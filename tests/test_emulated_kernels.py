@@ -28,13 +28,19 @@ pytestmark = pytest.mark.skipif(emu.skip_reason() is not None, reason=str(emu.sk
 # test_every_kernel_file_is_emulated.
 EMULATED = {
     "label_groups.cuh": ["test_label_groups"],
-    "semihard.cuh": ["test_semihard", "test_semihard_chunked_positives", "test_semihard_negative_distances"],
-    "batch_hard.cuh": ["test_batch_hard"],
+    "semihard.cuh": [
+        "test_semihard",
+        "test_semihard_slots",
+        "test_semihard_padded",
+        "test_semihard_chunked_positives",
+        "test_semihard_negative_distances",
+    ],
+    "batch_hard.cuh": ["test_batch_hard", "test_batch_hard_padded"],
     "all_semihard.cuh": ["test_all_semihard"],
     "all_semihard_loss.cuh": ["test_all_semihard_loss"],
     "pairwise_sq_dist.cuh": ["test_dist_epilogues"],
     "triplet_loss.cuh": ["test_triplet_loss"],
-    "l2_pool2d.cuh": ["test_l2_pool2d"],
+    "l2_pool2d.cuh": ["test_l2_pool2d", "test_l2_pool2d_index_width_follows_every_term"],
 }
 MINER_FLOATS = (torch.float32, torch.float64)
 SIZES = [1, 2, 33, 257, 1025, 1100]  # 1100: label groups span two 1024-thread tiles
@@ -154,6 +160,54 @@ def test_semihard(case, dtype, variant):
     assert_same_triplets(got, ops.semihard_from_sq_dist(d, labels, labels, True, margin, squared, drop))
 
 
+@pytest.mark.parametrize("case", list(miner_cases()), ids=lambda c: c[0])
+@dtypes(*MINER_FLOATS)
+def test_semihard_slots(case, dtype):
+    """Slot mode, as semi_hard_triplets runs it without margin or drop: every slot written, in order."""
+    _, B, group = case
+    labels = identity_labels(B, group)
+    d = gram_matrix(B, dtype, integer=B % 2 == 1)
+    got = emu.semihard_slots(d, labels)
+    assert_same_triplets(got, ops.semihard_from_sq_dist(d, labels, labels, True, None, True, False))
+
+
+def assert_padded(got, want, capacity):
+    *slots, found = got
+    t = want[0].numel()
+    k = min(t, capacity)
+    assert found.dim() == 0 and int(found) == t
+    for g, w in zip(slots, want):
+        assert g.shape == (capacity,)
+        assert torch.equal(g[:k], w[:k])
+        assert (g[k:] == -1).all()
+
+
+def capacities(t: int):
+    return sorted({0, 1, max(t - 1, 0), t, t + 5})
+
+
+@pytest.mark.parametrize("case", [c for c in miner_cases() if c[1] <= 257], ids=lambda c: c[0])
+@dtypes(*MINER_FLOATS)
+@pytest.mark.parametrize("variant", ["plain", "margin", "drop"])
+def test_semihard_padded(case, dtype, variant):
+    """semi_hard_triplets(capacity=) on CUDA: slot mode with a capacity, or count + ordered fill, with no
+    number read back; against the CPU's exact triplets, padded."""
+    _, B, group = case
+    labels = identity_labels(B, group)
+    d = gram_matrix(B, dtype, integer=B % 2 == 1)
+    margin = 0.5 if variant == "margin" else None
+    drop = variant == "drop"
+    want = ops.semihard_from_sq_dist(d, labels, labels, True, margin, True, drop)
+    for schedule in ("forward", "shuffled"):
+        emu.set_schedule(schedule, seed=B)
+        try:
+            for capacity in capacities(want[0].numel()):
+                got = emu.semi_hard_triplets_padded(d, labels, margin, True, drop, capacity)
+                assert_padded(got, want, capacity)
+        finally:
+            emu.set_schedule("forward")
+
+
 @pytest.mark.parametrize("schedule", ["forward", "reverse", "shuffled"])
 @dtypes(*MINER_FLOATS)
 def test_semihard_chunked_positives(dtype, schedule):
@@ -209,6 +263,18 @@ def test_batch_hard(case, dtype, exclude_self):
     got, flag = emu.batch_hard_from_sq_dist(d, labels, labels, exclude_self)
     assert not flag
     assert_same_triplets(got, ops.batch_hard_from_sq_dist(d, labels, labels, exclude_self))
+
+
+@pytest.mark.parametrize("case", list(miner_cases()), ids=lambda c: c[0])
+@dtypes(*MINER_FLOATS)
+def test_batch_hard_padded(case, dtype):
+    """batch_hard_triplets(capacity=) on CUDA: the per-anchor slots compacted by scan and binary search."""
+    _, B, group = case
+    labels = identity_labels(B, group)
+    d = gram_matrix(B, dtype, integer=B % 2 == 1)
+    want = ops.batch_hard_from_sq_dist(d, labels, labels, True)
+    for capacity in capacities(want[0].numel()):
+        assert_padded(emu.batch_hard_triplets_padded(d, labels, capacity), want, capacity)
 
 
 @pytest.mark.parametrize("case", [c for c in miner_cases() if c[1] <= 257], ids=lambda c: c[0])
@@ -366,6 +432,24 @@ def test_l2_pool2d(case, dtype, index64):
         want_dx = ops.l2_pool2d_backward(g, x, want, list(k), list(s), list(pad), ceil_mode)
         # The same windows in the same order; the CPU kernel packs grad_out first, which changes no value.
         assert torch.equal(dx, want_dx), name
+
+
+def test_l2_pool2d_index_width_follows_every_term():
+    """32-bit offsets only when the window arithmetic fits too: a stride of 2^32 on a tiny tensor used to
+    become 0 in int32 (a division by zero); now it takes the 64-bit kernel and matches the CPU."""
+    fits = emu.l2_pool_fits_int32
+    assert fits(30, 10, (3, 2, 2, 2, 1), (5, 3, 2, 2, 1))
+    assert not fits(30, 2, (3, 1, 2, 2**32, 1), (5, 3, 2, 2, 1))  # the stride alone
+    assert not fits(30, 2, (3, 1, 2, 2**31 - 2, 0), (5, 1, 2, 2, 0))  # in + out * s + k overflows
+    assert fits(30, 2, (3, 1, 2, 2**31 - 8, 0), (5, 1, 2, 2, 0))  # just fits
+    assert not fits(2**31, 10, (3, 2, 2, 2, 1), (5, 3, 2, 2, 1))  # the element count
+    x = torch.randn(1, 2, 3, 5)
+    for k, s, pad, ceil_mode in (((2, 2), (2**32, 2**32), (1, 1), False), ((2, 2), (2**31 + 5, 3), (0, 0), True)):
+        want = ops.l2_pool2d(x, list(k), list(s), list(pad), ceil_mode)
+        assert torch.equal(emu.l2_pool2d(x, k, s, pad, ceil_mode), want)
+        g = torch.randn(want.shape)
+        want_dx = ops.l2_pool2d_backward(g, x, want, list(k), list(s), list(pad), ceil_mode)
+        assert torch.equal(emu.l2_pool2d_backward(g, x, want, k, s, pad, ceil_mode), want_dx)
 
 
 # ---- every kernel under the other thread orders ----------------------------------------------------------

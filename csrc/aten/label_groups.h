@@ -37,7 +37,8 @@ struct LabelGroups {
   int32_t* members;                 // [N]: reference indices sorted by (label, index)
   int32_t* group_start;             // [N + 1]: CSR offsets into members; group_start[G] = N
   int64_t* pair_offset;             // [B + 1]: exclusive scan of the number of slots per anchor
-  MiningSummary summary;
+  MiningSummary summary;            // CUDA: valid once read_label_summary has run
+  at::Tensor device_summary;        // CUDA: int64 summary on the device (cuda/kernels/label_groups.cuh)
 };
 
 // The kernels read distance rows with unit stride (any row stride, including 0); other layouts are
@@ -62,16 +63,39 @@ std::tuple<at::Tensor, at::Tensor> sort_reference_labels(const at::Tensor& ref_l
 // Raised by the *_from_sq_dist ops when a distance they read is NaN or Inf.
 [[noreturn]] void fail_non_finite(const char* op);
 
-// Backend implementations (build groups, summarise; CUDA reads the summary back once). The labels are
-// assumed checked. CUDA: a non-zero `non_finite_flag` (int32 [1] on the device, may be undefined) makes
-// the same read-back raise fail_embeddings_non_finite, so the fused miners check their embeddings
-// without a sync of their own.
+// Backend implementations (build groups, summarise). The labels are assumed checked.
 LabelGroups label_groups_cpu(const at::Tensor& labels, const at::Tensor& ref_labels, bool exclude_self);
+
+// CUDA, without a host sync: the groups, with the summary in g.device_summary (g.summary unset).
+// Launchers may note a device NaN/Inf flag and a kept-triplet count in it, then read everything with
+// read_label_summary: one sync per mining call, none with capacity= (which never reads it).
+LabelGroups label_groups_cuda_async(const at::Tensor& labels, const at::Tensor& ref_labels, bool exclude_self);
+enum class SummaryNote { kNonFinite, kKept };
+void note_in_summary(const LabelGroups& g, SummaryNote note, const at::Tensor& value);  // value: 1 element
+struct SummaryRead {
+  bool non_finite = false;  // the noted flag was non-zero
+  int64_t kept = 0;         // the noted count
+};
+SummaryRead read_label_summary(LabelGroups& g);  // the sync; fills g.summary
+// Both in one step: a non-zero `non_finite_flag` (int32 [1] on the device, may be undefined) raises
+// fail_embeddings_unsafe, so the fused miners check their embeddings without a sync of their own.
 LabelGroups label_groups_cuda(const char* op, const at::Tensor& labels, const at::Tensor& ref_labels, bool exclude_self,
                               const at::Tensor& non_finite_flag);
+// ValueError for embeddings that are NaN/Inf or whose squared norms could overflow a distance.
+[[noreturn]] void fail_embeddings_unsafe(const char* op);
 
-// Keeps the slots whose negative is >= 0, in slot order.
+// Keeps the slots whose negative is >= 0, in slot order (nonzero: a host sync on CUDA).
 Triplets compact_triplets(const at::Tensor& a, const at::Tensor& p, const at::Tensor& n);
+
+// The same ordered compaction into exactly `size` entries (-1 past the kept ones), with no host sync:
+// a scan and a binary search (ATen). Returns (a, p, n, found): found, 0-d int64 on the device, counts
+// every kept slot (it may exceed `size`).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> compact_triplets_into(const at::Tensor& a,
+                                                                                 const at::Tensor& p,
+                                                                                 const at::Tensor& n, int64_t size);
+
+// The first `capacity` triplets, -1 past them, and their number as a 0-d int64 tensor (no host sync).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> pad_triplets(const Triplets& t, int64_t capacity);
 
 // Three empty int64 index tensors on `like`'s device.
 Triplets empty_triplets(const at::Tensor& like);

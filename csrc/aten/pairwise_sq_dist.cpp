@@ -33,16 +33,30 @@ PairwiseParts pairwise_gram(const char* op, const char* x_name, const at::Tensor
   parts.symmetric = !y.has_value();
   const at::Tensor xa = packed_as(x, acc);
   const at::Tensor ya = parts.symmetric ? xa : packed_as(*y, acc);
-  parts.out = at::empty({xa.size(0), ya.size(0)}, xa.options());
-  if (parts.out.numel() > 0) {
+  if (parts.symmetric) return symmetric_gram(xa, xa.square().sum(1));
+  parts.out = gram(xa, ya);
+  parts.x_norm = xa.square().sum(1);
+  parts.y_norm = ya.square().sum(1);
+  return parts;
+}
+
+at::Tensor gram(const at::Tensor& xa, const at::Tensor& ya) {
+  at::Tensor out = at::empty({xa.size(0), ya.size(0)}, xa.options());
+  if (out.numel() > 0) {
     // Full fp32 whatever torch.backends.cuda.matmul.allow_tf32 / set_float32_matmul_precision say: TF32's
     // ~1e-3 relative error would change which triplets the miners choose, silently and unlike the CPU.
     // The guard is thread-local and leaves the global setting as the user left it.
     const at::NoTF32Guard full_precision;
-    at::mm_out(parts.out, xa, ya.t());
+    at::mm_out(out, xa, ya.t());
   }
-  parts.x_norm = xa.square().sum(1);
-  parts.y_norm = parts.symmetric ? parts.x_norm : ya.square().sum(1);
+  return out;
+}
+
+PairwiseParts symmetric_gram(const at::Tensor& xa, const at::Tensor& x_norm) {
+  PairwiseParts parts;
+  parts.symmetric = true;
+  parts.out = gram(xa, xa);
+  parts.x_norm = parts.y_norm = x_norm;
   return parts;
 }
 

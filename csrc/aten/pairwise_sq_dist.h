@@ -29,6 +29,16 @@ at::Tensor packed_as(const at::Tensor& t, at::ScalarType type);
 PairwiseParts pairwise_gram(const char* op, const char* x_name, const at::Tensor& x, const char* y_name,
                             const std::optional<at::Tensor>& y);
 
+// x @ y^T of two packed matrices in the accumulation dtype, in full precision (no TF32).
+at::Tensor gram(const at::Tensor& xa, const at::Tensor& ya);
+
+// The symmetric parts from a packed matrix in the accumulation dtype and its squared norms, computed by
+// the caller (the CUDA fused miners compute them once, for their NaN/overflow flag and the distances).
+PairwiseParts symmetric_gram(const at::Tensor& xa, const at::Tensor& x_norm);
+
+// CUDA: turns parts.out (the Gram term) into the distances in place (the epilogue kernel); returns it.
+at::Tensor finish_distances_cuda(PairwiseParts& parts);
+
 // CPU: squared norms of the rows of a packed [n, D] matrix, summed in index order (the norms the CPU
 // distances use); false if one is not finite.
 template <typename T>

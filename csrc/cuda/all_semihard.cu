@@ -11,8 +11,8 @@
 namespace fx {
 namespace {
 
-// The scan's total is read back to size the output (a sync); a NaN/Inf flag, when given, is checked
-// right after it, at no extra cost.
+// The scan's total is read back to size the output (a second sync after the label summary's); a NaN/Inf
+// flag, when given, comes back in the same copy.
 Triplets all_semihard_mine_cuda(const char* op, const at::Tensor& dist, const LabelGroups& g, bool exclude_self,
                                 double margin, bool squared, const at::Tensor& non_finite) {
   const int64_t num_pairs = g.summary.num_pairs;
@@ -43,8 +43,12 @@ Triplets all_semihard_mine_cuda(const char* op, const at::Tensor& dist, const La
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     const at::Tensor ends = counts.cumsum(0);
     const at::Tensor offsets = ends - counts;
-    const int64_t total = ends[-1].item<int64_t>();
-    if (non_finite.defined()) cuda::raise_if_flagged(op, non_finite);
+    // The total and the NaN/Inf flag in one read-back (the call's second sync, after the summary's).
+    const at::Tensor read = non_finite.defined() ? at::cat({ends.narrow(0, num_pairs - 1, 1), non_finite.to(at::kLong)})
+                                                 : ends.narrow(0, num_pairs - 1, 1);
+    const at::Tensor host = read.cpu();
+    const int64_t total = host.data_ptr<int64_t>()[0];
+    if (non_finite.defined() && host.data_ptr<int64_t>()[1] != 0) fail_non_finite(op);
     a = at::empty({total}, opts);
     p = at::empty({total}, opts);
     n = at::empty({total}, opts);

@@ -6,6 +6,7 @@
 
 #include "cuda/kernels/all_semihard_loss.cuh"
 #include "cuda/launch.cuh"
+#include "cuda/mine_embeddings.cuh"
 #include "aten/label_groups.h"
 
 namespace fx {
@@ -20,11 +21,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> all_semihard_loss_cuda(const at::
   const int64_t B = emb.size(0);
   const auto opts = emb.options().dtype(acc);
   at::Tensor coef = with_grad ? at::zeros({B, B}, opts) : at::empty({0, 0}, opts);
-  const LabelGroups g = label_groups_cuda(op, labels, labels, /*exclude_self=*/true, cuda::embeddings_unsafe_flag(emb));
+  const cuda::FusedInputs in = cuda::fused_inputs(emb);  // the norms once: flag, distances and loss
+  const LabelGroups g = label_groups_cuda(op, labels, labels, /*exclude_self=*/true, in.unsafe);
   if (g.summary.num_pairs == 0) return {at::zeros({3}, opts), at::zeros({2}, opts.dtype(at::kLong)), coef};
-  const at::Tensor dist = pairwise_sq_dist_cuda_impl(op, "emb", emb, "emb", std::nullopt);
-  const at::Tensor x = packed_as(emb, acc);
-  const at::Tensor norm = x.square().sum(1);
+  const at::Tensor dist = cuda::fused_distances(in);
+  const at::Tensor& x = in.packed;
+  const at::Tensor& norm = in.norms;
   at::Tensor anchor_sums = at::zeros({B, 3}, opts.dtype(at::kDouble));
   at::Tensor anchor_counts = at::zeros({B, 2}, opts.dtype(at::kLong));
   AT_DISPATCH_FLOATING_TYPES(acc, "all_semihard_loss_cuda", [&] {

@@ -105,10 +105,22 @@ inline Launch l2_pool_launch(int64_t total) {
   l.block_x = kL2PoolThreads;
   return l;
 }
-// 32-bit offsets when the input and the output both fit (the kernels index nothing larger).
-inline bool l2_pool_fits_int32(int64_t input_numel, int64_t output_numel) {
+// 32-bit offsets when every term the kernels compute fits in int32: the input and output element counts,
+// and along each axis the window arithmetic (o*s - p, o*s - p + k, i + p, (i + p) / s), whose magnitudes
+// are all below in + out*s + k + 2p. Sizes alone are not enough: a stride of 2^32 with a 1-pixel output
+// would become 0 in 32 bits.
+struct L2PoolAxis {
+  int64_t in, out, k, s, p;
+};
+inline bool l2_pool_axis_fits_int32(const L2PoolAxis& a) {
   constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
-  return input_numel <= kMax && output_numel <= kMax;
+  for (const int64_t v : {a.in, a.out, a.k, a.s, a.p})
+    if (v > kMax) return false;
+  return a.in + a.out * a.s + a.k + 2 * a.p <= kMax;  // each term < 2^31: no int64 overflow
+}
+inline bool l2_pool_fits_int32(int64_t input_numel, int64_t output_numel, const L2PoolAxis& h, const L2PoolAxis& w) {
+  constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
+  return input_numel <= kMax && output_numel <= kMax && l2_pool_axis_fits_int32(h) && l2_pool_axis_fits_int32(w);
 }
 
 }  // namespace fx::cuda

@@ -21,7 +21,8 @@ cuda::L2PoolDims<I> dims_as(const L2PoolGeometry& g) {
 }
 
 bool fits_int32(const L2PoolGeometry& g) {
-  return cuda::l2_pool_fits_int32(g.N * g.C * g.H * g.W, g.N * g.C * g.OH * g.OW);
+  return cuda::l2_pool_fits_int32(g.N * g.C * g.H * g.W, g.N * g.C * g.OH * g.OW, {g.H, g.OH, g.kh, g.sh, g.ph},
+                                  {g.W, g.OW, g.kw, g.sw, g.pw});
 }
 
 at::Tensor l2_pool2d_cuda(const at::Tensor& x_in, at::IntArrayRef kernel_size, at::IntArrayRef stride,

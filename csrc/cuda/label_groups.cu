@@ -1,4 +1,5 @@
-// Label groups on CUDA: the stable sort (ATen), one single-block kernel, one summary copy to the host.
+// Label groups on CUDA: the stable sort (ATen) and one single-block kernel, with the summary left on the
+// device; read_label_summary copies it (and what launchers added to it) to the host in one sync.
 #include <ATen/ATen.h>
 
 #include "cuda/kernels/label_groups.cuh"
@@ -7,12 +8,10 @@
 
 namespace fx {
 
-LabelGroups label_groups_cuda(const char* op, const at::Tensor& labels, const at::Tensor& ref_labels, bool exclude_self,
-                              const at::Tensor& non_finite_flag) {
+LabelGroups label_groups_cuda_async(const at::Tensor& labels, const at::Tensor& ref_labels, bool exclude_self) {
   LabelGroups g = allocate_label_groups(labels, ref_labels);
   const int64_t B = labels.size(0), N = ref_labels.size(0);
-  at::Tensor summary = at::zeros({cuda::kSummarySize}, g.storage64.options());
-  if (non_finite_flag.defined()) summary.narrow(0, cuda::kNonFinite, 1).copy_(non_finite_flag);
+  g.device_summary = at::zeros({cuda::kSummarySize}, g.storage64.options());
   at::Tensor sorted, order;
   if (N > 0) std::tie(sorted, order) = sort_reference_labels(ref_labels);
   const at::Tensor labels64 = labels.to(at::kLong).contiguous();
@@ -27,16 +26,37 @@ LabelGroups label_groups_cuda(const char* op, const at::Tensor& labels, const at
                        g.members,
                        g.group_start,
                        g.pair_offset,
-                       summary.data_ptr<int64_t>()};
+                       g.device_summary.data_ptr<int64_t>()};
   const cuda::Launch l = cuda::label_groups_launch();
   cuda::label_groups_kernel<<<cuda::grid_of(l), cuda::block_of(l), 0, cuda::current_stream()>>>(args);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  const at::Tensor host = summary.cpu();  // the one host sync of a mining call
-  const int64_t* v = host.data_ptr<int64_t>();
-  TORCH_CHECK_VALUE(!v[cuda::kNonFinite], op, ": emb contains NaN or Inf, or squared norms too large for ",
-                    "distances in its dtype (rescale the embeddings or use float64)");
-  g.summary = {v[cuda::kNumPairs], v[cuda::kMaxPositives], v[cuda::kNoPairs]};
   return g;
+}
+
+void note_in_summary(const LabelGroups& g, SummaryNote note, const at::Tensor& value) {
+  const int64_t slot = note == SummaryNote::kNonFinite ? cuda::kNonFinite : cuda::kKept;
+  g.device_summary.narrow(0, slot, 1).copy_(value.reshape({1}));
+}
+
+SummaryRead read_label_summary(LabelGroups& g) {
+  const at::Tensor host = g.device_summary.cpu();  // the one host sync of a mining call
+  const int64_t* v = host.data_ptr<int64_t>();
+  g.summary = {v[cuda::kNumPairs], v[cuda::kMaxPositives], v[cuda::kNoPairs]};
+  return {v[cuda::kNonFinite] != 0, v[cuda::kKept]};
+}
+
+LabelGroups label_groups_cuda(const char* op, const at::Tensor& labels, const at::Tensor& ref_labels, bool exclude_self,
+                              const at::Tensor& non_finite_flag) {
+  LabelGroups g = label_groups_cuda_async(labels, ref_labels, exclude_self);
+  if (non_finite_flag.defined()) note_in_summary(g, SummaryNote::kNonFinite, non_finite_flag);
+  if (read_label_summary(g).non_finite) fail_embeddings_unsafe(op);
+  return g;
+}
+
+void fail_embeddings_unsafe(const char* op) {
+  TORCH_CHECK_VALUE(false, op, ": emb contains NaN or Inf, or squared norms too large for ",
+                    "distances in its dtype (rescale the embeddings or use float64)");
+  __builtin_unreachable();
 }
 
 }  // namespace fx

@@ -16,6 +16,10 @@ at::Tensor pairwise_sq_dist_cuda_impl(const char* op, const char* x_name, const 
   check_pairwise_inputs(op, x_name, x, y_name, y);  // before the guard: a CPU x must raise ValueError, not fail in it
   const c10::cuda::CUDAGuard guard(x.device());
   PairwiseParts parts = pairwise_gram(op, x_name, x, y_name, y);
+  return finish_distances_cuda(parts);
+}
+
+at::Tensor finish_distances_cuda(PairwiseParts& parts) {
   const int64_t B = parts.out.size(0), N = parts.out.size(1);
   if (parts.out.numel() == 0) return parts.out;
   const cudaStream_t stream = cuda::current_stream();

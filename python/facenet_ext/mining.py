@@ -32,7 +32,9 @@ class Strategy:
     check the ops against. ``squared_default``: the public miner's distance (True = squared Euclidean).
     ``margin_selects``: ``triplet_loss`` mines with its margin (else the margin only enters the loss).
     ``fused_loss``: ``triplet_loss`` with a reduction has a native op that never lists the triplets
-    (``all_semihard_loss``)."""
+    (``all_semihard_loss``). ``padded(emb, labels, margin, squared, drop, capacity)``: the fused miner with
+    ``capacity=`` as one native op, ``(a, p, n, found)`` with no host sync on CUDA; ``None``: the exact
+    miner then ``pad_triplets``."""
 
     name: str
     squared_default: bool
@@ -42,6 +44,7 @@ class Strategy:
     stream_state: type
     reference: Callable[..., Triplets]
     fused_loss: bool = False
+    padded: Callable[..., tuple[Tensor, Tensor, Tensor, Tensor]] | None = None
 
     def mining_margin(self, margin: float) -> float | None:
         """The margin ``triplet_loss`` mines with: its own where it selects, else none."""
@@ -59,6 +62,7 @@ MINING: dict[str, Strategy] = {
             from_sq_dist=lambda d, y, ry, ex, m, sq, drop: _ops.semihard_from_sq_dist(d, y, ry, ex, m, sq, drop),
             stream_state=streaming.SemihardState,
             reference=lambda d, y, m, sq: reference.semihard_from_sq_dist_reference(d, y, m, squared=sq),
+            padded=lambda e, y, m, sq, drop, c: _ops.semi_hard_triplets_padded(e, y, m, sq, drop, c),
         ),
         Strategy(
             "batch_hard",
@@ -68,6 +72,7 @@ MINING: dict[str, Strategy] = {
             from_sq_dist=lambda d, y, ry, ex, m, sq, drop: _ops.batch_hard_from_sq_dist(d, y, ry, ex),
             stream_state=streaming.BatchHardState,
             reference=lambda d, y, m, sq: reference.batch_hard_triplets_from_sq_dist_reference(d, y),
+            padded=lambda e, y, m, sq, drop, c: _ops.batch_hard_triplets_padded(e, y, c),
         ),
         Strategy(
             "all_semihard",

@@ -133,7 +133,8 @@ def semi_hard_triplets(
 
     If no negative is farther than the positive, ``fallback="easiest"`` takes the farthest negative
     (TF-Addons' rule) and ``fallback="drop"`` drops the pair. Anchors with no negative yield nothing (and
-    cost nothing: a one-identity batch returns at once, without distances). With ``margin`` set, only
+    cost nothing: a one-identity batch returns at once, without distances, except on CUDA with a margin or
+    ``fallback="drop"``, where the count needs the distances before the one read-back). With ``margin`` set, only
     triplets with :math:`D_{an} < D_{ap} + \text{margin}` (non-zero loss) are returned; ``squared`` says
     whether that test compares squared or plain Euclidean distances (the selection itself is the same).
     Ties go to the smallest index. An empty batch gives empty tensors.
@@ -149,8 +150,7 @@ def semi_hard_triplets(
     check_choice(fn, "fallback", fallback, ("easiest", "drop"))
     capacity = check_capacity(fn, capacity)
     refs = dict(ref_emb=ref_emb, ref_labels=ref_labels, memory=memory, chunk_size=chunk_size)
-    triplets = _mine(fn, "semihard", emb, labels, m, squared, fallback == "drop", **refs)
-    return triplets if capacity is None else _ops.pad_triplets(*triplets, capacity)
+    return _mine(fn, "semihard", emb, labels, m, squared, fallback == "drop", **refs, capacity=capacity)
 
 
 def batch_hard_triplets(
@@ -171,8 +171,7 @@ def batch_hard_triplets(
     emb, labels = _check_batch(fn, emb, labels)
     capacity = check_capacity(fn, capacity)
     refs = dict(ref_emb=ref_emb, ref_labels=ref_labels, memory=memory, chunk_size=chunk_size)
-    triplets = _mine(fn, "batch_hard", emb, labels, None, True, **refs)
-    return triplets if capacity is None else _ops.pad_triplets(*triplets, capacity)
+    return _mine(fn, "batch_hard", emb, labels, None, True, **refs, capacity=capacity)
 
 
 def all_semi_hard_triplets(
@@ -202,8 +201,7 @@ def all_semi_hard_triplets(
     squared = check_bool(fn, "squared", squared)
     capacity = check_capacity(fn, capacity)
     refs = dict(ref_emb=ref_emb, ref_labels=ref_labels, memory=memory, chunk_size=chunk_size)
-    triplets = _mine(fn, "all_semihard", emb, labels, m, squared, **refs)
-    return triplets if capacity is None else _ops.pad_triplets(*triplets, capacity)
+    return _mine(fn, "all_semihard", emb, labels, m, squared, **refs, capacity=capacity)
 
 
 CAPACITY_DOC = """
@@ -212,7 +210,9 @@ CAPACITY_DOC = """
     capacity)`` of them the triplets above (in the same order) and the rest -1, and ``found``, a 0-d int64
     tensor counting every triplet mined (``found > capacity`` means the output was truncated: checking it
     is up to the caller, since reading it is a host sync on CUDA). ``triplet_loss(..., capacity=)`` uses
-    the same padding. ``None`` (default): exactly the triplets found.
+    the same padding. ``None`` (default): exactly the triplets found. On CUDA, semi-hard and batch-hard
+    mining of a plain batch with ``capacity`` make no host sync (a step captures in a CUDA graph); NaN/Inf
+    embeddings are then reported by :func:`facenet_ext.check_errors`, not raised.
 """
 
 for _miner in (semi_hard_triplets, batch_hard_triplets, all_semi_hard_triplets):
@@ -232,7 +232,7 @@ def _pad_triplets(a, p, n, capacity):
         padded = t.new_full((capacity,), -1)
         padded[:k] = t[:k]
         out.append(padded)
-    return (*out, torch.tensor(a.shape[0], dtype=torch.int64, device=a.device))
+    return (*out, a.new_full((), a.shape[0]))  # a fill on the device, not a blocking host-to-device copy
 
 
 @_pad_triplets.register_fake
@@ -253,15 +253,23 @@ def _mine(
     ref_labels=None,
     memory=None,
     chunk_size=None,
-) -> Triplets:
+    capacity: int | None = None,
+):
     """Every miner's one path (checked arguments): the fused native op on a plain batch, else the
-    reference-set miner (reference set, memory bank, or streaming); ``fn`` names the caller in errors."""
+    reference-set miner (reference set, memory bank, or streaming); ``fn`` names the caller in errors.
+    With ``capacity`` returns ``(a, p, n, found)`` padded to it: on a plain batch in the same native call
+    where the strategy has one (no host sync on CUDA), else by ``pad_triplets``."""
+    strategy = MINING[kind]
     if _plain_batch(emb, ref_emb, ref_labels, memory, chunk_size):
         # No detach: the ops have no autograd formula and return indices, so nothing is recorded.
-        return MINING[kind].fused(emb, labels, margin, squared, drop)
-    return cross_batch.mine_references(
-        fn, kind, emb, labels, ref_emb, ref_labels, memory, chunk_size, margin=margin, squared=squared, drop=drop
-    )
+        if capacity is not None and strategy.padded is not None:
+            return strategy.padded(emb, labels, margin, squared, drop, capacity)
+        triplets = strategy.fused(emb, labels, margin, squared, drop)
+    else:
+        triplets = cross_batch.mine_references(
+            fn, kind, emb, labels, ref_emb, ref_labels, memory, chunk_size, margin=margin, squared=squared, drop=drop
+        )
+    return triplets if capacity is None else _ops.pad_triplets(*triplets, capacity)
 
 
 def _plain_batch(emb: Tensor, ref_emb, ref_labels, memory, chunk_size) -> bool:
@@ -286,6 +294,14 @@ def _fake_triplets(first, *rest):
     n = torch.library.get_ctx().new_dynamic_size()  # the triplet count depends on the data
     return tuple(first.new_empty((n,), dtype=torch.int64) for _ in range(3))
 
+
+def _fake_padded(emb, *args):
+    capacity = args[-1]
+    return (*(emb.new_empty((capacity,), dtype=torch.int64) for _ in range(3)), emb.new_empty((), dtype=torch.int64))
+
+
+for _name in ("semi_hard_triplets_padded", "batch_hard_triplets_padded"):
+    torch.library.register_fake(f"facenet_ext::{_name}", _fake_padded)
 
 for _name in (
     "semi_hard_triplets",
@@ -388,16 +404,22 @@ def triplet_loss(
         if isinstance(mining, str):
             # The public miner's triplets with the loss's `squared` (and its margin where it selects).
             margin_used = MINING[mining].mining_margin(margin)
-            a, p, n = _mine(fn, mining, emb, labels, margin_used, squared, chunk_size=chunk_size)
+            mined = _mine(fn, mining, emb, labels, margin_used, squared, chunk_size=chunk_size, capacity=capacity)
         else:
-            a, p, n = check_triplet_indices(fn, mining, emb, emb.shape[0])
+            mined = check_triplet_indices(fn, mining, emb, emb.shape[0])
+            if capacity is not None:
+                mined = _ops.pad_triplets(*mined, capacity)
     else:
-        rows, a, p, n = cross_batch.reference_triplets(
+        rows, *mined = cross_batch.reference_triplets(
             fn, mining, emb, labels, margin, squared, ref_emb, ref_labels, memory, chunk_size
         )
+        if capacity is not None:
+            mined = _ops.pad_triplets(*mined, capacity)
     found = None
-    if capacity is not None:  # static shapes: `capacity` triplet slots, the padding masked out of the loss
-        a, p, n, found = _ops.pad_triplets(a, p, n, capacity)
+    if capacity is None:
+        a, p, n = mined
+    else:  # static shapes: `capacity` triplet slots, the padding masked out of the loss
+        a, p, n, found = mined
         valid = a >= 0
         # Padding reads row 0 (any valid row would do) and is multiplied by 0 below; an empty batch has
         # no row 0 and no triplet.

@@ -119,12 +119,16 @@ int emu_label_groups(const int64_t* sorted, const int64_t* order, const int64_t*
   });
 }
 
+// max_positives < 0: the summary was not read (the launcher's largest chunk). ordered, capacity, out_base
+// and kept: cuda/kernels/semihard.cuh's output modes.
 int emu_semihard(int dtype, const void* dist, int64_t ld, int64_t B, int64_t N, EmuGroups g, int64_t max_positives,
                  int exclude_self, int has_margin, double margin, int squared, int drop, int64_t* out_a, int64_t* out_p,
-                 int64_t* out_n, int* non_finite) {
+                 int64_t* out_n, int* non_finite, int ordered, int64_t capacity, const int64_t* out_base,
+                 int64_t* kept) {
   return guarded([&] {
     dispatch<false>(dtype, [&](auto zero) {
       using T = decltype(zero);
+      if (max_positives < 0) max_positives = fx::cuda::kSemihardMaxChunk;
       const Launch l = fx::cuda::semihard_launch(B, max_positives, sizeof(T));
       fx::cuda::SemihardArgs args{ld,
                                   N,
@@ -142,6 +146,10 @@ int emu_semihard(int dtype, const void* dist, int64_t ld, int64_t B, int64_t N, 
                                   out_p,
                                   out_n,
                                   non_finite};
+      args.ordered = ordered != 0;
+      args.capacity = capacity;
+      args.out_base = out_base;
+      args.kept = kept;
       launch(l, fx::cuda::semihard_kernel<T>, static_cast<const T*>(dist), static_cast<T>(margin), args);
     });
   });
@@ -273,12 +281,21 @@ int emu_l2_pool2d(int dtype, int backward, int index64, const int64_t* dims, int
                  total, d);
         }
       };
-      if (!index64 && fx::cuda::l2_pool_fits_int32(batch * C * H * W, batch * C * OH * OW))
+      const fx::cuda::L2PoolAxis axis_h{H, OH, dims[5], dims[7], dims[9]}, axis_w{W, OW, dims[6], dims[8], dims[10]};
+      if (!index64 && fx::cuda::l2_pool_fits_int32(batch * C * H * W, batch * C * OH * OW, axis_h, axis_w))
         run(int32_t{});
       else
         run(int64_t{});
     });
   });
+}
+
+// cuda/geometry.h's 32/64-bit choice for L2 pooling (the launchers' and the harness's).
+int emu_l2_pool_fits_int32(int64_t input_numel, int64_t output_numel, const int64_t* h, const int64_t* w) {
+  return fx::cuda::l2_pool_fits_int32(input_numel, output_numel, {h[0], h[1], h[2], h[3], h[4]},
+                                      {w[0], w[1], w[2], w[3], w[4]})
+             ? 1
+             : 0;
 }
 
 }  // extern "C"

@@ -18,9 +18,9 @@ struct MaxOp {
   __device__ int64_t operator()(int64_t a, int64_t b) const { return a > b ? a : b; }
 };
 
-// kNonFinite is not written by the kernel: the launcher copies a caller's device-side flag there, so one
-// read-back carries it too.
-enum SummarySlot { kNumPairs = 0, kMaxPositives, kNoPairs, kNonFinite, kSummarySize };
+// kNonFinite and kKept are not written by the kernel: launchers copy a device-side NaN/Inf flag and a
+// kept-triplet count there, so one read-back carries them too.
+enum SummarySlot { kNumPairs = 0, kMaxPositives, kNoPairs, kNonFinite, kKept, kSummarySize };
 
 struct GroupArgs {
   const int64_t *sorted, *order, *labels;

@@ -6,8 +6,17 @@
 // atomicMin on a packed (distance, index) key. A suffix minimum over the buckets answers every positive.
 // Anchors with more positives than fit in shared memory are handled in chunks of positives, one pass
 // each. Results equal the CPU kernel's exactly: both compute the same argmin with the same tie rule.
+//
+// Output modes (SemihardArgs):
+//  - slot: the triplet of positive q goes to slot pair_offset[a] + q, empty (-1) when the margin or
+//    "drop" rejects it; slots at or past `capacity` are not written.
+//  - ordered (`ordered`): only kept triplets are written, at out_base[a] + (kept triplets of earlier
+//    positives of this anchor), found by a block scan in positive order; positions at or past `capacity`
+//    are not written. With `kept` set the pass also (or only, when out_a is null) writes the anchor's
+//    kept count, so a launcher can count, scan the counts and fill without reading anything back.
 #pragma once
 #include <cub/block/block_reduce.cuh>
+#include <cub/block/block_scan.cuh>
 
 #include <cstdint>
 #include <type_traits>
@@ -69,9 +78,13 @@ struct SemihardArgs {
   const int32_t *anchor_gid, *ref_gid, *members, *group_start;
   const int64_t* pair_offset;
   bool exclude_self, has_margin, squared, drop;
-  int chunk;  // positives per shared-memory chunk
-  int64_t *out_a, *out_p, *out_n;
-  int* non_finite;  // set to 1 when a distance read is NaN/Inf; null: the caller checked its inputs
+  int chunk;                          // positives per shared-memory chunk
+  int64_t *out_a, *out_p, *out_n;     // null in a counting pass
+  int* non_finite;                    // set to 1 when a distance read is NaN/Inf; null: the caller checked its inputs
+  bool ordered = false;               // ordered mode (see the header) instead of slot mode
+  int64_t capacity = INT64_MAX;       // output positions >= capacity are not written
+  const int64_t* out_base = nullptr;  // ordered mode: [B] first output position of each anchor
+  int64_t* kept = nullptr;            // ordered mode: [B] kept triplets per anchor, or null
 };
 
 template <typename T>
@@ -80,7 +93,10 @@ __global__ void __launch_bounds__(kSemihardThreads)
   const int64_t a = blockIdx.x;
   const int64_t slot0 = args.pair_offset[a];
   const int K = static_cast<int>(args.pair_offset[a + 1] - slot0);
-  if (K == 0) return;
+  if (K == 0) return;  // (a counting pass's caller zeroes `kept`)
+  // Nothing this anchor could write fits (block-uniform). A counting pass (no outputs) always runs.
+  const int64_t first_out = args.ordered ? (args.out_base ? args.out_base[a] : 0) : slot0;
+  if (args.out_a && first_out >= args.capacity) return;
   const int tid = threadIdx.x;
   const int32_t gid = args.anchor_gid[a];
   const int32_t gs = args.group_start[gid], ge = args.group_start[gid + 1];
@@ -104,8 +120,11 @@ __global__ void __launch_bounds__(kSemihardThreads)
   }
 
   using Reduce = cub::BlockReduce<DistIndex<T>, kSemihardThreads>;
+  using Scan = cub::BlockScan<int64_t, kSemihardThreads>;
   __shared__ typename Reduce::TempStorage reduce_storage;
+  __shared__ typename Scan::TempStorage scan_storage;
   __shared__ DistIndex<T> farthest;
+  int64_t kept = 0;  // ordered mode: kept triplets of the positives done so far (block-uniform)
 
   // A NaN/Inf among the distances this thread reads. The whole row is checked, as on the CPU: positives
   // and negatives below, and the anchor's own entry here (excluded from mining, not from the check).
@@ -153,20 +172,39 @@ __global__ void __launch_bounds__(kSemihardThreads)
     }
     __syncthreads();
 
-    for (int q = tid; q < kc; q += kSemihardThreads) {
+    // Rounds of kSemihardThreads positives in positive order; the bound is block-uniform, so every
+    // thread reaches the ordered mode's scan.
+    for (int r0 = 0; r0 < kc; r0 += kSemihardThreads) {
+      const int q = r0 + tid;
       const int32_t pos = c0 + q;
-      const int32_t p = args.members[gs + pos + (pos >= self_pos ? 1 : 0)];
-      DistIndex<T> best = buckets.get(rank_of[q] + 1);
-      if (best.j < 0 && !args.drop) best = farthest;  // TF-Addons: the farthest negative
-      int64_t n = best.j;
-      if (n >= 0 && args.has_margin && !inside_margin(thr[q], best.d, margin, args.squared)) n = -1;
-      const int64_t slot = slot0 + pos;
-      args.out_a[slot] = a;
-      args.out_p[slot] = p;
-      args.out_n[slot] = n;
+      int32_t p = -1;
+      int64_t n = -1;
+      if (q < kc) {
+        p = args.members[gs + pos + (pos >= self_pos ? 1 : 0)];
+        DistIndex<T> best = buckets.get(rank_of[q] + 1);
+        if (best.j < 0 && !args.drop) best = farthest;  // TF-Addons: the farthest negative
+        n = best.j;
+        if (n >= 0 && args.has_margin && !inside_margin(thr[q], best.d, margin, args.squared)) n = -1;
+      }
+      int64_t at = slot0 + pos;  // slot mode
+      bool write = q < kc;
+      if (args.ordered) {
+        int64_t rank, round_kept;
+        Scan(scan_storage).ExclusiveSum(int64_t(n >= 0), rank, round_kept);
+        at = first_out + kept + rank;
+        write = n >= 0;
+        kept += round_kept;
+        __syncthreads();  // scan_storage is reused by the next round
+      }
+      if (write && args.out_a && at < args.capacity) {
+        args.out_a[at] = a;
+        args.out_p[at] = p;
+        args.out_n[at] = n;
+      }
     }
     __syncthreads();  // the next chunk reuses shared memory
   }
+  if (args.kept && tid == 0) args.kept[a] = kept;
   if (bad && args.non_finite) *args.non_finite = 1;  // every writer stores the same value
 }
 
