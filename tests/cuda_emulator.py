@@ -123,6 +123,7 @@ class Groups:
     num_pairs: int
     max_positives: int
     anchors_without_pairs: int
+    non_finite: bool = False
 
     def struct(self) -> _GroupsStruct:
         return _GroupsStruct(*(t.data_ptr() for t in self.tensors()))
@@ -131,8 +132,16 @@ class Groups:
         return (self.anchor_gid, self.ref_gid, self.members, self.group_start, self.pair_offset)
 
 
-def label_groups(labels: torch.Tensor, ref_labels: torch.Tensor, exclude_self: bool) -> Groups:
-    """cuda/label_groups.cu: the stable sort (ATen), then the single-block kernel and its summary."""
+def label_groups(
+    labels: torch.Tensor,
+    ref_labels: torch.Tensor,
+    exclude_self: bool,
+    norms: torch.Tensor | None = None,
+    error_word: torch.Tensor | None = None,
+) -> Groups:
+    """cuda/label_groups.cu: the stable sort (ATen), then the single-block kernel and its summary. With
+    ``norms`` the kernel also checks them (the fused miners): ``Groups.non_finite`` holds the summary's
+    flag, or with ``error_word`` (int32 [1]) the kernel sets its bit there instead."""
     B, N = labels.numel(), ref_labels.numel()
     sorted_labels, order = torch.sort(ref_labels.long(), stable=True)
     labels64 = labels.long().contiguous()
@@ -147,10 +156,15 @@ def label_groups(labels: torch.Tensor, ref_labels: torch.Tensor, exclude_self: b
         0,
         0,
     )
-    summary = torch.zeros(4, dtype=torch.int64)
+    summary = torch.zeros(5, dtype=torch.int64)  # kernels/label_groups.cuh kSummarySize
     args = (_p(sorted_labels), _p(order), _p(labels64), _i(B), _i(N), ctypes.c_int(exclude_self))
-    _call("emu_label_groups", *args, g.struct(), _p(summary))
+    f32 = norms if norms is not None and norms.dtype == torch.float32 else None
+    f64 = norms if norms is not None and norms.dtype == torch.float64 else None
+    limit = 0.0 if norms is None else (torch.finfo(norms.dtype).max / 4)
+    norm_args = (_p(f32), _p(f64), ctypes.c_double(limit), _p(error_word))
+    _call("emu_label_groups", *args, g.struct(), _p(summary), *norm_args)
     g.num_pairs, g.max_positives, g.anchors_without_pairs = (int(v) for v in summary[:3])
+    g.non_finite = bool(summary[3])
     # Entries past the last group are never written (group_start has G + 1 <= N + 1 entries).
     return g
 

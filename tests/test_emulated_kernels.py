@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(emu.skip_reason() is not None, reason=str(emu.sk
 # Each kernel file and the tests that execute its kernels. A new kernel file without an entry fails
 # test_every_kernel_file_is_emulated.
 EMULATED = {
-    "label_groups.cuh": ["test_label_groups"],
+    "label_groups.cuh": ["test_label_groups", "test_label_groups_check_the_norms"],
     "semihard.cuh": [
         "test_semihard",
         "test_semihard_slots",
@@ -140,6 +140,26 @@ def test_label_groups(B, exclude_self):
     for gid in range(len(starts) - 1):
         ref_gid[members[starts[gid] : starts[gid + 1]].long()] = gid
     assert torch.equal(g.ref_gid, ref_gid)
+
+
+@pytest.mark.parametrize("B", [1, 40, 1100])
+@dtypes(*MINER_FLOATS)
+def test_label_groups_check_the_norms(B, dtype):
+    """The fused miners' embedding check inside the label-groups launch: a NaN, an Inf or a norm above
+    max / 4 (a distance could overflow) flags the batch, in the summary or, for capacity=, as the error
+    word's NaN/Inf bit; safe norms flag nothing. The same rule as the CPU's check."""
+    labels = identity_labels(B, 3)
+    limit = torch.finfo(dtype).max / 4
+    for bad in (None, float("nan"), float("inf"), limit * 1.5, limit):
+        norms = torch.rand(B, dtype=dtype)
+        if bad is not None:
+            norms[B // 2] = bad
+        want = bad is not None and not bad <= limit
+        assert emu.label_groups(labels, labels, True, norms).non_finite == want
+        word = torch.zeros(1, dtype=torch.int32)
+        g = emu.label_groups(labels, labels, True, norms, error_word=word)
+        assert not g.non_finite and int(word) == (1 if want else 0)
+    assert not emu.label_groups(labels, labels, True).non_finite  # no norms: not checked
 
 
 # ---- the miners -------------------------------------------------------------------------------------------

@@ -77,14 +77,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> compact_triplets_into
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> pad_triplets(const Triplets& t, int64_t capacity) {
+  // Mined triplets all have a negative >= 0, so the compaction keeps every one: the first `capacity`,
+  // then -1. (The CPU's capacity= path runs compact_triplets_into through here, which tests it.)
   const auto& [a, p, n] = t;
-  const int64_t k = std::min<int64_t>(a.size(0), capacity);
-  const auto pad = [&](const at::Tensor& x) {
-    at::Tensor out = at::full({capacity}, -1, x.options());
-    out.narrow(0, 0, k).copy_(x.narrow(0, 0, k));
-    return out;
-  };
-  return {pad(a), pad(p), pad(n), at::full({}, a.size(0), a.options())};
+  return compact_triplets_into(a, p, n, capacity);
 }
 
 Triplets empty_triplets(const at::Tensor& like) {

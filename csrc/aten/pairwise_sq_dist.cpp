@@ -71,11 +71,9 @@ void check_finite_embeddings(const char* op, const char* name, const at::Tensor&
   TORCH_CHECK_VALUE(at::isfinite(t).all().item<bool>(), op, ": ", name, " contains NaN or Inf");
 }
 
-at::Tensor norms_unsafe_flag(const at::Tensor& norms) {
-  const double limit = norms.scalar_type() == at::kDouble ? std::numeric_limits<double>::max() / 4
-                                                          : static_cast<double>(std::numeric_limits<float>::max()) / 4;
-  // `<=` is false for NaN, so NaN and +Inf norms both count as unsafe.
-  return norms.le(limit).logical_not().any().to(at::kInt).reshape({1});
+double safe_norm_limit(at::ScalarType dtype) {
+  return dtype == at::kDouble ? std::numeric_limits<double>::max() / 4
+                              : static_cast<double>(std::numeric_limits<float>::max()) / 4;
 }
 
 }  // namespace fx

@@ -62,10 +62,9 @@ bool row_norms(const T* x, int64_t n, int64_t D, T* norm) {
 // computed, so a batch that forms no triplet still reports bad embeddings).
 void check_finite_embeddings(const char* op, const char* name, const at::Tensor& t);
 
-// int32 [1] on norms' device: 1 when a squared norm is NaN/Inf or so large (> max / 4) that a distance
-// ||x||^2 + ||y||^2 - 2<x, y> could overflow, else 0. Computed without a host sync (CUDA miners fold it
-// into their one read-back).
-at::Tensor norms_unsafe_flag(const at::Tensor& norms);
+// The largest squared norm whose distances ||x||^2 + ||y||^2 - 2<x, y> cannot overflow `dtype` (max / 4):
+// the CUDA fused miners flag a batch with a larger (or NaN/Inf) norm inside their label-groups kernel.
+double safe_norm_limit(at::ScalarType dtype);
 
 // The whole op per backend, for the fused miners (which name their own op and argument).
 at::Tensor pairwise_sq_dist_cpu_impl(const char* op, const char* x_name, const at::Tensor& x, const char* y_name,

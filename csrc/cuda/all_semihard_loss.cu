@@ -22,7 +22,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> all_semihard_loss_cuda(const at::
   const auto opts = emb.options().dtype(acc);
   at::Tensor coef = with_grad ? at::zeros({B, B}, opts) : at::empty({0, 0}, opts);
   const cuda::FusedInputs in = cuda::fused_inputs(emb);  // the norms once: flag, distances and loss
-  const LabelGroups g = label_groups_cuda(op, labels, labels, /*exclude_self=*/true, in.unsafe);
+  const LabelGroups g = label_groups_cuda(op, labels, labels, /*exclude_self=*/true, in.norms);
   if (g.summary.num_pairs == 0) return {at::zeros({3}, opts), at::zeros({2}, opts.dtype(at::kLong)), coef};
   const at::Tensor dist = cuda::fused_distances(in);
   const at::Tensor& x = in.packed;

@@ -7,7 +7,6 @@
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
-#include "cuda/error_word.h"
 #include "cuda/kernels/batch_hard.cuh"
 #include "cuda/launch.cuh"
 #include "cuda/mine_embeddings.cuh"
@@ -73,8 +72,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> batch_hard_triplets_p
   check_capacity(op, capacity);
   const c10::cuda::CUDAGuard guard(emb.device());
   const cuda::FusedInputs in = cuda::fused_inputs(emb);
-  cuda::record_error_if(in.unsafe, cuda::kErrorNonFinite);
-  const LabelGroups g = label_groups_cuda_async(labels, labels, true);
+  const LabelGroups g = label_groups_cuda_async(labels, labels, true, in.norms, /*to_error_word=*/true);
   const auto [a, p, n] = batch_hard_slots(cuda::fused_distances(in), g, true, at::Tensor());
   return compact_triplets_into(a, p, n, capacity);
 }

@@ -23,10 +23,6 @@ at::Tensor error_word(const at::Device& device) {
   return words[index];
 }
 
-void record_error_if(const at::Tensor& flag, int32_t bit) {
-  error_word(flag.device()).bitwise_or_(flag.reshape({1}).ne(0).to(at::kInt).mul_(bit));
-}
-
 namespace {
 
 // A copy of the word of `like`'s device, and the word cleared: both queued on the current stream, so

@@ -18,8 +18,4 @@ namespace fx::cuda {
 at::Tensor error_word(const at::Device& device);
 inline int32_t* error_word_ptr(const at::Device& device) { return error_word(device).data_ptr<int32_t>(); }
 
-// Sets `bit` in the word of flag's device when `flag` (one element, any integer or bool dtype) is
-// non-zero: ATen ops queued on the current stream, no sync.
-void record_error_if(const at::Tensor& flag, int32_t bit);
-
 }  // namespace fx::cuda

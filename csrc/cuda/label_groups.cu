@@ -2,13 +2,15 @@
 // device; read_label_summary copies it (and what launchers added to it) to the host in one sync.
 #include <ATen/ATen.h>
 
+#include "cuda/error_word.h"
 #include "cuda/kernels/label_groups.cuh"
 #include "cuda/launch.cuh"
 #include "aten/label_groups.h"
 
 namespace fx {
 
-LabelGroups label_groups_cuda_async(const at::Tensor& labels, const at::Tensor& ref_labels, bool exclude_self) {
+LabelGroups label_groups_cuda_async(const at::Tensor& labels, const at::Tensor& ref_labels, bool exclude_self,
+                                    const at::Tensor& norms, bool to_error_word) {
   LabelGroups g = allocate_label_groups(labels, ref_labels);
   const int64_t B = labels.size(0), N = ref_labels.size(0);
   g.device_summary = at::zeros({cuda::kSummarySize}, g.storage64.options());
@@ -27,6 +29,15 @@ LabelGroups label_groups_cuda_async(const at::Tensor& labels, const at::Tensor& 
                        g.group_start,
                        g.pair_offset,
                        g.device_summary.data_ptr<int64_t>()};
+  if (norms.defined() && B > 0) {
+    if (norms.scalar_type() == at::kDouble) {
+      args.norms_d = norms.data_ptr<double>();
+    } else {
+      args.norms_f = norms.data_ptr<float>();
+    }
+    args.norm_limit = safe_norm_limit(norms.scalar_type());
+    if (to_error_word) args.error_word = cuda::error_word_ptr(norms.device());
+  }
   const cuda::Launch l = cuda::label_groups_launch();
   cuda::label_groups_kernel<<<cuda::grid_of(l), cuda::block_of(l), 0, cuda::current_stream()>>>(args);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -46,9 +57,8 @@ SummaryRead read_label_summary(LabelGroups& g) {
 }
 
 LabelGroups label_groups_cuda(const char* op, const at::Tensor& labels, const at::Tensor& ref_labels, bool exclude_self,
-                              const at::Tensor& non_finite_flag) {
-  LabelGroups g = label_groups_cuda_async(labels, ref_labels, exclude_self);
-  if (non_finite_flag.defined()) note_in_summary(g, SummaryNote::kNonFinite, non_finite_flag);
+                              const at::Tensor& norms) {
+  LabelGroups g = label_groups_cuda_async(labels, ref_labels, exclude_self, norms);
   if (read_label_summary(g).non_finite) fail_embeddings_unsafe(op);
   return g;
 }

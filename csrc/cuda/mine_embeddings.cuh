@@ -1,6 +1,6 @@
 // The fused miners' common front on CUDA: the checks, the embeddings packed in the accumulation dtype
-// with their squared norms computed once (for the NaN/overflow flag and for the distances), and the
-// distances themselves.
+// with their squared norms computed once (checked for NaN/overflow by the label-groups kernel, and used by
+// the distances), and the distances themselves.
 #pragma once
 #include "cuda/launch.cuh"
 #include "aten/label_groups.h"
@@ -10,15 +10,13 @@ namespace fx::cuda {
 
 struct FusedInputs {
   at::Tensor packed;  // emb in the accumulation dtype, packed
-  at::Tensor norms;   // its squared norms
-  at::Tensor unsafe;  // int32 [1]: a norm is NaN/Inf or could overflow a distance (norms_unsafe_flag)
+  at::Tensor norms;   // its squared norms (label_groups_cuda* checks them for NaN/Inf and overflow)
 };
 
 inline FusedInputs fused_inputs(const at::Tensor& emb) {
   FusedInputs in;
   in.packed = packed_as(emb, acc_type(emb.scalar_type()));
   in.norms = in.packed.square().sum(1);
-  in.unsafe = norms_unsafe_flag(in.norms);
   return in;
 }
 
@@ -36,7 +34,7 @@ Triplets mine_embeddings(const char* op, const at::Tensor& emb, const at::Tensor
   check_fused_mining_inputs(op, emb, labels, margin);
   const c10::cuda::CUDAGuard guard(emb.device());
   const FusedInputs in = fused_inputs(emb);
-  const LabelGroups g = label_groups_cuda(op, labels, labels, /*exclude_self=*/true, in.unsafe);
+  const LabelGroups g = label_groups_cuda(op, labels, labels, /*exclude_self=*/true, in.norms);
   if (g.summary.num_pairs == 0) return empty_triplets(emb);
   return mine(fused_distances(in), g);
 }

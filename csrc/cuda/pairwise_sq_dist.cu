@@ -10,7 +10,7 @@
 namespace fx {
 
 // NaN/Inf inputs propagate to NaN distances, as with torch.cdist: a check would cost a host sync. The
-// fused miners check their embeddings' norms inside their one read-back (norms_unsafe_flag).
+// fused miners check their embeddings' norms in their label-groups kernel (kernels/label_groups.cuh).
 at::Tensor pairwise_sq_dist_cuda_impl(const char* op, const char* x_name, const at::Tensor& x, const char* y_name,
                                       const std::optional<at::Tensor>& y) {
   check_pairwise_inputs(op, x_name, x, y_name, y);  // before the guard: a CPU x must raise ValueError, not fail in it

@@ -10,7 +10,6 @@
 
 #include <optional>
 
-#include "cuda/error_word.h"
 #include "cuda/kernels/semihard.cuh"
 #include "cuda/launch.cuh"
 #include "cuda/mine_embeddings.cuh"
@@ -91,14 +90,16 @@ Outputs fill_kept(const at::Tensor& dist, const LabelGroups& g, const Rule& rule
 }
 
 // One sync: the counting pass, then the read (summary, kept count, NaN/Inf flag), then the exact fill.
+// `non_finite`: the counting pass's NaN/Inf flag (a given matrix), or undefined when the label-groups
+// kernel checked the embeddings' norms into the summary (the fused miner).
 Triplets count_read_fill(const char* op, const at::Tensor& dist, LabelGroups& g, const Rule& rule,
-                         const at::Tensor& non_finite, bool embeddings_flag) {
-  const at::Tensor kept = count_kept(dist, g, rule, embeddings_flag ? at::Tensor() : non_finite);
+                         const at::Tensor& non_finite) {
+  const at::Tensor kept = count_kept(dist, g, rule, non_finite);
   note_in_summary(g, SummaryNote::kKept, kept.sum());
-  note_in_summary(g, SummaryNote::kNonFinite, non_finite);
+  if (non_finite.defined()) note_in_summary(g, SummaryNote::kNonFinite, non_finite);
   const SummaryRead read = read_label_summary(g);
   if (read.non_finite) {
-    if (embeddings_flag) fail_embeddings_unsafe(op);
+    if (!non_finite.defined()) fail_embeddings_unsafe(op);
     fail_non_finite(op);
   }
   const Outputs out = fill_kept(dist, g, rule, g.summary.max_positives, kept, read.kept);
@@ -113,7 +114,7 @@ Triplets semihard_from_sq_dist_cuda(const at::Tensor& sq_dist, const at::Tensor&
   LabelGroups g = label_groups_cuda_async(labels, ref_labels, exclude_self);
   const at::Tensor non_finite = at::zeros({1}, sq_dist.options().dtype(at::kInt));
   // Only the mining pass sees a NaN/Inf distance, so it counts before the one read.
-  return count_read_fill(op, row_major(sq_dist), g, {exclude_self, margin, squared, drop_fallback}, non_finite, false);
+  return count_read_fill(op, row_major(sq_dist), g, {exclude_self, margin, squared, drop_fallback}, non_finite);
 }
 
 Triplets semi_hard_triplets_cuda(const at::Tensor& emb, const at::Tensor& labels, std::optional<double> margin,
@@ -133,9 +134,9 @@ Triplets semi_hard_triplets_cuda(const at::Tensor& emb, const at::Tensor& labels
   check_fused_mining_inputs(op, emb, labels, margin);
   const c10::cuda::CUDAGuard guard(emb.device());
   const cuda::FusedInputs in = cuda::fused_inputs(emb);
-  LabelGroups g = label_groups_cuda_async(labels, labels, true);
+  LabelGroups g = label_groups_cuda_async(labels, labels, true, in.norms);
   // The distances before the read (the count needs them), even for a batch that mines nothing.
-  return count_read_fill(op, cuda::fused_distances(in), g, rule, in.unsafe, true);
+  return count_read_fill(op, cuda::fused_distances(in), g, rule, at::Tensor());
 }
 
 // capacity=: no host sync. NaN/Inf embeddings set the device's error bit (fx.check_errors()).
@@ -148,8 +149,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> semi_hard_triplets_pa
   const c10::cuda::CUDAGuard guard(emb.device());
   const Rule rule{true, margin, squared, drop_fallback};
   const cuda::FusedInputs in = cuda::fused_inputs(emb);
-  cuda::record_error_if(in.unsafe, cuda::kErrorNonFinite);
-  LabelGroups g = label_groups_cuda_async(labels, labels, true);
+  LabelGroups g = label_groups_cuda_async(labels, labels, true, in.norms, /*to_error_word=*/true);
   const at::Tensor dist = cuda::fused_distances(in);
   if (rule.selective()) {
     const at::Tensor kept = count_kept(dist, g, rule, at::Tensor());

@@ -109,12 +109,18 @@ void emu_set_schedule(int mode, uint64_t seed) {
   emu::config().seed = seed;
 }
 
+// norms_f / norms_d (at most one non-null), norm_limit, error_word: the fused miners' norm check.
 int emu_label_groups(const int64_t* sorted, const int64_t* order, const int64_t* labels, int64_t B, int64_t N,
-                     int exclude_self, EmuGroups g, int64_t* summary) {
+                     int exclude_self, EmuGroups g, int64_t* summary, const float* norms_f, const double* norms_d,
+                     double norm_limit, int32_t* error_word) {
   return guarded([&] {
     fx::cuda::GroupArgs args{
         sorted,    order,         labels,        B,      N, exclude_self != 0, g.anchor_gid, g.ref_gid,
         g.members, g.group_start, g.pair_offset, summary};
+    args.norms_f = norms_f;
+    args.norms_d = norms_d;
+    args.norm_limit = norm_limit;
+    args.error_word = error_word;
     launch(fx::cuda::label_groups_launch(), fx::cuda::label_groups_kernel, args);
   });
 }

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "common/label_rules.h"
+#include "cuda/error_bits.h"
 #include "cuda/geometry.h"
 
 namespace fx::cuda {
@@ -28,6 +29,14 @@ struct GroupArgs {
   bool exclude_self;
   int32_t *anchor_gid, *ref_gid, *members, *group_start;
   int64_t *pair_offset, *summary;
+  // Optional (both null: skipped), for the fused miners: the embeddings' squared norms, [B] float or
+  // double. A norm that is NaN/Inf or above norm_limit (a distance could overflow) flags the batch in
+  // summary[kNonFinite] or, with error_word set (capacity=: nothing is read back), as kErrorNonFinite
+  // there. Checked here rather than by a chain of ATen reductions: this launch happens anyway.
+  const float* norms_f = nullptr;
+  const double* norms_d = nullptr;
+  double norm_limit = 0;
+  int32_t* error_word = nullptr;
 };
 
 __global__ void __launch_bounds__(kGroupThreads) label_groups_kernel(GroupArgs g) {
@@ -59,7 +68,7 @@ __global__ void __launch_bounds__(kGroupThreads) label_groups_kernel(GroupArgs g
   __syncthreads();  // group_start / ref_gid written above are read below by other threads
 
   // Anchors: their group, positives count, and slot offsets by an exclusive scan.
-  int64_t slots = 0, max_pos = 0, no_pairs = 0;
+  int64_t slots = 0, max_pos = 0, no_pairs = 0, unsafe = 0;
   for (int64_t base = 0; base < g.B; base += kGroupThreads) {
     const int64_t a = base + tid;
     int64_t mine = 0;
@@ -76,6 +85,9 @@ __global__ void __launch_bounds__(kGroupThreads) label_groups_kernel(GroupArgs g
       g.anchor_gid[a] = gid;
       max_pos = mine > max_pos ? mine : max_pos;
       no_pairs += mine == 0;
+      // `<=` is false for NaN, so NaN and +Inf norms are unsafe too.
+      if (g.norms_f) unsafe |= !(static_cast<double>(g.norms_f[a]) <= g.norm_limit);
+      if (g.norms_d) unsafe |= !(g.norms_d[a] <= g.norm_limit);
     }
     int64_t exclusive, tile_total;
     Scan(tmp.scan).ExclusiveSum(mine, exclusive, tile_total);
@@ -87,11 +99,20 @@ __global__ void __launch_bounds__(kGroupThreads) label_groups_kernel(GroupArgs g
   const int64_t max_all = Reduce(tmp.reduce).Reduce(max_pos, MaxOp{});
   __syncthreads();
   const int64_t no_pairs_all = Reduce(tmp.reduce).Sum(no_pairs);
+  __syncthreads();
+  const int64_t unsafe_all = Reduce(tmp.reduce).Sum(unsafe);
   if (tid == 0) {
     g.pair_offset[g.B] = slots;
     g.summary[kNumPairs] = slots;
     g.summary[kMaxPositives] = max_all;
     g.summary[kNoPairs] = no_pairs_all;
+    if (g.norms_f || g.norms_d) {
+      if (g.error_word) {
+        if (unsafe_all) atomicOr(g.error_word, kErrorNonFinite);
+      } else {
+        g.summary[kNonFinite] = unsafe_all != 0;
+      }
+    }
   }
 }
 
