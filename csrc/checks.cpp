@@ -37,6 +37,9 @@ void check_device(const char* op, const char* name, const at::Tensor& t, const c
 void check_embeddings(const char* op, const char* name, const at::Tensor& emb) {
   check_dim(op, name, emb, 2, "[batch, dim]");
   check_floating(op, name, emb);
+  // As the Python wrappers: with no dimension every distance is 0 and every triplet a tie.
+  TORCH_CHECK_VALUE(emb.size(1) > 0, op, ": ", name, " has width 0 (shape ", emb.sizes(),
+                    "): every distance would be 0");
 }
 
 void check_labels(const char* op, const char* name, const at::Tensor& labels, int64_t expected, const at::Tensor& like,

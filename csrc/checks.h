@@ -16,7 +16,7 @@ void check_dtype(const char* op, const char* name, const at::Tensor& t, at::Scal
 void check_length(const char* op, const char* name, const at::Tensor& t, int64_t expected, const char* of_what);
 void check_device(const char* op, const char* name, const at::Tensor& t, const char* like_name, const at::Tensor& like);
 
-// Embeddings: 2-D [B, D] floating point (B may be 0).
+// Embeddings: 2-D [B, D] floating point, D >= 1 (B may be 0).
 void check_embeddings(const char* op, const char* name, const at::Tensor& emb);
 // Labels: 1-D integer, `expected` long, on the device of `like` (named like_name in the message).
 void check_labels(const char* op, const char* name, const at::Tensor& labels, int64_t expected, const at::Tensor& like,

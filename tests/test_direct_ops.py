@@ -215,3 +215,21 @@ def test_arguments_on_another_device(op, name):
     with pytest.raises((ValueError, RuntimeError)) as err:
         call(moved)
     assert "device" in str(err.value) or "cuda" in str(err.value).lower()
+
+
+def test_zero_width_embeddings_are_refused_by_direct_calls():
+    """D = 0 raises in C++ as in the Python wrappers (test_api_contract), so torch.ops calls agree."""
+    ops = torch.ops.facenet_ext
+    emb, labels, idx = torch.empty(6, 0), torch.tensor([0, 0, 1, 1, 2, 2]), torch.tensor([0])
+    calls = {
+        "pairwise_sq_dist": lambda: ops.pairwise_sq_dist(emb, None),
+        "semi_hard_triplets": lambda: ops.semi_hard_triplets(emb, labels, None, True, False),
+        "semi_hard_triplets_padded": lambda: ops.semi_hard_triplets_padded(emb, labels, None, True, False, 4),
+        "batch_hard_triplets": lambda: ops.batch_hard_triplets(emb, labels),
+        "all_semi_hard_triplets": lambda: ops.all_semi_hard_triplets(emb, labels, 0.2, False),
+        "all_semihard_loss": lambda: ops.all_semihard_loss(emb, labels, 0.2, False, False),
+        "triplet_loss_forward": lambda: ops.triplet_loss_forward(emb, idx, idx + 2, idx + 4, 0.2, True),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match=rf"{name.removesuffix('_padded')}: (emb|x) has width 0"):
+            call()
