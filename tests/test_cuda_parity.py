@@ -333,6 +333,22 @@ def test_smoke_reference_set_streaming_and_memory_bank(miner):
         )
 
 
+@pytest.mark.parametrize("miner", list(MINING_NAME))
+def test_smoke_capacity_pads_and_counts_as_the_cpu(miner):
+    """capacity= (static shapes, for CUDA graphs): the same padded triplets and count as the CPU, for a
+    capacity below and above the number found."""
+    fn = getattr(fx, miner)
+    emb, labels = _exact_batch(40)
+    found = fn(emb, labels)[0].numel()
+    assert found > 1
+    for capacity in (found // 2, found + 7):
+        want = fn(emb, labels, capacity=capacity)
+        got = fn(emb.to(TARGET), labels.to(TARGET), capacity=capacity)
+        assert want[0].shape == (capacity,) and want[3].item() == found
+        for w, g, part in zip(want, got, ("anchor", "positive", "negative", "found")):
+            assert g.device.type == TARGET and torch.equal(w, g.cpu()), f"{miner} capacity={capacity}: {part} differs"
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16], ids=["float32", "float64", "float16"])
 def test_smoke_l2_pool2d_forward_and_backward(dtype):
     x = torch.randn(2, 3, 9, 11, dtype=torch.float64).to(dtype)
@@ -355,6 +371,7 @@ def test_smoke_error_word_is_clean_after_clean_ops():
     check_errors() returns None. On cpu there is no word (CPU ops raise at once): check_errors returns None."""
     emb, labels = _exact_batch(33)
     fx.semi_hard_triplets(emb.to(TARGET), labels.to(TARGET), capacity=16)
+    fx.batch_hard_triplets(emb.to(TARGET), labels.to(TARGET), capacity=16)
     fx.triplet_loss(emb.to(TARGET), labels.to(TARGET), 0.2, capacity=16)
     if TARGET == "cuda":
         word = ops.take_errors(torch.empty(0, device=TARGET))

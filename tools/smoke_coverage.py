@@ -39,30 +39,56 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 # ---- the op list, from the sources ------------------------------------------------------------------
-def _impls(folder: Path, pattern: str) -> set[str]:
-    names: set[str] = set()
-    for path in sorted(folder.glob(pattern)):
-        names |= set(re.findall(r'm\.impl\(\s*"(\w+)"', path.read_text()))
-    return names
+COMPOSITE = ("CompositeExplicitAutograd", "CompositeImplicitAutograd", "CompositeExplicitAutogradNonFunctional")
+
+
+def kernel_keys(root: Path = ROOT) -> dict[str, set[str]]:
+    """op -> the dispatch keys of its C++ kernels: every ``m.impl("op"`` inside a
+    ``TORCH_LIBRARY_IMPL(facenet_ext, KEY, m) { ... }`` block of csrc/."""
+    keys: dict[str, set[str]] = {}
+    head = re.compile(rf"TORCH_LIBRARY_IMPL\(\s*{NAMESPACE}\s*,\s*(\w+)\s*,\s*\w+\s*\)\s*\{{")
+    for path in sorted((root / "csrc").rglob("*")):
+        if path.suffix not in (".cpp", ".cu", ".h", ".cuh"):
+            continue
+        text = path.read_text()
+        for match in head.finditer(text):
+            depth, end = 1, match.end()
+            while depth and end < len(text):  # the block's closing brace
+                depth += {"{": 1, "}": -1}.get(text[end], 0)
+                end += 1
+            for name in re.findall(r'm\.impl\(\s*"(\w+)"', text[match.end() : end]):
+                keys.setdefault(name, set()).add(match.group(1))
+    return keys
 
 
 def source_ops(root: Path = ROOT) -> dict[str, str]:
-    """Every facenet_ext op declared in the sources: name -> where it runs ("cpu+cuda", "cuda only",
-    "cpu only", or "python" for a Python custom op, which runs on whatever device its inputs are)."""
+    """Every facenet_ext op declared in the sources: name -> where it runs: "cpu+cuda", "cuda only",
+    "cpu only", "composite" (one kernel for every device, maybe with device-specific ones beside it),
+    "python" (a Python custom op: any device), or "no kernel"."""
     schemas = re.findall(r'm\.def\(\s*"(\w+)\(', (root / "csrc" / "ops.cpp").read_text())
-    cuda, cpu = _impls(root / "csrc" / "cuda", "*.cu"), _impls(root / "csrc" / "cpu", "*.cpp")
+    keys = kernel_keys(root)
     ops = {}
     for name in schemas:
-        if name in cuda and name not in cpu:
+        k = keys.get(name, set())
+        if k & set(COMPOSITE):
+            ops[name] = "composite"
+        elif {"CPU", "CUDA"} <= k:
+            ops[name] = "cpu+cuda"
+        elif "CUDA" in k:
             ops[name] = "cuda only"
-        elif name in cpu and name not in cuda:
+        elif "CPU" in k:
             ops[name] = "cpu only"
         else:
-            ops[name] = "cpu+cuda"
+            ops[name] = "no kernel"
     for path in sorted((root / "python" / NAMESPACE).rglob("*.py")):
         for name in re.findall(rf'custom_op\(\s*"{NAMESPACE}::(\w+)"', path.read_text()):
             ops[name] = "python"
     return ops
+
+
+def runs_on(where: str, device: str) -> bool:
+    """Whether an op of that kind (source_ops) has a kernel for device ("cpu" or "cuda")."""
+    return where in ("cpu+cuda", "composite", "python") or where == f"{device} only"
 
 
 def registered_ops() -> set[str]:
@@ -72,6 +98,13 @@ def registered_ops() -> set[str]:
 
     prefix = f"{NAMESPACE}::"
     return {n[len(prefix) :].split(".")[0] for n in torch._C._dispatch_get_all_op_names() if n.startswith(prefix)}
+
+
+def built_for(name: str, device: str) -> bool | None:
+    """Whether the installed build has a kernel for op ``name`` on device (composite ones included);
+    None where this torch cannot say."""
+    has = getattr(torch._C, "_dispatch_has_computed_kernel_for_dispatch_key", None)
+    return None if has is None else bool(has(f"{NAMESPACE}::{name}", device.upper()))
 
 
 # ---- recording the calls ------------------------------------------------------------------------------
@@ -214,9 +247,11 @@ def check(calls: list[dict], device: str, root: Path = ROOT) -> tuple[bool, str,
         problems.append(f"{name} declared in the sources but not registered (a stale build?)")
     for name in sorted(registered - set(declared)):
         problems.append(f"{name} registered but not found in the sources (this list is out of date)")
-    other = "cpu" if device == "cuda" else "cuda"
-    required = sorted(n for n in set(declared) | registered if declared.get(n) != f"{other} only")
-    not_here = sorted(n for n in declared if declared[n] == f"{other} only")
+    required = sorted(n for n in set(declared) | registered if runs_on(declared.get(n, "cpu+cuda"), device))
+    not_here = sorted(n for n in declared if not runs_on(declared[n], device))
+    for name in required:
+        if name in registered and built_for(name, device) is False:
+            problems.append(f"{name}: the sources give it a {device} kernel, the installed build has none")
     on_device = [c for c in calls if c["device"] == device]
     missing = []
     for name in required:
@@ -232,12 +267,16 @@ def check(calls: list[dict], device: str, root: Path = ROOT) -> tuple[bool, str,
             report.append(f"MISS  {name}: never called on {device}{elsewhere}")
     for name in not_here:
         report.append(f"n/a   {name}: {declared[name]} (no {device} kernel), not expected on {device}")
+        if name in registered and built_for(name, device):
+            problems.append(
+                f"{name}: the build has a {device} kernel the sources do not show (this parser is out of date)"
+            )
     missing_variants = []
     for op, variant, pred in VARIANTS:
         if op not in declared and op not in registered:
             problems.append(f"variant {op} [{variant}]: no such op")
             continue
-        if declared.get(op) == f"{other} only":
+        if not runs_on(declared.get(op, "cpu+cuda"), device):
             continue
         n = sum(1 for c in on_device if c["op"] == op and pred(c))
         if n:
@@ -246,13 +285,13 @@ def check(calls: list[dict], device: str, root: Path = ROOT) -> tuple[bool, str,
             missing_variants.append(f"{op} [{variant}]")
             report.append(f"MISS  {op} [{variant}]: never called on {device}")
     report += [f"ERROR {p}" for p in problems]
-    n_var = sum(1 for op, _, _ in VARIANTS if declared.get(op) != f"{other} only")
+    n_var = sum(1 for op, _, _ in VARIANTS if runs_on(declared.get(op, "cpu+cuda"), device))
     line = (
         f"{len(required) - len(missing)}/{len(required)} ops and {n_var - len(missing_variants)}/{n_var} variants "
         f"ran on {device}"
     )
     if not_here:
-        line += f"; {other}-only, not expected: {', '.join(not_here)}"
+        line += f"; no {device} kernel, not expected: {', '.join(not_here)}"
     passed = not (missing or missing_variants or problems)
     if not passed:
         gaps = missing + missing_variants + problems
