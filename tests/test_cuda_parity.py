@@ -2,9 +2,18 @@
 
 Skipped without a GPU, and on a CPU-only build of the extension even where a GPU is present (params.py
 decides for the whole suite). Random inputs come from the suite's fresh_seed, so a failure prints the
-FACENET_EXT_TEST_SEED that replays it. The CPU kernels are themselves checked against float64 references elsewhere, so
-bit-identical mining here means the GPU runs the same rule (shared in csrc/common/).
+FACENET_EXT_TEST_SEED that replays it; the fixture is repeated below, so that also holds under
+``pytest --noconftest`` (tools/gpu_smoke.sh runs that way where hypothesis is missing). The CPU kernels
+are themselves checked against float64 references elsewhere, so bit-identical mining here means the GPU
+runs the same rule (shared in csrc/common/).
+
+The smoke tests (``-k smoke``: tools/gpu_smoke.sh, also under compute-sanitizer) compare the CPU with
+TARGET, the device under test: "cuda", or "cpu" when FACENET_EXT_PARITY_DEVICE=cpu (the smoke's CPU
+rehearsal: the same code paths CPU against CPU, which proves nothing about a GPU; the other tests skip).
 """
+
+import os
+import random
 
 import pytest
 import torch
@@ -13,8 +22,23 @@ import facenet_ext as fx
 
 from params import CUDA_MARKS
 
-pytestmark = CUDA_MARKS
+REHEARSAL = os.environ.get("FACENET_EXT_PARITY_DEVICE", "cuda") == "cpu"
+TARGET = "cpu" if REHEARSAL else "cuda"
+pytestmark = [pytest.mark.cuda] if REHEARSAL else CUDA_MARKS
 ops = torch.ops.facenet_ext
+
+
+@pytest.fixture(autouse=True)
+def fresh_seed(request):
+    """conftest.py's fresh_seed, here too so that the seed is set, printed and replayable under
+    --noconftest: FACENET_EXT_TEST_SEED=<n> replays the one a failure printed. In the CPU rehearsal only
+    the smoke tests run."""
+    if REHEARSAL and "smoke" not in request.node.name:
+        pytest.skip("FACENET_EXT_PARITY_DEVICE=cpu rehearses only the smoke tests")
+    seed = int(os.environ.get("FACENET_EXT_TEST_SEED", random.randrange(2**31)))
+    torch.manual_seed(seed)
+    print(f"{request.node.nodeid}: FACENET_EXT_TEST_SEED={seed}")
+    return seed
 
 
 def _labels(kind: str, B: int, gen: torch.Generator) -> torch.Tensor:
@@ -153,7 +177,8 @@ def test_compile_and_opcheck_on_cuda():
 
 # ---- small exact cases: tools/gpu_smoke.sh selects them with `-k smoke`, also under compute-sanitizer ----
 # Integer embeddings in [-2, 2], D = 8: every squared distance is an integer <= 128, exact in fp16, bf16
-# and any summation order, so CPU and CUDA must agree exactly on indices and closely on the loss.
+# and any summation order, so CPU and TARGET must agree exactly on indices and closely on the loss.
+# Between them they call every facenet_ext op on TARGET; tools/smoke_coverage.py checks that they did.
 
 
 def _exact_batch(B: int, labels: torch.Tensor | None = None, dtype=torch.float32):
@@ -163,10 +188,10 @@ def _exact_batch(B: int, labels: torch.Tensor | None = None, dtype=torch.float32
 
 def _same_mining_and_loss(emb, labels, miners, dtype=torch.float32):
     for fn in miners:
-        cpu, gpu = fn(emb, labels), fn(emb.cuda(), labels.cuda())
-        assert all(torch.equal(c, g.cpu()) for c, g in zip(cpu, gpu)), fn.__name__
+        cpu, got = fn(emb, labels), fn(emb.to(TARGET), labels.to(TARGET))
+        assert all(torch.equal(c, g.cpu()) for c, g in zip(cpu, got)), fn.__name__
     losses = []
-    for dev in ("cpu", "cuda"):
+    for dev in ("cpu", TARGET):
         e = emb.detach().to(dev).requires_grad_()
         loss = fx.triplet_loss(e, labels.to(dev), 0.2)
         loss.backward()
@@ -182,7 +207,8 @@ def test_smoke_small_batches(B):
 
 
 def test_smoke_more_than_1024_positives():
-    # 1040 images of one identity: each of its anchors has 1039 positives (the chunked path), plus 160 others
+    # 1040 images of one identity: each of its anchors has 1039 positives (the chunked path), plus 160 others.
+    # O(K^2) per identity under racecheck: tools/gpu_smoke.sh leaves it out of that run (by this name).
     labels = (torch.arange(1200) >= 1040).long()
     _same_mining_and_loss(*_exact_batch(1200, labels), (fx.semi_hard_triplets, fx.batch_hard_triplets))
 
@@ -191,7 +217,7 @@ def test_smoke_strided_indices():
     emb, labels = _exact_batch(96, torch.arange(12).repeat_interleave(8))
     packed = fx.semi_hard_triplets(emb, labels)
     columns = torch.stack(packed, 1)  # columns[:, i] is a stride-3 view
-    for dev in ("cpu", "cuda"):
+    for dev in ("cpu", TARGET):
         e = emb.to(dev)
         ref = fx.triplet_loss(e, None, 0.2, mining=tuple(t.to(dev) for t in packed))
         got = fx.triplet_loss(e, None, 0.2, mining=tuple(columns.to(dev).unbind(1)))
@@ -207,23 +233,151 @@ def test_smoke_half_precision(dtype):
 @pytest.mark.parametrize("B", [2, 33, 257])
 @pytest.mark.parametrize("squared", [True, False], ids=["squared", "plain"])
 def test_smoke_fused_all_semihard_loss(B, squared):
-    """The fused all-semi-hard loss (never lists its triplets): CPU and CUDA agree on the counts exactly and
-    on the value and gradient closely, with capacity= and stats, and the CUDA gradient is bit-reproducible."""
+    """The fused all-semi-hard loss (never lists its triplets): CPU and TARGET agree on the counts exactly
+    and on the value and gradient closely, with capacity= and stats, and TARGET's gradient is
+    bit-reproducible."""
     emb, labels = _exact_batch(B)
     runs = []
-    for dev in ("cpu", "cuda", "cuda"):
+    for dev in ("cpu", TARGET, TARGET):
         e = emb.detach().to(dev).requires_grad_()
         loss, stats = fx.triplet_loss(e, labels.to(dev), 2.0, mining="all_semihard", squared=squared, return_stats=True)
         loss.backward()
         runs.append((loss.detach().double().cpu(), {k: v.item() for k, v in stats.items()}, e.grad.cpu()))
-    (cpu_loss, cpu_stats, cpu_grad), (gpu_loss, gpu_stats, gpu_grad) = runs[0], runs[1]
-    assert gpu_stats["num_triplets"] == cpu_stats["num_triplets"]
-    assert gpu_stats == pytest.approx(cpu_stats, rel=1e-5)
-    torch.testing.assert_close(gpu_loss, cpu_loss, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(gpu_grad, cpu_grad, rtol=1e-4, atol=1e-4)
+    (cpu_loss, cpu_stats, cpu_grad), (got_loss, got_stats, got_grad) = runs[0], runs[1]
+    assert got_stats["num_triplets"] == cpu_stats["num_triplets"]
+    assert got_stats == pytest.approx(cpu_stats, rel=1e-5)
+    torch.testing.assert_close(got_loss, cpu_loss, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got_grad, cpu_grad, rtol=1e-4, atol=1e-4)
     assert torch.equal(runs[1][2], runs[2][2])
-    a, p, n, found = fx.semi_hard_triplets(emb.cuda(), labels.cuda(), capacity=64)
+    a, p, n, found = fx.semi_hard_triplets(emb.to(TARGET), labels.to(TARGET), capacity=64)
     assert a.shape == (64,) and found.item() == len(fx.semi_hard_triplets(emb, labels)[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_smoke_from_sq_dist_ops(dtype):
+    """The three *_from_sq_dist ops called directly, on the batch (exclude_self) and on a reference set
+    of another size, with and without a margin, with the drop fallback, squared and plain."""
+    emb, labels = _exact_batch(70, dtype=dtype)
+    ref, ref_labels = _exact_batch(45, dtype=dtype)
+    variants = [
+        (ops.semihard_from_sq_dist, (None, True, False)),
+        (ops.semihard_from_sq_dist, (2.5, True, True)),  # margin, drop the anchors without a semi-hard negative
+        (ops.semihard_from_sq_dist, (2.0, False, False)),
+        (ops.batch_hard_from_sq_dist, ()),
+        (ops.all_semihard_from_sq_dist, (4.0, True)),
+        (ops.all_semihard_from_sq_dist, (1.0, False)),
+    ]
+    matrices = [
+        (fx.pairwise_sq_dist(emb), labels, labels, True),
+        (fx.pairwise_sq_dist(emb, ref), labels, ref_labels, False),
+    ]
+    for d, lab, ref_lab, exclude_self in matrices:
+        for op, extra in variants:
+            cpu = op(d, lab, ref_lab, exclude_self, *extra)
+            got = op(d.to(TARGET), lab.to(TARGET), ref_lab.to(TARGET), exclude_self, *extra)
+            name = f"{op._qualified_op_name}{extra} exclude_self={exclude_self}"
+            assert cpu[0].numel() > 0, f"{name}: nothing mined, the comparison would prove nothing"
+            for c, g, part in zip(cpu, got, "apn"):
+                assert g.dtype == torch.int64 and g.device.type == TARGET
+                assert torch.equal(c, g.cpu()), f"{name}: {part} differs ({dtype})"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_smoke_pairwise_sq_dist_with_and_without_y(dtype):
+    x, _ = _exact_batch(40, dtype=dtype)
+    y, _ = _exact_batch(25, dtype=dtype)
+    for args in ((x,), (x, y)):
+        cpu = fx.pairwise_sq_dist(*args)
+        got = fx.pairwise_sq_dist(*(t.to(TARGET) for t in args))
+        assert got.dtype == cpu.dtype and got.device.type == TARGET and got.shape == cpu.shape
+        assert torch.equal(got.cpu(), cpu), f"y={'given' if len(args) == 2 else 'None'}"  # integers: exact
+
+
+MINING_NAME = {
+    "semi_hard_triplets": "semihard",
+    "batch_hard_triplets": "batch_hard",
+    "all_semi_hard_triplets": "all_semihard",
+}
+
+
+@pytest.mark.parametrize("miner", list(MINING_NAME))
+def test_smoke_reference_set_streaming_and_memory_bank(miner):
+    """Mining beyond one batch on TARGET: a reference set, streaming in column chunks, a memory bank;
+    the same triplets as the CPU, and the loss through the same path (forward and backward) as close."""
+    fn = getattr(fx, miner)
+    emb, labels = _exact_batch(48)
+    ref, ref_labels = _exact_batch(64)
+    banks = {}
+    for dev in ("cpu", TARGET):
+        banks[dev] = fx.MemoryBank(80, 8, device=dev)
+        banks[dev].enqueue(ref.to(dev), ref_labels.to(dev))
+    cases = {
+        "reference set": lambda dev: {"ref_emb": ref.to(dev), "ref_labels": ref_labels.to(dev)},
+        "streaming": lambda dev: {"chunk_size": 16},
+        "memory bank": lambda dev: {"memory": banks[dev]},
+    }
+    for case, options in cases.items():
+        want = fn(emb, labels, **options("cpu"))
+        got = fn(emb.to(TARGET), labels.to(TARGET), **options(TARGET))
+        assert want[0].numel() > 0, f"{miner} {case}: nothing mined"
+        for c, g, part in zip(want, got, "apn"):
+            assert torch.equal(c, g.cpu()), f"{miner} {case}: {part} differs"
+        losses = []
+        for dev in ("cpu", TARGET):
+            e = emb.detach().to(dev).requires_grad_()
+            loss = fx.triplet_loss(e, labels.to(dev), 0.5, mining=MINING_NAME[miner], **options(dev))
+            loss.backward()
+            losses.append((loss.detach().double().cpu(), e.grad.double().cpu()))
+        torch.testing.assert_close(
+            losses[1], losses[0], rtol=1e-5, atol=1e-5, msg=lambda m, case=case: f"{miner} {case}: {m}"
+        )
+
+
+@pytest.mark.parametrize("miner", list(MINING_NAME))
+def test_smoke_capacity_pads_and_counts_as_the_cpu(miner):
+    """capacity= (static shapes, for CUDA graphs): the same padded triplets and count as the CPU, for a
+    capacity below and above the number found."""
+    fn = getattr(fx, miner)
+    emb, labels = _exact_batch(40)
+    found = fn(emb, labels)[0].numel()
+    assert found > 1
+    for capacity in (found // 2, found + 7):
+        want = fn(emb, labels, capacity=capacity)
+        got = fn(emb.to(TARGET), labels.to(TARGET), capacity=capacity)
+        assert want[0].shape == (capacity,) and want[3].item() == found
+        for w, g, part in zip(want, got, ("anchor", "positive", "negative", "found")):
+            assert g.device.type == TARGET and torch.equal(w, g.cpu()), f"{miner} capacity={capacity}: {part} differs"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16], ids=["float32", "float64", "float16"])
+def test_smoke_l2_pool2d_forward_and_backward(dtype):
+    x = torch.randn(2, 3, 9, 11, dtype=torch.float64).to(dtype)
+    tol = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 1e-2}[dtype]
+    for kernel, stride, padding, ceil_mode in ((3, 2, 1, False), ((2, 3), 1, 0, True)):
+        want = fx.l2_pool2d(x, kernel, stride, padding, ceil_mode)
+        grad = torch.randn(want.shape, dtype=torch.float64).to(dtype)
+        runs = []
+        for dev in ("cpu", TARGET):
+            xi = x.detach().to(dev).requires_grad_()
+            out = fx.l2_pool2d(xi, kernel, stride, padding, ceil_mode)
+            out.backward(grad.to(dev))
+            assert out.device.type == dev and out.dtype == dtype
+            runs.append((out.detach().double().cpu(), xi.grad.double().cpu()))
+        torch.testing.assert_close(runs[1], runs[0], rtol=tol, atol=tol)
+
+
+def test_smoke_error_word_is_clean_after_clean_ops():
+    """take_errors (CUDA only) on the device's error word after clean ops: int32 [1], zero, and
+    check_errors() returns None. On cpu there is no word (CPU ops raise at once): check_errors returns None."""
+    emb, labels = _exact_batch(33)
+    fx.semi_hard_triplets(emb.to(TARGET), labels.to(TARGET), capacity=16)
+    fx.batch_hard_triplets(emb.to(TARGET), labels.to(TARGET), capacity=16)
+    fx.triplet_loss(emb.to(TARGET), labels.to(TARGET), 0.2, capacity=16)
+    if TARGET == "cuda":
+        word = ops.take_errors(torch.empty(0, device=TARGET))
+        assert word.dtype == torch.int32 and word.shape == (1,) and word.device.type == "cuda"
+        assert word.item() == 0, f"error bits {word.item():#x} set by clean ops"
+    assert fx.check_errors(TARGET) is None
 
 
 def test_direct_ops_with_mixed_devices_raise_value_error():
