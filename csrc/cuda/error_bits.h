@@ -9,7 +9,7 @@
 
 namespace fx::cuda {
 
-constexpr int32_t kErrorNonFinite = 1;    // ValueError: NaN/Inf embeddings or distances
-constexpr int32_t kErrorIndexRange = 2;   // IndexError: a triplet index outside [0, B)
+constexpr int32_t kErrorNonFinite = 1;   // ValueError: NaN/Inf embeddings or distances
+constexpr int32_t kErrorIndexRange = 2;  // IndexError: a triplet index outside [0, B)
 
 }  // namespace fx::cuda

@@ -275,6 +275,12 @@ T atomicAdd(T* p, T v) {
   return old;
 }
 template <typename T>
+T atomicOr(T* p, T v) {
+  const T old = *p;
+  *p = old | v;
+  return old;
+}
+template <typename T>
 T atomicExch(T* p, T v) {
   const T old = *p;
   *p = v;
