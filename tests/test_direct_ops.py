@@ -10,6 +10,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+import facenet_ext as fx
+
 from params import CUDA_MARKS
 
 ops = torch.ops.facenet_ext
@@ -184,8 +186,6 @@ def test_triplet_indices_out_of_range(op, which, bad):
 def test_triplet_indices_out_of_range_cuda(op):
     """On CUDA a bad index costs no sync and no device assert: NaN where it would have gone, a bit that
     fx.check_errors() raises as IndexError, and a context that stays usable."""
-    import facenet_ext as fx
-
     dev = torch.device("cuda")
     fx.check_errors(dev)  # start clean
     emb, a, p, n = EMB.to(dev), A.to(dev), P.to(dev), N.clone().to(dev)

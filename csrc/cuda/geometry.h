@@ -127,7 +127,8 @@ inline Launch triplet_combine_launch(int64_t B, int64_t D) {
 // thread per tile counts its keys' digits into its own column of a [radix, tiles] int64 matrix; an
 // exclusive scan of the matrix (digit-major) gives each (digit, tile) its first output slot; the thread
 // walks its tile again and writes in order, so every pass is stable. No sort, no atomics on counts, no
-// host sync; memory 3T (two entry buffers) + radix * tiles <= 3T + 3T * 2^kCsrMaxDigitBits / tile.
+// host sync. Memory, int64 elements: two entry buffers of 3T, and the counts and their scan, each
+// radix * tiles <= 2^kCsrMaxDigitBits * ceil(3T / kCsrTileEntries) <= 3T + 256 with these constants: O(T).
 constexpr int64_t kCsrTileEntries = 256;
 constexpr int kCsrMaxDigitBits = 8;
 constexpr int kCsrThreads = 256;
