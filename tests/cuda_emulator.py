@@ -70,6 +70,7 @@ def library() -> ctypes.CDLL:
     lib = ctypes.CDLL(str(target))
     lib.emu_last_error.restype = ctypes.c_char_p
     lib.emu_selftest_error.restype = ctypes.c_char_p
+    lib.emu_triplet_segment.restype = ctypes.c_int64
     return lib
 
 
@@ -418,37 +419,79 @@ def _acc(dtype):
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-def triplet_forward(emb, a, p, n, margin, squared):
-    """cuda/triplet_loss.cu's forward: (loss, d_ap, d_an) [T] in the accumulation dtype."""
+def triplet_forward(emb, a, p, n, margin, squared, error_word=None):
+    """cuda/triplet_loss.cu's forward: (loss, d_ap, d_an) [T] in the accumulation dtype. error_word: the
+    int32 [1] tensor that stands in for the device's error word (a fresh one when None)."""
     x, a, p, n = emb.contiguous(), a.contiguous(), p.contiguous(), n.contiguous()
     T = a.numel()
-    outs = [torch.full((T,), float("nan"), dtype=_acc(x.dtype)) for _ in range(3)]
+    outs = [torch.full((T,), 12345.0, dtype=_acc(x.dtype)) for _ in range(3)]  # poison: not NaN, the bad-index mark
     if T == 0:
         return tuple(outs)
+    word = torch.zeros(1, dtype=torch.int32) if error_word is None else error_word
     code = ctypes.c_int(DTYPE_CODE[x.dtype])
     args = (_p(x), _i(x.shape[0]), _i(x.shape[1]), _p(a), _p(p), _p(n), _i(T), ctypes.c_double(margin))
-    _call("emu_triplet_forward", code, *args, ctypes.c_int(squared), *(_p(o) for o in outs))
+    _call("emu_triplet_forward", code, *args, ctypes.c_int(squared), *(_p(o) for o in outs), _p(word))
     return tuple(outs)
 
 
-def triplet_csr(a, p, n, B):
-    """aten/triplet_loss.cpp's triplet_csr: entries 3 t + role grouped by row, stably."""
-    rows = torch.stack([a, p, n], 1).reshape(-1)
-    sorted_rows, entry = torch.sort(rows, stable=True)
-    return torch.searchsorted(sorted_rows, torch.arange(B + 1)), entry
+def triplet_csr_plan(T: int, B: int) -> dict:
+    """geometry.h triplet_csr_plan, from the library itself."""
+    plan = torch.zeros(4, dtype=torch.int64)
+    library().emu_triplet_csr_plan(_i(T), _i(B), _p(plan))
+    return dict(zip(("entries", "tiles", "passes", "digit_bits"), (int(v) for v in plan)))
 
 
-def triplet_backward(grad_loss, emb, a, p, n, loss, d_ap, d_an, squared):
+def triplet_csr(a, p, n, B, error_word=None):
+    """cuda/triplet_csr.cu's triplet_csr (T > 0, B > 0): (row_ptr [B + 1], entry [3T]), entries 3 t + role
+    grouped by row, stably; entries with an index outside [0, B) after row_ptr[B]."""
+    a, p, n = a.contiguous(), p.contiguous(), n.contiguous()
+    T = a.numel()
+    plan = triplet_csr_plan(T, B)
+    word = torch.zeros(1, dtype=torch.int32) if error_word is None else error_word
+    idx = (_p(a), _p(p), _p(n), _i(T), _i(B))
+    src, out = None, _poisoned(plan["entries"])
+    for k in range(plan["passes"]):
+        counts = torch.zeros((1 << plan["digit_bits"]) * plan["tiles"], dtype=torch.int64)
+        first = _p(word) if k == 0 else _p(None)
+        _call("emu_triplet_csr", ctypes.c_int(0), *idx, ctypes.c_int(k), _p(src), _p(counts), _p(None), first)
+        offsets = counts.cumsum(0) - counts
+        _call("emu_triplet_csr", ctypes.c_int(1), *idx, ctypes.c_int(k), _p(src), _p(offsets), _p(out), _p(None))
+        _unguard(out, "entry")
+        if k + 1 < plan["passes"]:
+            src, out = out, _poisoned(plan["entries"])
+    entry = _unguard(out, "entry")
+    row_ptr = _poisoned(B + 1)
+    _call("emu_triplet_csr", ctypes.c_int(2), *idx, ctypes.c_int(0), _p(entry), _p(None), _p(row_ptr), _p(None))
+    return _unguard(row_ptr, "row_ptr"), entry
+
+
+def triplet_segment() -> int:
+    """geometry.h kTripletSegment: entries per segment of a row in the backward."""
+    return int(library().emu_triplet_segment())
+
+
+def triplet_seg_ptr(row_ptr: torch.Tensor) -> torch.Tensor:
+    """cuda/triplet_loss.cu's segment numbering: row i's segments are [seg_ptr[i], seg_ptr[i + 1])."""
+    SEGMENT = triplet_segment()
+    entries = row_ptr[1:] - row_ptr[:-1]
+    segments = torch.where(entries > SEGMENT, (entries + SEGMENT - 1) // SEGMENT, torch.ones_like(entries))
+    return torch.cat([torch.zeros(1, dtype=torch.int64), segments.cumsum(0)])
+
+
+def triplet_backward(grad_loss, emb, a, p, n, loss, d_ap, d_an, squared, error_word=None):
     """cuda/triplet_loss.cu's backward: the gradient wrt emb, emb's dtype, packed."""
     x = emb.contiguous()
     a, p, n = a.contiguous(), p.contiguous(), n.contiguous()
     B, D, T = x.shape[0], x.shape[1], a.numel()
-    grad = torch.zeros_like(x)
     if T == 0 or B == 0 or D == 0:
-        return grad
+        return torch.zeros_like(x)
     acc = _acc(x.dtype)
     g = grad_loss.to(acc).contiguous()
-    row_ptr, entry = triplet_csr(a, p, n, B)
+    row_ptr, entry = triplet_csr(a, p, n, B, error_word)
+    seg_ptr = triplet_seg_ptr(row_ptr)
+    bound = B + (3 * T + triplet_segment() - 1) // triplet_segment()  # geometry.h triplet_segment_bound
+    partial = torch.full((bound, D), float("nan"), dtype=acc)
+    grad = torch.full_like(x, 777.0)  # poison (not NaN, which marks bad triplets): every row must be written
     per_triplet = [t.contiguous() for t in (g, loss, d_ap, d_an)]
     code = ctypes.c_int(DTYPE_CODE[x.dtype])
     _call(
@@ -460,10 +503,13 @@ def triplet_backward(grad_loss, emb, a, p, n, loss, d_ap, d_an, squared):
         _p(a),
         _p(p),
         _p(n),
+        _i(T),
         *(_p(t) for t in per_triplet),
         ctypes.c_int(squared),
         _p(row_ptr),
         _p(entry),
+        _p(seg_ptr),
+        _p(partial),
         _p(grad),
     )
     return grad

@@ -10,6 +10,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+import facenet_ext as fx
+
 from params import CUDA_MARKS
 
 ops = torch.ops.facenet_ext
@@ -176,6 +178,34 @@ def test_triplet_indices_out_of_range(op, which, bad):
     idx[1] = bad
     with pytest.raises(IndexError, match=rf"{op}: {which} indices must lie in \[0, {B}\)"):
         call({**args, which: idx})
+
+
+@pytest.mark.parametrize(
+    "op", [pytest.param(op, marks=CUDA_MARKS) for op in ("triplet_loss_forward", "triplet_loss_backward")]
+)
+def test_triplet_indices_out_of_range_cuda(op):
+    """On CUDA a bad index costs no sync and no device assert: NaN where it would have gone, a bit that
+    fx.check_errors() raises as IndexError, and a context that stays usable."""
+    dev = torch.device("cuda")
+    fx.check_errors(dev)  # start clean
+    emb, a, p, n = EMB.to(dev), A.to(dev), P.to(dev), N.clone().to(dev)
+    n[1] = B  # triplet 1: rows 2 and 3 in range, the negative out
+    loss, d_ap, d_an = ops.triplet_loss_forward(emb, a, p, n, 0.2, True)
+    if op == "triplet_loss_forward":
+        assert loss[1].isnan() and d_ap[1].isnan() and d_an[1].isnan()
+        assert not loss[[0, 2]].isnan().any()
+    else:
+        with pytest.raises(IndexError):
+            fx.check_errors(dev)  # the forward's bit; the backward below must set it again on its own
+        grad = ops.triplet_loss_backward(torch.ones(3, device=dev), emb, a, p, n, loss, d_ap, d_an, True)
+        assert grad[[2, 3]].isnan().all()
+        assert not grad[[0, 1, 4, 5]].isnan().any()
+    torch.cuda.synchronize()  # no device assert: the context is still usable
+    with pytest.raises(IndexError, match="outside"):
+        fx.check_errors(dev)
+    fx.check_errors(dev)  # cleared
+    good = ops.triplet_loss_forward(emb, a, p, N.to(dev), 0.2, True)[0]
+    torch.testing.assert_close(good.cpu(), LOSS)
 
 
 @pytest.mark.parametrize("margin", [-0.5, float("nan"), float("inf"), 1e300])

@@ -39,7 +39,8 @@ EMULATED = {
     "all_semihard.cuh": ["test_all_semihard"],
     "all_semihard_loss.cuh": ["test_all_semihard_loss"],
     "pairwise_sq_dist.cuh": ["test_dist_epilogues"],
-    "triplet_loss.cuh": ["test_triplet_loss"],
+    "triplet_loss.cuh": ["test_triplet_loss", "test_triplet_loss_heavy_rows", "test_triplet_loss_out_of_range_index"],
+    "triplet_csr.cuh": ["test_triplet_csr", "test_triplet_loss_out_of_range_index"],
     "l2_pool2d.cuh": ["test_l2_pool2d", "test_l2_pool2d_index_width_follows_every_term"],
 }
 MINER_FLOATS = (torch.float32, torch.float64)
@@ -405,11 +406,106 @@ def test_triplet_loss(B, D, T, dtype, squared):
     assert torch.equal(got_grad, want_grad)
 
 
-def test_triplet_loss_out_of_range_index_stops_the_kernel():
-    emb = torch.randn(4, 8)
-    a, p, n = torch.tensor([0]), torch.tensor([1]), torch.tensor([4])
-    with pytest.raises(emu.EmulatorError, match="CUDA_KERNEL_ASSERT"):
-        emu.triplet_forward(emb, a, p, n, 0.2, True)
+def reference_csr(a, p, n, B):
+    """The CSR by a stable argsort: rows outside [0, B) take key B (after every row)."""
+    rows = torch.stack([a, p, n], 1).reshape(-1)
+    key = torch.where((rows >= 0) & (rows < B), rows, torch.full_like(rows, B))
+    entry = torch.argsort(key, stable=True)
+    return torch.searchsorted(key[entry], torch.arange(B + 1)), entry
+
+
+# (B, T): one row; one radix pass (B <= 255) and two (B = 256: 9 key bits); B = 1800 (FaceNet's batch, two
+# passes); three passes (17 bits); 3T over one 256-thread block of tiles (T = 30000: 352 tiles); T = 0.
+CSR_CASES = [(1, 1), (1, 300), (7, 50), (255, 400), (256, 400), (1800, 2000), (70000, 3000), (1800, 30000), (5, 0)]
+
+
+@pytest.mark.parametrize("B,T", CSR_CASES)
+@pytest.mark.parametrize("schedule", ["forward", "reverse", "shuffled"])
+def test_triplet_csr(B, T, schedule):
+    a, p, n = (torch.randint(0, B, (T,)) for _ in range(3))
+    if T > 10:
+        n[: T // 2] = B - 1  # a heavy row: several tiles, and (with 3T / 2 > 256) several backward segments
+        a[T // 2 : T // 2 + 3] = torch.tensor([-1, B, 2**40])  # out of range: key B, after every row
+        n[-1] = -(2**63)
+    emu.set_schedule(schedule, seed=11)
+    try:
+        word = torch.zeros(1, dtype=torch.int32)
+        row_ptr, entry = emu.triplet_csr(a, p, n, B, word)
+    finally:
+        emu.set_schedule("forward")
+    want_ptr, want_entry = reference_csr(a, p, n, B)
+    assert torch.equal(row_ptr, want_ptr)
+    assert torch.equal(entry, want_entry)
+    assert int(word) == (2 if T > 10 else 0)  # kErrorIndexRange, set by the first pass only when an index is bad
+    plan = emu.triplet_csr_plan(T, B)
+    assert (1 << (plan["digit_bits"] * plan["passes"])) > B  # the digits cover key B
+
+
+@pytest.mark.parametrize("schedule", ["forward", "reverse", "shuffled"])
+@dtypes(torch.float32, torch.float64, torch.float16)
+@pytest.mark.parametrize("squared", [True, False])
+def test_triplet_loss_heavy_rows(schedule, dtype, squared):
+    """Rows of 0, 1, S, S + 1 and 2000 (8 segments) entries, S = kTripletSegment: each segment on its own
+    warp, the segments added in order, the same bits as the CPU, under every thread order."""
+    S = emu.triplet_segment()
+    assert S == 256  # tests/test_triplet_loss.py's SEGMENT replays the CPU's association with this length
+    B, D, T = 60, 40, 2000
+    emb = torch.randn(B, D).to(dtype)
+    a, p, n = torch.randint(2, B, (T,)), torch.randint(2, B, (T,)), torch.full((T,), 1)  # row 1: 2000 entries
+    a[:S] = 0  # row 0: S entries as anchor (one segment, the boundary)
+    p[S : S + 1] = 0  # ... and one more as positive: S + 1 entries, two segments
+    a[S + 1 :: 3] = 59  # several other heavy rows with 2-3 segments
+    fwd = ops.triplet_loss_forward(emb, a, p, n, 1.5, squared)
+    grad_loss = torch.rand(T, dtype=fwd[0].dtype)
+    want = ops.triplet_loss_backward(grad_loss, emb, a, p, n, *fwd, squared)
+    assert (emu.triplet_seg_ptr(reference_csr(a, p, n, B)[0]).diff() > 3).any()
+    emu.set_schedule(schedule, seed=5)
+    try:
+        got = emu.triplet_backward(grad_loss, emb, a, p, n, *fwd, squared)
+    finally:
+        emu.set_schedule("forward")
+    assert torch.equal(got, want)
+    assert torch.all(want[1] != 0) and torch.all(want[B - 1] != 0)
+
+
+@pytest.mark.parametrize("schedule", ["forward", "reverse", "shuffled"])
+def test_triplet_loss_out_of_range_index(schedule):
+    """An index outside [0, B): no assert, no read out of range. The forward sets kErrorIndexRange and
+    writes NaN for that triplet; the backward gives NaN on the bad triplet's in-range rows, and every other
+    row the CPU's bits for the good triplets alone."""
+    B, D = 9, 10
+    emb = torch.randn(B, D, dtype=torch.float64)
+    a, p, n = torch.randint(2, B, (40,)), torch.randint(2, B, (40,)), torch.randint(2, B, (40,))
+    a[5], p[5], n[5] = 0, 1, B  # rows 0 and 1 in range, the negative out
+    a[17], p[17], n[17] = -1, B, 2**40  # no row in range
+    bad = torch.zeros(40, dtype=torch.bool)
+    bad[[5, 17]] = True
+    emu.set_schedule(schedule, seed=3)
+    try:
+        word = torch.zeros(1, dtype=torch.int32)
+        loss, d_ap, d_an = emu.triplet_forward(emb, a, p, n, 0.5, True, word)
+        assert int(word) == 2
+        for t in (loss, d_ap, d_an):
+            assert t[bad].isnan().all() and not t[~bad].isnan().any()
+        want_fwd = ops.triplet_loss_forward(emb, a[~bad], p[~bad], n[~bad], 0.5, True)
+        for got_t, want_t in zip((loss, d_ap, d_an), want_fwd):
+            torch.testing.assert_close(got_t[~bad], want_t, rtol=1e-12, atol=1e-12)  # warp butterfly order
+        g = torch.rand(40, dtype=torch.float64)
+        # The good triplets' forward values from the CPU, so the gradient can be compared bit for bit.
+        for got_t, want_t in zip((loss, d_ap, d_an), want_fwd):
+            got_t[~bad] = want_t
+        word.zero_()
+        grad = emu.triplet_backward(g, emb, a, p, n, loss, d_ap, d_an, True, word)
+        assert int(word) == 2  # the backward reports it too (a direct backward call may come alone)
+    finally:
+        emu.set_schedule("forward")
+    assert grad[:2].isnan().all()
+    want = ops.triplet_loss_backward(g[~bad], emb, a[~bad], p[~bad], n[~bad], *want_fwd, True)
+    assert torch.equal(grad[2:], want[2:])
+    clean = torch.zeros(1, dtype=torch.int32)
+    emu.triplet_forward(emb, a[~bad], p[~bad], n[~bad], 0.5, True, clean)
+    emu.triplet_backward(g[~bad], emb, a[~bad], p[~bad], n[~bad], *want_fwd, True, clean)
+    assert int(clean) == 0
 
 
 # ---- L2 pooling ---------------------------------------------------------------------------------------------

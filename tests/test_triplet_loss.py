@@ -467,3 +467,49 @@ def test_compile_training_step_fullgraph(device, mining):
         assert got[1] == pytest.approx(want[1], rel=1e-9, abs=1e-12)
         for p, q in zip(model.parameters(), eager_model.parameters()):
             torch.testing.assert_close(p, q)
+
+
+SEGMENT = 256  # csrc/cuda/geometry.h kTripletSegment (test_emulated_kernels checks the emulated build agrees)
+
+
+@devices()
+@pytest.mark.parametrize("entries", [SEGMENT, SEGMENT + 1, 2000])
+def test_backward_sums_heavy_rows_in_segments(device, entries):
+    """A row's entries summed in segments of kTripletSegment, each from 0, the segment sums then added in
+    order (the association both backends use, so CUDA's per-segment warps give the CPU's bits): replayed
+    here one float32 add at a time."""
+    torch.manual_seed(entries)
+    B, D = 30, 12
+    emb = torch.randn(B, D)
+    a, p = torch.randint(1, B, (entries,)), torch.randint(1, B, (entries,))
+    n = torch.zeros(entries, dtype=torch.int64)  # row 0: the negative of every triplet, `entries` entries
+    ops = torch.ops.facenet_ext
+    loss, d_ap, d_an = ops.triplet_loss_forward(emb, a, p, n, 3.0, True)
+    g = torch.rand(entries)
+    grad = ops.triplet_loss_backward(
+        g.to(device),
+        emb.to(device),
+        a.to(device),
+        p.to(device),
+        n.to(device),
+        loss.to(device),
+        d_ap.to(device),
+        d_an.to(device),
+        True,
+    ).cpu()
+    # Row 0's terms in CSR order (one per triplet): cn (x_a - x_n), cn = g * 2 for the squared distance.
+    terms = [(g[t] * 2.0) * (emb[a[t]] - emb[0]) if loss[t] > 0 else None for t in range(entries)]
+    want = torch.zeros(D)
+    for s in range(0, entries, SEGMENT):
+        seg = torch.zeros(D)
+        for term in terms[s : s + SEGMENT]:
+            if term is not None:
+                seg = seg + term
+        want = want + seg
+    assert torch.equal(grad[0], want)
+    if entries == 2000:  # the association matters: one running sum differs in some bit
+        plain = torch.zeros(D)
+        for term in terms:
+            if term is not None:
+                plain = plain + term
+        assert not torch.equal(plain, want)

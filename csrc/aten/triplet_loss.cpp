@@ -60,15 +60,4 @@ void check_triplet_index_range(const char* op, const at::Tensor& anchor, const a
   }
 }
 
-TripletCsr triplet_csr(const at::Tensor& anchor, const at::Tensor& positive, const at::Tensor& negative, int64_t B) {
-  const at::Tensor rows = at::stack({anchor, positive, negative}, 1).reshape(-1);  // row of entry 3 t + role
-  TripletCsr csr;
-  // Stable sort: within a row, entries stay in (triplet, role) order, as the CPU's counting sort leaves them. Row
-  // starts by binary search rather than bincount, which would read the maximum back to the host.
-  auto [sorted_rows, entry] = at::sort(rows, /*stable=*/true, /*dim=*/0, /*descending=*/false);
-  csr.entry = entry;
-  csr.row_ptr = at::searchsorted(sorted_rows, at::arange(B + 1, rows.options()));
-  return csr;
-}
-
 }  // namespace fx

@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "cpu/simd.h"
 #include "aten/triplet_loss.h"
 #include "cpu/grain.h"
+#include "cuda/geometry.h"  // kTripletSegment: plain host C++, the CUDA backward's segment length
 
 namespace fx {
 namespace {
@@ -81,35 +83,48 @@ struct BackwardArgs {
   scalar_t* out;
 };
 
-// Rows [begin, end) of the gradient, each summed over its CSR entries in a fixed order.
+// Rows [begin, end) of the gradient, each summed over its CSR entries in a fixed order: in segments of
+// kTripletSegment entries, each summed from 0, then the segment sums added in order. That is the CUDA
+// backward's association (kernels/triplet_loss.cuh, where each segment has its own warp), so both give
+// the same bits. A row with one segment (the usual case) is summed straight into acc, as one running sum.
+// acc: 2 D scratch (the row's sum, then a segment's).
 template <typename scalar_t, typename acc_t>
 FX_ALWAYS_INLINE void backward_rows_body(const BackwardArgs<scalar_t, acc_t>& b, int64_t begin, int64_t end,
                                          acc_t* __restrict__ acc) {
   const int64_t D = b.D;
   for (int64_t i = begin; i < end; ++i) {
     std::fill(acc, acc + D, acc_t(0));
-    for (int64_t e = b.row_ptr[i]; e < b.row_ptr[i + 1]; ++e) {
-      const int64_t k = b.entry[e], t = k / 3, role = k % 3;
-      const RowWeights<acc_t> w =
-          triplet_row_weights<acc_t>(static_cast<int>(role), b.G[t * b.g_stride], b.L[t], b.DP[t], b.DN[t], b.squared);
-      if (w.wp == acc_t(0) && w.wn == acc_t(0)) continue;
-      const scalar_t* __restrict__ xa = b.x + b.A[t] * D;
-      const scalar_t* __restrict__ xp = b.x + b.P[t] * D;
-      const scalar_t* __restrict__ xn = b.x + b.N[t] * D;
-      // The positive's and the negative's rows carry one term each (the other weight is 0): skipping the
-      // zero term reads one row less and gives the same bits (adding a signed zero to a sum that started
-      // at +0 changes nothing; no FMA contraction, see CMakeLists.txt). Independent lanes: each loop
-      // vectorises.
-      if (role == 0) {
-        for (int64_t k2 = 0; k2 < D; ++k2) {
-          const acc_t a = xa[k2];
-          acc[k2] += w.wp * (a - acc_t(xp[k2])) + w.wn * (a - acc_t(xn[k2]));
+    const int64_t first = b.row_ptr[i], last = b.row_ptr[i + 1];
+    const bool segmented = cuda::triplet_row_segments(last - first) > 1;
+    acc_t* sum = segmented ? acc + D : acc;  // not __restrict__: it may be acc itself
+    for (int64_t s = first; s < last; s += cuda::kTripletSegment) {
+      if (segmented) std::fill(sum, sum + D, acc_t(0));
+      const int64_t stop = std::min(s + cuda::kTripletSegment, last);
+      for (int64_t e = s; e < stop; ++e) {
+        const int64_t k = b.entry[e], t = k / 3, role = k % 3;
+        const RowWeights<acc_t> w = triplet_row_weights<acc_t>(static_cast<int>(role), b.G[t * b.g_stride], b.L[t],
+                                                               b.DP[t], b.DN[t], b.squared);
+        if (w.wp == acc_t(0) && w.wn == acc_t(0)) continue;
+        const scalar_t* __restrict__ xa = b.x + b.A[t] * D;
+        const scalar_t* __restrict__ xp = b.x + b.P[t] * D;
+        const scalar_t* __restrict__ xn = b.x + b.N[t] * D;
+        // The positive's and the negative's rows carry one term each (the other weight is 0): skipping the
+        // zero term reads one row less and gives the same bits (adding a signed zero to a sum that started
+        // at +0 changes nothing; no FMA contraction, see CMakeLists.txt). Independent lanes: each loop
+        // vectorises.
+        if (role == 0) {
+          for (int64_t k2 = 0; k2 < D; ++k2) {
+            const acc_t a = xa[k2];
+            sum[k2] += w.wp * (a - acc_t(xp[k2])) + w.wn * (a - acc_t(xn[k2]));
+          }
+        } else if (role == 1) {
+          for (int64_t k2 = 0; k2 < D; ++k2) sum[k2] += w.wp * (acc_t(xa[k2]) - acc_t(xp[k2]));
+        } else {
+          for (int64_t k2 = 0; k2 < D; ++k2) sum[k2] += w.wn * (acc_t(xa[k2]) - acc_t(xn[k2]));
         }
-      } else if (role == 1) {
-        for (int64_t k2 = 0; k2 < D; ++k2) acc[k2] += w.wp * (acc_t(xa[k2]) - acc_t(xp[k2]));
-      } else {
-        for (int64_t k2 = 0; k2 < D; ++k2) acc[k2] += w.wn * (acc_t(xa[k2]) - acc_t(xn[k2]));
       }
+      if (segmented)
+        for (int64_t k2 = 0; k2 < D; ++k2) acc[k2] += sum[k2];
     }
     for (int64_t k2 = 0; k2 < D; ++k2) b.out[i * D + k2] = static_cast<scalar_t>(acc[k2]);
   }
@@ -221,7 +236,7 @@ at::Tensor triplet_loss_backward_cpu(const at::Tensor& grad_loss, const at::Tens
                                              entry.data(),
                                              grad.data_ptr<scalar_t>()};
     at::parallel_for(0, B, grain_for(B > 0 ? 3 * T * 2 * D / B : 1), [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> acc_row(D);
+      std::vector<acc_t> acc_row(2 * D);
       backward_rows(args, begin, end, acc_row.data());
     });
   });

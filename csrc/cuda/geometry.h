@@ -96,7 +96,70 @@ inline Launch triplet_forward_launch(int64_t T) {
   l.block_x = kTripletWarps * 32;
   return l;
 }
-inline Launch triplet_backward_launch(int64_t B) { return triplet_forward_launch(B); }
+
+// ---- triplet backward: the row index (CSR) and heavy rows ----------------------------------------------
+// A row's entries are summed in segments of kTripletSegment entries, each by its own warp into a partial
+// sum, and the partials then added in segment order: a row in thousands of triplets (a tie-winning
+// negative, the farthest-negative fallback) spreads over many warps, and the association is fixed. The
+// CPU backward (cpu/triplet_loss.cpp) uses the same constant and the same association, so both give the
+// same bits. A multiple of 32: the warp fetches entries 32 at a time.
+constexpr int64_t kTripletSegment = 256;
+// A row's segments: at least one, so that every row of the gradient is written by exactly one warp.
+FX_HD int64_t triplet_row_segments(int64_t entries) {
+  return entries > kTripletSegment ? (entries + kTripletSegment - 1) / kTripletSegment : 1;
+}
+// At most B + ceil(3T / kTripletSegment) segments in all (each row's count is at most entries / S + 1):
+// the partial-sum scratch and the segment pass's grid are sized by this bound, not by a count read back.
+inline int64_t triplet_segment_bound(int64_t B, int64_t T) {
+  return B + (3 * T + kTripletSegment - 1) / kTripletSegment;
+}
+inline Launch triplet_backward_launch(int64_t segment_bound) { return triplet_forward_launch(segment_bound); }
+constexpr int kTripletCombineThreads = 256;
+inline Launch triplet_combine_launch(int64_t B, int64_t D) {
+  Launch l;
+  l.grid_x = grid_for(B * D, kTripletCombineThreads);
+  l.block_x = kTripletCombineThreads;
+  return l;
+}
+
+// The CSR by an LSD radix sort of the 3T entries on their row (rows outside [0, B) take key B, so they
+// sort last and row_ptr[B] excludes them). Each pass: the entries cut into tiles of kCsrTileEntries, one
+// thread per tile counts its keys' digits into its own column of a [radix, tiles] int64 matrix; an
+// exclusive scan of the matrix (digit-major) gives each (digit, tile) its first output slot; the thread
+// walks its tile again and writes in order, so every pass is stable. No sort, no atomics on counts, no
+// host sync. Memory, int64 elements: two entry buffers of 3T, and the counts and their scan, each
+// radix * tiles <= 2^kCsrMaxDigitBits * ceil(3T / kCsrTileEntries) <= 3T + 256 with these constants: O(T).
+constexpr int64_t kCsrTileEntries = 256;
+constexpr int kCsrMaxDigitBits = 8;
+constexpr int kCsrThreads = 256;
+struct CsrPlan {
+  int64_t entries = 0, tiles = 0;
+  int passes = 1, digit_bits = 1;
+  int64_t radix() const { return int64_t(1) << digit_bits; }
+};
+// Keys lie in [0, B]: enough bits for B itself, split evenly over the fewest passes of <= 8 bits.
+inline CsrPlan triplet_csr_plan(int64_t T, int64_t B) {
+  CsrPlan p;
+  p.entries = 3 * T;
+  p.tiles = std::max<int64_t>((p.entries + kCsrTileEntries - 1) / kCsrTileEntries, 1);
+  int bits = 1;
+  while (bits < 63 && (B >> bits) != 0) ++bits;
+  p.passes = (bits + kCsrMaxDigitBits - 1) / kCsrMaxDigitBits;
+  p.digit_bits = (bits + p.passes - 1) / p.passes;
+  return p;
+}
+inline Launch triplet_csr_tiles_launch(const CsrPlan& p) {
+  Launch l;
+  l.grid_x = grid_for(p.tiles, kCsrThreads);
+  l.block_x = kCsrThreads;
+  return l;
+}
+inline Launch triplet_csr_rows_launch(int64_t B) {
+  Launch l;
+  l.grid_x = grid_for(B + 1, kCsrThreads);
+  l.block_x = kCsrThreads;
+  return l;
+}
 
 // ---- L2 pooling: a thread per output (forward) or input (backward), grid-stride -------------------------
 inline Launch l2_pool_launch(int64_t total) {

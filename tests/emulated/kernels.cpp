@@ -14,6 +14,7 @@
 #include "cuda/kernels/label_groups.cuh"
 #include "cuda/kernels/pairwise_sq_dist.cuh"
 #include "cuda/kernels/semihard.cuh"
+#include "cuda/kernels/triplet_csr.cuh"
 #include "cuda/kernels/triplet_loss.cuh"
 
 namespace {
@@ -234,31 +235,78 @@ int emu_dist_epilogue(int dtype, void* out, const void* x_norm, const void* y_no
   });
 }
 
-// loss, d_ap, d_an: [T] in the accumulation dtype (float for float16/bfloat16).
+// loss, d_ap, d_an: [T] in the accumulation dtype (float for float16/bfloat16). error_word: int32 [1].
 int emu_triplet_forward(int dtype, const void* x, int64_t B, int64_t D, const int64_t* A, const int64_t* P,
-                        const int64_t* N, int64_t T, double margin, int squared, void* loss, void* d_ap, void* d_an) {
+                        const int64_t* N, int64_t T, double margin, int squared, void* loss, void* d_ap, void* d_an,
+                        int32_t* error_word) {
   return guarded([&] {
     dispatch<true>(dtype, [&](auto zero) {
       using S = decltype(zero);
       using acc_t = typename Acc<S>::type;
       launch(fx::cuda::triplet_forward_launch(T), fx::cuda::triplet_forward_kernel<S, acc_t>, static_cast<const S*>(x),
              B, D, A, P, N, T, static_cast<acc_t>(margin), squared != 0, static_cast<acc_t*>(loss),
-             static_cast<acc_t*>(d_ap), static_cast<acc_t*>(d_an));
+             static_cast<acc_t*>(d_ap), static_cast<acc_t*>(d_an), error_word);
     });
   });
 }
 
+// geometry.h kTripletSegment: the entries per backward segment.
+int64_t emu_triplet_segment() { return fx::cuda::kTripletSegment; }
+
+// geometry.h triplet_csr_plan: plan = {entries, tiles, passes, digit_bits}.
+void emu_triplet_csr_plan(int64_t T, int64_t B, int64_t* plan) {
+  const fx::cuda::CsrPlan p = fx::cuda::triplet_csr_plan(T, B);
+  plan[0] = p.entries;
+  plan[1] = p.tiles;
+  plan[2] = p.passes;
+  plan[3] = p.digit_bits;
+}
+
+// One kernel of cuda/triplet_csr.cu for radix pass `pass`: 0 count (into counts, zeroed; error_word on
+// pass 0 only), 1 scatter (offsets advanced in place, into out), 2 row_ptr (from the sorted entries `in`).
+int emu_triplet_csr(int kernel, const int64_t* A, const int64_t* P, const int64_t* N, int64_t T, int64_t B, int pass,
+                    const int64_t* in, int64_t* work, int64_t* out, int32_t* error_word) {
+  return guarded([&] {
+    const fx::cuda::CsrPlan p = fx::cuda::triplet_csr_plan(T, B);
+    const fx::cuda::CsrArgs c{A, P, N, B, p.entries, p.tiles, pass * p.digit_bits, p.digit_bits};
+    if (kernel == 0)
+      launch(fx::cuda::triplet_csr_tiles_launch(p), fx::cuda::triplet_csr_count_kernel, c, in, work, error_word);
+    else if (kernel == 1)
+      launch(fx::cuda::triplet_csr_tiles_launch(p), fx::cuda::triplet_csr_scatter_kernel, c, in, work, out);
+    else
+      launch(fx::cuda::triplet_csr_rows_launch(B), fx::cuda::triplet_csr_rows_kernel, c, in, out);
+  });
+}
+
+// The segment pass, then the combine pass (cuda/triplet_loss.cu). partial: [triplet_segment_bound, D] acc.
 int emu_triplet_backward(int dtype, const void* x, int64_t B, int64_t D, const int64_t* A, const int64_t* P,
-                         const int64_t* N, const void* grad_loss, const void* loss, const void* d_ap, const void* d_an,
-                         int squared, const int64_t* row_ptr, const int64_t* entry, void* grad) {
+                         const int64_t* N, int64_t T, const void* grad_loss, const void* loss, const void* d_ap,
+                         const void* d_an, int squared, const int64_t* row_ptr, const int64_t* entry,
+                         const int64_t* seg_ptr, void* partial, void* grad) {
   return guarded([&] {
     dispatch<true>(dtype, [&](auto zero) {
       using S = decltype(zero);
       using acc_t = typename Acc<S>::type;
-      launch(fx::cuda::triplet_backward_launch(B), fx::cuda::triplet_backward_kernel<S, acc_t>,
-             static_cast<const S*>(x), B, D, A, P, N, static_cast<const acc_t*>(grad_loss),
-             static_cast<const acc_t*>(loss), static_cast<const acc_t*>(d_ap), static_cast<const acc_t*>(d_an),
-             squared != 0, row_ptr, entry, static_cast<S*>(grad));
+      const fx::cuda::TripletBackwardArgs<S, acc_t> args{static_cast<const S*>(x),
+                                                         B,
+                                                         D,
+                                                         A,
+                                                         P,
+                                                         N,
+                                                         static_cast<const acc_t*>(grad_loss),
+                                                         static_cast<const acc_t*>(loss),
+                                                         static_cast<const acc_t*>(d_ap),
+                                                         static_cast<const acc_t*>(d_an),
+                                                         squared != 0,
+                                                         row_ptr,
+                                                         entry,
+                                                         seg_ptr,
+                                                         static_cast<acc_t*>(partial),
+                                                         static_cast<S*>(grad)};
+      launch(fx::cuda::triplet_backward_launch(fx::cuda::triplet_segment_bound(B, T)),
+             fx::cuda::triplet_backward_kernel<S, acc_t>, args);
+      launch(fx::cuda::triplet_combine_launch(B, D), fx::cuda::triplet_combine_kernel<S, acc_t>, seg_ptr,
+             static_cast<const acc_t*>(partial), B, D, static_cast<S*>(grad));
     });
   });
 }
