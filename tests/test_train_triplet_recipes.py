@@ -193,3 +193,44 @@ def test_trainer_records_and_prints_the_breakdown(faces, tmp_path, capsys):
     assert sum(p["ms"] for p in t["phases"].values()) == pytest.approx(t["step_ms"])
     # the steps' timed phases lie within the loop's own measure of its steps (which adds bookkeeping)
     assert t["step_ms"] * 3 <= m["train_seconds"] * 1e3
+
+
+def _breakdown_bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_step_breakdown.py"
+    spec = importlib.util.spec_from_file_location("bench_step_breakdown", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_breakdown_benchmark_swaps_pml_s_miner_into_the_same_step(capsys):
+    """Each variant's phases partition its step; PML's "semihard" miner, swapped in, mines exactly our
+    all-semi-hard triplets (same batches, same network, so the same triplet count)."""
+    pytest.importorskip("pytorch_metric_learning")
+    bench = _breakdown_bench()
+    bench.main(["--batch", "16", "--steps", "2", "--threads", "1"])
+    printed = capsys.readouterr().out
+    assert "batch 16 (4 x 4)" in printed
+    lines = [line for line in printed.splitlines() if line.startswith("| fx") or line.startswith("| PML")]
+    rows = {line.split("|")[1].strip(): line for line in lines}
+    assert set(rows) == {"fx semihard", "fx all_semihard", "PML semihard", "fx all_semihard fused"}
+    cfg = bench.recipe_config(4, 4)
+    images, labels = bench.images_and_labels(None, cfg, 16)
+    runs = {
+        name: bench.time_variant(name, mine, sq, images, labels, cfg, 2) for name, (mine, sq) in bench.miners().items()
+    }
+    assert runs["PML semihard"]["triplets"] == runs["fx all_semihard"]["triplets"] > 0
+    for r in runs.values():
+        assert sum(p["ms"] for p in r["phases"].values()) == pytest.approx(r["step_ms"])
+    assert runs["fx all_semihard fused"]["phases"]["mining"]["ms"] == 0  # the fused loss mines inside "loss"
+
+
+def test_breakdown_benchmark_refuses_bad_options():
+    bench = _breakdown_bench()
+    with pytest.raises(SystemExit):
+        bench.main(["--batch", "10", "--steps", "1"])
+    with pytest.raises(SystemExit):
+        bench.main(["--variants", "nope", "--steps", "1"])
