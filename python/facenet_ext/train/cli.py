@@ -20,7 +20,7 @@ from ..losses import ArcFaceLoss, MagFaceLoss
 from ..paths import IMAGE_SUFFIXES
 from .config import LOSSES, MINING, MODELS, OPTIMIZERS, PROTOCOLS, SAMPLERS, SCHEDULES, TrainConfig
 from .degrade import DEGRADATIONS
-from .recipes import LFW, MAGFACE_LFW, QUICK
+from .recipes import LFW, MAGFACE_LFW, QUICK, TRIPLET_LFW
 
 S = argparse.SUPPRESS
 
@@ -86,8 +86,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "peopleDevTrain people and tests on its 1000 pairsDevTest pairs; view2 trains on the other "
         "nine sets of people.txt and tests on the 600 pairs of fold --fold. Sets the LFW recipe, as "
         f"if given {as_flags({k: v for k, v in LFW.items() if k != 'protocol'})}; with --loss magface "
-        f"also {as_flags({k: v for k, v in MAGFACE_LFW.items() if k != 'loss'})} (options given "
-        "override it)",
+        f"also {as_flags({k: v for k, v in MAGFACE_LFW.items() if k != 'loss'})}; with --loss triplet also "
+        f"{as_flags({k: v for k, v in TRIPLET_LFW.items() if k != 'loss'})} (options given override it)",
     )
     p.add_argument(
         "--fold",
@@ -257,6 +257,13 @@ def add_training_options(p: argparse.ArgumentParser, lfw_only: bool = False) -> 
         help="triplet loss: also mine against the last N training embeddings (XBM; not under torchrun)",
     )
     opt(
+        "--arcface-fraction",
+        type=float,
+        metavar="FRACTION",
+        help="--loss triplet: the first FRACTION of the steps train an ArcFace head (--head-scale, --head-margin) "
+        "on uniform batches of P*K images, the rest fine-tune with triplets on P x K batches; in [0, 1)",
+    )
+    opt(
         "--seed",
         type=int,
         help="seed of every random draw of the run: the same command with the same --threads repeats a run; "
@@ -295,6 +302,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         preset = {**LFW, "protocol": given["protocol"]}
         if given.get("loss") == "magface":  # the MagFace recipe replaces the ArcFace head's settings
             preset = {**preset, **MAGFACE_LFW}
+        if given.get("loss") == "triplet":  # P x K batches for the triplet loss
+            preset = {**preset, **TRIPLET_LFW}
     values = {**preset, **given}
     if values.get("data") is not None:
         values["data"] = str(Path(values["data"]).expanduser().resolve())

@@ -71,6 +71,9 @@ class TrainConfig:
     degrade: float = 0.0  # fraction of each batch blurred / noised / occluded (quality-aware training)
     degrade_kinds: str = "blur,noise,occlusion"  # which degradations --degrade applies ("all": also lowres, jpeg)
     memory_bank: int = 0  # triplet loss: also mine against the last N training embeddings (0 = off)
+    # triplet loss: the first fraction of the steps train an ArcFace head (with head_scale/head_margin) on
+    # uniform batches of P*K images, the rest fine-tune the same network with triplets on P x K batches
+    arcface_fraction: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -127,6 +130,12 @@ class TrainConfig:
             raise ValueError(f"{', '.join(MAGFACE_FIELDS)} apply to --loss magface, not {self.loss}")
         if self.memory_bank < 0:
             raise ValueError(f"memory_bank must be >= 0 (0 = no memory bank), got {self.memory_bank}")
+        if not 0 <= self.arcface_fraction < 1:
+            raise ValueError(f"arcface_fraction must be in [0, 1), got {self.arcface_fraction}")
+        if self.arcface_fraction and self.loss != "triplet":
+            raise ValueError(f"arcface_fraction applies to --loss triplet (ArcFace, then triplets), not {self.loss}")
+        if self.arcface_fraction and self.sampler != "pk":
+            raise ValueError("arcface_fraction needs --sampler pk (the triplet steps' batches)")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
 

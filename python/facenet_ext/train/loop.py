@@ -41,7 +41,8 @@ from .images import (
 )
 from .model import NN2, SmallNet
 from .objective import Objective
-from .sampler import PKSampler, UniformSampler
+from .sampler import PhasedSampler, PKSampler, UniformSampler
+from .step_timing import StepTimer, breakdown_table
 from .world import init_world
 
 METRIC_KEYS = ("val_at_far_1e-3", "accuracy_10fold", "auc")
@@ -126,6 +127,12 @@ def build_model(cfg: TrainConfig, in_channels: int) -> torch.nn.Module:
 
 
 def build_sampler(cfg: TrainConfig, labels: torch.Tensor):
+    """The run's batch sampler; with ``cfg.arcface_fraction``, uniform batches for the ArcFace steps and
+    P x K batches for the triplet steps (the caller sets the switch step once it knows the run's length)."""
+    if cfg.arcface_fraction:
+        uniform = UniformSampler(labels, cfg.identities_per_batch * cfg.images_per_identity, singles=cfg.singletons > 0)
+        pk = PKSampler(labels, cfg.identities_per_batch, cfg.images_per_identity, cfg.singletons)
+        return PhasedSampler(uniform, pk, switch_step=0)
     if cfg.sampler == "uniform":
         return UniformSampler(labels, cfg.identities_per_batch * cfg.images_per_identity, singles=cfg.singletons > 0)
     return PKSampler(labels, cfg.identities_per_batch, cfg.images_per_identity, cfg.singletons)
@@ -213,7 +220,10 @@ class _StepBatches(torch.utils.data.Sampler):
     def __iter__(self):
         for step in range(self.start, self.stop):
             generator = step_generator(self.seed, step, self.rank)
-            idx = self.sampler.batch(generator)
+            if isinstance(self.sampler, PhasedSampler):
+                idx = self.sampler.batch_at(step, generator)
+            else:
+                idx = self.sampler.batch(generator)
             self.after_draw[step] = generator
             yield idx.tolist()
 
@@ -307,7 +317,7 @@ def train(
     torch.manual_seed(cfg.seed)
     if cfg.people_fraction < 1:
         train_set = subset_people(train_set, cfg.people_fraction, cfg.seed)
-    if cfg.loss != "triplet" and not cfg.singletons:
+    if (cfg.loss != "triplet" or cfg.arcface_fraction) and not cfg.singletons:
         # a margin-softmax head over the people with min_class_images (default 2) or more images;
         # --singletons N makes the single-image people classes too (each pulls its own centre and repels
         # everyone else's images)
@@ -318,15 +328,18 @@ def train(
     if cfg.new_identities:
         train_set = with_new_identities(train_set, cfg.new_identities.split(","))
     sampler = build_sampler(cfg, train_set.labels)
+    steps_per_epoch = cfg.steps_per_epoch or max(1, math.ceil(len(train_set) / (sampler.batch_size * world.size)))
+    total_steps = cfg.epochs * steps_per_epoch
+    switch_step = round(cfg.arcface_fraction * total_steps)  # ArcFace before it, triplets from it on
+    if isinstance(sampler, PhasedSampler):
+        sampler.switch_step = switch_step
     in_channels = train_set.images.shape[1]
     net = build_model(cfg, in_channels)
-    objective = Objective(cfg, len(train_set.identities), world.size)
+    objective = Objective(cfg, len(train_set.identities), world.size, switch_step)
     if cfg.loss == "magface":  # mid-range of MagFace's [l_a, u_a], where the magnitude gets gradients
         net.init_feature_magnitude((objective.head.l_a + objective.head.u_a) / 2)
     optimizer = make_optimizer(cfg, [*net.parameters(), *objective.parameters()])
     model = torch.nn.parallel.DistributedDataParallel(net) if world.size > 1 else net
-    steps_per_epoch = cfg.steps_per_epoch or max(1, math.ceil(len(train_set) / (sampler.batch_size * world.size)))
-    total_steps = cfg.epochs * steps_per_epoch
 
     def held_out_metrics() -> dict:
         return evaluate(
@@ -377,6 +390,7 @@ def train(
     from tqdm.auto import tqdm
 
     interrupted, latest = False, None
+    timer = StepTimer()  # this session's steps (a resumed run times its own steps only)
     model.train()
     loader, plan = batch_loader(train_set, sampler, cfg, world.rank, step, total_steps, workers)
     batches = iter(loader)
@@ -394,17 +408,22 @@ def train(
             )
             while step < (epoch + 1) * steps_per_epoch:
                 t0 = time.perf_counter()
+                timer.start()
                 images, labels, idx = next(batches)
                 generator = plan.after_draw.pop(step)  # the stream that drew this batch, continued
                 if cfg.degrade:
                     images, _ = degrade(images, cfg.degrade, generator, cfg.degrade_kinds)
                 x = network_input(cfg, images, generator)
+                timer.mark("data")
+                loss, aux = objective(model, x, labels, step, timer)
+                loss.backward()
+                timer.mark("backward")
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(cfg, step, total_steps)
-                loss, aux = objective(model, x, labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
                 optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                timer.mark("optimizer")
+                timer.end_step()
                 step += 1
                 seconds = time.perf_counter() - t0
                 step_loss, images = world.mean(loss.item()), idx.numel() * world.size
@@ -462,6 +481,7 @@ def train(
     metrics["steps"] = step
     # training steps only (no evaluation, no data loading before the first step), on this machine's load
     metrics["train_seconds"] = sum(history.get("epoch_seconds", []))
+    metrics["step_time"] = timer.to_dict()  # this session's steps, by phase (step_timing)
     if not world.main:
         world.barrier()
         return RunResult(out, metrics, main=False)
@@ -476,9 +496,12 @@ def train(
 
 
 def summary_table(metrics: dict) -> str:
-    """The before/after table printed at the end of a run."""
+    """The before/after table printed at the end of a run, then the time per step by phase."""
     columns = {"raw pixels": metrics["raw_pixels"], "untrained": metrics["before"], "trained": metrics["after"]}
-    return metrics_table(columns, "held-out metric")
+    table = metrics_table(columns, "held-out metric")
+    if metrics.get("step_time", {}).get("steps"):
+        table += "\n" + breakdown_table(metrics["step_time"])
+    return table
 
 
 def _pick(m: dict) -> dict:

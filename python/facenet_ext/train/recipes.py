@@ -94,3 +94,19 @@ MAGFACE_LFW = {
     "degrade": 0.2,
     "degrade_kinds": "all",
 }
+
+# ``--loss triplet`` on LFW: the LFW recipe (network, input, augmentation, optimiser, 2000 steps) with
+# FaceNet's triplet loss over P x K batches instead of the ArcFace head. Most DevTrain people with two or
+# more images have two or three (555 and 199 of 1184), so K = 4 and a person with fewer gives all they
+# have: a batch holds 93 images on average (2.9 per person), not the ArcFace steps' 128 (-P 44 would match).
+# ``--arcface-fraction F`` keeps this preset: the first F of the steps train the ArcFace head of the LFW
+# recipe on its uniform batches, the rest fine-tune with triplets. RESULTS.md ("Triplets on LFW") has
+# what each variant measured.
+TRIPLET_LFW = {
+    "loss": "triplet",
+    "sampler": "pk",
+    "identities_per_batch": 32,
+    "images_per_identity": 4,
+    "mining": "semihard",
+    "margin": 0.2,
+}

@@ -83,3 +83,18 @@ class UniformSampler:
 
     def batch(self, generator: torch.Generator) -> Tensor:
         return self.pool[torch.randperm(self.pool.numel(), generator=generator)[: self.batch_size]]
+
+
+class PhasedSampler:
+    """``first``'s batches before step ``switch_step``, ``second``'s from it on (ArcFace on uniform batches,
+    then triplets on P x K batches: ``--arcface-fraction``)."""
+
+    def __init__(self, first, second, switch_step: int) -> None:
+        self.first, self.second, self.switch_step = first, second, switch_step
+
+    def batch_at(self, step: int, generator: torch.Generator) -> Tensor:
+        return (self.first if step < self.switch_step else self.second).batch(generator)
+
+    @property
+    def batch_size(self) -> int:
+        return max(self.first.batch_size, self.second.batch_size)
