@@ -221,7 +221,8 @@ def check_choice(fn: str, name: str, value: object, choices: tuple[str, ...]) ->
 def check_triplet_indices(fn: str, mining, emb: Tensor, n_ref: int) -> tuple[Tensor, Tensor, Tensor]:
     """User-supplied (anchor, positive, negative): int64, 1-D, equal lengths, on emb's device, in range
     (IndexError otherwise, as the native op raises). The range check reads two numbers per tensor; it is
-    skipped while compiling, where the CPU kernel checks the range itself and CUDA asserts on device."""
+    skipped while compiling, where the CPU kernel checks the range itself and the CUDA kernels write NaN
+    and set the error bit that :func:`facenet_ext.check_errors` raises (docs/semantics.md, "Bad input")."""
     if not (isinstance(mining, (tuple, list)) and len(mining) == 3):
         raise TypeError(f"{fn}: mining must be a strategy name or an (anchor, positive, negative) tuple")
     out = []
