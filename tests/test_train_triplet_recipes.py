@@ -7,6 +7,8 @@ import signal
 
 import pytest
 import torch
+from test_train_loop import TINY
+from test_train_loop import _cfg as _loop_cfg
 
 import facenet_ext as fx
 from facenet_ext.__main__ import main
@@ -20,8 +22,6 @@ from facenet_ext.train.step_timing import PHASES, StepTimer
 
 from synthetic_faces import write_faces
 
-TINY = ["--width", "0.125", "--depth", "1", "--image-size", "16", "--no-progress", "--threads", "1"]
-
 
 @pytest.fixture
 def faces(tmp_path_factory):
@@ -30,20 +30,8 @@ def faces(tmp_path_factory):
 
 
 def _cfg(data, **kw):
-    base = dict(
-        data=str(data),
-        image_size=16,
-        width=0.125,
-        depth=1,
-        holdout=0.34,
-        identities_per_batch=3,
-        images_per_identity=4,
-        epochs=2,
-        steps_per_epoch=2,
-        augment=True,
-        seed=1,
-    )
-    return TrainConfig(**{**base, **kw})
+    """test_train_loop's tiny config with 3 identities per batch (P x K batches need fewer here), seed 1."""
+    return _loop_cfg(data, **{"identities_per_batch": 3, "seed": 1, **kw})
 
 
 def _parse(*argv) -> TrainConfig:
