@@ -114,7 +114,7 @@ class _GroupsStruct(ctypes.Structure):
 
 @dataclass
 class Groups:
-    """aten/label_groups.h's arrays, built by the emulated label_groups_kernel."""
+    """shared/label_groups.h's arrays, built by the emulated label_groups_kernel."""
 
     anchor_gid: torch.Tensor
     ref_gid: torch.Tensor
@@ -171,7 +171,7 @@ def label_groups(
 
 
 def _row_major(d: torch.Tensor) -> torch.Tensor:
-    return d.contiguous() if d.stride(1) != 1 else d  # aten/label_groups.h row_major
+    return d.contiguous() if d.stride(1) != 1 else d  # shared/tensors.h row_major
 
 
 def _empty_triplets():
@@ -312,7 +312,7 @@ def semi_hard_triplets_padded(dist, labels, margin, squared, drop, capacity):
 
 
 def compact_triplets_into(a, p, n, size):
-    """aten/label_groups.cpp compact_triplets_into (ATen ops, the same here): (a, p, n, found)."""
+    """shared/triplets.cpp compact_triplets_into (ATen ops, the same here): (a, p, n, found)."""
     S = n.shape[0]
     if S == 0:
         none = torch.full((size,), -1, dtype=torch.int64)
@@ -516,7 +516,7 @@ def triplet_backward(grad_loss, emb, a, p, n, loss, d_ap, d_an, squared, error_w
 
 
 def _pool_out(size, k, s, pad, ceil_mode):
-    # common/l2_pool_rules.h pool_out_size
+    # rules/l2_pool_rules.h pool_out_size
     out = (size + 2 * pad - k + (s - 1 if ceil_mode else 0)) // s + 1
     if ceil_mode and (out - 1) * s >= size + pad:
         out -= 1

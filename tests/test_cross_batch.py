@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 
 import facenet_ext as fx
 from facenet_ext import cross_batch
-from facenet_ext.reference import (
-    all_semihard_from_sq_dist_reference,
-    batch_hard_triplets_from_sq_dist_reference,
-    pairwise_sq_dist_reference,
-    semihard_from_sq_dist_reference,
-    triplet_loss_reference,
+from facenet_ext.oracle import (
+    all_semi_hard_from_sq_dist_oracle,
+    batch_hard_from_sq_dist_oracle,
+    pairwise_sq_dist_oracle,
+    semi_hard_from_sq_dist_oracle,
+    triplet_loss_oracle,
 )
 
 from params import FULL, dtypes
@@ -24,27 +24,27 @@ from strategies import MARGINS, integer_points
 
 # (miner, its options, the float64 reference on a given matrix with those options)
 CASES = [
-    (fx.semi_hard_triplets, {}, lambda d, y, ry: semihard_from_sq_dist_reference(d, y, ref_labels=ry)),
+    (fx.semi_hard_triplets, {}, lambda d, y, ry: semi_hard_from_sq_dist_oracle(d, y, ref_labels=ry)),
     (
         fx.semi_hard_triplets,
         {"fallback": "drop", "margin": 2.0},
-        lambda d, y, ry: semihard_from_sq_dist_reference(d, y, 2.0, fallback="drop", ref_labels=ry),
+        lambda d, y, ry: semi_hard_from_sq_dist_oracle(d, y, 2.0, fallback="drop", ref_labels=ry),
     ),
     (
         fx.semi_hard_triplets,
         {"margin": 1.0, "squared": False},
-        lambda d, y, ry: semihard_from_sq_dist_reference(d, y, 1.0, squared=False, ref_labels=ry),
+        lambda d, y, ry: semi_hard_from_sq_dist_oracle(d, y, 1.0, squared=False, ref_labels=ry),
     ),
-    (fx.batch_hard_triplets, {}, lambda d, y, ry: batch_hard_triplets_from_sq_dist_reference(d, y, ref_labels=ry)),
+    (fx.batch_hard_triplets, {}, lambda d, y, ry: batch_hard_from_sq_dist_oracle(d, y, ref_labels=ry)),
     (
         fx.all_semi_hard_triplets,
         {"margin": 1.0},
-        lambda d, y, ry: all_semihard_from_sq_dist_reference(d, y, 1.0, ref_labels=ry),
+        lambda d, y, ry: all_semi_hard_from_sq_dist_oracle(d, y, 1.0, ref_labels=ry),
     ),
     (
         fx.all_semi_hard_triplets,
         {"margin": 3.0, "squared": True},
-        lambda d, y, ry: all_semihard_from_sq_dist_reference(d, y, 3.0, squared=True, ref_labels=ry),
+        lambda d, y, ry: all_semi_hard_from_sq_dist_oracle(d, y, 3.0, squared=True, ref_labels=ry),
     ),
 ]
 IDS = [
@@ -83,7 +83,7 @@ def test_reference_set_matches_reference(dtype, case):
     emb, labels = integer_set(30, dtype=dtype)
     ref, ref_labels = integer_set(47, identities=7, dtype=dtype)  # identities the batch lacks, and the reverse
     got = miner(emb, labels, **kwargs, ref_emb=ref, ref_labels=ref_labels)
-    assert rows(got) == rows(reference(pairwise_sq_dist_reference(emb, ref), labels, ref_labels))
+    assert rows(got) == rows(reference(pairwise_sq_dist_oracle(emb, ref), labels, ref_labels))
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -101,7 +101,7 @@ def test_memory_equals_mining_the_concatenation(case, filled):
     cat, cat_labels = torch.cat([emb, bank.embeddings]), torch.cat([labels, bank.labels])
     # The square reference on the concatenation (self excluded), restricted to the batch's anchors: each
     # anchor's triplets depend on its own row only, and the batch rows keep their indices 0..19.
-    want = restricted(reference(pairwise_sq_dist_reference(cat), cat_labels, None), 20)
+    want = restricted(reference(pairwise_sq_dist_oracle(cat), cat_labels, None), 20)
     assert len(want) > 0
     assert restricted(miner(cat, cat_labels, **kwargs), 20) == want
     assert rows(miner(emb, labels, **kwargs, memory=bank)) == want
@@ -178,7 +178,7 @@ def test_streaming_edge_cases(problem, case, chunk, mode):
     emb, y, ref, ry = problem
     if mode == "ref_emb":
         refs = {"ref_emb": ref, "ref_labels": ry}
-        want = rows(reference(pairwise_sq_dist_reference(emb, ref), y, ry))
+        want = rows(reference(pairwise_sq_dist_oracle(emb, ref), y, ry))
     else:
         refs = {"memory": fx.MemoryBank(ref.shape[0], ref.shape[1], dtype=ref.dtype)}
         refs["memory"].enqueue(ref, ry)
@@ -231,7 +231,7 @@ def test_loss_with_ref_emb(mining, squared):
             emb, labels, **({} if mining == "batch_hard" else {"squared": squared}), ref_emb=ref, ref_labels=ref_labels
         )
     assert len(a) > 0
-    want = triplet_loss_reference(torch.cat([emb, ref]), None, margin, mining=(a, p + 16, n + 16), squared=squared)
+    want = triplet_loss_oracle(torch.cat([emb, ref]), None, margin, mining=(a, p + 16, n + 16), squared=squared)
     torch.testing.assert_close(loss, want)
     g = torch.autograd.grad(loss, (emb, ref))
     torch.testing.assert_close(g, torch.autograd.grad(want, (emb, ref)))
@@ -250,7 +250,7 @@ def test_loss_with_memory_bank():
     loss, stats = fx.triplet_loss(emb, labels, 0.5, memory=bank, return_stats=True)
     a, p, n = fx.semi_hard_triplets(emb, labels, memory=bank)
     assert int(stats["num_triplets"]) == len(a) > 0 and (p >= 12).any() and (n >= 12).any()
-    want = triplet_loss_reference(torch.cat([emb, bank.embeddings]), None, 0.5, mining=(a, p, n))
+    want = triplet_loss_oracle(torch.cat([emb, bank.embeddings]), None, 0.5, mining=(a, p, n))
     torch.testing.assert_close(loss, want)
     torch.testing.assert_close(torch.autograd.grad(loss, emb)[0], torch.autograd.grad(want, emb)[0])
     assert not bank.embeddings.requires_grad

@@ -5,7 +5,7 @@ decides for the whole suite). Random inputs come from the suite's fresh_seed, so
 FACENET_EXT_TEST_SEED that replays it; the fixture is repeated below, so that also holds under
 ``pytest --noconftest`` (tools/gpu_smoke.sh runs that way where hypothesis is missing). The CPU kernels
 are themselves checked against float64 references elsewhere, so bit-identical mining here means the GPU
-runs the same rule (shared in csrc/common/).
+runs the same rule (shared in csrc/rules/).
 
 The smoke tests (``-k smoke``: tools/gpu_smoke.sh, also under compute-sanitizer) compare the CPU with
 TARGET, the device under test: "cuda", or "cpu" when FACENET_EXT_PARITY_DEVICE=cpu (the smoke's CPU

@@ -13,7 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import facenet_ext as fx
-from facenet_ext.reference import triplet_loss_reference
+from facenet_ext.oracle import triplet_loss_oracle
 
 SIZES = (7, 12)  # unequal local batches
 DIM_IN, DIM = 4, 3
@@ -42,7 +42,7 @@ def global_problem(seed):
         weight = torch.randint(-2, 3, (DIM, DIM_IN), generator=g).float()
         emb = x @ weight.t()
         losses = [
-            triplet_loss_reference(emb, labels, margin, mining=m, squared=sq)
+            triplet_loss_oracle(emb, labels, margin, mining=m, squared=sq)
             for m, margin in CONFIGS
             for sq in (True, False)
         ]
@@ -129,7 +129,7 @@ def test_without_process_group_matches_the_reference(fresh_seed, mining, margin,
     emb = (x @ weight.t()).requires_grad_()
     emb64 = emb.detach().double().requires_grad_()
     loss = fx.distributed.triplet_loss(emb, labels, margin, mining=mining, squared=squared)
-    want = triplet_loss_reference(emb64, labels, margin, mining=mining, squared=squared)
+    want = triplet_loss_oracle(emb64, labels, margin, mining=mining, squared=squared)
     assert want.item() > 0  # global_problem guarantees it: the comparison is not 0 == 0
     torch.testing.assert_close(loss.double(), want, rtol=1e-6, atol=1e-6)
     (grad,) = torch.autograd.grad(loss, emb)

@@ -366,7 +366,7 @@ def test_all_semihard_loss(B, group, dtype, squared):
 def test_dist_epilogues(B, N, dtype):
     x = torch.randn(B, 8, dtype=dtype)
     y = torch.randn(N, 8, dtype=dtype)
-    # Elementwise, bit for bit: the same rule (common/pairwise_rules.h) on the same Gram matrix and norms.
+    # Elementwise, bit for bit: the same rule (rules/pairwise_rules.h) on the same Gram matrix and norms.
     for other in (None, y):
         ya = x if other is None else other
         gram, xn, yn = x @ ya.T, x.square().sum(1), ya.square().sum(1)

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import facenet_ext as fx
-from facenet_ext.reference import l2_pool2d_reference
+from facenet_ext.oracle import l2_pool2d_oracle
 
 from params import devices, requires_cuda
 
@@ -35,7 +35,7 @@ def check_against_reference(x, k, s, p, ceil_mode, what="", pool=None):
     x = x.detach().requires_grad_()
     y = fx.l2_pool2d(x, k, s, p, ceil_mode) if pool is None else pool(x)
     x64 = x.detach().to(torch.float64).requires_grad_()
-    y_ref = l2_pool2d_reference(x64, k, s, p, ceil_mode)
+    y_ref = l2_pool2d_oracle(x64, k, s, p, ceil_mode)
     expected_shape = F.max_pool2d(x.detach(), k, s, p, ceil_mode=ceil_mode).shape
     assert y.shape == expected_shape, msg
     assert y.dtype == x.dtype and y.device == x.device, msg
@@ -338,7 +338,7 @@ def test_torchscript_checks_its_input(x, match):
 def test_torch_func_matches_reference(device, args):
     x = torch.randn(2, 2, 7, 6, dtype=torch.float64, device=device)
     pool = lambda t: fx.l2_pool2d(t, *args)  # noqa: E731
-    reference = lambda t: l2_pool2d_reference(t, *args)  # noqa: E731
+    reference = lambda t: l2_pool2d_oracle(t, *args)  # noqa: E731
     w = torch.randn_like(reference(x))
     x64 = x.clone().requires_grad_()
     (reference(x64) * w).sum().backward()
@@ -412,7 +412,7 @@ def test_native_backward_checks_shapes():
 @requires_cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 def test_cuda_matches_cpu(dtype):
-    # Same rules (common/l2_pool_rules.h) and summation order; only FMA contraction on the GPU differs.
+    # Same rules (rules/l2_pool_rules.h) and summation order; only FMA contraction on the GPU differs.
     x = with_zeros((4, 8, 17, 19), "cpu").to(dtype)
     for args in [(3, 1, 1, False), (3, 2, 1, True), (2, 3, 0, True)]:
         y_cpu, y_gpu = fx.l2_pool2d(x, *args), fx.l2_pool2d(x.cuda(), *args)

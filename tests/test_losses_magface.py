@@ -12,7 +12,7 @@ from scipy.stats import spearmanr
 from torch.func import functional_call
 
 from facenet_ext.losses import ArcFaceLoss, MagFaceLoss
-from facenet_ext.reference import magface_loss_reference
+from facenet_ext.oracle import magface_loss_oracle
 
 from params import dtypes
 
@@ -46,7 +46,7 @@ def loss_and_grads(fn, features, weight, labels):
 
 def assert_matches_reference(features, weight, labels, rtol=1e-9, atol=1e-9, **params):
     got = loss_and_grads(lambda f, w, y: magface_loss(f, w, y, **params), features, weight, labels)
-    want = loss_and_grads(lambda f, w, y: magface_loss_reference(f, w, y, **params), features, weight, labels)
+    want = loss_and_grads(lambda f, w, y: magface_loss_oracle(f, w, y, **params), features, weight, labels)
     for g, w, what in zip(got, want, ("loss", "grad features", "grad weight")):
         assert torch.isfinite(g).all(), what
         torch.testing.assert_close(g.double(), w, rtol=rtol, atol=atol, msg=lambda m, what=what: f"{what}: {m}")
@@ -118,7 +118,7 @@ def test_arcface_is_magface_with_fixed_margin(dtype):
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=0, atol=0)
     # ...and both are the reference's ArcFace.
-    ref = magface_loss_reference(features, arc.weight, labels, scale=30.0, l_m=0.35, u_m=0.35, lambda_g=0.0)
+    ref = magface_loss_oracle(features, arc.weight, labels, scale=30.0, l_m=0.35, u_m=0.35, lambda_g=0.0)
     torch.testing.assert_close(got[0].double(), ref.detach(), rtol=1e-5, atol=1e-5)
 
 
@@ -140,7 +140,7 @@ def test_low_precision_features_computed_in_float32(dtype):
     labels = torch.randint(C, (10,))
     loss = head(features, labels)
     assert loss.dtype == torch.float32
-    want = magface_loss_reference(features, head.weight, labels)
+    want = magface_loss_oracle(features, head.weight, labels)
     torch.testing.assert_close(loss.double(), want.detach(), rtol=1e-4, atol=1e-4)
 
 

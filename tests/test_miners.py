@@ -9,13 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import facenet_ext as fx
-from facenet_ext.reference import (
-    all_semi_hard_triplets_reference,
-    all_semihard_from_sq_dist_reference,
-    batch_hard_triplets_from_sq_dist_reference,
-    batch_hard_triplets_reference,
-    semi_hard_triplets_reference,
-    semihard_from_sq_dist_reference,
+from facenet_ext.mining import MINING
+from facenet_ext.oracle import (
+    MINING_ORACLES,
+    all_semi_hard_from_sq_dist_oracle,
+    all_semi_hard_triplets_oracle,
+    batch_hard_from_sq_dist_oracle,
+    batch_hard_triplets_oracle,
+    semi_hard_from_sq_dist_oracle,
+    semi_hard_triplets_oracle,
 )
 
 from params import ALL_FLOATS, FULL, devices, dtypes, requires_cuda
@@ -34,6 +36,14 @@ def rows(triplets):
 
 def assert_same(got, want):
     assert rows(got) == rows(want)
+
+
+def test_the_oracle_table_matches_the_mining_table():
+    """The float64 oracles keep their own table of mining kinds (so oracle.py and mining.py import neither
+    the other): the same kinds, each with the same rule on whether the loss's margin selects."""
+    assert list(MINING_ORACLES) == list(MINING)
+    for kind, (_, margin_selects) in MINING_ORACLES.items():
+        assert margin_selects == MINING[kind].margin_selects, kind
 
 
 def random_batch(kind, batch, identities, dim, dtype, device):
@@ -64,7 +74,7 @@ def test_semi_hard_matches_reference(device, dtype, kind, margin, squared, fallb
     emb, labels = random_batch(kind, 48, 6, 8, dtype, device)
     got = fx.semi_hard_triplets(emb, labels, margin, squared=squared, fallback=fallback)
     d = fx.pairwise_sq_dist(emb)
-    assert_same(got, semihard_from_sq_dist_reference(d, labels, margin, squared=squared, fallback=fallback))
+    assert_same(got, semi_hard_from_sq_dist_oracle(d, labels, margin, squared=squared, fallback=fallback))
 
 
 @devices()
@@ -73,7 +83,7 @@ def test_semi_hard_matches_reference(device, dtype, kind, margin, squared, fallb
 def test_batch_hard_matches_reference(device, dtype, kind):
     emb, labels = random_batch(kind, 48, 6, 8, dtype, device)
     got = fx.batch_hard_triplets(emb, labels)
-    assert_same(got, batch_hard_triplets_from_sq_dist_reference(fx.pairwise_sq_dist(emb), labels))
+    assert_same(got, batch_hard_from_sq_dist_oracle(fx.pairwise_sq_dist(emb), labels))
 
 
 @devices()
@@ -85,7 +95,7 @@ def test_all_semi_hard_matches_reference(device, dtype, kind, margin, squared):
     emb, labels = random_batch(kind, 40, 5, 8, dtype, device)
     got = fx.all_semi_hard_triplets(emb, labels, margin, squared=squared)
     d = fx.pairwise_sq_dist(emb)
-    assert_same(got, all_semihard_from_sq_dist_reference(d, labels, margin, squared=squared))
+    assert_same(got, all_semi_hard_from_sq_dist_oracle(d, labels, margin, squared=squared))
 
 
 @devices()
@@ -116,7 +126,7 @@ def test_dispatcher_ops_on_arbitrary_matrices(device, dtype, reference_set, layo
         for squared in (True, False):
             for drop in (False, True):
                 got = ops.semihard_from_sq_dist(d, labels, ref_labels, exclude_self, margin, squared, drop)
-                want = semihard_from_sq_dist_reference(
+                want = semi_hard_from_sq_dist_oracle(
                     d,
                     labels,
                     margin,
@@ -128,10 +138,10 @@ def test_dispatcher_ops_on_arbitrary_matrices(device, dtype, reference_set, layo
     for margin in (0.0, 1.0, 3.0):
         for squared in (True, False):
             got = ops.all_semihard_from_sq_dist(d, labels, ref_labels, exclude_self, margin, squared)
-            want = all_semihard_from_sq_dist_reference(d, labels, margin, squared=squared, ref_labels=ref_for_reference)
+            want = all_semi_hard_from_sq_dist_oracle(d, labels, margin, squared=squared, ref_labels=ref_for_reference)
             assert_same(got, want)
     got = ops.batch_hard_from_sq_dist(d, labels, ref_labels, exclude_self)
-    assert_same(got, batch_hard_triplets_from_sq_dist_reference(d, labels, ref_labels=ref_for_reference))
+    assert_same(got, batch_hard_from_sq_dist_oracle(d, labels, ref_labels=ref_for_reference))
 
 
 @devices()
@@ -148,12 +158,12 @@ def test_dispatcher_ops_order_negative_entries(device, dtype, exclude_self):
             got = ops.semihard_from_sq_dist(d, labels, labels, exclude_self, margin, True, drop)
             ref = None if exclude_self else labels
             fallback = "drop" if drop else "easiest"
-            assert_same(got, semihard_from_sq_dist_reference(d, labels, margin, fallback=fallback, ref_labels=ref))
+            assert_same(got, semi_hard_from_sq_dist_oracle(d, labels, margin, fallback=fallback, ref_labels=ref))
     got = ops.all_semihard_from_sq_dist(d, labels, labels, exclude_self, 2.0, True)
     ref = None if exclude_self else labels
-    assert_same(got, all_semihard_from_sq_dist_reference(d, labels, 2.0, squared=True, ref_labels=ref))
+    assert_same(got, all_semi_hard_from_sq_dist_oracle(d, labels, 2.0, squared=True, ref_labels=ref))
     got = ops.batch_hard_from_sq_dist(d, labels, labels, exclude_self)
-    assert_same(got, batch_hard_triplets_from_sq_dist_reference(d, labels, ref_labels=ref))
+    assert_same(got, batch_hard_from_sq_dist_oracle(d, labels, ref_labels=ref))
 
 
 def test_many_positives_per_anchor():
@@ -163,7 +173,7 @@ def test_many_positives_per_anchor():
     emb = torch.randint(-2, 3, (150, 3)).float()
     d = fx.pairwise_sq_dist(emb)
     for kwargs in ({}, {"fallback": "drop", "margin": 1.0, "squared": False}):
-        assert_same(fx.semi_hard_triplets(emb, labels, **kwargs), semihard_from_sq_dist_reference(d, labels, **kwargs))
+        assert_same(fx.semi_hard_triplets(emb, labels, **kwargs), semi_hard_from_sq_dist_oracle(d, labels, **kwargs))
 
 
 @pytest.mark.parametrize("per_identity", [2, 13, 40, 70])
@@ -185,7 +195,7 @@ def test_semi_hard_row_split_on_larger_tied_matrices(per_identity, spread):
         for margin, squared, drop in ((None, True, False), (None, True, True), (2.0, False, False), (0.0, True, True)):
             got = ops.semihard_from_sq_dist(m, labels, labels, True, margin, squared, drop)
             fallback = "drop" if drop else "easiest"
-            assert_same(got, semihard_from_sq_dist_reference(m, labels, margin, squared=squared, fallback=fallback))
+            assert_same(got, semi_hard_from_sq_dist_oracle(m, labels, margin, squared=squared, fallback=fallback))
 
 
 @pytest.mark.parametrize("shape", [(3, 0), (0, 4), (0, 0)], ids=["no reference", "no anchors", "both empty"])
@@ -230,17 +240,17 @@ def test_semi_hard_end_to_end(batch, margin, squared, fallback):
     emb, labels, k = batch
     m = scaled(margin, k, squared)
     got = fx.semi_hard_triplets(emb, labels, m, squared=squared, fallback=fallback)
-    assert_same(got, semi_hard_triplets_reference(emb, labels, m, squared=squared, fallback=fallback))
+    assert_same(got, semi_hard_triplets_oracle(emb, labels, m, squared=squared, fallback=fallback))
     d = fx.pairwise_sq_dist(emb)
-    assert_same(got, semihard_from_sq_dist_reference(d, labels, m, squared=squared, fallback=fallback))
+    assert_same(got, semi_hard_from_sq_dist_oracle(d, labels, m, squared=squared, fallback=fallback))
 
 
 @given(batch=labelled_batches())
 def test_batch_hard_end_to_end(batch):
     emb, labels, _ = batch
     got = fx.batch_hard_triplets(emb, labels)
-    assert_same(got, batch_hard_triplets_reference(emb, labels))
-    assert_same(got, batch_hard_triplets_from_sq_dist_reference(fx.pairwise_sq_dist(emb), labels))
+    assert_same(got, batch_hard_triplets_oracle(emb, labels))
+    assert_same(got, batch_hard_from_sq_dist_oracle(fx.pairwise_sq_dist(emb), labels))
 
 
 @given(batch=labelled_batches(), margin=st.sampled_from(MARGINS), squared=st.booleans())
@@ -248,9 +258,9 @@ def test_all_semi_hard_end_to_end(batch, margin, squared):
     emb, labels, k = batch
     m = scaled(margin, k, squared)
     got = fx.all_semi_hard_triplets(emb, labels, m, squared=squared)
-    assert_same(got, all_semi_hard_triplets_reference(emb, labels, m, squared=squared))
+    assert_same(got, all_semi_hard_triplets_oracle(emb, labels, m, squared=squared))
     d = fx.pairwise_sq_dist(emb)
-    assert_same(got, all_semihard_from_sq_dist_reference(d, labels, m, squared=squared))
+    assert_same(got, all_semi_hard_from_sq_dist_oracle(d, labels, m, squared=squared))
 
 
 def test_margin_decisions_on_integer_distances_agree_in_float32_and_float64():

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import facenet_ext as fx
-from facenet_ext.reference import pairwise_sq_dist_reference
+from facenet_ext.oracle import pairwise_sq_dist_oracle
 
 from params import ALL_FLOATS, FULL, HALF, devices, dtypes
 from strategies import SCALE_EXPONENTS, integer_points
@@ -21,7 +21,7 @@ def assert_within_gram_bound(out, x, y=None):
     expansion ||x||^2 + ||y||^2 - 2<x, y> in the accumulation dtype, evaluated in float64 (where it cannot
     overflow). A result of +inf is accepted only where the bound reaches past the dtype's largest value."""
     y = x if y is None else y
-    ref = pairwise_sq_dist_reference(x, y)
+    ref = pairwise_sq_dist_oracle(x, y)
     xn, yn = x.double().square().sum(1), y.double().square().sum(1)
     finfo = torch.finfo(out.dtype)
     tol = 2 * (x.shape[1] + 4) * finfo.eps * (xn.unsqueeze(1) + yn.unsqueeze(0))
@@ -87,7 +87,7 @@ def test_exact_on_scaled_small_integers(data, dtype, with_y):
     x = (data.draw(integer_points(b, d)) * scale).to(dtype)
     y = (data.draw(integer_points(n, d)) * scale).to(dtype) if with_y else None
     out = fx.pairwise_sq_dist(x, y)
-    assert torch.equal(out, pairwise_sq_dist_reference(x, y).to(out_dtype(dtype)))
+    assert torch.equal(out, pairwise_sq_dist_oracle(x, y).to(out_dtype(dtype)))
 
 
 @devices()
@@ -131,7 +131,7 @@ def test_grad_matches_reference(device, dtype, with_y, duplicates):
 
     xr = x.detach().cpu().double().requires_grad_()
     yr = y.detach().cpu().double().requires_grad_() if with_y else None
-    (pairwise_sq_dist_reference(xr, yr) * weights).sum().backward()
+    (pairwise_sq_dist_oracle(xr, yr) * weights).sum().backward()
     tol = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 5e-2}[dtype]
     assert x.grad.dtype == dtype and not x.grad.isnan().any()
     torch.testing.assert_close(x.grad.cpu().double(), xr.grad, rtol=tol, atol=tol * 20)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from facenet_ext.reference import semihard_from_sq_dist_reference
+from facenet_ext.oracle import semi_hard_from_sq_dist_oracle
 
 ROOT = Path(__file__).resolve().parents[1]
 ops = torch.ops.facenet_ext
@@ -105,9 +105,7 @@ def expected():
     for key, m, labels, ref_labels, exclude_self, (margin, squared, drop) in _runs():
         fallback = "drop" if drop else "easiest"
         ref = None if exclude_self else ref_labels  # the reference excludes self when given no reference set
-        triplets = semihard_from_sq_dist_reference(
-            m, labels, margin, squared=squared, fallback=fallback, ref_labels=ref
-        )
+        triplets = semi_hard_from_sq_dist_oracle(m, labels, margin, squared=squared, fallback=fallback, ref_labels=ref)
         want[key] = [t.tolist() for t in triplets]
     return want
 

@@ -9,7 +9,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import facenet_ext as fx
-from facenet_ext.reference import triplet_loss_reference
+from facenet_ext.oracle import triplet_loss_oracle
 
 from params import ALL_FLOATS, FULL, devices, dtypes
 from strategies import MARGINS, labelled_batches
@@ -97,7 +97,7 @@ def test_matches_reference_on_given_triplets(device, dtype, mining, squared, red
         reduction=reduction,
         return_stats=True,
     )
-    want, want_stats = triplet_loss_reference(
+    want, want_stats = triplet_loss_oracle(
         emb.cpu(), None, margin, mining=triplets, squared=squared, reduction=reduction, return_stats=True
     )
     assert got.dtype == (torch.float64 if dtype == torch.float64 else torch.float32) and got.device == emb.device
@@ -119,7 +119,7 @@ def test_matches_reference_end_to_end_float64(device, mining, squared, reduction
     got, stats = fx.triplet_loss(
         emb, labels, 0.3, mining=mining, squared=squared, reduction=reduction, return_stats=True
     )
-    want, want_stats = triplet_loss_reference(
+    want, want_stats = triplet_loss_oracle(
         emb.cpu(), labels.cpu(), 0.3, mining=mining, squared=squared, reduction=reduction, return_stats=True
     )
     torch.testing.assert_close(got.cpu(), want, **tolerance(torch.float64))
@@ -161,7 +161,7 @@ def test_end_to_end_small_integers(batch, mining, margin, squared, reduction):
     got, stats = fx.triplet_loss(
         emb, labels, margin * scale, mining=mining, squared=squared, reduction=reduction, return_stats=True
     )
-    want, want_stats = triplet_loss_reference(
+    want, want_stats = triplet_loss_oracle(
         emb, labels, margin * scale, mining=mining, squared=squared, reduction=reduction, return_stats=True
     )
     assert not got.isnan().any()
@@ -213,7 +213,7 @@ def test_grad_matches_reference(device, dtype, mining, squared, reduction):
     (out * weights.to(out.dtype).to(device)).sum().backward()
     ref = emb.detach().cpu().double().requires_grad_()
     (
-        triplet_loss_reference(ref, None, 0.3, mining=triplets, squared=squared, reduction=reduction) * weights
+        triplet_loss_oracle(ref, None, 0.3, mining=triplets, squared=squared, reduction=reduction) * weights
     ).sum().backward()
     assert emb.grad.dtype == dtype
     tol = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}[dtype]
@@ -264,7 +264,7 @@ def test_duplicate_embeddings_give_finite_gradients(device, dtype, squared):
     )
     loss.backward()
     ref = emb.detach().cpu().double().requires_grad_()
-    want = triplet_loss_reference(ref, None, 0.5, mining=triplets, squared=squared, reduction="sum")
+    want = triplet_loss_oracle(ref, None, 0.5, mining=triplets, squared=squared, reduction="sum")
     want.backward()
     assert torch.isfinite(emb.grad).all()
     torch.testing.assert_close(loss.cpu().double(), want.detach(), rtol=1e-6, atol=1e-6)

@@ -9,9 +9,11 @@
 #include <atomic>
 #include <vector>
 
-#include "common/mining_rules.h"
+#include "rules/mining_rules.h"
 #include "cpu/finite.h"
-#include "aten/label_groups.h"
+#include "checks.h"
+#include "cpu/label_groups.h"
+#include "shared/tensors.h"
 #include "cpu/mine_embeddings.h"
 #include "cpu/grain.h"
 

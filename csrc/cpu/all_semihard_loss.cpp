@@ -19,12 +19,13 @@
 #include <vector>
 
 #include "checks.h"
-#include "common/mining_rules.h"
-#include "common/pairwise_rules.h"
-#include "common/triplet_rules.h"
+#include "rules/mining_rules.h"
+#include "rules/pairwise_rules.h"
+#include "rules/triplet_rules.h"
 #include "cpu/finite.h"
-#include "aten/label_groups.h"
-#include "aten/pairwise_sq_dist.h"
+#include "cpu/label_groups.h"
+#include "shared/tensors.h"
+#include "cpu/pairwise_sq_dist.h"
 #include "cpu/grain.h"
 
 namespace fx {

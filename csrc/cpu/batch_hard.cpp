@@ -9,7 +9,9 @@
 #include <limits>
 
 #include "cpu/finite.h"
-#include "aten/label_groups.h"
+#include "checks.h"
+#include "cpu/label_groups.h"
+#include "shared/tensors.h"
 #include "cpu/mine_embeddings.h"
 #include "cpu/grain.h"
 

@@ -1,5 +1,5 @@
 // The semi-hard row pass's bucket search for up to 63 float thresholds on AVX-512: bucket = the number of
-// sorted thresholds strictly below a negative (count_below in common/mining_rules.h), 16 negatives at a
+// sorted thresholds strictly below a negative (count_below in rules/mining_rules.h), 16 negatives at a
 // time, without ATen so that tests/cpp/bucket_search_check.cpp can compile it alone (and mutated).
 //
 // The thresholds, padded with +inf to 63, form a complete binary search tree of six levels stored

@@ -13,8 +13,8 @@
 #include <algorithm>
 #include <vector>
 
-#include "common/l2_pool_rules.h"
-#include "aten/l2_pool2d.h"
+#include "rules/l2_pool_rules.h"
+#include "checks.h"
 
 namespace fx {
 namespace {

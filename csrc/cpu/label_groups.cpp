@@ -7,8 +7,8 @@
 #include <numeric>
 #include <vector>
 
-#include "common/label_rules.h"
-#include "aten/label_groups.h"
+#include "rules/label_rules.h"
+#include "cpu/label_groups.h"
 
 namespace fx {
 

@@ -4,8 +4,9 @@
 #pragma once
 #include <optional>
 
-#include "aten/label_groups.h"
-#include "aten/pairwise_sq_dist.h"
+#include "checks.h"
+#include "cpu/label_groups.h"
+#include "cpu/pairwise_sq_dist.h"
 
 namespace fx {
 

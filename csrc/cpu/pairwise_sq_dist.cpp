@@ -12,8 +12,9 @@
 #include <vector>
 
 #include "checks.h"
-#include "common/pairwise_rules.h"
-#include "aten/pairwise_sq_dist.h"
+#include "rules/pairwise_rules.h"
+#include "cpu/pairwise_sq_dist.h"
+#include "shared/tensors.h"
 #include "cpu/grain.h"
 
 namespace fx {
@@ -88,6 +89,17 @@ at::Tensor pairwise_sq_dist_cpu_impl(const char* op, const char* x_name, const a
     }
   });
   return out;
+}
+
+void fail_norms_non_finite(const char* op, const char* name, const at::Tensor& t) {
+  check_finite_embeddings(op, name, t);
+  TORCH_CHECK_VALUE(false, op, ": ", name, " has a squared norm that overflows ", acc_type(t.scalar_type()),
+                    "; rescale the embeddings or use float64");
+  __builtin_unreachable();
+}
+
+void check_finite_embeddings(const char* op, const char* name, const at::Tensor& t) {
+  TORCH_CHECK_VALUE(at::isfinite(t).all().item<bool>(), op, ": ", name, " contains NaN or Inf");
 }
 
 namespace {

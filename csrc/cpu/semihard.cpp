@@ -19,12 +19,14 @@
 #include <limits>
 #include <vector>
 
-#include "common/mining_rules.h"
-#include "common/ordered_bits.h"
+#include "rules/mining_rules.h"
+#include "rules/ordered_bits.h"
 #include "cpu/bucket_search.h"
 #include "cpu/finite.h"
 #include "cpu/simd.h"
-#include "aten/label_groups.h"
+#include "checks.h"
+#include "cpu/label_groups.h"
+#include "shared/tensors.h"
 #include "cpu/mine_embeddings.h"
 #include "cpu/grain.h"
 
@@ -263,7 +265,7 @@ FX_ALWAYS_INLINE void bucket_of_each(const T* d, int64_t n, const T* sorted, int
 }
 
 // Closest of the compacted negatives in each bucket 0..K-1, ties to the smaller index. For float the
-// (distance, index) pair packs into one 64-bit key (common/ordered_bits.h: ordered like the distances,
+// (distance, index) pair packs into one 64-bit key (rules/ordered_bits.h: ordered like the distances,
 // negative ones included), so the update is a branchless min instead of a data-dependent branch the CPU
 // mispredicts every few elements.
 FX_ALWAYS_INLINE void bucket_minima(const float* d, const int32_t* idx, const int32_t* bucket, int64_t n, int K,
@@ -317,7 +319,7 @@ struct SemihardRows {  // what every row of one mining call shares
   int64_t *out_a, *out_p, *out_n;
 };
 
-// (ordered distance bits, common/ordered_bits.h; position) in one integer: a plain sort of these is the
+// (ordered distance bits, rules/ordered_bits.h; position) in one integer: a plain sort of these is the
 // stable sort by distance, negative entries included.
 template <typename T>
 using SortKey = std::conditional_t<sizeof(T) == 4, uint64_t, unsigned __int128>;

@@ -13,14 +13,26 @@
 #include <ATen/ops/empty_cpu_dispatch.h>
 
 #include "checks.h"
-#include "common/triplet_rules.h"
+#include "rules/triplet_rules.h"
 #include "cpu/simd.h"
-#include "aten/triplet_loss.h"
 #include "cpu/grain.h"
-#include "cuda/geometry.h"  // kTripletSegment: plain host C++, the CUDA backward's segment length
 
 namespace fx {
+
 namespace {
+// Raises IndexError unless every (contiguous, int64) index lies in [0, B).
+void check_triplet_index_range(const char* op, const at::Tensor& anchor, const at::Tensor& positive,
+                               const at::Tensor& negative, int64_t B) {
+  const std::pair<const char*, const at::Tensor*> all[] = {
+      {"anchor", &anchor}, {"positive", &positive}, {"negative", &negative}};
+  for (const auto& [name, t] : all) {
+    const int64_t* v = t->data_ptr<int64_t>();
+    const int64_t n = t->numel();
+    bool ok = true;
+    for (int64_t i = 0; i < n; ++i) ok &= static_cast<uint64_t>(v[i]) < static_cast<uint64_t>(B);
+    TORCH_CHECK_INDEX(ok, op, ": ", name, " indices must lie in [0, ", B, ")");
+  }
+}
 
 // ||a - b||^2 with kLanes partial sums combined in a fixed order: the compiler may then vectorise the
 // loop (a single running sum must be added strictly in order), and the result stays the same on every
@@ -95,11 +107,11 @@ FX_ALWAYS_INLINE void backward_rows_body(const BackwardArgs<scalar_t, acc_t>& b,
   for (int64_t i = begin; i < end; ++i) {
     std::fill(acc, acc + D, acc_t(0));
     const int64_t first = b.row_ptr[i], last = b.row_ptr[i + 1];
-    const bool segmented = cuda::triplet_row_segments(last - first) > 1;
+    const bool segmented = triplet_row_segments(last - first) > 1;
     acc_t* sum = segmented ? acc + D : acc;  // not __restrict__: it may be acc itself
-    for (int64_t s = first; s < last; s += cuda::kTripletSegment) {
+    for (int64_t s = first; s < last; s += kTripletSegment) {
       if (segmented) std::fill(sum, sum + D, acc_t(0));
-      const int64_t stop = std::min(s + cuda::kTripletSegment, last);
+      const int64_t stop = std::min(s + kTripletSegment, last);
       for (int64_t e = s; e < stop; ++e) {
         const int64_t k = b.entry[e], t = k / 3, role = k % 3;
         const RowWeights<acc_t> w = triplet_row_weights<acc_t>(static_cast<int>(role), b.G[t * b.g_stride], b.L[t],

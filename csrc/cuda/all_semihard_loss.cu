@@ -7,7 +7,7 @@
 #include "cuda/kernels/all_semihard_loss.cuh"
 #include "cuda/launch.cuh"
 #include "cuda/mine_embeddings.cuh"
-#include "aten/label_groups.h"
+#include "cuda/label_groups.h"
 
 namespace fx {
 namespace {

@@ -8,7 +8,8 @@
 #include <cstdint>
 #include <limits>
 
-#include "common/macros.h"
+#include "rules/macros.h"
+#include "rules/triplet_rules.h"
 
 namespace fx::cuda {
 
@@ -98,16 +99,8 @@ inline Launch triplet_forward_launch(int64_t T) {
 }
 
 // ---- triplet backward: the row index (CSR) and heavy rows ----------------------------------------------
-// A row's entries are summed in segments of kTripletSegment entries, each by its own warp into a partial
-// sum, and the partials then added in segment order: a row in thousands of triplets (a tie-winning
-// negative, the farthest-negative fallback) spreads over many warps, and the association is fixed. The
-// CPU backward (cpu/triplet_loss.cpp) uses the same constant and the same association, so both give the
-// same bits. A multiple of 32: the warp fetches entries 32 at a time.
-constexpr int64_t kTripletSegment = 256;
-// A row's segments: at least one, so that every row of the gradient is written by exactly one warp.
-FX_HD int64_t triplet_row_segments(int64_t entries) {
-  return entries > kTripletSegment ? (entries + kTripletSegment - 1) / kTripletSegment : 1;
-}
+// kTripletSegment and triplet_row_segments (rules/triplet_rules.h): the segments the CPU backward sums
+// in too, so both give the same bits.
 // At most B + ceil(3T / kTripletSegment) segments in all (each row's count is at most entries / S + 1):
 // the partial-sum scratch and the segment pass's grid are sized by this bound, not by a count read back.
 inline int64_t triplet_segment_bound(int64_t B, int64_t T) {

@@ -1,4 +1,4 @@
-// l2_pool2d on CUDA: checks and geometry shared with the CPU path (aten/l2_pool2d.h), then one
+// l2_pool2d on CUDA: checks and geometry shared with the CPU path (checks.h l2_pool_geometry), then one
 // grid-stride kernel per direction (kernels/l2_pool2d.cuh). Like the CPU path, x is read as contiguous
 // NCHW (channels-last x is copied first) and the result is NCHW-contiguous.
 #include <ATen/ATen.h>
@@ -8,7 +8,7 @@
 
 #include "cuda/kernels/l2_pool2d.cuh"
 #include "cuda/launch.cuh"
-#include "aten/l2_pool2d.h"
+#include "checks.h"
 
 namespace fx {
 namespace {

@@ -2,12 +2,32 @@
 // device; read_label_summary copies it (and what launchers added to it) to the host in one sync.
 #include <ATen/ATen.h>
 
+#include <limits>
+#include <tuple>
+
 #include "cuda/error_word.h"
 #include "cuda/kernels/label_groups.cuh"
 #include "cuda/launch.cuh"
-#include "aten/label_groups.h"
+#include "cuda/label_groups.h"
 
 namespace fx {
+
+namespace {
+
+// The stable sort the groups start from: (sorted labels, permutation), both int64.
+std::tuple<at::Tensor, at::Tensor> sort_reference_labels(const at::Tensor& ref_labels) {
+  auto [sorted, order] = at::sort(ref_labels.to(at::kLong), /*stable=*/true, /*dim=*/0, /*descending=*/false);
+  return {sorted.contiguous(), order.contiguous()};
+}
+
+// The largest squared norm whose distances ||x||^2 + ||y||^2 - 2<x, y> cannot overflow `dtype` (max / 4):
+// the label-groups kernel flags a batch with a larger (or NaN/Inf) norm.
+double safe_norm_limit(at::ScalarType dtype) {
+  return dtype == at::kDouble ? std::numeric_limits<double>::max() / 4
+                              : static_cast<double>(std::numeric_limits<float>::max()) / 4;
+}
+
+}  // namespace
 
 LabelGroups label_groups_cuda_async(const at::Tensor& labels, const at::Tensor& ref_labels, bool exclude_self,
                                     const at::Tensor& norms, bool to_error_word) {

@@ -9,8 +9,6 @@
 #include <cstdint>
 
 #include "checks.h"
-#include "aten/label_groups.h"
-#include "aten/pairwise_sq_dist.h"
 #include "cuda/geometry.h"
 
 namespace fx::cuda {

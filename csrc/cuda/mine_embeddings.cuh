@@ -3,8 +3,9 @@
 // the distances), and the distances themselves.
 #pragma once
 #include "cuda/launch.cuh"
-#include "aten/label_groups.h"
-#include "aten/pairwise_sq_dist.h"
+#include "cuda/label_groups.h"
+#include "cuda/pairwise_sq_dist.h"
+#include "shared/tensors.h"
 
 namespace fx::cuda {
 

@@ -13,7 +13,7 @@
 #include "cuda/kernels/semihard.cuh"
 #include "cuda/launch.cuh"
 #include "cuda/mine_embeddings.cuh"
-#include "aten/label_groups.h"
+#include "cuda/label_groups.h"
 
 namespace fx {
 namespace {

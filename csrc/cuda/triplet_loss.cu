@@ -5,7 +5,6 @@
 #include <torch/library.h>
 
 #include "checks.h"
-#include "aten/triplet_loss.h"
 #include "cuda/error_word.h"
 #include "cuda/kernels/triplet_loss.cuh"
 #include "cuda/launch.cuh"
@@ -59,7 +58,7 @@ at::Tensor triplet_loss_backward_cuda(const at::Tensor& grad_loss, const at::Ten
   // Each row's segments (geometry.h triplet_row_segments) and their global numbering, in ATen ops that stay
   // on the device: the kernels size their grids by the bound, not by a count read back.
   const at::Tensor entries = csr.row_ptr.slice(0, 1) - csr.row_ptr.slice(0, 0, B);
-  const int64_t S = cuda::kTripletSegment;
+  const int64_t S = kTripletSegment;
   const at::Tensor segments = at::where(entries > S, at::floor_divide(entries + (S - 1), S), at::ones_like(entries));
   const at::Tensor seg_ptr = at::cat({at::zeros({1}, entries.options()), at::cumsum(segments, 0)});
   const int64_t bound = cuda::triplet_segment_bound(B, T);

@@ -94,7 +94,7 @@ struct Acc<BFloat16> {
 
 }  // namespace
 
-// The label-group arrays (aten/label_groups.h), as the tests allocate them.
+// The label-group arrays (shared/label_groups.h), as the tests allocate them.
 struct EmuGroups {
   int32_t *anchor_gid, *ref_gid, *members, *group_start;
   int64_t* pair_offset;
@@ -250,8 +250,8 @@ int emu_triplet_forward(int dtype, const void* x, int64_t B, int64_t D, const in
   });
 }
 
-// geometry.h kTripletSegment: the entries per backward segment.
-int64_t emu_triplet_segment() { return fx::cuda::kTripletSegment; }
+// rules/triplet_rules.h kTripletSegment: the entries per backward segment.
+int64_t emu_triplet_segment() { return fx::kTripletSegment; }
 
 // geometry.h triplet_csr_plan: plan = {entries, tiles, passes, digit_bits}.
 void emu_triplet_csr_plan(int64_t T, int64_t B, int64_t* plan) {

@@ -5,8 +5,8 @@
 #pragma once
 #include <cstdint>
 
-#include "common/label_rules.h"
-#include "common/mining_rules.h"
+#include "rules/label_rules.h"
+#include "rules/mining_rules.h"
 #include "cuda/geometry.h"
 
 namespace fx::cuda {

@@ -6,16 +6,16 @@
 // loss and give its coefficient C[a, j] (python/facenet_ext/ops.py turns C into the gradient). Per-anchor
 // sums are reduced with cub::BlockReduce (fixed order: deterministic) and summed over anchors by ATen.
 // O(K N) tests per anchor instead of the CPU's sort and binary searches: on a GPU the plain loop is the
-// faster one at FaceNet's K, and both evaluate the same per-pair tests from common/mining_rules.h.
+// faster one at FaceNet's K, and both evaluate the same per-pair tests from rules/mining_rules.h.
 #pragma once
 #include <cub/block/block_reduce.cuh>
 
 #include <cstdint>
 
-#include "common/label_rules.h"
-#include "common/mining_rules.h"
-#include "common/pairwise_rules.h"
-#include "common/triplet_rules.h"
+#include "rules/label_rules.h"
+#include "rules/mining_rules.h"
+#include "rules/pairwise_rules.h"
+#include "rules/triplet_rules.h"
 #include "cuda/geometry.h"
 
 namespace fx::cuda {

@@ -1,11 +1,11 @@
 // L2 pooling kernels over contiguous NCHW planes: one thread per output (forward) and one thread per
 // input gathering over the windows that contain it (backward), so every element is written by exactly
 // one thread: no atomics, deterministic. The geometry and the zero-safe gradient come from
-// common/l2_pool_rules.h, the code the CPU kernels (and so the CPU tests) run too.
+// rules/l2_pool_rules.h, the code the CPU kernels (and so the CPU tests) run too.
 #pragma once
 #include <cstdint>
 
-#include "common/l2_pool_rules.h"
+#include "rules/l2_pool_rules.h"
 
 namespace fx::cuda {
 

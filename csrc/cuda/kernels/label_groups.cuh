@@ -1,7 +1,7 @@
 // Label groups on the GPU in ONE single-block launch (after the stable sort of the reference labels):
 // a block-wide scan over the sorted labels numbers the groups, a second over the anchors lays out the
 // pair slots, and the same block writes the summary the launcher reads back with a single copy.
-// Anchors with no positive or no negative get no slot (common/label_rules.h).
+// Anchors with no positive or no negative get no slot (rules/label_rules.h).
 // One block is enough: the work is O(B + N) and a batch holds at most a few hundred thousand labels.
 #pragma once
 #include <cub/block/block_reduce.cuh>
@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-#include "common/label_rules.h"
+#include "rules/label_rules.h"
 #include "cuda/error_bits.h"
 #include "cuda/geometry.h"
 

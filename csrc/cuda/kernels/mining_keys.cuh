@@ -1,13 +1,13 @@
 // Shared-memory keys that order (distance, index) pairs for atomicMin.
 //
-// For float the key packs (ordered distance bits, index) into one 64-bit word (common/ordered_bits.h:
+// For float the key packs (ordered distance bits, index) into one 64-bit word (rules/ordered_bits.h:
 // the bits order like the distances, negative ones included), so a single atomicMin finds the closest
 // candidate with ties to the smaller index, in one pass, in any thread order. For double the 64 ordered
 // bits fill a key of their own (the index then takes a second pass).
 #pragma once
 #include <cstdint>
 
-#include "common/ordered_bits.h"
+#include "rules/ordered_bits.h"
 
 namespace fx::cuda {
 

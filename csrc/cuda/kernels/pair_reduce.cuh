@@ -3,7 +3,7 @@
 #pragma once
 #include <cstdint>
 
-#include "common/mining_rules.h"
+#include "rules/mining_rules.h"
 
 namespace fx::cuda {
 

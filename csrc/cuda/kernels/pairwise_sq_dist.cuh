@@ -2,7 +2,7 @@
 #pragma once
 #include <cstdint>
 
-#include "common/pairwise_rules.h"
+#include "rules/pairwise_rules.h"
 #include "cuda/geometry.h"
 
 namespace fx::cuda {

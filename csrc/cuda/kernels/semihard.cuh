@@ -2,7 +2,7 @@
 //
 // The block sorts the anchor's positive distances (the thresholds) in shared memory by rank counting,
 // then streams the row once: every negative lands in the bucket "number of thresholds below it"
-// (branchless binary search, common/mining_rules.h) and the bucket keeps its closest negative with an
+// (branchless binary search, rules/mining_rules.h) and the bucket keeps its closest negative with an
 // atomicMin on a packed (distance, index) key. A suffix minimum over the buckets answers every positive.
 // Anchors with more positives than fit in shared memory are handled in chunks of positives, one pass
 // each. Results equal the CPU kernel's exactly: both compute the same argmin with the same tie rule.
@@ -21,8 +21,8 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "common/label_rules.h"
-#include "common/mining_rules.h"
+#include "rules/label_rules.h"
+#include "rules/mining_rules.h"
 #include "cuda/geometry.h"
 #include "cuda/kernels/mining_keys.cuh"
 #include "cuda/kernels/pair_reduce.cuh"

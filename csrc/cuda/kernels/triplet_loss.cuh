@@ -15,7 +15,7 @@
 #include <cstdint>
 #include <limits>
 
-#include "common/triplet_rules.h"
+#include "rules/triplet_rules.h"
 #include "cuda/error_bits.h"
 #include "cuda/geometry.h"
 

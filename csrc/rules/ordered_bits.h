@@ -11,7 +11,7 @@
 #include <cstring>
 #include <type_traits>
 
-#include "common/macros.h"
+#include "rules/macros.h"
 
 namespace fx {
 

@@ -1,6 +1,6 @@
 // Per-anchor group arithmetic shared by the CPU loop and the CUDA kernel that build label groups.
 #pragma once
-#include "common/macros.h"
+#include "rules/macros.h"
 
 namespace fx {
 

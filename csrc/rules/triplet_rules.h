@@ -1,6 +1,8 @@
 // Per-triplet math of the margin loss L = [d_ap - d_an + margin]_+, shared by CPU and CUDA.
 #pragma once
-#include "common/macros.h"
+#include <cstdint>
+
+#include "rules/macros.h"
 
 namespace fx {
 
@@ -35,6 +37,17 @@ FX_HD RowWeights<T> triplet_row_weights(int role, T grad, T loss, T d_ap, T d_an
   if (role == 0) return {cp, -cn};
   if (role == 1) return {-cp, T(0)};
   return {T(0), cn};
+}
+
+// The backward sums a row's entries in segments of kTripletSegment entries, each from 0 (on CUDA each by
+// its own warp into a partial sum), then adds the partials in segment order: a row in thousands of
+// triplets (a tie-winning negative, the farthest-negative fallback) spreads over many warps, and the
+// association is fixed. Both backends use this constant and this association, so both give the same bits.
+// A multiple of 32: a CUDA warp fetches entries 32 at a time.
+constexpr int64_t kTripletSegment = 256;
+// A row's segments: at least one, so that every row of the gradient is written by exactly one warp.
+FX_HD int64_t triplet_row_segments(int64_t entries) {
+  return entries > kTripletSegment ? (entries + kTripletSegment - 1) / kTripletSegment : 1;
 }
 
 }  // namespace fx

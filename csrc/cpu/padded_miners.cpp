@@ -1,16 +1,22 @@
-// The capacity= miners' device-generic kernel: the exact miner (through the dispatcher), then padding
-// (aten/label_groups.h pad_triplets). On the CPU that is all there is to it; CUDA registers its own
-// sync-free kernels (cuda/semihard.cu, cuda/batch_hard.cu), which take precedence over this one.
+// The capacity= miners on the CPU: the exact miner (through the dispatcher), then its triplets padded to
+// `capacity` (CUDA has its own sync-free kernels: cuda/semihard.cu, cuda/batch_hard.cu).
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
-#include "aten/label_groups.h"
 #include "checks.h"
+#include "shared/triplets.h"
 
 namespace fx {
 namespace {
 
 using Padded = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+// The first `capacity` triplets, -1 past them, and their number as a 0-d int64 tensor. Mined triplets all
+// have a negative >= 0, so the compaction keeps every one (and this path tests compact_triplets_into).
+Padded pad_triplets(const Triplets& t, int64_t capacity) {
+  const auto& [a, p, n] = t;
+  return compact_triplets_into(a, p, n, capacity);
+}
 
 Padded semi_hard_triplets_padded(const at::Tensor& emb, const at::Tensor& labels, std::optional<double> margin,
                                  bool squared, bool drop_fallback, int64_t capacity) {
@@ -32,7 +38,7 @@ Padded batch_hard_triplets_padded(const at::Tensor& emb, const at::Tensor& label
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(facenet_ext, CompositeExplicitAutograd, m) {
+TORCH_LIBRARY_IMPL(facenet_ext, CPU, m) {
   m.impl("semi_hard_triplets_padded", &semi_hard_triplets_padded);
   m.impl("batch_hard_triplets_padded", &batch_hard_triplets_padded);
 }

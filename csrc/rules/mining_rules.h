@@ -5,7 +5,7 @@
 // increasing index order with a strict comparison, or comparing (distance, index) pairs
 // lexicographically, gives the same winner on every backend.
 #pragma once
-#include "common/macros.h"
+#include "rules/macros.h"
 
 namespace fx {
 

@@ -2,7 +2,7 @@
 // slightly negative). Written as `v < 0 ? 0 : v`: a NaN (from a NaN/Inf embedding) stays NaN, so the
 // miners' finiteness check sees it, instead of being clamped to a plausible 0.
 #pragma once
-#include "common/macros.h"
+#include "rules/macros.h"
 
 namespace fx {
 

@@ -3,7 +3,7 @@
 // `out`, kernel k, stride s, padding p; output o covers the padded-input positions [o*s - p, o*s - p + k).
 // The padding is zeros, so a window is simply clipped to the input.
 #pragma once
-#include "common/macros.h"
+#include "rules/macros.h"
 
 namespace fx {
 
