@@ -30,11 +30,13 @@ def _check_torch_version() -> None:
 _check_torch_version()
 
 from . import _C, distributed, losses, nn  # noqa: E402
+from .distances import pairwise_sq_dist  # noqa: E402
 from .errors import check_errors  # noqa: E402
 from .memory_bank import MemoryBank  # noqa: E402
-from .ops import all_semi_hard_triplets, batch_hard_triplets, pairwise_sq_dist, semi_hard_triplets, triplet_loss  # noqa: E402
+from .miners import all_semi_hard_triplets, batch_hard_triplets, semi_hard_triplets  # noqa: E402
 from .pooling import l2_pool2d  # noqa: E402
 from .quality import aggregate_templates, face_quality  # noqa: E402
+from .triplet import triplet_loss  # noqa: E402
 
 __version__ = "0.1.0"
 

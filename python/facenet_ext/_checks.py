@@ -7,7 +7,6 @@ IndexError: the classes the native ops raise for the same faults (csrc/checks.h)
 
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
 
@@ -15,40 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-try:  # what Function.apply does first; absent in older torch
-    from torch._functorch.utils import unwrap_dead_wrappers as _unwrap_dead_wrappers
-except ImportError:
-    _unwrap_dead_wrappers = None
-
-
-def _compiling() -> bool:
-    return torch.compiler.is_compiling()
-
-
-def apply_function(function: type, *args):
-    """``function.apply(*args)`` (a torch.autograd.Function with setup_context, every argument passed
-    positionally) without the per-call ``inspect.signature`` binding that ``Function.apply`` does to fill
-    in default arguments: about 30 µs, as much as the whole backward kernel at B = 64. Under torch.compile
-    or a torch.func transform, the regular ``apply``."""
-    if _compiling() or torch._C._are_functorch_transforms_active():
-        return function.apply(*args)
-    if _unwrap_dead_wrappers is not None:
-        args = _unwrap_dead_wrappers(args)
-    return super(torch.autograd.Function, function).apply(*args)
-
-
-def below_autograd():
-    """A context that calls ops below the autograd dispatch key. For ops with a Python autograd
-    registration (``torch.library.register_autograd``), which otherwise runs its Python wrapper on every
-    call, even with gradients off (about 10 µs a call); for calls whose result must not be recorded
-    (inside an autograd.Function's forward, or when nothing requires a gradient). While compiling, a
-    no-op: the traced graph records no autograd either way."""
-    return contextlib.nullcontext() if _compiling() else torch._C._AutoDispatchBelowAutograd()
-
-
-def acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype arithmetic on ``dtype`` accumulates in: float32 for float16/bfloat16, else ``dtype``."""
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+from ._dispatch import acc_dtype, compiling
 
 
 def check_tensor(fn: str, name: str, t: object) -> Tensor:
@@ -84,7 +50,7 @@ def check_finite(fn: str, name: str, t: Tensor) -> None:
     would cost a host sync per call, so there the miners detect NaN/Inf from the distance matrix at the
     one sync they need anyway, and pairwise_sq_dist propagates NaN like torch.cdist. Skipped while
     torch.compile traces, where it would break the graph."""
-    if t.device.type != "cpu" or _compiling():
+    if t.device.type != "cpu" or compiling():
         return
     if t.numel() > 0 and not bool(torch.isfinite(t).all()):
         raise ValueError(f"{fn}: {name} contains NaN or Inf")
@@ -242,7 +208,7 @@ def check_triplet_indices(fn: str, mining, emb: Tensor, n_ref: int) -> tuple[Ten
             f"{fn}: anchor/positive/negative index tensors have different lengths "
             f"({', '.join(str(t.shape[0]) for t in out)})"
         )
-    if not _compiling():
+    if not compiling():
         for i, (name, t) in enumerate(zip(("anchor", "positive", "negative"), out)):
             bound = emb.shape[0] if i == 0 else n_ref
             if t.numel() and not bool(((t >= 0) & (t < bound)).all()):

@@ -7,7 +7,7 @@ Two paths, chosen by :func:`chunk_columns`:
 * the whole B x N distance matrix, mined by the native ops (the fast path, used while it is small);
 * streaming: the reference set in chunks of C columns, with per-anchor running state
   (:mod:`facenet_ext.streaming`) updated by vectorised PyTorch, so memory is O(B·C + B·K) (K = positives
-  per anchor) and B x N never exists. The rules are those of ``csrc/common/mining_rules.h`` (ties to the
+  per anchor) and B x N never exists. The rules are those of ``csrc/rules/mining_rules.h`` (ties to the
   smallest index, strict comparisons, margin tests in the distance matrix's dtype), so both paths return
   the same triplets in the same order whenever they see the same distances. See :func:`chunk_columns` for when
   that holds bit for bit.

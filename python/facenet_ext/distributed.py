@@ -21,14 +21,14 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from . import ops
+from . import triplet
 from ._checks import check_choice, check_embeddings, check_labels, check_margin
 from .cross_batch import check_chunk_size, mine
 from .mining import MINING
 from .streaming import ReferenceSet
 
 _ops = torch.ops.facenet_ext
-REDUCTIONS = tuple(r for r in ops.REDUCTIONS if r != "none")  # a per-triplet result has no global form
+REDUCTIONS = tuple(r for r in triplet.REDUCTIONS if r != "none")  # a per-triplet result has no global form
 
 
 def _pad_rows(t: Tensor, sizes: list[int]) -> Tensor:
@@ -108,11 +108,11 @@ def triplet_loss(
     labels = check_labels(fn, labels, emb.shape[0], emb.device)
     margin = check_margin(fn, margin, dtype=emb.dtype)
     check_choice(fn, "mining", mining, tuple(MINING))
-    squared = ops.resolve_squared(fn, squared, mining)
+    squared = triplet.resolve_squared(fn, squared, mining)
     check_choice(fn, "reduction", reduction, REDUCTIONS)
     check_chunk_size(fn, chunk_size)  # every argument checked here, before the first collective
     if not (dist.is_available() and dist.is_initialized()):
-        return ops.triplet_loss(
+        return triplet.triplet_loss(
             emb, labels, margin, mining=mining, squared=squared, reduction=reduction, chunk_size=chunk_size
         )
     world, rank = dist.get_world_size(group), dist.get_rank(group)

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import _compiling, acc_dtype, check_embeddings, check_int, check_labels, check_real
+from ._checks import check_embeddings, check_int, check_labels, check_real
+from ._dispatch import acc_dtype, compiling
 
 # cos θ is clamped to [-1 + COS_EPS, 1 - COS_EPS] before sin θ = sqrt(1 - cos² θ): at |cos θ| = 1 the
 # derivative of the square root is infinite. 1e-7 is representable below 1 in float32 (spacing 6e-8).
@@ -63,7 +64,7 @@ def _check_inputs(fn: str, features: object, weight: Tensor, labels: object) -> 
     labels = check_labels(fn, labels, features.shape[0], features.device)
     # The range check reads two numbers back; like check_finite it runs eagerly on CPU tensors only (on
     # CUDA an out-of-range label fails in cross_entropy's device-side assert).
-    if labels.device.type == "cpu" and not _compiling():
+    if labels.device.type == "cpu" and not compiling():
         lo, hi = torch.aminmax(labels)
         if int(lo) < 0 or int(hi) >= weight.shape[0]:
             raise ValueError(

@@ -1,8 +1,8 @@
 """The mining strategies, one table: for each kind its fused native op, its op over a distance matrix,
-its streaming state, its float64 reference rule, the distance its public miner uses by default, and
-whether the loss's margin enters its selection. Every place that dispatches on a mining kind (the
-public miners, ``triplet_loss``, the reference-set and streaming paths, ``facenet_ext.distributed``,
-the reference implementation) reads this table.
+its streaming state, the distance its public miner uses by default, and whether the loss's margin
+enters its selection. Every place in the library that dispatches on a mining kind (the public miners,
+``triplet_loss``, the reference-set and streaming paths, ``facenet_ext.distributed``) reads this table;
+the float64 oracles keep their own (``oracle.MINING_ORACLES``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from torch import Tensor
 
 from . import (
     _C,  # noqa: F401  (registers torch.ops.facenet_ext.*)
-    reference,
     streaming,
 )
 
@@ -28,8 +27,7 @@ class Strategy:
     """One mining kind. ``fused(emb, labels, margin, squared, drop)`` mines a plain batch in one native
     call; ``from_sq_dist(sq_dist, labels, ref_labels, exclude_self, margin, squared, drop)`` mines a
     distance matrix (a reference set, or one streamed chunk); ``stream_state`` keeps the running state of
-    a streamed reference set; ``reference(sq_dist, labels, margin, squared)`` is the float64 rule the tests
-    check the ops against. ``squared_default``: the public miner's distance (True = squared Euclidean).
+    a streamed reference set. ``squared_default``: the public miner's distance (True = squared Euclidean).
     ``margin_selects``: ``triplet_loss`` mines with its margin (else the margin only enters the loss).
     ``fused_loss``: ``triplet_loss`` with a reduction has a native op that never lists the triplets
     (``all_semihard_loss``). ``padded(emb, labels, margin, squared, drop, capacity)``: the fused miner with
@@ -42,7 +40,6 @@ class Strategy:
     fused: Callable[..., Triplets]
     from_sq_dist: Callable[..., Triplets]
     stream_state: type
-    reference: Callable[..., Triplets]
     fused_loss: bool = False
     padded: Callable[..., tuple[Tensor, Tensor, Tensor, Tensor]] | None = None
 
@@ -61,7 +58,6 @@ MINING: dict[str, Strategy] = {
             fused=lambda e, y, m, sq, drop: _ops.semi_hard_triplets(e, y, m, sq, drop),
             from_sq_dist=lambda d, y, ry, ex, m, sq, drop: _ops.semihard_from_sq_dist(d, y, ry, ex, m, sq, drop),
             stream_state=streaming.SemihardState,
-            reference=lambda d, y, m, sq: reference.semihard_from_sq_dist_reference(d, y, m, squared=sq),
             padded=lambda e, y, m, sq, drop, c: _ops.semi_hard_triplets_padded(e, y, m, sq, drop, c),
         ),
         Strategy(
@@ -71,7 +67,6 @@ MINING: dict[str, Strategy] = {
             fused=lambda e, y, m, sq, drop: _ops.batch_hard_triplets(e, y),
             from_sq_dist=lambda d, y, ry, ex, m, sq, drop: _ops.batch_hard_from_sq_dist(d, y, ry, ex),
             stream_state=streaming.BatchHardState,
-            reference=lambda d, y, m, sq: reference.batch_hard_triplets_from_sq_dist_reference(d, y),
             padded=lambda e, y, m, sq, drop, c: _ops.batch_hard_triplets_padded(e, y, c),
         ),
         Strategy(
@@ -81,7 +76,6 @@ MINING: dict[str, Strategy] = {
             fused=lambda e, y, m, sq, drop: _ops.all_semi_hard_triplets(e, y, m, sq),
             from_sq_dist=lambda d, y, ry, ex, m, sq, drop: _ops.all_semihard_from_sq_dist(d, y, ry, ex, m, sq),
             stream_state=streaming.AllSemihardState,
-            reference=lambda d, y, m, sq: reference.all_semihard_from_sq_dist_reference(d, y, m, squared=sq),
             fused_loss=True,
         ),
     )

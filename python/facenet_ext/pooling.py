@@ -8,7 +8,8 @@ from torch import Tensor
 from torch._jit_internal import BroadcastingList2  # what F.max_pool2d uses: TorchScript reads an int as a pair
 
 from . import _C  # noqa: F401  (loads the library: registers torch.ops.facenet_ext.*)
-from ._checks import apply_function, check_tensor
+from ._checks import check_tensor
+from ._dispatch import apply_function
 
 _ops = torch.ops.facenet_ext
 Pair = tuple[int, int]
@@ -131,7 +132,7 @@ def _pair(fn: str, name: str, value: object, minimum: int) -> Pair:
 
 
 def _out_size(size: int, k: int, s: int, p: int, ceil_mode: bool) -> int:
-    """F.max_pool2d's output size (common/l2_pool_rules.h: pool_out_size); works on SymInts (the fake
+    """F.max_pool2d's output size (rules/l2_pool_rules.h: pool_out_size); works on SymInts (the fake
     kernel) and compiles under TorchScript."""
     out = (size + 2 * p - k + (s - 1 if ceil_mode else 0)) // s + 1
     if ceil_mode and (out - 1) * s >= size + p:

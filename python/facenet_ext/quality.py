@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._checks import acc_dtype, check_choice, check_embeddings, check_finite, check_labels, check_real, check_tensor
+from ._checks import check_choice, check_embeddings, check_finite, check_labels, check_real, check_tensor
+from ._dispatch import acc_dtype
 
 WEIGHTS = ("magnitude", "mean")
 DEFAULT_FRACTIONS = tuple(i / 20 for i in range(11))  # 0, 0.05, ..., 0.5

@@ -1,7 +1,7 @@
 """Streaming mining state: the running per-anchor state that mines a reference set one column chunk at
 a time (:func:`facenet_ext.cross_batch.mine` drives it), so memory is O(B·C + B·K) for chunks of C
 columns and K positives per anchor, and the B x N matrix never exists. The rules are those of
-``csrc/common/mining_rules.h`` (ties to the smallest index, strict comparisons, margin tests in the
+``csrc/rules/mining_rules.h`` (ties to the smallest index, strict comparisons, margin tests in the
 distance matrix's dtype), applied by the native ``*_from_sq_dist`` ops to each chunk.
 """
 
@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from . import _C  # noqa: F401  (registers torch.ops.facenet_ext.*)
-from ._checks import acc_dtype
+from ._dispatch import acc_dtype
 
 _ops = torch.ops.facenet_ext
 Triplets = tuple[Tensor, Tensor, Tensor]

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from pytorch_metric_learning.distances import CosineSimilarity, DotProductSimilarity, LpDistance
 from torch import Tensor
 
-from .._checks import acc_dtype
-from ..ops import pairwise_sq_dist
+from .._dispatch import acc_dtype
+from ..distances import pairwise_sq_dist
 
 
 @dataclass(frozen=True)

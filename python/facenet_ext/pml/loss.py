@@ -10,7 +10,7 @@ from pytorch_metric_learning.utils import common_functions as c_f
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
 from .._checks import check_margin
-from ..ops import triplet_loss
+from ..triplet import triplet_loss
 from ._inputs import check_batch, check_indices_tuple
 from .distance import resolve
 from .window import window_loss

@@ -8,8 +8,9 @@ from pytorch_metric_learning import miners as pml_miners
 from pytorch_metric_learning.miners import BaseMiner
 from torch import Tensor
 
-from .. import ops
 from .._checks import check_choice, check_margin
+from ..distances import pairwise_sq_dist
+from ..miners import mine
 from ..mining import MINING
 from ._inputs import Batch, check_batch
 from .distance import Metric, resolve
@@ -26,12 +27,12 @@ def _native(owner: str, kind: str, metric: Metric, b: Batch, margin: float | Non
     x = metric.rows(b.emb)
     m = None if margin is None else margin * metric.scale
     if b.plain:
-        return ops._mine(owner, kind, x, b.labels, m, metric.squared, drop)
+        return mine(owner, kind, x, b.labels, m, metric.squared, drop)
     r = metric.rows(b.ref_emb)
     if b.exclude_self:  # ref_labels is labels but ref_emb is another tensor: PML drops (i, i) all the same
-        d = ops.pairwise_sq_dist(x, r)
+        d = pairwise_sq_dist(x, r)
         return MINING[kind].from_sq_dist(d, b.labels, b.ref_labels, True, m, metric.squared, drop)
-    return ops._mine(owner, kind, x, b.labels, m, metric.squared, drop, ref_emb=r, ref_labels=b.ref_labels)
+    return mine(owner, kind, x, b.labels, m, metric.squared, drop, ref_emb=r, ref_labels=b.ref_labels)
 
 
 def _rows(metric: Metric, b: Batch) -> tuple[Tensor, Tensor | None]:

@@ -1,4 +1,6 @@
-"""Plain float64 PyTorch references of every op, written straight from the definitions (tests and docs use them)."""
+"""The float64 oracles: every op written again in plain PyTorch, straight from its definition, for the
+tests to check the native ops against. Nothing here is used by the library itself, and this module imports
+nothing from it but argument checks: the oracles stay independent of the code they judge."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from torch import Tensor
 from ._checks import check_choice
 
 
-def l2_pool2d_reference(x: Tensor, kernel_size, stride=None, padding=0, ceil_mode=False) -> Tensor:
+def l2_pool2d_oracle(x: Tensor, kernel_size, stride=None, padding=0, ceil_mode=False) -> Tensor:
     """L2 pooling in float64: zero-pad, square, sum each window (avg_pool2d times the window area),
     sqrt. The output size is F.max_pool2d's; extra zeros on the right/bottom give the overhanging last
     windows of ceil_mode their full k x k area, so avg_pool2d never divides by a clipped count."""
@@ -31,7 +33,7 @@ def l2_pool2d_reference(x: Tensor, kernel_size, stride=None, padding=0, ceil_mod
 # ---------------------------------------------------------------------------------------------------
 
 
-def pairwise_sq_dist_reference(x: Tensor, y: Tensor | None = None) -> Tensor:
+def pairwise_sq_dist_oracle(x: Tensor, y: Tensor | None = None) -> Tensor:
     r""":math:`D_{ij} = \sum_k (x_{ik} - y_{jk})^2` in float64, from the differences themselves (no Gram
     expansion, so no cancellation). Differentiable in ``x`` and ``y``; ``y=None`` means ``y = x``."""
     x = x.to(torch.float64)
@@ -42,9 +44,9 @@ def pairwise_sq_dist_reference(x: Tensor, y: Tensor | None = None) -> Tensor:
 # ---------------------------------------------------------------------------------------------------
 # miners
 #
-# Each miner exists twice: `*_from_sq_dist_reference` applies the rule of docs/semantics.md to a given squared-distance
+# Each miner exists twice: `*_from_sq_dist_oracle` applies the rule of docs/semantics.md to a given squared-distance
 # matrix (so a test can hand it the exact matrix the op mined on and demand identical indices), and
-# `*_reference` takes embeddings and mines on pairwise_sq_dist_reference in float64.
+# `*_oracle` takes embeddings and mines on pairwise_sq_dist_oracle in float64.
 #
 # Comparisons between two distances are exact in any precision. The margin tests add or subtract, so
 # they are evaluated in the matrix's own dtype, as the op evaluates them on the matrix it was given.
@@ -76,7 +78,7 @@ def _triplets(rows: list[tuple[int, int, int]], device: torch.device) -> tuple[T
     return t[:, 0], t[:, 1], t[:, 2]
 
 
-def semihard_from_sq_dist_reference(
+def semi_hard_from_sq_dist_oracle(
     sq_dist: Tensor,
     labels: Tensor,
     margin: float | None = None,
@@ -89,7 +91,7 @@ def semihard_from_sq_dist_reference(
     n*(a, p) = argmin {D_an : n in N(a), D_an > D_ap}, ties to the smallest index; if that set is empty,
     "easiest" takes argmax_{n in N(a)} D_an (ties to the smallest index) and "drop" drops the pair.
     Anchors without negatives yield nothing. With a margin, keep only metric(D_an) < metric(D_ap) + margin."""
-    check_choice("semihard_from_sq_dist_reference", "fallback", fallback, ("easiest", "drop"))
+    check_choice("semi_hard_from_sq_dist_oracle", "fallback", fallback, ("easiest", "drop"))
     d = sq_dist.detach().cpu()
     metric = _metric(d, squared).tolist()
     limit = None if margin is None else (_metric(d, squared) + torch.tensor(margin, dtype=d.dtype)).tolist()
@@ -112,7 +114,7 @@ def semihard_from_sq_dist_reference(
     return _triplets(rows, sq_dist.device)
 
 
-def batch_hard_triplets_from_sq_dist_reference(
+def batch_hard_from_sq_dist_oracle(
     sq_dist: Tensor, labels: Tensor, *, ref_labels: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Hermans et al. (2017): for every anchor with a positive and a negative, argmax_{p in P(a)} D_ap and
@@ -127,7 +129,7 @@ def batch_hard_triplets_from_sq_dist_reference(
     return _triplets(rows, sq_dist.device)
 
 
-def all_semihard_from_sq_dist_reference(
+def all_semi_hard_from_sq_dist_oracle(
     sq_dist: Tensor, labels: Tensor, margin: float = 0.2, *, squared: bool = False, ref_labels: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Every (a, p, n) with p in P(a), n in N(a) and 0 < D_an - D_ap <= margin (pytorch-metric-learning's
@@ -148,27 +150,35 @@ def all_semihard_from_sq_dist_reference(
     return a.to(sq_dist.device), p.to(sq_dist.device), n.to(sq_dist.device)
 
 
-def semi_hard_triplets_reference(
+def semi_hard_triplets_oracle(
     emb: Tensor, labels: Tensor, margin: float | None = None, *, squared: bool = True, fallback: str = "easiest"
 ) -> tuple[Tensor, Tensor, Tensor]:
     """`semi_hard_triplets` on float64 distances computed from the differences."""
-    d = pairwise_sq_dist_reference(emb.detach())
-    return semihard_from_sq_dist_reference(d, labels, margin, squared=squared, fallback=fallback)
+    d = pairwise_sq_dist_oracle(emb.detach())
+    return semi_hard_from_sq_dist_oracle(d, labels, margin, squared=squared, fallback=fallback)
 
 
-def batch_hard_triplets_reference(
-    emb: Tensor, labels: Tensor, *, squared: bool = True
-) -> tuple[Tensor, Tensor, Tensor]:
+def batch_hard_triplets_oracle(emb: Tensor, labels: Tensor, *, squared: bool = True) -> tuple[Tensor, Tensor, Tensor]:
     """`batch_hard_triplets` on float64 distances (``squared`` does not change the selection)."""
-    return batch_hard_triplets_from_sq_dist_reference(pairwise_sq_dist_reference(emb.detach()), labels)
+    return batch_hard_from_sq_dist_oracle(pairwise_sq_dist_oracle(emb.detach()), labels)
 
 
-def all_semi_hard_triplets_reference(
+def all_semi_hard_triplets_oracle(
     emb: Tensor, labels: Tensor, margin: float = 0.2, *, squared: bool = False
 ) -> tuple[Tensor, Tensor, Tensor]:
     """`all_semi_hard_triplets` on float64 distances computed from the differences."""
-    d = pairwise_sq_dist_reference(emb.detach())
-    return all_semihard_from_sq_dist_reference(d, labels, margin, squared=squared)
+    d = pairwise_sq_dist_oracle(emb.detach())
+    return all_semi_hard_from_sq_dist_oracle(d, labels, margin, squared=squared)
+
+
+# Each mining kind's float64 rule over a distance matrix, and whether the loss's margin enters its
+# selection: the oracle's own table, kept apart from the production one (mining.MINING) so that neither
+# module imports the other; tests/test_miners.py checks that the two agree on kinds and margins.
+MINING_ORACLES = {
+    "semihard": (lambda d, y, m, sq: semi_hard_from_sq_dist_oracle(d, y, m, squared=sq), False),
+    "batch_hard": (lambda d, y, m, sq: batch_hard_from_sq_dist_oracle(d, y), False),
+    "all_semihard": (lambda d, y, m, sq: all_semi_hard_from_sq_dist_oracle(d, y, m, squared=sq), True),
+}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -176,7 +186,7 @@ def all_semi_hard_triplets_reference(
 # ---------------------------------------------------------------------------------------------------
 
 
-def _distance_reference(diff: Tensor, squared: bool) -> Tensor:
+def _distance_oracle(diff: Tensor, squared: bool) -> Tensor:
     """||diff||^2, or ||diff|| with gradient 0 (the minimum-norm subgradient) where it is exactly 0."""
     sq = diff.square().sum(1)
     if squared:
@@ -185,7 +195,7 @@ def _distance_reference(diff: Tensor, squared: bool) -> Tensor:
     return torch.where(positive, torch.where(positive, sq, torch.ones_like(sq)).sqrt(), torch.zeros_like(sq))
 
 
-def triplet_loss_reference(
+def triplet_loss_oracle(
     emb: Tensor,
     labels: Tensor | None,
     margin: float = 0.2,
@@ -201,16 +211,14 @@ def triplet_loss_reference(
     "mean_active" over those with L_t > 0, "sum", "none"; an empty result gives 0."""
     x = emb.to(torch.float64)
     if isinstance(mining, str):
-        from .mining import MINING  # here: the table itself points at this module's rules
-
-        check_choice("triplet_loss_reference", "mining", mining, tuple(MINING))
-        strategy = MINING[mining]
-        d = pairwise_sq_dist_reference(x.detach())
-        a, p, n = strategy.reference(d, labels, strategy.mining_margin(margin), squared)
+        check_choice("triplet_loss_oracle", "mining", mining, tuple(MINING_ORACLES))
+        rule, margin_selects = MINING_ORACLES[mining]
+        d = pairwise_sq_dist_oracle(x.detach())
+        a, p, n = rule(d, labels, margin if margin_selects else None, squared)
     else:
         a, p, n = mining
-    d_ap = _distance_reference(x[a] - x[p], squared)
-    d_an = _distance_reference(x[a] - x[n], squared)
+    d_ap = _distance_oracle(x[a] - x[p], squared)
+    d_an = _distance_oracle(x[a] - x[n], squared)
     loss = (d_ap - d_an + margin).clamp_min(0)
     count = loss.shape[0]
     active = (loss > 0).sum()
@@ -240,7 +248,7 @@ def triplet_loss_reference(
 # ---------------------------------------------------------------------------------------------------
 
 
-def magface_loss_reference(
+def magface_loss_oracle(
     features: Tensor,
     weight: Tensor,
     labels: Tensor,
