@@ -31,13 +31,13 @@ TORCH_LIBRARY(facenet_ext, m) {
   // set (ref_labels[N]). exclude_self: the reference set is the anchors themselves, so j == a is skipped.
   // Each returns int64 (anchor, positive, negative) sorted by (anchor, positive[, negative]).
   m.def(
-      "semihard_from_sq_dist(Tensor sq_dist, Tensor labels, Tensor ref_labels, bool exclude_self, "
+      "semi_hard_from_sq_dist(Tensor sq_dist, Tensor labels, Tensor ref_labels, bool exclude_self, "
       "float? margin, bool squared, bool drop_fallback) -> (Tensor, Tensor, Tensor)");
   m.def(
       "batch_hard_from_sq_dist(Tensor sq_dist, Tensor labels, Tensor ref_labels, bool exclude_self) "
       "-> (Tensor, Tensor, Tensor)");
   m.def(
-      "all_semihard_from_sq_dist(Tensor sq_dist, Tensor labels, Tensor ref_labels, bool exclude_self, "
+      "all_semi_hard_from_sq_dist(Tensor sq_dist, Tensor labels, Tensor ref_labels, bool exclude_self, "
       "float margin, bool squared) -> (Tensor, Tensor, Tensor)");
 
   // Per-triplet margin loss with distances recomputed exactly from emb: (loss[T], d_ap[T], d_an[T]).
@@ -55,7 +55,7 @@ TORCH_LIBRARY(facenet_ext, m) {
   // [0, 0]: the gradient of the summed loss is sum_j (C_aj + C_ja)(x_a - x_j) for each row a). The
   // triplets are exactly all_semi_hard_triplets' (the same Gram distances and window test).
   m.def(
-      "all_semihard_loss(Tensor emb, Tensor labels, float margin, bool squared, bool with_grad) "
+      "all_semi_hard_loss(Tensor emb, Tensor labels, float margin, bool squared, bool with_grad) "
       "-> (Tensor, Tensor, Tensor)");
 
   // The error bits CUDA kernels recorded on like's device since the last take (cuda/error_bits.h), as

@@ -198,7 +198,7 @@ def _unguard(t: torch.Tensor, what: str) -> torch.Tensor:
     return t[:n]
 
 
-def _semihard(
+def _semi_hard(
     d,
     g,
     exclude_self,
@@ -214,12 +214,12 @@ def _semihard(
     base=None,
     kept=None,
 ):
-    """One launch of semihard_kernel (cuda/semihard.cu launch_semihard); max_positives None: not read."""
+    """One launch of semi_hard_kernel (cuda/semi_hard.cu launch_semi_hard); max_positives None: not read."""
     if d.shape[0] == 0:
         return
     a, p, n = outs if outs is not None else (None, None, None)
     _call(
-        "emu_semihard",
+        "emu_semi_hard",
         ctypes.c_int(DTYPE_CODE[d.dtype]),
         _p(d),
         _i(d.stride(0)),
@@ -258,25 +258,25 @@ def _unguard3(outs):
 
 
 def _count_kept(d, g, exclude_self, margin, squared, drop, flag):
-    """cuda/semihard.cu count_kept: the counting pass, largest chunk (nothing read yet)."""
+    """cuda/semi_hard.cu count_kept: the counting pass, largest chunk (nothing read yet)."""
     kept = torch.zeros(d.shape[0], dtype=torch.int64)
-    _semihard(d, g, exclude_self, margin, squared, drop, None, None, flag, ordered=True, kept=kept)
+    _semi_hard(d, g, exclude_self, margin, squared, drop, None, None, flag, ordered=True, kept=kept)
     return kept
 
 
 def _fill_kept(d, g, exclude_self, margin, squared, drop, max_positives, kept, size):
-    """cuda/semihard.cu fill_kept: ordered fill into `size` slots from the scan of the counts."""
+    """cuda/semi_hard.cu fill_kept: ordered fill into `size` slots from the scan of the counts."""
     outs = _filled(size)
     if size > 0:
         base = kept.cumsum(0) - kept
-        _semihard(
+        _semi_hard(
             d, g, exclude_self, margin, squared, drop, max_positives, outs, None, ordered=True, capacity=size, base=base
         )
     return _unguard3(outs)
 
 
-def semihard_from_sq_dist(dist, labels, ref_labels, exclude_self, margin=None, squared=True, drop=False):
-    """cuda/semihard.cu's semihard_from_sq_dist (count, one read, fill): ((anchor, positive, negative), flag)."""
+def semi_hard_from_sq_dist(dist, labels, ref_labels, exclude_self, margin=None, squared=True, drop=False):
+    """cuda/semi_hard.cu's semi_hard_from_sq_dist (count, one read, fill): ((anchor, positive, negative), flag)."""
     g = label_groups(labels, ref_labels, exclude_self)
     d = _row_major(dist)
     flag = torch.zeros(1, dtype=torch.int32)
@@ -287,19 +287,19 @@ def semihard_from_sq_dist(dist, labels, ref_labels, exclude_self, margin=None, s
     return got, False
 
 
-def semihard_slots(dist, labels, exclude_self=True, margin=None, squared=True, drop=False):
+def semi_hard_slots(dist, labels, exclude_self=True, margin=None, squared=True, drop=False):
     """Slot mode after the read (semi_hard_triplets without margin or drop): every slot, unfiltered."""
     g = label_groups(labels, labels, exclude_self)
     d = _row_major(dist)
     if g.num_pairs == 0:
         return _empty_triplets()
     outs = [_poisoned(g.num_pairs) for _ in range(3)]
-    _semihard(d, g, exclude_self, margin, squared, drop, g.max_positives, outs, None)
+    _semi_hard(d, g, exclude_self, margin, squared, drop, g.max_positives, outs, None)
     return _unguard3(outs)
 
 
 def semi_hard_triplets_padded(dist, labels, margin, squared, drop, capacity):
-    """cuda/semihard.cu semi_hard_triplets_padded_cuda from the batch's distances: (a, p, n, found)."""
+    """cuda/semi_hard.cu semi_hard_triplets_padded_cuda from the batch's distances: (a, p, n, found)."""
     g = label_groups(labels, labels, True)
     if margin is not None or drop:
         kept = _count_kept(dist, g, True, margin, squared, drop, None)
@@ -307,7 +307,7 @@ def semi_hard_triplets_padded(dist, labels, margin, squared, drop, capacity):
         return a, p, n, kept.sum()
     outs = _filled(capacity)
     if capacity > 0:
-        _semihard(dist, g, True, margin, squared, drop, None, outs, None, capacity=capacity)
+        _semi_hard(dist, g, True, margin, squared, drop, None, outs, None, capacity=capacity)
     return (*_unguard3(outs), g.pair_offset[dist.shape[0]].clone())
 
 
@@ -357,8 +357,8 @@ def batch_hard_triplets_padded(dist, labels, capacity):
     return compact_triplets_into(a, p, n, capacity)
 
 
-def all_semihard_from_sq_dist(dist, labels, ref_labels, exclude_self, margin, squared):
-    """cuda/all_semihard.cu: count, exclusive scan (ATen), fill. ((anchor, positive, negative), flag)."""
+def all_semi_hard_from_sq_dist(dist, labels, ref_labels, exclude_self, margin, squared):
+    """cuda/all_semi_hard.cu: count, exclusive scan (ATen), fill. ((anchor, positive, negative), flag)."""
     g = label_groups(labels, ref_labels, exclude_self)
     d = _row_major(dist)
     if g.num_pairs == 0:
@@ -368,7 +368,9 @@ def all_semihard_from_sq_dist(dist, labels, ref_labels, exclude_self, margin, sq
     shape = (_i(d.stride(0)), _i(d.shape[0]), _i(d.shape[1]), g.struct(), ctypes.c_int(exclude_self))
     rule = (ctypes.c_double(margin), ctypes.c_int(squared))
     none = _p(None)
-    _call("emu_all_semihard", code, ctypes.c_int(0), _p(d), *shape, *rule, _p(counts), none, none, none, none, _p(flag))
+    _call(
+        "emu_all_semi_hard", code, ctypes.c_int(0), _p(d), *shape, *rule, _p(counts), none, none, none, none, _p(flag)
+    )
     counts = _unguard(counts, "count")
     ends = counts.cumsum(0)
     offsets = ends - counts
@@ -376,7 +378,7 @@ def all_semihard_from_sq_dist(dist, labels, ref_labels, exclude_self, margin, sq
     a, p, n = (_poisoned(total) for _ in range(3))
     if total > 0:
         outs = (_p(offsets), _p(a), _p(p), _p(n))
-        _call("emu_all_semihard", code, ctypes.c_int(1), _p(d), *shape, *rule, none, *outs, none)
+        _call("emu_all_semi_hard", code, ctypes.c_int(1), _p(d), *shape, *rule, none, *outs, none)
     a, p, n = (_unguard(t, name) for t, name in zip((a, p, n), ("anchor", "positive", "negative")))
     return (a, p, n), bool(flag.item())
 
@@ -395,8 +397,8 @@ def pairwise_sq_dist(x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Te
     return out
 
 
-def all_semihard_loss(emb, labels, margin, squared, with_grad):
-    """cuda/all_semihard_loss.cu: (sums [3], counts [2], coef [B, B] or [0, 0])."""
+def all_semi_hard_loss(emb, labels, margin, squared, with_grad):
+    """cuda/all_semi_hard_loss.cu: (sums [3], counts [2], coef [B, B] or [0, 0])."""
     acc = torch.float32 if emb.dtype in (torch.float16, torch.bfloat16) else emb.dtype
     B = emb.shape[0]
     coef = torch.zeros(B, B, dtype=acc) if with_grad else torch.empty(0, 0, dtype=acc)
@@ -411,7 +413,7 @@ def all_semihard_loss(emb, labels, margin, squared, with_grad):
     coef_ptr = _p(coef) if with_grad else _p(None)
     rule = (ctypes.c_double(margin), ctypes.c_int(squared))
     args = (_p(dist), _p(x), _p(norm), _i(B), _i(x.shape[1]), g.struct(), *rule)
-    _call("emu_all_semihard_loss", ctypes.c_int(DTYPE_CODE[acc]), *args, coef_ptr, _p(sums), _p(counts))
+    _call("emu_all_semi_hard_loss", ctypes.c_int(DTYPE_CODE[acc]), *args, coef_ptr, _p(sums), _p(counts))
     return sums.sum(0).to(acc), counts.sum(0), coef
 
 

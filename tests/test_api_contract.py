@@ -280,16 +280,16 @@ def test_non_finite_anywhere_raises_on_every_path(path, where, value):
                 call(emb, labels, **kw)
 
 
-@pytest.mark.parametrize("op", ["semihard_from_sq_dist", "batch_hard_from_sq_dist", "all_semihard_from_sq_dist"])
+@pytest.mark.parametrize("op", ["semi_hard_from_sq_dist", "batch_hard_from_sq_dist", "all_semi_hard_from_sq_dist"])
 def test_non_finite_distance_anywhere_raises(op):
     """In any element a mining op reads (every row of an anchor that can form a triplet): not only row 0
     and column 0, which is all the CUDA path used to sample."""
     emb, labels = integer_batch(b=10, ids=3)
     d = fx.pairwise_sq_dist(emb)
     extra = {
-        "semihard_from_sq_dist": (None, True, False),
+        "semi_hard_from_sq_dist": (None, True, False),
         "batch_hard_from_sq_dist": (),
-        "all_semihard_from_sq_dist": (0.5, True),
+        "all_semi_hard_from_sq_dist": (0.5, True),
     }[op]
     for i in range(10):
         for j in range(10):

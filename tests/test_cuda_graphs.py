@@ -18,6 +18,8 @@ import facenet_ext as fx
 
 from params import CUDA_MARKS
 
+OPS = torch.ops.facenet_ext
+
 pytestmark = CUDA_MARKS
 
 B, D, IDS, CAPACITY = 96, 32, 12, 1024
@@ -73,8 +75,10 @@ EXACT = {
     "semi_hard_triplets-margin": (lambda e, y: fx.semi_hard_triplets(e, y, 0.2), 1),
     "semi_hard_triplets-drop": (lambda e, y: fx.semi_hard_triplets(e, y, fallback="drop"), 1),
     "batch_hard_triplets": (lambda e, y: fx.batch_hard_triplets(e, y), 1),
-    "semihard_from_sq_dist": (
-        lambda e, y: torch.ops.facenet_ext.semihard_from_sq_dist(fx.pairwise_sq_dist(e), y, y, True, None, True, False),
+    "semi_hard_from_sq_dist": (
+        lambda e, y: torch.ops.facenet_ext.semi_hard_from_sq_dist(
+            fx.pairwise_sq_dist(e), y, y, True, None, True, False
+        ),
         1,
     ),
     "batch_hard_from_sq_dist": (

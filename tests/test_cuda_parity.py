@@ -91,9 +91,9 @@ def test_miners_identical_on_same_distances(labels_kind, B, emb_kind, dtype, fre
         variants = variants[:4]
     for name, extra in variants:
         op = {
-            "semihard": ops.semihard_from_sq_dist,
+            "semihard": ops.semi_hard_from_sq_dist,
             "batch_hard": ops.batch_hard_from_sq_dist,
-            "all_semihard": ops.all_semihard_from_sq_dist,
+            "all_semihard": ops.all_semi_hard_from_sq_dist,
         }[name]
         cpu = op(d_cpu, labels, labels, True, *extra)
         gpu = op(d_gpu, lab_gpu, lab_gpu, True, *extra)
@@ -162,10 +162,10 @@ def test_compile_and_opcheck_on_cuda():
     labels = torch.arange(8, device="cuda").repeat_interleave(8)
     d = fx.pairwise_sq_dist(emb)
     torch.library.opcheck(ops.pairwise_sq_dist, (emb, None))
-    torch.library.opcheck(ops.semihard_from_sq_dist, (d, labels, labels, True, None, True, False))
+    torch.library.opcheck(ops.semi_hard_from_sq_dist, (d, labels, labels, True, None, True, False))
     torch.library.opcheck(ops.batch_hard_from_sq_dist, (d, labels, labels, True))
-    torch.library.opcheck(ops.all_semihard_from_sq_dist, (d, labels, labels, True, 0.2, False))
-    torch.library.opcheck(ops.all_semihard_loss, (emb, labels, 0.2, False, True))
+    torch.library.opcheck(ops.all_semi_hard_from_sq_dist, (d, labels, labels, True, 0.2, False))
+    torch.library.opcheck(ops.all_semi_hard_loss, (emb, labels, 0.2, False, True))
 
     def step(e, y):
         return fx.triplet_loss(e, y, 0.2)
@@ -232,7 +232,7 @@ def test_smoke_half_precision(dtype):
 
 @pytest.mark.parametrize("B", [2, 33, 257])
 @pytest.mark.parametrize("squared", [True, False], ids=["squared", "plain"])
-def test_smoke_fused_all_semihard_loss(B, squared):
+def test_smoke_fused_all_semi_hard_loss(B, squared):
     """The fused all-semi-hard loss (never lists its triplets): CPU and TARGET agree on the counts exactly
     and on the value and gradient closely, with capacity= and stats, and TARGET's gradient is
     bit-reproducible."""
@@ -260,12 +260,12 @@ def test_smoke_from_sq_dist_ops(dtype):
     emb, labels = _exact_batch(70, dtype=dtype)
     ref, ref_labels = _exact_batch(45, dtype=dtype)
     variants = [
-        (ops.semihard_from_sq_dist, (None, True, False)),
-        (ops.semihard_from_sq_dist, (2.5, True, True)),  # margin, drop the anchors without a semi-hard negative
-        (ops.semihard_from_sq_dist, (2.0, False, False)),
+        (ops.semi_hard_from_sq_dist, (None, True, False)),
+        (ops.semi_hard_from_sq_dist, (2.5, True, True)),  # margin, drop the anchors without a semi-hard negative
+        (ops.semi_hard_from_sq_dist, (2.0, False, False)),
         (ops.batch_hard_from_sq_dist, ()),
-        (ops.all_semihard_from_sq_dist, (4.0, True)),
-        (ops.all_semihard_from_sq_dist, (1.0, False)),
+        (ops.all_semi_hard_from_sq_dist, (4.0, True)),
+        (ops.all_semi_hard_from_sq_dist, (1.0, False)),
     ]
     matrices = [
         (fx.pairwise_sq_dist(emb), labels, labels, True),
@@ -386,11 +386,11 @@ def test_direct_ops_with_mixed_devices_raise_value_error():
     emb_cpu, labels = torch.randn(8, 4), torch.arange(8, device="cuda") // 2
     d_cpu = torch.rand(8, 8)
     calls = [
-        lambda: ops.semihard_from_sq_dist(d_cpu, labels, labels, True, None, True, False),
+        lambda: ops.semi_hard_from_sq_dist(d_cpu, labels, labels, True, None, True, False),
         lambda: ops.batch_hard_from_sq_dist(d_cpu, labels, labels, True),
-        lambda: ops.all_semihard_from_sq_dist(d_cpu, labels, labels, True, 0.2, True),
+        lambda: ops.all_semi_hard_from_sq_dist(d_cpu, labels, labels, True, 0.2, True),
         lambda: ops.semi_hard_triplets(emb_cpu, labels, None, True, False),
-        lambda: ops.all_semihard_loss(emb_cpu, labels, 0.2, True, False),
+        lambda: ops.all_semi_hard_loss(emb_cpu, labels, 0.2, True, False),
         lambda: ops.pairwise_sq_dist(emb_cpu, emb_cpu.cuda()),
     ]
     for call in calls:

@@ -28,17 +28,17 @@ OUT = ops.l2_pool2d(X, [3, 3], [2, 2], [1, 1], False)
 # in ROLE below.
 CALLS = {
     "pairwise_sq_dist": ({"x": EMB, "y": EMB[:4]}, lambda t: ops.pairwise_sq_dist(t["x"], t["y"])),
-    "semihard_from_sq_dist": (
+    "semi_hard_from_sq_dist": (
         {"sq_dist": SQ, "labels": LABELS, "ref_labels": LABELS},
-        lambda t: ops.semihard_from_sq_dist(t["sq_dist"], t["labels"], t["ref_labels"], True, 0.5, True, False),
+        lambda t: ops.semi_hard_from_sq_dist(t["sq_dist"], t["labels"], t["ref_labels"], True, 0.5, True, False),
     ),
     "batch_hard_from_sq_dist": (
         {"sq_dist": SQ, "labels": LABELS, "ref_labels": LABELS},
         lambda t: ops.batch_hard_from_sq_dist(t["sq_dist"], t["labels"], t["ref_labels"], False),
     ),
-    "all_semihard_from_sq_dist": (
+    "all_semi_hard_from_sq_dist": (
         {"sq_dist": SQ, "labels": LABELS, "ref_labels": LABELS},
-        lambda t: ops.all_semihard_from_sq_dist(t["sq_dist"], t["labels"], t["ref_labels"], False, 0.5, True),
+        lambda t: ops.all_semi_hard_from_sq_dist(t["sq_dist"], t["labels"], t["ref_labels"], False, 0.5, True),
     ),
     "semi_hard_triplets": (
         {"emb": EMB, "labels": LABELS},
@@ -49,9 +49,9 @@ CALLS = {
         {"emb": EMB, "labels": LABELS},
         lambda t: ops.all_semi_hard_triplets(t["emb"], t["labels"], 0.2, False),
     ),
-    "all_semihard_loss": (
+    "all_semi_hard_loss": (
         {"emb": EMB, "labels": LABELS},
-        lambda t: ops.all_semihard_loss(t["emb"], t["labels"], 0.2, False, True),
+        lambda t: ops.all_semi_hard_loss(t["emb"], t["labels"], 0.2, False, True),
     ),
     "triplet_loss_forward": (
         {"emb": EMB, "anchor": A, "positive": P, "negative": N},
@@ -108,7 +108,7 @@ SAME_AS_X = {"grad_out", "out"}
 
 
 def op_name_in(msg: str, op: str) -> bool:
-    return op in msg or (op == "semihard_from_sq_dist" and "semihard" in msg)
+    return op in msg or (op == "semi_hard_from_sq_dist" and "semihard" in msg)
 
 
 def corruptions(op: str, name: str, t: torch.Tensor):
@@ -213,7 +213,7 @@ def test_margins(margin):
     with pytest.raises(ValueError, match="margin"):
         ops.triplet_loss_forward(EMB, A, P, N, margin, True)
     with pytest.raises(ValueError, match="margin"):
-        ops.semihard_from_sq_dist(SQ, LABELS, LABELS, True, margin, True, False)
+        ops.semi_hard_from_sq_dist(SQ, LABELS, LABELS, True, margin, True, False)
     with pytest.raises(ValueError, match="margin"):
         ops.semi_hard_triplets(EMB, LABELS, margin, True, False)
     with pytest.raises(ValueError, match="margin"):
@@ -224,13 +224,13 @@ def test_margins(margin):
 
 def test_exclude_self_needs_a_square_matrix():
     with pytest.raises(ValueError, match="exclude_self"):
-        ops.semihard_from_sq_dist(SQ[:, :5], LABELS, LABELS[:5], True, None, True, False)
+        ops.semi_hard_from_sq_dist(SQ[:, :5], LABELS, LABELS[:5], True, None, True, False)
 
 
 def test_crash_repro_formats_integers():
     """The message that crashed the first GPU build (an integer formatted into a C++ error) is raised."""
-    with pytest.raises(ValueError, match=r"semihard_from_sq_dist: sq_dist must be 2-D \[B, N\], got shape \[3\]"):
-        ops.semihard_from_sq_dist(
+    with pytest.raises(ValueError, match=r"semi_hard_from_sq_dist: sq_dist must be 2-D \[B, N\], got shape \[3\]"):
+        ops.semi_hard_from_sq_dist(
             torch.zeros(3), torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long), True, None, True, False
         )
 
@@ -257,7 +257,7 @@ def test_zero_width_embeddings_are_refused_by_direct_calls():
         "semi_hard_triplets_padded": lambda: ops.semi_hard_triplets_padded(emb, labels, None, True, False, 4),
         "batch_hard_triplets": lambda: ops.batch_hard_triplets(emb, labels),
         "all_semi_hard_triplets": lambda: ops.all_semi_hard_triplets(emb, labels, 0.2, False),
-        "all_semihard_loss": lambda: ops.all_semihard_loss(emb, labels, 0.2, False, False),
+        "all_semi_hard_loss": lambda: ops.all_semi_hard_loss(emb, labels, 0.2, False, False),
         "triplet_loss_forward": lambda: ops.triplet_loss_forward(emb, idx, idx + 2, idx + 4, 0.2, True),
     }
     for name, call in calls.items():

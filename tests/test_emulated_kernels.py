@@ -28,16 +28,16 @@ pytestmark = pytest.mark.skipif(emu.skip_reason() is not None, reason=str(emu.sk
 # test_every_kernel_file_is_emulated.
 EMULATED = {
     "label_groups.cuh": ["test_label_groups", "test_label_groups_check_the_norms"],
-    "semihard.cuh": [
-        "test_semihard",
-        "test_semihard_slots",
-        "test_semihard_padded",
-        "test_semihard_chunked_positives",
-        "test_semihard_negative_distances",
+    "semi_hard.cuh": [
+        "test_semi_hard",
+        "test_semi_hard_slots",
+        "test_semi_hard_padded",
+        "test_semi_hard_chunked_positives",
+        "test_semi_hard_negative_distances",
     ],
     "batch_hard.cuh": ["test_batch_hard", "test_batch_hard_padded"],
-    "all_semihard.cuh": ["test_all_semihard"],
-    "all_semihard_loss.cuh": ["test_all_semihard_loss"],
+    "all_semi_hard.cuh": ["test_all_semi_hard"],
+    "all_semi_hard_loss.cuh": ["test_all_semi_hard_loss"],
     "pairwise_sq_dist.cuh": ["test_dist_epilogues"],
     "triplet_loss.cuh": ["test_triplet_loss", "test_triplet_loss_heavy_rows", "test_triplet_loss_out_of_range_index"],
     "triplet_csr.cuh": ["test_triplet_csr", "test_triplet_loss_out_of_range_index"],
@@ -167,7 +167,7 @@ def test_label_groups_check_the_norms(B, dtype):
 @pytest.mark.parametrize("case", list(miner_cases()), ids=lambda c: c[0])
 @dtypes(*MINER_FLOATS)
 @pytest.mark.parametrize("variant", ["plain", "margin-squared", "margin-plain", "drop", "wide-rows"])
-def test_semihard(case, dtype, variant):
+def test_semi_hard(case, dtype, variant):
     _, B, group = case
     labels = identity_labels(B, group)
     d = gram_matrix(B, dtype, integer=B % 2 == 1)  # odd sizes: integer embeddings, so ties
@@ -176,20 +176,20 @@ def test_semihard(case, dtype, variant):
     drop = variant == "drop"
     if variant == "wide-rows":
         d = wider(d)
-    got, flag = emu.semihard_from_sq_dist(d, labels, labels, True, margin, squared, drop)
+    got, flag = emu.semi_hard_from_sq_dist(d, labels, labels, True, margin, squared, drop)
     assert not flag
-    assert_same_triplets(got, ops.semihard_from_sq_dist(d, labels, labels, True, margin, squared, drop))
+    assert_same_triplets(got, ops.semi_hard_from_sq_dist(d, labels, labels, True, margin, squared, drop))
 
 
 @pytest.mark.parametrize("case", list(miner_cases()), ids=lambda c: c[0])
 @dtypes(*MINER_FLOATS)
-def test_semihard_slots(case, dtype):
+def test_semi_hard_slots(case, dtype):
     """Slot mode, as semi_hard_triplets runs it without margin or drop: every slot written, in order."""
     _, B, group = case
     labels = identity_labels(B, group)
     d = gram_matrix(B, dtype, integer=B % 2 == 1)
-    got = emu.semihard_slots(d, labels)
-    assert_same_triplets(got, ops.semihard_from_sq_dist(d, labels, labels, True, None, True, False))
+    got = emu.semi_hard_slots(d, labels)
+    assert_same_triplets(got, ops.semi_hard_from_sq_dist(d, labels, labels, True, None, True, False))
 
 
 def assert_padded(got, want, capacity):
@@ -210,7 +210,7 @@ def capacities(t: int):
 @pytest.mark.parametrize("case", [c for c in miner_cases() if c[1] <= 257], ids=lambda c: c[0])
 @dtypes(*MINER_FLOATS)
 @pytest.mark.parametrize("variant", ["plain", "margin", "drop"])
-def test_semihard_padded(case, dtype, variant):
+def test_semi_hard_padded(case, dtype, variant):
     """semi_hard_triplets(capacity=) on CUDA: slot mode with a capacity, or count + ordered fill, with no
     number read back; against the CPU's exact triplets, padded."""
     _, B, group = case
@@ -218,7 +218,7 @@ def test_semihard_padded(case, dtype, variant):
     d = gram_matrix(B, dtype, integer=B % 2 == 1)
     margin = 0.5 if variant == "margin" else None
     drop = variant == "drop"
-    want = ops.semihard_from_sq_dist(d, labels, labels, True, margin, True, drop)
+    want = ops.semi_hard_from_sq_dist(d, labels, labels, True, margin, True, drop)
     for schedule in ("forward", "shuffled"):
         emu.set_schedule(schedule, seed=B)
         try:
@@ -231,7 +231,7 @@ def test_semihard_padded(case, dtype, variant):
 
 @pytest.mark.parametrize("schedule", ["forward", "reverse", "shuffled"])
 @dtypes(*MINER_FLOATS)
-def test_semihard_chunked_positives(dtype, schedule):
+def test_semi_hard_chunked_positives(dtype, schedule):
     """More than 1024 positives for one anchor: the kernel walks them in shared-memory chunks."""
     N = 1100
     ref = torch.zeros(N, dtype=torch.int64)
@@ -241,19 +241,19 @@ def test_semihard_chunked_positives(dtype, schedule):
     emu.set_schedule(schedule, seed=7)
     try:
         for drop in (False, True):
-            got, _ = emu.semihard_from_sq_dist(d, labels, ref, False, None, True, drop)
-            assert_same_triplets(got, ops.semihard_from_sq_dist(d, labels, ref, False, None, True, drop))
+            got, _ = emu.semi_hard_from_sq_dist(d, labels, ref, False, None, True, drop)
+            assert_same_triplets(got, ops.semi_hard_from_sq_dist(d, labels, ref, False, None, True, drop))
     finally:
         emu.set_schedule("forward")
 
 
 @dtypes(*MINER_FLOATS)
-def test_semihard_negative_distances(dtype):
+def test_semi_hard_negative_distances(dtype):
     """The issue-23 case: a negative entry must order below zero (raw IEEE bits put it above every positive)."""
     d = torch.tensor([[0, -1, -0.5, 4], [1, 0, 2, 3], [2, 2, 0, 1], [4, 3, 1, 0]], dtype=dtype)
     labels = torch.tensor([0, 0, 1, 2])
-    got, _ = emu.semihard_from_sq_dist(d, labels, labels, False)
-    want = ops.semihard_from_sq_dist(d, labels, labels, False, None, True, False)
+    got, _ = emu.semi_hard_from_sq_dist(d, labels, labels, False)
+    want = ops.semi_hard_from_sq_dist(d, labels, labels, False, None, True, False)
     assert_same_triplets(got, want)
     row = (got[0] == 0) & (got[1] == 1)
     assert got[2][row].tolist() == [2]  # the closest negative above -1 is -0.5, at index 2
@@ -262,15 +262,15 @@ def test_semihard_negative_distances(dtype):
     d = gram_matrix(60, dtype, integer=True)
     d[labels[:, None] == labels[None, :]] = -1
     for drop in (False, True):
-        got, _ = emu.semihard_from_sq_dist(d, labels, labels, False, None, True, drop)
-        assert_same_triplets(got, ops.semihard_from_sq_dist(d, labels, labels, False, None, True, drop))
+        got, _ = emu.semi_hard_from_sq_dist(d, labels, labels, False, None, True, drop)
+        assert_same_triplets(got, ops.semi_hard_from_sq_dist(d, labels, labels, False, None, True, drop))
     # Tied integer matrices with negative entries anywhere.
     for B in (9, 40):
         labels = identity_labels(B, 3)
         d = tied_matrix(B, B, dtype, -2, 4)
         for exclude_self, drop in ((True, False), (False, True)):
-            got, _ = emu.semihard_from_sq_dist(d, labels, labels, exclude_self, None, True, drop)
-            want = ops.semihard_from_sq_dist(d, labels, labels, exclude_self, None, True, drop)
+            got, _ = emu.semi_hard_from_sq_dist(d, labels, labels, exclude_self, None, True, drop)
+            want = ops.semi_hard_from_sq_dist(d, labels, labels, exclude_self, None, True, drop)
             assert_same_triplets(got, want)
 
 
@@ -301,15 +301,15 @@ def test_batch_hard_padded(case, dtype):
 @pytest.mark.parametrize("case", [c for c in miner_cases() if c[1] <= 257], ids=lambda c: c[0])
 @dtypes(*MINER_FLOATS)
 @pytest.mark.parametrize("squared", [True, False])
-def test_all_semihard(case, dtype, squared):
+def test_all_semi_hard(case, dtype, squared):
     _, B, group = case
     labels = identity_labels(B, group)
     d = gram_matrix(B, dtype, integer=B % 2 == 1)
     margin = 2.0 if B % 2 else 0.4
     for exclude_self in (True, False):
-        got, flag = emu.all_semihard_from_sq_dist(d, labels, labels, exclude_self, margin, squared)
+        got, flag = emu.all_semi_hard_from_sq_dist(d, labels, labels, exclude_self, margin, squared)
         assert not flag
-        assert_same_triplets(got, ops.all_semihard_from_sq_dist(d, labels, labels, exclude_self, margin, squared))
+        assert_same_triplets(got, ops.all_semi_hard_from_sq_dist(d, labels, labels, exclude_self, margin, squared))
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
@@ -324,14 +324,14 @@ def test_miners_flag_non_finite_like_the_cpu(miner, where, value, dtype):
     d[row, col] = value
     for exclude_self in (True, False):
         if miner == "semihard":
-            cpu = (ops.semihard_from_sq_dist, d, labels, labels, exclude_self, None, True, False)
-            _, flag = emu.semihard_from_sq_dist(d, labels, labels, exclude_self)
+            cpu = (ops.semi_hard_from_sq_dist, d, labels, labels, exclude_self, None, True, False)
+            _, flag = emu.semi_hard_from_sq_dist(d, labels, labels, exclude_self)
         elif miner == "batch_hard":
             cpu = (ops.batch_hard_from_sq_dist, d, labels, labels, exclude_self)
             _, flag = emu.batch_hard_from_sq_dist(d, labels, labels, exclude_self)
         else:
-            cpu = (ops.all_semihard_from_sq_dist, d, labels, labels, exclude_self, 0.5, True)
-            _, flag = emu.all_semihard_from_sq_dist(d, labels, labels, exclude_self, 0.5, True)
+            cpu = (ops.all_semi_hard_from_sq_dist, d, labels, labels, exclude_self, 0.5, True)
+            _, flag = emu.all_semi_hard_from_sq_dist(d, labels, labels, exclude_self, 0.5, True)
         _, error = cpu_or_error(*cpu)
         assert flag == (error is not None), (exclude_self, error)
         # With self-exclusion row 4 (label 2) has no positive: it mines nothing and is not checked, on
@@ -344,13 +344,13 @@ def test_miners_flag_non_finite_like_the_cpu(miner, where, value, dtype):
 @pytest.mark.parametrize("B,group", [(1, 1), (2, 1), (33, 3), (64, 8), (257, 4)])
 @dtypes(*MINER_FLOATS)
 @pytest.mark.parametrize("squared", [True, False])
-def test_all_semihard_loss(B, group, dtype, squared):
+def test_all_semi_hard_loss(B, group, dtype, squared):
     labels = identity_labels(B, group)
     emb = torch.randint(-2, 3, (B, 6)).to(dtype) if B % 2 else torch.nn.functional.normalize(torch.randn(B, 16))
     emb = emb.to(dtype)
     margin = 1.0 if B % 2 else 0.2
-    sums, counts, coef = emu.all_semihard_loss(emb, labels, margin, squared, True)
-    want_sums, want_counts, want_coef = ops.all_semihard_loss(emb, labels, margin, squared, True)
+    sums, counts, coef = emu.all_semi_hard_loss(emb, labels, margin, squared, True)
+    want_sums, want_counts, want_coef = ops.all_semi_hard_loss(emb, labels, margin, squared, True)
     assert torch.equal(counts, want_counts)  # the same window tests on the same distances
     # The per-anchor sums run in a different order (threads, then a block reduction, then ATen's sum).
     rtol = 1e-5 if dtype == torch.float32 else 1e-12
@@ -582,18 +582,18 @@ def test_every_kernel_under_other_schedules(schedule):
         assert torch.equal(emu.pairwise_sq_dist(emb), d)
         y = torch.randint(-2, 3, (33, 6)).double()
         assert torch.equal(emu.pairwise_sq_dist(emb, y), ops.pairwise_sq_dist(emb, y))
-        got, _ = emu.semihard_from_sq_dist(d, labels, labels, True, None, True, False)
-        assert_same_triplets(got, ops.semihard_from_sq_dist(d, labels, labels, True, None, True, False))
+        got, _ = emu.semi_hard_from_sq_dist(d, labels, labels, True, None, True, False)
+        assert_same_triplets(got, ops.semi_hard_from_sq_dist(d, labels, labels, True, None, True, False))
         got, _ = emu.batch_hard_from_sq_dist(d, labels, labels, True)
         assert_same_triplets(got, ops.batch_hard_from_sq_dist(d, labels, labels, True))
-        got, _ = emu.all_semihard_from_sq_dist(d, labels, labels, True, 2.0, True)
-        assert_same_triplets(got, ops.all_semihard_from_sq_dist(d, labels, labels, True, 2.0, True))
-        sums, counts, coef = emu.all_semihard_loss(emb, labels, 1.0, True, True)
-        want_sums, want_counts, want_coef = ops.all_semihard_loss(emb, labels, 1.0, True, True)
+        got, _ = emu.all_semi_hard_from_sq_dist(d, labels, labels, True, 2.0, True)
+        assert_same_triplets(got, ops.all_semi_hard_from_sq_dist(d, labels, labels, True, 2.0, True))
+        sums, counts, coef = emu.all_semi_hard_loss(emb, labels, 1.0, True, True)
+        want_sums, want_counts, want_coef = ops.all_semi_hard_loss(emb, labels, 1.0, True, True)
         assert torch.equal(counts, want_counts)
         torch.testing.assert_close(sums, want_sums, rtol=1e-12, atol=1e-12)  # block reduction order
         torch.testing.assert_close(coef, want_coef, rtol=1e-12, atol=1e-12)
-        a, p, n = ops.all_semihard_from_sq_dist(d, labels, labels, True, 2.0, True)
+        a, p, n = ops.all_semi_hard_from_sq_dist(d, labels, labels, True, 2.0, True)
         fwd = ops.triplet_loss_forward(emb, a, p, n, 0.5, True)
         g = torch.rand(a.numel(), dtype=torch.float64)
         grad = emu.triplet_backward(g, emb, a, p, n, *fwd, True)

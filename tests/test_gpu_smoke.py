@@ -95,7 +95,9 @@ def test_the_recorder_sees_nested_ops_backward_and_devices():
     ops = [c["op"] for c in calls]
     assert ops[0] == "mine_reference_set", ops
     assert calls[0]["args"]["chunk_size"] == 8 and calls[0]["args"]["anchors"]["shape"] == [24, 4]
-    assert set(ops[1:]) & {"semihard_from_sq_dist", "pairwise_sq_dist"}, f"nothing recorded inside the custom op: {ops}"
+    assert set(ops[1:]) & {"semi_hard_from_sq_dist", "pairwise_sq_dist"}, (
+        f"nothing recorded inside the custom op: {ops}"
+    )
     calls = []
     with smoke_coverage.OpRecorder(calls, "u"):
         e = emb.clone().requires_grad_()
@@ -110,13 +112,13 @@ def _complete_calls(device):
     ops = [op for op, where in smoke_coverage.source_ops().items() if smoke_coverage.runs_on(where, device)]
     calls = [{"op": op, "device": device, "test": "t", "args": {}} for op in ops]
     f64 = {"dtype": "float64", "device": device, "shape": [4, 4]}
-    for op in ("semihard_from_sq_dist", "batch_hard_from_sq_dist", "all_semihard_from_sq_dist"):
+    for op in ("semi_hard_from_sq_dist", "batch_hard_from_sq_dist", "all_semi_hard_from_sq_dist"):
         calls.append({"op": op, "device": device, "test": "t", "args": {"sq_dist": f64, "exclude_self": False}})
     calls.append(
-        {"op": "semihard_from_sq_dist", "device": device, "test": "t", "args": {"margin": 0.5, "drop_fallback": True}}
+        {"op": "semi_hard_from_sq_dist", "device": device, "test": "t", "args": {"margin": 0.5, "drop_fallback": True}}
     )
     calls.append({"op": "pairwise_sq_dist", "device": device, "test": "t", "args": {"y": f64}})
-    calls.append({"op": "all_semihard_loss", "device": device, "test": "t", "args": {"with_grad": True}})
+    calls.append({"op": "all_semi_hard_loss", "device": device, "test": "t", "args": {"with_grad": True}})
     ref = {"anchors": {"shape": [4, 2]}, "ref_emb": {"shape": [9, 2]}}
     for args in ({"self_offset": -1}, {"self_offset": 0, "chunk_size": 2}, {"self_offset": 0}):
         calls.append({"op": "mine_reference_set", "device": device, "test": "t", "args": {**ref, **args}})

@@ -124,7 +124,7 @@ def test_triplet_loss_with_explicit_triplets(device, squared):
 
 @devices()
 @pytest.mark.parametrize("squared", [True, False])
-def test_fused_all_semihard_loss(device, squared):
+def test_fused_all_semi_hard_loss(device, squared):
     emb, labels = batch(device)
 
     def loss_and_grad(e, y):
@@ -171,18 +171,18 @@ def test_native_miner_ops(device):
     d = fx.pairwise_sq_dist(emb)
     ref, ref_labels = batch(device, dtype=torch.float64, b=13)
     d_ref = fx.pairwise_sq_dist(emb, ref)
-    check_every_argument(lambda d, y: ops.semihard_from_sq_dist(d, y, y.clone(), True, 0.5, False, True), [d, labels])
+    check_every_argument(lambda d, y: ops.semi_hard_from_sq_dist(d, y, y.clone(), True, 0.5, False, True), [d, labels])
     check_every_argument(
-        lambda d, y, ry: ops.semihard_from_sq_dist(d, y, ry, False, None, True, False), [d_ref, labels, ref_labels]
+        lambda d, y, ry: ops.semi_hard_from_sq_dist(d, y, ry, False, None, True, False), [d_ref, labels, ref_labels]
     )
     check_every_argument(lambda d, y, ry: ops.batch_hard_from_sq_dist(d, y, ry, False), [d_ref, labels, ref_labels])
     check_every_argument(
-        lambda d, y, ry: ops.all_semihard_from_sq_dist(d, y, ry, False, 0.3, True), [d_ref, labels, ref_labels]
+        lambda d, y, ry: ops.all_semi_hard_from_sq_dist(d, y, ry, False, 0.3, True), [d_ref, labels, ref_labels]
     )
     check_every_argument(lambda e, y: ops.semi_hard_triplets(e, y, None, True, False), [emb, labels])
     check_every_argument(lambda e, y: ops.batch_hard_triplets(e, y), [emb, labels])
     check_every_argument(lambda e, y: ops.all_semi_hard_triplets(e, y, 0.3, False), [emb, labels])
-    check_every_argument(lambda e, y: ops.all_semihard_loss(e, y, 0.3, False, True), [emb, labels])
+    check_every_argument(lambda e, y: ops.all_semi_hard_loss(e, y, 0.3, False, True), [emb, labels])
     check_every_argument(lambda x, y: ops.pairwise_sq_dist(x, y), [emb, ref])
 
 

@@ -125,7 +125,7 @@ def test_dispatcher_ops_on_arbitrary_matrices(device, dtype, reference_set, layo
     for margin in (None, 0.0, 2.0):
         for squared in (True, False):
             for drop in (False, True):
-                got = ops.semihard_from_sq_dist(d, labels, ref_labels, exclude_self, margin, squared, drop)
+                got = ops.semi_hard_from_sq_dist(d, labels, ref_labels, exclude_self, margin, squared, drop)
                 want = semi_hard_from_sq_dist_oracle(
                     d,
                     labels,
@@ -137,7 +137,7 @@ def test_dispatcher_ops_on_arbitrary_matrices(device, dtype, reference_set, layo
                 assert_same(got, want)
     for margin in (0.0, 1.0, 3.0):
         for squared in (True, False):
-            got = ops.all_semihard_from_sq_dist(d, labels, ref_labels, exclude_self, margin, squared)
+            got = ops.all_semi_hard_from_sq_dist(d, labels, ref_labels, exclude_self, margin, squared)
             want = all_semi_hard_from_sq_dist_oracle(d, labels, margin, squared=squared, ref_labels=ref_for_reference)
             assert_same(got, want)
     got = ops.batch_hard_from_sq_dist(d, labels, ref_labels, exclude_self)
@@ -155,11 +155,11 @@ def test_dispatcher_ops_order_negative_entries(device, dtype, exclude_self):
     d = torch.randint(-4, 6, (40, 40), device=device).to(dtype)
     for margin in (None, 1.0):
         for drop in (False, True):
-            got = ops.semihard_from_sq_dist(d, labels, labels, exclude_self, margin, True, drop)
+            got = ops.semi_hard_from_sq_dist(d, labels, labels, exclude_self, margin, True, drop)
             ref = None if exclude_self else labels
             fallback = "drop" if drop else "easiest"
             assert_same(got, semi_hard_from_sq_dist_oracle(d, labels, margin, fallback=fallback, ref_labels=ref))
-    got = ops.all_semihard_from_sq_dist(d, labels, labels, exclude_self, 2.0, True)
+    got = ops.all_semi_hard_from_sq_dist(d, labels, labels, exclude_self, 2.0, True)
     ref = None if exclude_self else labels
     assert_same(got, all_semi_hard_from_sq_dist_oracle(d, labels, 2.0, squared=True, ref_labels=ref))
     got = ops.batch_hard_from_sq_dist(d, labels, labels, exclude_self)
@@ -193,7 +193,7 @@ def test_semi_hard_row_split_on_larger_tied_matrices(per_identity, spread):
     for dtype in (torch.float32, torch.float64):
         m = d.to(dtype)
         for margin, squared, drop in ((None, True, False), (None, True, True), (2.0, False, False), (0.0, True, True)):
-            got = ops.semihard_from_sq_dist(m, labels, labels, True, margin, squared, drop)
+            got = ops.semi_hard_from_sq_dist(m, labels, labels, True, margin, squared, drop)
             fallback = "drop" if drop else "easiest"
             assert_same(got, semi_hard_from_sq_dist_oracle(m, labels, margin, squared=squared, fallback=fallback))
 
@@ -203,9 +203,9 @@ def test_dispatcher_ops_on_empty_matrices(shape):
     d = torch.zeros(shape)
     labels, ref_labels = torch.arange(shape[0]) % 2, torch.arange(shape[1]) % 2
     for triplets in (
-        ops.semihard_from_sq_dist(d, labels, ref_labels, False, None, True, False),
+        ops.semi_hard_from_sq_dist(d, labels, ref_labels, False, None, True, False),
         ops.batch_hard_from_sq_dist(d, labels, ref_labels, False),
-        ops.all_semihard_from_sq_dist(d, labels, ref_labels, False, 0.2, False),
+        ops.all_semi_hard_from_sq_dist(d, labels, ref_labels, False, 0.2, False),
     ):
         assert rows(triplets) == []
 
@@ -216,14 +216,14 @@ def test_cuda_indices_identical_to_cpu_on_the_same_matrix():
     d = fx.pairwise_sq_dist(emb)
     dc, lc = d.cuda(), labels.cuda()
     for margin, squared, drop in ((None, True, False), (0.5, False, True)):
-        cpu = ops.semihard_from_sq_dist(d, labels, labels, True, margin, squared, drop)
-        assert_same(tuple(t.cpu() for t in ops.semihard_from_sq_dist(dc, lc, lc, True, margin, squared, drop)), cpu)
+        cpu = ops.semi_hard_from_sq_dist(d, labels, labels, True, margin, squared, drop)
+        assert_same(tuple(t.cpu() for t in ops.semi_hard_from_sq_dist(dc, lc, lc, True, margin, squared, drop)), cpu)
     assert_same(
         tuple(t.cpu() for t in ops.batch_hard_from_sq_dist(dc, lc, lc, True)),
         ops.batch_hard_from_sq_dist(d, labels, labels, True),
     )
-    got = ops.all_semihard_from_sq_dist(dc, lc, lc, True, 1.0, False)
-    assert_same(tuple(t.cpu() for t in got), ops.all_semihard_from_sq_dist(d, labels, labels, True, 1.0, False))
+    got = ops.all_semi_hard_from_sq_dist(dc, lc, lc, True, 1.0, False)
+    assert_same(tuple(t.cpu() for t in got), ops.all_semi_hard_from_sq_dist(d, labels, labels, True, 1.0, False))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -500,9 +500,9 @@ def test_opcheck(device, dtype, exclude_self):
     emb, labels = random_batch("integers", 24, 4, 3, dtype, device)
     d = fx.pairwise_sq_dist(emb)
     for args in ((None, True, False), (0.5, False, True)):
-        torch.library.opcheck(ops.semihard_from_sq_dist.default, (d, labels, labels, exclude_self, *args))
+        torch.library.opcheck(ops.semi_hard_from_sq_dist.default, (d, labels, labels, exclude_self, *args))
     torch.library.opcheck(ops.batch_hard_from_sq_dist.default, (d, labels, labels, exclude_self))
-    torch.library.opcheck(ops.all_semihard_from_sq_dist.default, (d, labels, labels, exclude_self, 1.0, False))
+    torch.library.opcheck(ops.all_semi_hard_from_sq_dist.default, (d, labels, labels, exclude_self, 1.0, False))
 
 
 @devices()

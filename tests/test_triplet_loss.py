@@ -136,7 +136,7 @@ def test_named_mining_trains_on_the_documented_triplets(mining, squared):
         given_, given_stats = fx.triplet_loss(emb, None, 0.3, mining=mined(emb, labels, mining, 0.3, squared), **kwargs)
         named_stats, given_stats = ({k: v.item() for k, v in s.items()} for s in (named_stats, given_stats))
         if mining == "all_semihard" and reduction != "none":
-            # Reduced, it never lists its triplets (test_all_semihard_loss.py): the same triplets, the
+            # Reduced, it never lists its triplets (test_all_semi_hard_loss.py): the same triplets, the
             # value summed per pair instead of per triplet.
             torch.testing.assert_close(named, given_, rtol=1e-6, atol=1e-7)
             assert named_stats["num_triplets"] == given_stats["num_triplets"]

@@ -222,18 +222,18 @@ def _offset(call: dict) -> int | None:
     return o if isinstance(o, int) else None
 
 
-FROM_SQ_DIST = ("semihard_from_sq_dist", "batch_hard_from_sq_dist", "all_semihard_from_sq_dist")
+FROM_SQ_DIST = ("semi_hard_from_sq_dist", "batch_hard_from_sq_dist", "all_semi_hard_from_sq_dist")
 # (op, variant, predicate over a recorded call): each must have run on the device, beside every op once.
 VARIANTS: list[tuple[str, str, Callable[[dict], bool]]] = [
     *[(op, "float64 distances", lambda c: _dtype(c, "sq_dist") == "float64") for op in FROM_SQ_DIST],
     *[(op, "a reference set (exclude_self=False)", lambda c: _arg(c, "exclude_self") is False) for op in FROM_SQ_DIST],
-    ("semihard_from_sq_dist", "margin", lambda c: _arg(c, "margin") is not None),
-    ("semihard_from_sq_dist", "drop_fallback", lambda c: _arg(c, "drop_fallback") is True),
+    ("semi_hard_from_sq_dist", "margin", lambda c: _arg(c, "margin") is not None),
+    ("semi_hard_from_sq_dist", "drop_fallback", lambda c: _arg(c, "drop_fallback") is True),
     ("pairwise_sq_dist", "with y", lambda c: _arg(c, "y") is not None),
     ("mine_reference_set", "reference set (ref_emb)", lambda c: (_offset(c) or 0) < 0),
     ("mine_reference_set", "streaming (chunk_size)", lambda c: (_arg(c, "chunk_size") or 0) > 0),
     ("mine_reference_set", "memory bank", lambda c: _offset(c) == 0 and _rows(c, "ref_emb") > _rows(c, "anchors")),
-    ("all_semihard_loss", "with_grad", lambda c: _arg(c, "with_grad") is True),
+    ("all_semi_hard_loss", "with_grad", lambda c: _arg(c, "with_grad") is True),
 ]
 
 

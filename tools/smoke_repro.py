@@ -18,7 +18,7 @@ device = sys.argv[1] if len(sys.argv) > 1 else "cpu"
 args = (torch.zeros(3), torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long), True, None, True, False)
 args = tuple(a.to(device) if isinstance(a, torch.Tensor) else a for a in args)
 try:
-    torch.ops.facenet_ext.semihard_from_sq_dist(*args)
+    torch.ops.facenet_ext.semi_hard_from_sq_dist(*args)
 except Exception as e:  # the expected outcome: a clean Python exception
     print(f"{device}: {type(e).__name__}: {str(e).splitlines()[0]}")
     sys.exit(0)

@@ -1,5 +1,5 @@
 // The capacity= miners on the CPU: the exact miner (through the dispatcher), then its triplets padded to
-// `capacity` (CUDA has its own sync-free kernels: cuda/semihard.cu, cuda/batch_hard.cu).
+// `capacity` (CUDA has its own sync-free kernels: cuda/semi_hard.cu, cuda/batch_hard.cu).
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 

@@ -20,10 +20,10 @@ struct Launch {
 };
 
 // ---- block sizes (the kernels' __launch_bounds__ and cub instantiations use the same constants) ------
-constexpr int kSemihardThreads = 128;
-constexpr int kSemihardMaxChunk = 1024;  // positives per shared-memory pass (~21 KB float, ~33 KB double)
-constexpr int kAllSemihardWarps = 4;
-constexpr int kAllSemihardLossThreads = 256;
+constexpr int kSemiHardThreads = 128;
+constexpr int kSemiHardMaxChunk = 1024;  // positives per shared-memory pass (~21 KB float, ~33 KB double)
+constexpr int kAllSemiHardWarps = 4;
+constexpr int kAllSemiHardLossThreads = 256;
 constexpr int kBatchHardThreads = 128;
 constexpr int kGroupThreads = 1024;
 constexpr int kTripletWarps = 8;
@@ -39,26 +39,26 @@ inline unsigned grid_for(int64_t work, int threads) {
 }
 
 // ---- semi-hard miner: one block per anchor, positives in shared-memory chunks -------------------------
-inline int semihard_chunk(int64_t max_positives) {
-  return static_cast<int>(std::min<int64_t>(max_positives, kSemihardMaxChunk));
+inline int semi_hard_chunk(int64_t max_positives) {
+  return static_cast<int>(std::min<int64_t>(max_positives, kSemiHardMaxChunk));
 }
 
 // Bytes before the bucket keys: thresholds, their sorted copy (elem_size each) and ranks (int32), 8-aligned.
-FX_HD size_t semihard_keys_offset(int chunk, size_t elem_size) {
+FX_HD size_t semi_hard_keys_offset(int chunk, size_t elem_size) {
   return (size_t(chunk) * (2 * elem_size + sizeof(int32_t)) + 7) & ~size_t(7);
 }
 
 // float: one 64-bit key per bucket; double: 64-bit distance bits and an int32 index per bucket.
-inline size_t semihard_smem_bytes(int chunk, size_t elem_size) {
+inline size_t semi_hard_smem_bytes(int chunk, size_t elem_size) {
   const size_t per_bucket = elem_size == 4 ? sizeof(uint64_t) : sizeof(uint64_t) + sizeof(int32_t);
-  return semihard_keys_offset(chunk, elem_size) + size_t(chunk + 1) * per_bucket;
+  return semi_hard_keys_offset(chunk, elem_size) + size_t(chunk + 1) * per_bucket;
 }
 
-inline Launch semihard_launch(int64_t B, int64_t max_positives, size_t elem_size) {
+inline Launch semi_hard_launch(int64_t B, int64_t max_positives, size_t elem_size) {
   Launch l;
   l.grid_x = static_cast<unsigned>(B);
-  l.block_x = kSemihardThreads;
-  l.smem = semihard_smem_bytes(semihard_chunk(max_positives), elem_size);
+  l.block_x = kSemiHardThreads;
+  l.smem = semi_hard_smem_bytes(semi_hard_chunk(max_positives), elem_size);
   return l;
 }
 
@@ -69,8 +69,8 @@ inline Launch per_anchor_launch(int64_t B, int threads) {
   l.block_x = static_cast<unsigned>(threads);
   return l;
 }
-inline Launch all_semihard_launch(int64_t B) { return per_anchor_launch(B, kAllSemihardWarps * 32); }
-inline Launch all_semihard_loss_launch(int64_t B) { return per_anchor_launch(B, kAllSemihardLossThreads); }
+inline Launch all_semi_hard_launch(int64_t B) { return per_anchor_launch(B, kAllSemiHardWarps * 32); }
+inline Launch all_semi_hard_loss_launch(int64_t B) { return per_anchor_launch(B, kAllSemiHardLossThreads); }
 inline Launch batch_hard_launch(int64_t B) { return per_anchor_launch(B, kBatchHardThreads); }
 inline Launch label_groups_launch() { return per_anchor_launch(1, kGroupThreads); }
 

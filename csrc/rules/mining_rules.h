@@ -45,7 +45,7 @@ FX_HD bool inside_margin(T sq_ap, T sq_an, T margin, bool squared) {
 // The "semihard" rule of pytorch-metric-learning's TripletMarginMiner: 0 < D_an - D_ap <= margin,
 // the difference taken literally so that float rounding matches theirs.
 template <typename T>
-FX_HD bool in_semihard_window(T metric_ap, T metric_an, T margin) {
+FX_HD bool in_semi_hard_window(T metric_ap, T metric_an, T margin) {
   const T diff = metric_an - metric_ap;
   return diff > T(0) && diff <= margin;
 }
@@ -53,7 +53,7 @@ FX_HD bool in_semihard_window(T metric_ap, T metric_an, T margin) {
 // Inside the window, the triplet's loss margin + D_ap - D_an is non-zero exactly when the same literal
 // difference is below the margin (the fused all-semi-hard loss counts these as active triplets).
 template <typename T>
-FX_HD bool semihard_active(T metric_ap, T metric_an, T margin) {
+FX_HD bool semi_hard_active(T metric_ap, T metric_an, T margin) {
   return metric_an - metric_ap < margin;
 }
 

@@ -59,14 +59,14 @@ for _name in (
     "semi_hard_triplets",
     "batch_hard_triplets",
     "all_semi_hard_triplets",
-    "semihard_from_sq_dist",
+    "semi_hard_from_sq_dist",
     "batch_hard_from_sq_dist",
-    "all_semihard_from_sq_dist",
+    "all_semi_hard_from_sq_dist",
 ):
     torch.library.register_fake(f"facenet_ext::{_name}", _fake_triplets)
 
 
-@torch.library.register_fake("facenet_ext::all_semihard_loss")
+@torch.library.register_fake("facenet_ext::all_semi_hard_loss")
 def _(emb, labels, margin, squared, with_grad):
     acc = acc_dtype(emb.dtype)
     b = emb.shape[0] if with_grad else 0

@@ -15,12 +15,12 @@ _ops = torch.ops.facenet_ext
 
 
 class AllSemiHardLoss(torch.autograd.Function):
-    """(sums, counts) of the all_semihard_loss op; the gradient of sums[0] (the summed loss) from the op's
+    """(sums, counts) of the all_semi_hard_loss op; the gradient of sums[0] (the summed loss) from the op's
     coefficient matrix C: dL/dx_a = sum_j (C_aj + C_ja)(x_a - x_j), two GEMMs and no triplet list."""
 
     @staticmethod
     def forward(emb, labels, margin, squared):
-        sums, counts, coef = _ops.all_semihard_loss(emb, labels, margin, squared, True)
+        sums, counts, coef = _ops.all_semi_hard_loss(emb, labels, margin, squared, True)
         return sums, counts, coef
 
     @staticmethod

@@ -30,7 +30,7 @@ class Strategy:
     a streamed reference set. ``squared_default``: the public miner's distance (True = squared Euclidean).
     ``margin_selects``: ``triplet_loss`` mines with its margin (else the margin only enters the loss).
     ``fused_loss``: ``triplet_loss`` with a reduction has a native op that never lists the triplets
-    (``all_semihard_loss``). ``padded(emb, labels, margin, squared, drop, capacity)``: the fused miner with
+    (``all_semi_hard_loss``). ``padded(emb, labels, margin, squared, drop, capacity)``: the fused miner with
     ``capacity=`` as one native op, ``(a, p, n, found)`` with no host sync on CUDA; ``None``: the exact
     miner then ``pad_triplets``."""
 
@@ -56,8 +56,8 @@ MINING: dict[str, Strategy] = {
             squared_default=True,
             margin_selects=False,
             fused=lambda e, y, m, sq, drop: _ops.semi_hard_triplets(e, y, m, sq, drop),
-            from_sq_dist=lambda d, y, ry, ex, m, sq, drop: _ops.semihard_from_sq_dist(d, y, ry, ex, m, sq, drop),
-            stream_state=streaming.SemihardState,
+            from_sq_dist=lambda d, y, ry, ex, m, sq, drop: _ops.semi_hard_from_sq_dist(d, y, ry, ex, m, sq, drop),
+            stream_state=streaming.SemiHardState,
             padded=lambda e, y, m, sq, drop, c: _ops.semi_hard_triplets_padded(e, y, m, sq, drop, c),
         ),
         Strategy(
@@ -74,8 +74,8 @@ MINING: dict[str, Strategy] = {
             squared_default=False,
             margin_selects=True,
             fused=lambda e, y, m, sq, drop: _ops.all_semi_hard_triplets(e, y, m, sq),
-            from_sq_dist=lambda d, y, ry, ex, m, sq, drop: _ops.all_semihard_from_sq_dist(d, y, ry, ex, m, sq),
-            stream_state=streaming.AllSemihardState,
+            from_sq_dist=lambda d, y, ry, ex, m, sq, drop: _ops.all_semi_hard_from_sq_dist(d, y, ry, ex, m, sq),
+            stream_state=streaming.AllSemiHardState,
             fused_loss=True,
         ),
     )

@@ -118,7 +118,7 @@ class _SlotMiner:
         return work, self.labels, self.ref_labels[: K + C]
 
 
-class SemihardState(_SlotMiner):
+class SemiHardState(_SlotMiner):
     """Per (anchor, positive) pair the closest semi-hard negative so far (kept only when strictly closer,
     as earlier chunks hold the smaller indices), and per anchor the farthest negative (TF-Addons'
     fallback). The margin filter is applied at the end, as the op applies it. State O(B·K)."""
@@ -135,7 +135,7 @@ class SemihardState(_SlotMiner):
     def update(self, d, same, cols):
         K = self.pos.shape[1]
         work, labels, ref_labels = self.matrix(d, same)
-        a, k, n = _ops.semihard_from_sq_dist(work, labels, ref_labels, False, None, True, True)
+        a, k, n = _ops.semi_hard_from_sq_dist(work, labels, ref_labels, False, None, True, True)
         dn = work[a, n]
         better = dn < self.best_d[a, k]  # (a, k) pairs are distinct within one call
         a, k = a[better], k[better]
@@ -196,7 +196,7 @@ class BatchHardState:
         return keep.nonzero().squeeze(1), self.p_i[keep], self.n_i[keep]
 
 
-class AllSemihardState(_SlotMiner):
+class AllSemiHardState(_SlotMiner):
     """Every (a, p, n) with 0 < D_an - D_ap <= margin: chunk results concatenated in chunk order (so n
     ascends within each (a, p)), then stably sorted by (anchor, positive): the whole-matrix op's order."""
 
@@ -207,7 +207,7 @@ class AllSemihardState(_SlotMiner):
 
     def update(self, d, same, cols):
         K = self.pos.shape[1]
-        a, k, n = _ops.all_semihard_from_sq_dist(*self.matrix(d, same), False, self.margin, self.squared)
+        a, k, n = _ops.all_semi_hard_from_sq_dist(*self.matrix(d, same), False, self.margin, self.squared)
         self.parts.append((a, self.pos[a, k], cols[n - K]))
 
     def result(self) -> Triplets:

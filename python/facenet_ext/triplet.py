@@ -264,7 +264,7 @@ def _all_semi_hard_loss(c: _Call):
     if needs_grad(emb):
         sums, counts, _ = apply_function(AllSemiHardLoss, emb, labels, margin, squared)
     else:
-        sums, counts, _ = _ops.all_semihard_loss(emb, labels, margin, squared, False)
+        sums, counts, _ = _ops.all_semi_hard_loss(emb, labels, margin, squared, False)
     total, active = counts[0], counts[1]
     if reduction == "mean":
         out = sums[0] / total.clamp_min(1)

@@ -1,7 +1,7 @@
 // The AVX-512 and AVX2 bucket searches (csrc/cpu/bucket_search.h), those this CPU has, against count_below
 // (rules/mining_rules.h) on tie-heavy inputs: every K from 1 to 63, small-integer thresholds and negatives (ties at
 // every threshold), half-integers between them, lengths that leave every tail of a 16-lane group. Built and run by
-// tests/test_semihard_row_pass.py, also on mutated copies of the header, which it must reject. Prints the first
+// tests/test_semi_hard_row_pass.py, also on mutated copies of the header, which it must reject. Prints the first
 // mismatch and exits 1; prints "ok" and exits 0 otherwise.
 #include <algorithm>
 #include <cstdio>

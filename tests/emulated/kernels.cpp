@@ -7,13 +7,13 @@
 #include <string>
 
 #include "cuda/geometry.h"
-#include "cuda/kernels/all_semihard.cuh"
-#include "cuda/kernels/all_semihard_loss.cuh"
+#include "cuda/kernels/all_semi_hard.cuh"
+#include "cuda/kernels/all_semi_hard_loss.cuh"
 #include "cuda/kernels/batch_hard.cuh"
 #include "cuda/kernels/l2_pool2d.cuh"
 #include "cuda/kernels/label_groups.cuh"
 #include "cuda/kernels/pairwise_sq_dist.cuh"
-#include "cuda/kernels/semihard.cuh"
+#include "cuda/kernels/semi_hard.cuh"
 #include "cuda/kernels/triplet_csr.cuh"
 #include "cuda/kernels/triplet_loss.cuh"
 
@@ -127,17 +127,17 @@ int emu_label_groups(const int64_t* sorted, const int64_t* order, const int64_t*
 }
 
 // max_positives < 0: the summary was not read (the launcher's largest chunk). ordered, capacity, out_base
-// and kept: cuda/kernels/semihard.cuh's output modes.
-int emu_semihard(int dtype, const void* dist, int64_t ld, int64_t B, int64_t N, EmuGroups g, int64_t max_positives,
-                 int exclude_self, int has_margin, double margin, int squared, int drop, int64_t* out_a, int64_t* out_p,
-                 int64_t* out_n, int* non_finite, int ordered, int64_t capacity, const int64_t* out_base,
-                 int64_t* kept) {
+// and kept: cuda/kernels/semi_hard.cuh's output modes.
+int emu_semi_hard(int dtype, const void* dist, int64_t ld, int64_t B, int64_t N, EmuGroups g, int64_t max_positives,
+                  int exclude_self, int has_margin, double margin, int squared, int drop, int64_t* out_a,
+                  int64_t* out_p, int64_t* out_n, int* non_finite, int ordered, int64_t capacity,
+                  const int64_t* out_base, int64_t* kept) {
   return guarded([&] {
     dispatch<false>(dtype, [&](auto zero) {
       using T = decltype(zero);
-      if (max_positives < 0) max_positives = fx::cuda::kSemihardMaxChunk;
-      const Launch l = fx::cuda::semihard_launch(B, max_positives, sizeof(T));
-      fx::cuda::SemihardArgs args{ld,
+      if (max_positives < 0) max_positives = fx::cuda::kSemiHardMaxChunk;
+      const Launch l = fx::cuda::semi_hard_launch(B, max_positives, sizeof(T));
+      fx::cuda::SemiHardArgs args{ld,
                                   N,
                                   g.anchor_gid,
                                   g.ref_gid,
@@ -148,7 +148,7 @@ int emu_semihard(int dtype, const void* dist, int64_t ld, int64_t B, int64_t N, 
                                   has_margin != 0,
                                   squared != 0,
                                   drop != 0,
-                                  fx::cuda::semihard_chunk(max_positives),
+                                  fx::cuda::semi_hard_chunk(max_positives),
                                   out_a,
                                   out_p,
                                   out_n,
@@ -157,27 +157,27 @@ int emu_semihard(int dtype, const void* dist, int64_t ld, int64_t B, int64_t N, 
       args.capacity = capacity;
       args.out_base = out_base;
       args.kept = kept;
-      launch(l, fx::cuda::semihard_kernel<T>, static_cast<const T*>(dist), static_cast<T>(margin), args);
+      launch(l, fx::cuda::semi_hard_kernel<T>, static_cast<const T*>(dist), static_cast<T>(margin), args);
     });
   });
 }
 
 // fill == 0: counts[num_pairs] per slot (and the NaN/Inf flag); fill == 1: writes at out_offset[slot].
-int emu_all_semihard(int dtype, int fill, const void* dist, int64_t ld, int64_t B, int64_t N, EmuGroups g,
-                     int exclude_self, double margin, int squared, int64_t* count, const int64_t* out_offset,
-                     int64_t* out_a, int64_t* out_p, int64_t* out_n, int* non_finite) {
+int emu_all_semi_hard(int dtype, int fill, const void* dist, int64_t ld, int64_t B, int64_t N, EmuGroups g,
+                      int exclude_self, double margin, int squared, int64_t* count, const int64_t* out_offset,
+                      int64_t* out_a, int64_t* out_p, int64_t* out_n, int* non_finite) {
   return guarded([&] {
     dispatch<false>(dtype, [&](auto zero) {
       using T = decltype(zero);
-      fx::cuda::AllSemihardArgs args{
+      fx::cuda::AllSemiHardArgs args{
           ld,           N,     g.anchor_gid, g.ref_gid, g.members, g.group_start, g.pair_offset, exclude_self != 0,
           squared != 0, count, out_offset,   out_a,     out_p,     out_n,         non_finite};
       const auto* d = static_cast<const T*>(dist);
       if (fill)
-        launch(fx::cuda::all_semihard_launch(B), fx::cuda::all_semihard_kernel<T, true>, d, static_cast<T>(margin),
+        launch(fx::cuda::all_semi_hard_launch(B), fx::cuda::all_semi_hard_kernel<T, true>, d, static_cast<T>(margin),
                args);
       else
-        launch(fx::cuda::all_semihard_launch(B), fx::cuda::all_semihard_kernel<T, false>, d, static_cast<T>(margin),
+        launch(fx::cuda::all_semi_hard_launch(B), fx::cuda::all_semi_hard_kernel<T, false>, d, static_cast<T>(margin),
                args);
     });
   });
@@ -194,13 +194,13 @@ int emu_batch_hard(int dtype, const void* dist, int64_t ld, int64_t B, int64_t N
   });
 }
 
-int emu_all_semihard_loss(int dtype, const void* dist, const void* x, const void* norm, int64_t B, int64_t D,
-                          EmuGroups g, double margin, int squared, void* coef, double* anchor_sums,
-                          int64_t* anchor_counts) {
+int emu_all_semi_hard_loss(int dtype, const void* dist, const void* x, const void* norm, int64_t B, int64_t D,
+                           EmuGroups g, double margin, int squared, void* coef, double* anchor_sums,
+                           int64_t* anchor_counts) {
   return guarded([&] {
     dispatch<false>(dtype, [&](auto zero) {
       using T = decltype(zero);
-      const fx::cuda::AllSemihardLossArgs<T> args{static_cast<const T*>(dist),
+      const fx::cuda::AllSemiHardLossArgs<T> args{static_cast<const T*>(dist),
                                                   static_cast<const T*>(x),
                                                   static_cast<const T*>(norm),
                                                   B,
@@ -215,7 +215,7 @@ int emu_all_semihard_loss(int dtype, const void* dist, const void* x, const void
                                                   static_cast<T*>(coef),
                                                   anchor_sums,
                                                   anchor_counts};
-      launch(fx::cuda::all_semihard_loss_launch(B), fx::cuda::all_semihard_loss_kernel<T>, args);
+      launch(fx::cuda::all_semi_hard_loss_launch(B), fx::cuda::all_semi_hard_loss_kernel<T>, args);
     });
   });
 }

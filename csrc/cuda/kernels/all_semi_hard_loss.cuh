@@ -21,7 +21,7 @@
 namespace fx::cuda {
 
 template <typename T>
-struct AllSemihardLossArgs {
+struct AllSemiHardLossArgs {
   const T* dist;  // [B, B] Gram squared distances, row-major
   const T* x;     // [B, D] packed embeddings in T
   const T* norm;  // [B] squared norms
@@ -47,14 +47,14 @@ struct AddPartials {
 };
 
 template <typename T>
-__device__ T loss_distance(const AllSemihardLossArgs<T>& args, int64_t a, int64_t j) {
+__device__ T loss_distance(const AllSemiHardLossArgs<T>& args, int64_t a, int64_t j) {
   const T sq = refined_sq_dist(args.dist[a * args.B + j], args.x + a * args.D, args.x + j * args.D, args.norm[a],
                                args.norm[j], args.D);
   return to_metric(sq, args.squared);
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kAllSemihardLossThreads) all_semihard_loss_kernel(AllSemihardLossArgs<T> args) {
+__global__ void __launch_bounds__(kAllSemiHardLossThreads) all_semi_hard_loss_kernel(AllSemiHardLossArgs<T> args) {
   const int64_t a = blockIdx.x;
   const int K = static_cast<int>(args.pair_offset[a + 1] - args.pair_offset[a]);
   if (K == 0) return;  // no positive or no negative: no triplet (the sums stay 0)
@@ -67,15 +67,15 @@ __global__ void __launch_bounds__(kAllSemihardLossThreads) all_semihard_loss_ker
   auto positive = [&](int q) { return args.members[gs + q + (q >= self_pos ? 1 : 0)]; };
 
   LossPartial part{0, 0, 0, 0, 0};
-  for (int64_t n = threadIdx.x; n < args.B; n += kAllSemihardLossThreads) {  // pass 1: negatives
+  for (int64_t n = threadIdx.x; n < args.B; n += kAllSemiHardLossThreads) {  // pass 1: negatives
     if (args.ref_gid[n] == gid) continue;
     const T an = to_metric(row[n], args.squared);
     long long all = 0, active = 0;
     for (int q = 0; q < K; ++q) {
       const T ap = to_metric(row[positive(q)], args.squared);
-      if (in_semihard_window(ap, an, m)) {
+      if (in_semi_hard_window(ap, an, m)) {
         ++all;
-        active += semihard_active(ap, an, m);
+        active += semi_hard_active(ap, an, m);
       }
     }
     if (all == 0) continue;
@@ -87,7 +87,7 @@ __global__ void __launch_bounds__(kAllSemihardLossThreads) all_semihard_loss_ker
     if (args.coef) args.coef[a * args.B + n] = -T(active) * distance_grad_scale(d, args.squared);
   }
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  constexpr int kWarps = kAllSemihardLossThreads / 32;
+  constexpr int kWarps = kAllSemiHardLossThreads / 32;
   for (int q = warp; q < K; q += kWarps) {  // pass 2: positives, a warp each
     const int32_t p = positive(q);
     const T ap = to_metric(row[p], args.squared);
@@ -95,9 +95,9 @@ __global__ void __launch_bounds__(kAllSemihardLossThreads) all_semihard_loss_ker
     for (int64_t n = lane; n < args.B; n += 32) {
       if (args.ref_gid[n] == gid) continue;
       const T an = to_metric(row[n], args.squared);
-      if (in_semihard_window(ap, an, m)) {
+      if (in_semi_hard_window(ap, an, m)) {
         ++all;
-        active += semihard_active(ap, an, m);
+        active += semi_hard_active(ap, an, m);
       }
     }
     for (int off = 16; off > 0; off >>= 1) {
@@ -111,7 +111,7 @@ __global__ void __launch_bounds__(kAllSemihardLossThreads) all_semihard_loss_ker
       if (args.coef) args.coef[a * args.B + p] = T(active) * distance_grad_scale(d, args.squared);
     }
   }
-  using Reduce = cub::BlockReduce<LossPartial, kAllSemihardLossThreads>;
+  using Reduce = cub::BlockReduce<LossPartial, kAllSemiHardLossThreads>;
   __shared__ typename Reduce::TempStorage storage;
   const LossPartial total = Reduce(storage).Reduce(part, AddPartials{});
   if (threadIdx.x == 0) {

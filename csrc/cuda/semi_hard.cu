@@ -1,4 +1,4 @@
-// semi_hard_triplets, its capacity= twin and semihard_from_sq_dist on CUDA.
+// semi_hard_triplets, its capacity= twin and semi_hard_from_sq_dist on CUDA.
 //
 // Host syncs: one per call without capacity= (the label summary, which also carries the NaN/Inf flag and,
 // where the output size depends on mining, the kept count), none with it. When the size depends on what
@@ -10,7 +10,7 @@
 
 #include <optional>
 
-#include "cuda/kernels/semihard.cuh"
+#include "cuda/kernels/semi_hard.cuh"
 #include "cuda/launch.cuh"
 #include "cuda/mine_embeddings.cuh"
 #include "cuda/label_groups.h"
@@ -31,13 +31,13 @@ struct Outputs {
 
 // One launch of the kernel over every anchor of a row-major matrix. `max_positives`: the summary's (read)
 // or std::nullopt (not read: the largest chunk). Null outputs: a counting pass.
-void launch_semihard(const at::Tensor& dist, const LabelGroups& g, const Rule& rule,
-                     std::optional<int64_t> max_positives, const Outputs* out, bool ordered, int64_t capacity,
-                     const at::Tensor& out_base, const at::Tensor& kept, const at::Tensor& non_finite) {
+void launch_semi_hard(const at::Tensor& dist, const LabelGroups& g, const Rule& rule,
+                      std::optional<int64_t> max_positives, const Outputs* out, bool ordered, int64_t capacity,
+                      const at::Tensor& out_base, const at::Tensor& kept, const at::Tensor& non_finite) {
   const int64_t B = dist.size(0);
   if (B == 0) return;  // no block to launch
-  const int64_t positives = max_positives.value_or(cuda::kSemihardMaxChunk);
-  cuda::SemihardArgs args{dist.stride(0),
+  const int64_t positives = max_positives.value_or(cuda::kSemiHardMaxChunk);
+  cuda::SemiHardArgs args{dist.stride(0),
                           dist.size(1),
                           g.anchor_gid,
                           g.ref_gid,
@@ -48,7 +48,7 @@ void launch_semihard(const at::Tensor& dist, const LabelGroups& g, const Rule& r
                           rule.margin.has_value(),
                           rule.squared,
                           rule.drop,
-                          cuda::semihard_chunk(positives),
+                          cuda::semi_hard_chunk(positives),
                           out ? out->a.data_ptr<int64_t>() : nullptr,
                           out ? out->p.data_ptr<int64_t>() : nullptr,
                           out ? out->n.data_ptr<int64_t>() : nullptr,
@@ -57,9 +57,9 @@ void launch_semihard(const at::Tensor& dist, const LabelGroups& g, const Rule& r
   args.capacity = capacity;
   args.out_base = out_base.defined() ? out_base.data_ptr<int64_t>() : nullptr;
   args.kept = kept.defined() ? kept.data_ptr<int64_t>() : nullptr;
-  AT_DISPATCH_FLOATING_TYPES(dist.scalar_type(), "semihard_cuda", [&] {
-    const cuda::Launch l = cuda::semihard_launch(B, positives, sizeof(scalar_t));
-    cuda::semihard_kernel<scalar_t><<<cuda::grid_of(l), cuda::block_of(l), l.smem, cuda::current_stream()>>>(
+  AT_DISPATCH_FLOATING_TYPES(dist.scalar_type(), "semi_hard_cuda", [&] {
+    const cuda::Launch l = cuda::semi_hard_launch(B, positives, sizeof(scalar_t));
+    cuda::semi_hard_kernel<scalar_t><<<cuda::grid_of(l), cuda::block_of(l), l.smem, cuda::current_stream()>>>(
         dist.data_ptr<scalar_t>(), static_cast<scalar_t>(rule.margin.value_or(0)), args);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
@@ -73,7 +73,7 @@ Outputs filled(int64_t size, const at::Tensor& like) {
 // Counting pass: kept triplets per anchor, int64 [B] (no host number needed).
 at::Tensor count_kept(const at::Tensor& dist, const LabelGroups& g, const Rule& rule, const at::Tensor& non_finite) {
   const at::Tensor kept = at::zeros({dist.size(0)}, dist.options().dtype(at::kLong));
-  launch_semihard(dist, g, rule, std::nullopt, nullptr, true, INT64_MAX, at::Tensor(), kept, non_finite);
+  launch_semi_hard(dist, g, rule, std::nullopt, nullptr, true, INT64_MAX, at::Tensor(), kept, non_finite);
   return kept;
 }
 
@@ -84,7 +84,7 @@ Outputs fill_kept(const at::Tensor& dist, const LabelGroups& g, const Rule& rule
   Outputs out = filled(size, dist);
   if (size > 0) {
     const at::Tensor base = kept.cumsum(0) - kept;
-    launch_semihard(dist, g, rule, max_positives, &out, true, size, base, at::Tensor(), at::Tensor());
+    launch_semi_hard(dist, g, rule, max_positives, &out, true, size, base, at::Tensor(), at::Tensor());
   }
   return out;
 }
@@ -106,9 +106,10 @@ Triplets count_read_fill(const char* op, const at::Tensor& dist, LabelGroups& g,
   return {out.a, out.p, out.n};
 }
 
-Triplets semihard_from_sq_dist_cuda(const at::Tensor& sq_dist, const at::Tensor& labels, const at::Tensor& ref_labels,
-                                    bool exclude_self, std::optional<double> margin, bool squared, bool drop_fallback) {
-  const char* op = "semihard_from_sq_dist";
+Triplets semi_hard_from_sq_dist_cuda(const at::Tensor& sq_dist, const at::Tensor& labels, const at::Tensor& ref_labels,
+                                     bool exclude_self, std::optional<double> margin, bool squared,
+                                     bool drop_fallback) {
+  const char* op = "semi_hard_from_sq_dist";
   check_mining_inputs(op, sq_dist, labels, ref_labels, exclude_self, margin);
   const c10::cuda::CUDAGuard guard(sq_dist.device());
   LabelGroups g = label_groups_cuda_async(labels, ref_labels, exclude_self);
@@ -126,8 +127,8 @@ Triplets semi_hard_triplets_cuda(const at::Tensor& emb, const at::Tensor& labels
       const auto opts = d.options().dtype(at::kLong);
       const int64_t slots = g.summary.num_pairs;
       Outputs out{at::empty({slots}, opts), at::empty({slots}, opts), at::empty({slots}, opts)};  // all written
-      launch_semihard(d, g, rule, g.summary.max_positives, &out, false, INT64_MAX, at::Tensor(), at::Tensor(),
-                      at::Tensor());
+      launch_semi_hard(d, g, rule, g.summary.max_positives, &out, false, INT64_MAX, at::Tensor(), at::Tensor(),
+                       at::Tensor());
       return Triplets{out.a, out.p, out.n};
     });
   }
@@ -158,14 +159,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> semi_hard_triplets_pa
   }
   Outputs out = filled(capacity, dist);
   if (capacity > 0)
-    launch_semihard(dist, g, rule, std::nullopt, &out, false, capacity, at::Tensor(), at::Tensor(), at::Tensor());
+    launch_semi_hard(dist, g, rule, std::nullopt, &out, false, capacity, at::Tensor(), at::Tensor(), at::Tensor());
   return {out.a, out.p, out.n, g.storage64.select(0, emb.size(0)).clone()};  // pair_offset[B]: every slot
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(facenet_ext, CUDA, m) {
-  m.impl("semihard_from_sq_dist", &semihard_from_sq_dist_cuda);
+  m.impl("semi_hard_from_sq_dist", &semi_hard_from_sq_dist_cuda);
   m.impl("semi_hard_triplets", &semi_hard_triplets_cuda);
   m.impl("semi_hard_triplets_padded", &semi_hard_triplets_padded_cuda);
 }

@@ -1,4 +1,4 @@
-"""triplet_loss(mining="all_semihard") with a reduction runs fused (the all_semihard_loss op): it never lists
+"""triplet_loss(mining="all_semihard") with a reduction runs fused (the all_semi_hard_loss op): it never lists
 its triplets, yet trains on exactly the triplets fx.all_semi_hard_triplets returns, with the materialised
 path's value, statistics and gradient (within float rounding), deterministically, under compile, and
 twice differentiable."""
@@ -162,4 +162,4 @@ def test_never_lists_its_triplets():
 def test_opcheck(with_grad):
     emb = F.normalize(torch.randn(30, 8), dim=1)
     labels = torch.arange(30) % 4
-    torch.library.opcheck(torch.ops.facenet_ext.all_semihard_loss, (emb, labels, 0.3, False, with_grad))
+    torch.library.opcheck(torch.ops.facenet_ext.all_semi_hard_loss, (emb, labels, 0.3, False, with_grad))

@@ -1,4 +1,4 @@
-// semihard_from_sq_dist on CPU: FaceNet eq. (4), one negative per anchor-positive pair.
+// semi_hard_from_sq_dist on CPU: FaceNet eq. (4), one negative per anchor-positive pair.
 //
 // Per anchor: sort its positives' distances (the thresholds), drop every negative into the bucket
 // "number of thresholds below it", keep each bucket's closest negative, then a suffix minimum over
@@ -309,7 +309,7 @@ void farthest_negative(const T* row, const int32_t* ref_gid, int32_t gid, int64_
 }
 
 template <typename T>
-struct SemihardRows {  // what every row of one mining call shares
+struct SemiHardRows {  // what every row of one mining call shares
   const T* dist;
   int64_t N, ld;
   const LabelGroups* g;
@@ -353,7 +353,7 @@ FX_ALWAYS_INLINE void sort_thresholds(const T* row, int K, RowScratch<T>& w) {
 
 // Anchor a's slots; false when its row holds a NaN or Inf (the outputs are then meaningless).
 template <typename T>
-FX_ALWAYS_INLINE bool semihard_row_body(const SemihardRows<T>& r, int64_t a, bool has_next, RowScratch<T>& w) {
+FX_ALWAYS_INLINE bool semi_hard_row_body(const SemiHardRows<T>& r, int64_t a, bool has_next, RowScratch<T>& w) {
   const LabelGroups& g = *r.g;
   const int64_t slot0 = g.pair_offset[a];
   const int K = static_cast<int>(g.pair_offset[a + 1] - slot0);
@@ -410,39 +410,39 @@ FX_ALWAYS_INLINE bool semihard_row_body(const SemihardRows<T>& r, int64_t a, boo
 // The rows [begin, end); false if one is not finite. Built for AVX2 and for the baseline x86-64 (as
 // cpu/simd.h's clones, but picked by cpu_capability() so that the tests can force either).
 template <typename T>
-FX_ALWAYS_INLINE bool semihard_rows_body(const SemihardRows<T>& r, int64_t begin, int64_t end, RowScratch<T>& w) {
+FX_ALWAYS_INLINE bool semi_hard_rows_body(const SemiHardRows<T>& r, int64_t begin, int64_t end, RowScratch<T>& w) {
   bool finite = true;
-  for (int64_t a = begin; a < end; ++a) finite &= semihard_row_body(r, a, a + 1 < end, w);
+  for (int64_t a = begin; a < end; ++a) finite &= semi_hard_row_body(r, a, a + 1 < end, w);
   return finite;
 }
 
 #if FX_HAVE_X86_TARGETS
 template <typename T>
-__attribute__((target("avx2"), noinline)) bool semihard_rows_avx2(const SemihardRows<T>& r, int64_t begin, int64_t end,
-                                                                  RowScratch<T>& w) {
-  return semihard_rows_body(r, begin, end, w);
+__attribute__((target("avx2"), noinline)) bool semi_hard_rows_avx2(const SemiHardRows<T>& r, int64_t begin, int64_t end,
+                                                                   RowScratch<T>& w) {
+  return semi_hard_rows_body(r, begin, end, w);
 }
 #endif
 
 template <typename T>
-__attribute__((noinline)) bool semihard_rows_baseline(const SemihardRows<T>& r, int64_t begin, int64_t end,
-                                                      RowScratch<T>& w) {
-  return semihard_rows_body(r, begin, end, w);
+__attribute__((noinline)) bool semi_hard_rows_baseline(const SemiHardRows<T>& r, int64_t begin, int64_t end,
+                                                       RowScratch<T>& w) {
+  return semi_hard_rows_body(r, begin, end, w);
 }
 
 template <typename T>
-bool semihard_rows(const SemihardRows<T>& r, int64_t begin, int64_t end, RowScratch<T>& w) {
+bool semi_hard_rows(const SemiHardRows<T>& r, int64_t begin, int64_t end, RowScratch<T>& w) {
 #if FX_HAVE_X86_TARGETS
-  if (cpu_capability() != Capability::baseline) return semihard_rows_avx2(r, begin, end, w);
+  if (cpu_capability() != Capability::baseline) return semi_hard_rows_avx2(r, begin, end, w);
 #endif
-  return semihard_rows_baseline(r, begin, end, w);
+  return semi_hard_rows_baseline(r, begin, end, w);
 }
 
 // Returns false when a row it mines holds a NaN or Inf (the outputs are then meaningless).
 template <typename T>
-bool semihard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool exclude_self, bool has_margin, T margin,
-                         bool squared, bool drop, int64_t* out_a, int64_t* out_p, int64_t* out_n) {
-  const SemihardRows<T> rows{sq_dist.data_ptr<T>(),
+bool semi_hard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool exclude_self, bool has_margin, T margin,
+                          bool squared, bool drop, int64_t* out_a, int64_t* out_p, int64_t* out_n) {
+  const SemiHardRows<T> rows{sq_dist.data_ptr<T>(),
                              sq_dist.size(1),
                              sq_dist.stride(0),
                              &g,
@@ -457,23 +457,23 @@ bool semihard_cpu_kernel(const at::Tensor& sq_dist, const LabelGroups& g, bool e
   std::atomic<bool> non_finite{false};
   at::parallel_for(0, sq_dist.size(0), grain_for(4 * sq_dist.size(1)), [&](int64_t begin, int64_t end) {
     RowScratch<T> scratch;
-    if (!semihard_rows(rows, begin, end, scratch)) non_finite.store(true, std::memory_order_relaxed);
+    if (!semi_hard_rows(rows, begin, end, scratch)) non_finite.store(true, std::memory_order_relaxed);
   });
   return !non_finite.load();
 }
 
 // Mines a checked, row-major matrix with its groups built.
-Triplets semihard_mine_cpu(const char* op, const at::Tensor& dist, const LabelGroups& g, bool exclude_self,
-                           std::optional<double> margin, bool squared, bool drop_fallback) {
+Triplets semi_hard_mine_cpu(const char* op, const at::Tensor& dist, const LabelGroups& g, bool exclude_self,
+                            std::optional<double> margin, bool squared, bool drop_fallback) {
   const int64_t num_pairs = g.summary.num_pairs;
   at::Tensor a = empty_like_device({num_pairs}, dist, at::kLong), p = empty_like_device({num_pairs}, dist, at::kLong),
              n = empty_like_device({num_pairs}, dist, at::kLong);
   if (num_pairs == 0) return {a, p, n};
   bool finite = true;
-  AT_DISPATCH_FLOATING_TYPES(dist.scalar_type(), "semihard_cpu", [&] {
-    finite = semihard_cpu_kernel<scalar_t>(dist, g, exclude_self, margin.has_value(),
-                                           static_cast<scalar_t>(margin.value_or(0)), squared, drop_fallback,
-                                           a.data_ptr<int64_t>(), p.data_ptr<int64_t>(), n.data_ptr<int64_t>());
+  AT_DISPATCH_FLOATING_TYPES(dist.scalar_type(), "semi_hard_cpu", [&] {
+    finite = semi_hard_cpu_kernel<scalar_t>(dist, g, exclude_self, margin.has_value(),
+                                            static_cast<scalar_t>(margin.value_or(0)), squared, drop_fallback,
+                                            a.data_ptr<int64_t>(), p.data_ptr<int64_t>(), n.data_ptr<int64_t>());
   });
   if (!finite) fail_non_finite(op);
   // Slots stay empty only through the margin or "drop" (anchors without a negative have no slot).
@@ -481,12 +481,12 @@ Triplets semihard_mine_cpu(const char* op, const at::Tensor& dist, const LabelGr
   return {a, p, n};
 }
 
-Triplets semihard_from_sq_dist_cpu(const at::Tensor& sq_dist, const at::Tensor& labels, const at::Tensor& ref_labels,
-                                   bool exclude_self, std::optional<double> margin, bool squared, bool drop_fallback) {
-  const char* op = "semihard_from_sq_dist";
+Triplets semi_hard_from_sq_dist_cpu(const at::Tensor& sq_dist, const at::Tensor& labels, const at::Tensor& ref_labels,
+                                    bool exclude_self, std::optional<double> margin, bool squared, bool drop_fallback) {
+  const char* op = "semi_hard_from_sq_dist";
   check_mining_inputs(op, sq_dist, labels, ref_labels, exclude_self, margin);
   const LabelGroups g = label_groups_cpu(labels, ref_labels, exclude_self);
-  return semihard_mine_cpu(op, row_major(sq_dist), g, exclude_self, margin, squared, drop_fallback);
+  return semi_hard_mine_cpu(op, row_major(sq_dist), g, exclude_self, margin, squared, drop_fallback);
 }
 
 // The fused op: groups first (no pair, no distances), then distances, then mining; one native call.
@@ -494,14 +494,14 @@ Triplets semi_hard_triplets_cpu(const at::Tensor& emb, const at::Tensor& labels,
                                 bool squared, bool drop_fallback) {
   const char* op = "semi_hard_triplets";
   return mine_embeddings_cpu(op, emb, labels, margin, [&](const at::Tensor& d, const LabelGroups& g) {
-    return semihard_mine_cpu(op, d, g, true, margin, squared, drop_fallback);
+    return semi_hard_mine_cpu(op, d, g, true, margin, squared, drop_fallback);
   });
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(facenet_ext, CPU, m) {
-  m.impl("semihard_from_sq_dist", &semihard_from_sq_dist_cpu);
+  m.impl("semi_hard_from_sq_dist", &semi_hard_from_sq_dist_cpu);
   m.impl("semi_hard_triplets", &semi_hard_triplets_cpu);
 }
 

@@ -7,7 +7,7 @@
 // Anchors with more positives than fit in shared memory are handled in chunks of positives, one pass
 // each. Results equal the CPU kernel's exactly: both compute the same argmin with the same tie rule.
 //
-// Output modes (SemihardArgs):
+// Output modes (SemiHardArgs):
 //  - slot: the triplet of positive q goes to slot pair_offset[a] + q, empty (-1) when the margin or
 //    "drop" rejects it; slots at or past `capacity` are not written.
 //  - ordered (`ordered`): only kept triplets are written, at out_base[a] + (kept triplets of earlier
@@ -73,7 +73,7 @@ struct BucketMin<double> {
   }
 };
 
-struct SemihardArgs {
+struct SemiHardArgs {
   int64_t ld, N;
   const int32_t *anchor_gid, *ref_gid, *members, *group_start;
   const int64_t* pair_offset;
@@ -88,8 +88,8 @@ struct SemihardArgs {
 };
 
 template <typename T>
-__global__ void __launch_bounds__(kSemihardThreads)
-    semihard_kernel(const T* __restrict__ dist, T margin, SemihardArgs args) {
+__global__ void __launch_bounds__(kSemiHardThreads)
+    semi_hard_kernel(const T* __restrict__ dist, T margin, SemiHardArgs args) {
   const int64_t a = blockIdx.x;
   const int64_t slot0 = args.pair_offset[a];
   const int K = static_cast<int>(args.pair_offset[a + 1] - slot0);
@@ -110,7 +110,7 @@ __global__ void __launch_bounds__(kSemihardThreads)
   T* thr = reinterpret_cast<T*>(smem);
   T* sorted = thr + chunk;
   int32_t* rank_of = reinterpret_cast<int32_t*>(sorted + chunk);
-  unsigned char* tail = smem + semihard_keys_offset(chunk, sizeof(T));
+  unsigned char* tail = smem + semi_hard_keys_offset(chunk, sizeof(T));
   BucketMin<T> buckets;
   if constexpr (std::is_same_v<T, float>) {
     buckets.key = reinterpret_cast<key64*>(tail);
@@ -119,8 +119,8 @@ __global__ void __launch_bounds__(kSemihardThreads)
     buckets.index = reinterpret_cast<int32_t*>(buckets.bits + chunk + 1);
   }
 
-  using Reduce = cub::BlockReduce<DistIndex<T>, kSemihardThreads>;
-  using Scan = cub::BlockScan<int64_t, kSemihardThreads>;
+  using Reduce = cub::BlockReduce<DistIndex<T>, kSemiHardThreads>;
+  using Scan = cub::BlockScan<int64_t, kSemiHardThreads>;
   __shared__ typename Reduce::TempStorage reduce_storage;
   __shared__ typename Scan::TempStorage scan_storage;
   __shared__ DistIndex<T> farthest;
@@ -131,25 +131,25 @@ __global__ void __launch_bounds__(kSemihardThreads)
   bool bad = args.exclude_self && tid == 0 && !isfinite(row[a]);
   for (int c0 = 0; c0 < K; c0 += chunk) {
     const int kc = min(chunk, K - c0);
-    for (int q = tid; q < kc; q += kSemihardThreads) {
+    for (int q = tid; q < kc; q += kSemiHardThreads) {
       const int32_t pos = c0 + q;
       thr[q] = row[args.members[gs + pos + (pos >= self_pos ? 1 : 0)]];
       bad |= !isfinite(thr[q]);
     }
-    for (int c = tid; c <= kc; c += kSemihardThreads) buckets.init(c);
+    for (int c = tid; c <= kc; c += kSemiHardThreads) buckets.init(c);
     __syncthreads();
-    for (int q = tid; q < kc; q += kSemihardThreads) {  // stable rank: ties keep positive order
+    for (int q = tid; q < kc; q += kSemiHardThreads) {  // stable rank: ties keep positive order
       const T t = thr[q];
       int r = 0;
       for (int s = 0; s < kc; ++s) r += (thr[s] < t || (thr[s] == t && s < q)) ? 1 : 0;
       rank_of[q] = r;
     }
     __syncthreads();
-    for (int q = tid; q < kc; q += kSemihardThreads) sorted[rank_of[q]] = thr[q];
+    for (int q = tid; q < kc; q += kSemiHardThreads) sorted[rank_of[q]] = thr[q];
     __syncthreads();
 
     DistIndex<T> far{T(0), -1};
-    for (int64_t j = tid; j < args.N; j += kSemihardThreads) {
+    for (int64_t j = tid; j < args.N; j += kSemiHardThreads) {
       if (args.ref_gid[j] == gid) continue;
       const T d = row[j];
       bad |= !isfinite(d);
@@ -158,7 +158,7 @@ __global__ void __launch_bounds__(kSemihardThreads)
     }
     __syncthreads();
     if constexpr (BucketMin<T>::kTwoPass) {
-      for (int64_t j = tid; j < args.N; j += kSemihardThreads) {
+      for (int64_t j = tid; j < args.N; j += kSemiHardThreads) {
         if (args.ref_gid[j] == gid) continue;
         const T d = row[j];
         buckets.offer_index(count_below(sorted, kc, d), d, static_cast<int32_t>(j));
@@ -172,9 +172,9 @@ __global__ void __launch_bounds__(kSemihardThreads)
     }
     __syncthreads();
 
-    // Rounds of kSemihardThreads positives in positive order; the bound is block-uniform, so every
+    // Rounds of kSemiHardThreads positives in positive order; the bound is block-uniform, so every
     // thread reaches the ordered mode's scan.
-    for (int r0 = 0; r0 < kc; r0 += kSemihardThreads) {
+    for (int r0 = 0; r0 < kc; r0 += kSemiHardThreads) {
       const int q = r0 + tid;
       const int32_t pos = c0 + q;
       int32_t p = -1;

@@ -81,7 +81,7 @@ def non_finite_raises():
                 m = d.to(dtype)
                 m[a, column] = value
                 try:
-                    ops.semihard_from_sq_dist(m, labels, labels, True, None, True, False)
+                    ops.semi_hard_from_sq_dist(m, labels, labels, True, None, True, False)
                     raised.append(False)
                 except ValueError:
                     raised.append(True)
@@ -93,7 +93,7 @@ def mine_all(out_path):
     the capability forced)."""
     got = {}
     for key, m, labels, ref_labels, exclude_self, (margin, squared, drop) in _runs():
-        triplets = ops.semihard_from_sq_dist(m, labels, ref_labels, exclude_self, margin, squared, drop)
+        triplets = ops.semi_hard_from_sq_dist(m, labels, ref_labels, exclude_self, margin, squared, drop)
         got[key] = [t.tolist() for t in triplets]
     torch.save((got, non_finite_raises()), out_path)
 
@@ -128,7 +128,7 @@ def test_tie_heavy_rows_on_every_capability(capability, flag, tmp_path):
         pytest.skip(f"this CPU has no {flag}")
     out = tmp_path / "triplets.pt"
     env = dict(os.environ, FACENET_EXT_CPU_CAPABILITY=capability, PYTHONPATH=str(ROOT / "tests"))
-    code = f"import test_semihard_row_pass as t; t.mine_all({str(out)!r})"
+    code = f"import test_semi_hard_row_pass as t; t.mine_all({str(out)!r})"
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (got, raised), want = torch.load(out), expected()

@@ -11,7 +11,7 @@
 
 namespace fx::cuda {
 
-struct AllSemihardArgs {
+struct AllSemiHardArgs {
   int64_t ld, N;
   const int32_t *anchor_gid, *ref_gid, *members, *group_start;
   const int64_t* pair_offset;
@@ -23,8 +23,8 @@ struct AllSemihardArgs {
 };
 
 template <typename T, bool kFill>
-__global__ void __launch_bounds__(kAllSemihardWarps * 32)
-    all_semihard_kernel(const T* __restrict__ dist, T margin, AllSemihardArgs args) {
+__global__ void __launch_bounds__(kAllSemiHardWarps * 32)
+    all_semi_hard_kernel(const T* __restrict__ dist, T margin, AllSemiHardArgs args) {
   const int64_t a = blockIdx.x;
   const int64_t slot0 = args.pair_offset[a];
   const int K = static_cast<int>(args.pair_offset[a + 1] - slot0);
@@ -38,7 +38,7 @@ __global__ void __launch_bounds__(kAllSemihardWarps * 32)
       args.exclude_self ? self_position(args.members, gs, args.group_start[gid + 1], a) : INT32_MAX;
   const unsigned below = (1u << lane) - 1u;
   bool bad = false;
-  for (int q = warp; q < K; q += kAllSemihardWarps) {
+  for (int q = warp; q < K; q += kAllSemiHardWarps) {
     const int32_t p = args.members[gs + q + (q >= self_pos ? 1 : 0)];
     const T ap = to_metric(row[p], args.squared);
     const int64_t slot = slot0 + q;
@@ -49,7 +49,7 @@ __global__ void __launch_bounds__(kAllSemihardWarps * 32)
       bool hit = false;
       if (j < args.N) {
         if (!kFill) bad |= !isfinite(row[j]);
-        if (args.ref_gid[j] != gid) hit = in_semihard_window(ap, to_metric(row[j], args.squared), margin);
+        if (args.ref_gid[j] != gid) hit = in_semi_hard_window(ap, to_metric(row[j], args.squared), margin);
       }
       const unsigned mask = __ballot_sync(0xFFFFFFFFu, hit);
       if constexpr (kFill) {

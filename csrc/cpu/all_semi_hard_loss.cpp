@@ -1,4 +1,4 @@
-// all_semihard_loss on CPU: triplet_loss(mining="all_semihard") without its triplet list.
+// all_semi_hard_loss on CPU: triplet_loss(mining="all_semihard") without its triplet list.
 //
 // The loss over every triplet with 0 < D_an - D_ap <= margin is a sum over pairs: a positive pair
 // (a, p) enters once per negative in its window, a negative pair (a, n) once per positive whose window
@@ -89,7 +89,7 @@ bool anchor_loss(const LossInputs<T>& in, const LabelGroups& g, int64_t a, std::
     // Along ascending D_ap the difference D_an - D_ap falls: the window 0 < diff <= m is [lo, hi), and
     // its active part diff < m is [lo_active, hi), each bound the first k where a monotone test flips.
     const int64_t lo = partition_point(K, [&](int64_t k) { return an - pos[k].first <= m; });
-    const int64_t lo_active = partition_point(K, [&](int64_t k) { return semihard_active(pos[k].first, an, m); });
+    const int64_t lo_active = partition_point(K, [&](int64_t k) { return semi_hard_active(pos[k].first, an, m); });
     const int64_t hi = partition_point(K, [&](int64_t k) { return !(an - pos[k].first > T(0)); });
     if (hi <= lo) continue;
     const int64_t active = hi > lo_active ? hi - lo_active : 0;
@@ -121,7 +121,8 @@ bool anchor_loss(const LossInputs<T>& in, const LabelGroups& g, int64_t a, std::
 }
 
 template <typename T>
-void all_semihard_loss_kernel(const LossInputs<T>& in, const LabelGroups& g, T* coef, AnchorSums& total, bool& finite) {
+void all_semi_hard_loss_kernel(const LossInputs<T>& in, const LabelGroups& g, T* coef, AnchorSums& total,
+                               bool& finite) {
   std::vector<AnchorSums> per_anchor(in.B);
   std::atomic<bool> non_finite{false};
   at::parallel_for(0, in.B, grain_for(4 * in.B), [&](int64_t begin, int64_t end) {
@@ -145,9 +146,9 @@ void all_semihard_loss_kernel(const LossInputs<T>& in, const LabelGroups& g, T* 
 
 // Returns (sums [3] = loss over active triplets, sum of D_ap, sum of D_an over all triplets, in the
 // accumulation dtype; counts [2] int64 = triplets, active triplets; coef [B, B] or [0, 0]).
-std::tuple<at::Tensor, at::Tensor, at::Tensor> all_semihard_loss_cpu(const at::Tensor& emb, const at::Tensor& labels,
-                                                                     double margin, bool squared, bool with_grad) {
-  const char* op = "all_semihard_loss";
+std::tuple<at::Tensor, at::Tensor, at::Tensor> all_semi_hard_loss_cpu(const at::Tensor& emb, const at::Tensor& labels,
+                                                                      double margin, bool squared, bool with_grad) {
+  const char* op = "all_semi_hard_loss";
   check_fused_mining_inputs(op, emb, labels, margin);
   const auto acc = acc_type(emb.scalar_type());
   const int64_t B = emb.size(0);
@@ -164,14 +165,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> all_semihard_loss_cpu(const at::T
   const at::Tensor x = packed_as(emb, acc);
   const int64_t D = x.size(1);
   bool finite = true;
-  AT_DISPATCH_FLOATING_TYPES(acc, "all_semihard_loss_cpu", [&] {
+  AT_DISPATCH_FLOATING_TYPES(acc, "all_semi_hard_loss_cpu", [&] {
     const scalar_t* xp = x.data_ptr<scalar_t>();
     std::vector<scalar_t> norm(B);
     row_norms(xp, B, D, norm.data());  // finite: the distances above checked them
     const LossInputs<scalar_t> in{dist.data_ptr<scalar_t>(),     xp,     norm.data(), B, D,
                                   static_cast<scalar_t>(margin), squared};
     AnchorSums total;
-    all_semihard_loss_kernel<scalar_t>(in, g, with_grad ? coef.data_ptr<scalar_t>() : nullptr, total, finite);
+    all_semi_hard_loss_kernel<scalar_t>(in, g, with_grad ? coef.data_ptr<scalar_t>() : nullptr, total, finite);
     scalar_t* s = sums.data_ptr<scalar_t>();
     s[0] = static_cast<scalar_t>(total.loss);
     s[1] = static_cast<scalar_t>(total.d_ap);
@@ -185,6 +186,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> all_semihard_loss_cpu(const at::T
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(facenet_ext, CPU, m) { m.impl("all_semihard_loss", &all_semihard_loss_cpu); }
+TORCH_LIBRARY_IMPL(facenet_ext, CPU, m) { m.impl("all_semi_hard_loss", &all_semi_hard_loss_cpu); }
 
 }  // namespace fx
