@@ -30,9 +30,9 @@ import torch
 import facenet_ext as fx
 from facenet_ext.bench.baselines import pml_semihard_miner
 from facenet_ext.train.config import TrainConfig
+from facenet_ext.train.data.sampler import PKSampler
 from facenet_ext.train.loop import build_model, make_optimizer, network_input
 from facenet_ext.train.recipes import LFW, TRIPLET_LFW
-from facenet_ext.train.sampler import PKSampler
 from facenet_ext.train.step_timing import PHASES, StepTimer
 
 MARGIN = 0.2
@@ -62,8 +62,8 @@ def images_and_labels(data: str | None, cfg: TrainConfig, batch: int) -> tuple[t
         return torch.randint(0, 256, (n, 1, cfg.image_size, cfg.image_size), generator=g, dtype=torch.uint8), (
             torch.arange(n) // cfg.images_per_identity
         )
-    from facenet_ext.train.face_cache import Preprocess
-    from facenet_ext.train.lfw_data import load_protocol
+    from facenet_ext.train.data.face_cache import Preprocess
+    from facenet_ext.train.lfw.data import load_protocol
 
     prep = Preprocess(cfg.image_size, cfg.channels, cfg.crop_box)
     train_set = load_protocol(os.path.abspath(data), "view1", None, prep, progress=False, seed=0).train_set

@@ -23,9 +23,9 @@ import torch
 
 import facenet_ext as fx
 from facenet_ext.bench.baselines import pml_semihard_miner, pml_triplet_loss
-from facenet_ext.train.images import load_digits_set, load_image_folder, standardize
+from facenet_ext.train.data.images import load_digits_set, load_image_folder, standardize
+from facenet_ext.train.data.sampler import PKSampler
 from facenet_ext.train.model import NN2
-from facenet_ext.train.sampler import PKSampler
 
 
 def loss_functions(margin: float) -> dict:

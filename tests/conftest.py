@@ -39,3 +39,15 @@ def shared_data():
     if path is None:
         pytest.skip("real-face data not found: set FACENET_EXT_DATA or put a shared/data folder beside the checkout")
     return path
+
+
+def pytest_collection_modifyitems(config, items):
+    """Timing benchmarks (tests that take pytest-benchmark's ``benchmark`` fixture, as in
+    test_bench_miners.py) take minutes and measure rather than check: the default run skips them, and
+    ``--benchmark-only`` runs them alone."""
+    if config.getoption("benchmark_only", default=False):
+        return
+    skip = pytest.mark.skip(reason="timing benchmark: run it with --benchmark-only (needs pytest-benchmark)")
+    for item in items:
+        if "benchmark" in getattr(item, "fixturenames", ()):
+            item.add_marker(skip)

@@ -13,9 +13,9 @@ import pytest
 from facenet_ext.__main__ import COMMANDS, main
 from facenet_ext.bench.runner import QUICK_BATCHES
 from facenet_ext.paths import IMAGE_SUFFIXES
-from facenet_ext.train.cli import as_flags, shown
+from facenet_ext.train.commands.evaluate import OUTPUT_FILES
+from facenet_ext.train.commands.train import as_flags, shown
 from facenet_ext.train.config import TrainConfig
-from facenet_ext.train.evaluate import OUTPUT_FILES
 from facenet_ext.train.recipes import LFW, QUICK
 
 CONFIG_FIELDS = {f.name for f in fields(TrainConfig)}

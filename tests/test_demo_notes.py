@@ -3,8 +3,8 @@ no LFW data gets a line saying the LFW step was skipped and where the data go.""
 
 import pytest
 
-from facenet_ext.train import demo_lfw
-from facenet_ext.train.demo_notes import below_raw_pixels, note
+from facenet_ext.train.commands import demo_lfw
+from facenet_ext.train.commands.demo_notes import below_raw_pixels, note
 
 
 def _metrics(after, raw, steps=60):

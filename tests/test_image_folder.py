@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from facenet_ext.image_folder import list_image_folder
-from facenet_ext.train.face_cache import Preprocess, load_cached_faces
-from facenet_ext.train.images import load_image_folder
+from facenet_ext.train.data.face_cache import Preprocess, load_cached_faces
+from facenet_ext.train.data.images import load_image_folder
 
 
 def _png(path, value=0):

@@ -11,8 +11,8 @@ from PIL import Image
 
 from facenet_ext.image_folder import list_image_folder
 from facenet_ext.train import TrainConfig
-from facenet_ext.train.face_cache import JpegFaces, Preprocess, cache_key, load_cached_faces
-from facenet_ext.train.lfw_data import all_faces
+from facenet_ext.train.data.face_cache import JpegFaces, Preprocess, cache_key, load_cached_faces
+from facenet_ext.train.lfw.data import all_faces
 from facenet_ext.train.loop import batch_loader, build_sampler
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from facenet_ext.__main__ import main
-from facenet_ext.train.demo_lfw import format_line, latest_view1_run
-from facenet_ext.train.lfw_protocol import read_people
-from facenet_ext.train.sampler import PKSampler
+from facenet_ext.train.commands.demo_lfw import format_line, latest_view1_run
+from facenet_ext.train.data.sampler import PKSampler
+from facenet_ext.train.lfw.protocol import read_people
 
 TINY = (
     "--width 0.125 --depth 1 --crop-box 110 --image-size 20 --input-size 16 -P 4 -K 2 --epochs 1 "

@@ -4,7 +4,7 @@ to an image; and the errors for malformed files and missing images."""
 import numpy as np
 import pytest
 
-from facenet_ext.train.lfw_protocol import check_pairs_resolve, images_dir, is_lfw_root, read_people, view1, view2
+from facenet_ext.train.lfw.protocol import check_pairs_resolve, images_dir, is_lfw_root, read_people, view1, view2
 
 
 @pytest.fixture(scope="module")

@@ -21,10 +21,10 @@ from facenet_ext.quality import (
     template_verification,
 )
 from facenet_ext.train.config import TrainConfig
-from facenet_ext.train.degrade import CLASSIC, DEGRADATIONS, degrade, parse_kinds
-from facenet_ext.train.images import ImageSet
-from facenet_ext.train.lfw_protocol import read_people
-from facenet_ext.train.lfw_quality import cap_per_person, degraded_copy, quality_report
+from facenet_ext.train.data.degrade import CLASSIC, DEGRADATIONS, degrade, parse_kinds
+from facenet_ext.train.data.images import ImageSet
+from facenet_ext.train.lfw.protocol import read_people
+from facenet_ext.train.lfw.quality import cap_per_person, degraded_copy, quality_report
 
 
 # --- degradations ------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from facenet_ext.image_folder import natural_key
-from facenet_ext.train.images import augment, load_digits_set, load_image_folder, split_identities, standardize
-from facenet_ext.train.sampler import PKSampler
+from facenet_ext.train.data.images import augment, load_digits_set, load_image_folder, split_identities, standardize
+from facenet_ext.train.data.sampler import PKSampler
 
 
 def _write_tree(root, counts, mode="L", size=(20, 30)):
@@ -148,7 +148,7 @@ def test_standardize_and_augment():
 
 
 def test_degrade_changes_exactly_the_chosen_images():
-    from facenet_ext.train.degrade import CLASSIC, degrade
+    from facenet_ext.train.data.degrade import CLASSIC, degrade
 
     images = torch.randint(0, 256, (12, 1, 16, 16), dtype=torch.uint8)
     out, kind = degrade(images, 0.5, torch.Generator().manual_seed(0))
@@ -164,7 +164,7 @@ def test_degrade_changes_exactly_the_chosen_images():
 def test_random_affine_rotates_and_zooms_about_the_centre():
     """No rotation and no zoom resample every pixel onto itself; a zoom keeps the centre pixel; the same
     generator state gives the same warp (resumed runs replay it), another gives another."""
-    from facenet_ext.train.images import random_affine
+    from facenet_ext.train.data.images import random_affine
 
     x = torch.randn(6, 1, 16, 16)
     same = random_affine(x, torch.Generator().manual_seed(0), rotate=0.0, scale=0.0)

@@ -10,7 +10,7 @@ from PIL import Image
 from facenet_ext.__main__ import main
 from facenet_ext.eval import read_pairs
 from facenet_ext.train import TrainConfig, train
-from facenet_ext.train.evaluate import OUTPUT_FILES
+from facenet_ext.train.commands.evaluate import OUTPUT_FILES
 
 from synthetic_faces import write_faces
 

@@ -10,7 +10,7 @@ import torch
 from facenet_ext.__main__ import main
 from facenet_ext.train import TrainConfig, train
 from facenet_ext.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from facenet_ext.train.sampler import PKSampler
+from facenet_ext.train.data.sampler import PKSampler
 
 from synthetic_faces import write_faces
 

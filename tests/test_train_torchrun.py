@@ -15,9 +15,9 @@ import torch.distributed as dist
 import facenet_ext as fx
 from facenet_ext.train.checkpoint import load_checkpoint
 from facenet_ext.train.config import TrainConfig
-from facenet_ext.train.images import split_identities, standardize
+from facenet_ext.train.data.images import split_identities, standardize
+from facenet_ext.train.data.sampler import PKSampler
 from facenet_ext.train.loop import build_model, load_data, step_generator
-from facenet_ext.train.sampler import PKSampler
 
 from synthetic_faces import write_faces
 

@@ -16,8 +16,8 @@ from facenet_ext.losses import ArcFaceLoss
 from facenet_ext.train import TrainConfig, step_timing, train
 from facenet_ext.train import objective as objective_module
 from facenet_ext.train.checkpoint import load_checkpoint
-from facenet_ext.train.cli import add_arguments, config_from_args
-from facenet_ext.train.sampler import PhasedSampler, PKSampler, UniformSampler
+from facenet_ext.train.commands.train import add_arguments, config_from_args
+from facenet_ext.train.data.sampler import PhasedSampler, PKSampler, UniformSampler
 from facenet_ext.train.step_timing import PHASES, StepTimer
 
 from synthetic_faces import write_faces

@@ -63,7 +63,7 @@ class _QuickBenchOptions:
 
 def _demo_arguments(p: argparse.ArgumentParser) -> None:
     from .bench.runner import add_arguments
-    from .train.demo_lfw import SHORT_RUN
+    from .train.commands.demo_lfw import SHORT_RUN
 
     p.add_argument(
         "--out",
@@ -94,7 +94,7 @@ def _demo(args: argparse.Namespace) -> int:
         "\nfacenet_ext demo 2/2: short training run (small conv net, ArcFace, bundled digits 0-6 and their mirrored "
         "and turned versions; evaluated on the unseen digits 7-9)"
     )
-    from .train.cli import add_arguments, run
+    from .train.commands.train import add_arguments, run
 
     train_parser = argparse.ArgumentParser()
     add_arguments(train_parser)
@@ -105,8 +105,8 @@ def _demo(args: argparse.Namespace) -> int:
         return status
     import json
 
-    from .train.demo_lfw import lfw_line
-    from .train.demo_notes import note
+    from .train.commands.demo_lfw import lfw_line
+    from .train.commands.demo_notes import note
 
     below = note(json.loads((args.out / "train" / "metrics.json").read_text()), "digits 7-9")
     if below:
@@ -119,37 +119,37 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
-    from .train.cli import add_arguments
+    from .train.commands.train import add_arguments
 
     add_arguments(p)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .train.cli import run
+    from .train.commands.train import run
 
     return run(args)
 
 
 def _eval_arguments(p: argparse.ArgumentParser) -> None:
-    from .train.evaluate import add_arguments
+    from .train.commands.evaluate import add_arguments
 
     add_arguments(p)
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .train.evaluate import run
+    from .train.commands.evaluate import run
 
     return run(args)
 
 
 def _view2_arguments(p: argparse.ArgumentParser) -> None:
-    from .train.view2 import add_arguments
+    from .train.commands.lfw_view2 import add_arguments
 
     add_arguments(p)
 
 
 def _view2(args: argparse.Namespace) -> int:
-    from .train.view2 import run
+    from .train.commands.lfw_view2 import run
 
     return run(args)
 

@@ -162,7 +162,7 @@ def plot_erc(curves: dict[str, dict], path: str | os.PathLike, metric: str = "fn
 
 
 # ---------------------------------------------------------------------------------------------------
-# judging a quality score: the pieces of the quality experiments (benchmarks/exp_*_quality.py)
+# judging a quality score: the pieces of the quality experiments (experiments/*_quality.py)
 # ---------------------------------------------------------------------------------------------------
 def rank_auc(score, positive) -> float:
     """P(score of a random positive > score of a random negative), ties counted half (Mann-Whitney U / n1 n0).

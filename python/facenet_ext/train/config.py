@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, fields
 
 from .. import mining
 from .._checks import check_choice
+from .data.degrade import parse_kinds
 
 LOSSES = ("triplet", "arcface", "magface")
 MINING = tuple(mining.MINING)
@@ -119,8 +120,6 @@ class TrainConfig:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if not 0 <= self.degrade < 1:
             raise ValueError(f"degrade must be a fraction in [0, 1), got {self.degrade}")
-        from .degrade import parse_kinds
-
         parse_kinds(self.degrade_kinds)
         if self.min_class_images < 1:
             raise ValueError(f"min_class_images must be >= 1, got {self.min_class_images}")

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .images import ImageSet, center_crop, standardize
+from .data.images import ImageSet, center_crop, standardize
 
 
 def embed_images(
@@ -73,6 +73,7 @@ def metrics_table(columns: dict[str, dict], title: str = "metric") -> str:
 def evaluate(emb: Tensor, data: ImageSet, seed: int = 0, pairs=None) -> dict:
     """Held-out verification, identification and clustering metrics (see facenet_ext.eval), on all
     pairs of ``data`` or on the given IndexPairs (LFW's test pairs)."""
+    # imported on use: it loads scikit-learn (about 4 s), which --help does not need
     from ..eval import evaluate_embeddings
 
     # plain Python numbers: metrics go into metrics.json and into checkpoints read with weights_only=True

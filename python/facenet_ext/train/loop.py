@@ -25,9 +25,9 @@ import torch
 
 from .checkpoint import check_same_config, load_checkpoint, save_checkpoint
 from .config import RESUMABLE_CHANGES, TrainConfig
-from .degrade import degrade
-from .embed import embed_images, evaluate, metrics_table, raw_pixel_embeddings
-from .images import (
+from .data.degrade import degrade
+from .data.face_cache import Preprocess
+from .data.images import (
     MIN_TRAIN_IDENTITIES,
     ImageSet,
     augment,
@@ -39,9 +39,11 @@ from .images import (
     split_identities,
     standardize,
 )
+from .data.sampler import PhasedSampler, PKSampler, UniformSampler
+from .embed import embed_images, evaluate, metrics_table, raw_pixel_embeddings
 from .model import NN2, SmallNet
 from .objective import Objective
-from .sampler import PhasedSampler, PKSampler, UniformSampler
+from .plots import plot_training
 from .step_timing import StepTimer, breakdown_table
 from .world import init_world
 
@@ -80,8 +82,8 @@ def load_sets(cfg: TrainConfig, cache_dir=None, workers: int = 2, progress: bool
     if cfg.protocol is None:
         data = load_data(cfg)
         return (data, *split_identities(data, cfg.holdout), None)
-    from .face_cache import Preprocess
-    from .lfw_data import load_protocol
+    # imported on use: it loads scikit-learn (about 4 s), which --help does not need
+    from .lfw.data import load_protocol
 
     prep = Preprocess(cfg.image_size or 64, cfg.channels or 1, cfg.crop_box)
     p = load_protocol(
@@ -387,7 +389,7 @@ def train(
             save()
         world.barrier()
 
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # imported on use: about 0.4 s that --help does not need
 
     interrupted, latest = False, None
     timer = StepTimer()  # this session's steps (a resumed run times its own steps only)
@@ -488,8 +490,6 @@ def train(
     metrics["after"] = latest if latest is not None else held_out_metrics()
     save()
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    from .plots import plot_training
-
     plot_training(metrics, out / "train.png")
     world.barrier()
     return RunResult(out, metrics, summary=summary_table(metrics))

@@ -6,7 +6,8 @@ from pathlib import Path
 
 
 def plot_training(metrics: dict, path: str | Path) -> None:
-    # An explicit Agg figure: no pyplot state, and the process's matplotlib backend is left alone.
+    # Imported on use (matplotlib is slow to load and --help does not need it). An explicit Agg figure: no
+    # pyplot state, and the process's matplotlib backend is left alone.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -1,5 +1,5 @@
 """The image sets of one LFW protocol split: the training people's images and the test pairs' images,
-from the decoded-image cache (:mod:`.face_cache`), with the pairs as row indices for evaluation.
+from the decoded-image cache (:mod:`facenet_ext.train.data.face_cache`), with the pairs as row indices for evaluation.
 
 People with a single image stay in the training set: the P x K sampler draws anchors only from people
 with two or more images and can add single-image people to a batch as negatives (``--singletons``).
@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..eval import IndexPairs, image_path, index_pairs
-from ..eval.pairs import stratified_folds
-from .face_cache import CachedFaces, Preprocess, load_cached_faces
-from .images import ImageSet
-from .lfw_protocol import Split, check_pairs_resolve, images_dir, split_for
+from ...eval import IndexPairs, image_path, index_pairs
+from ...eval.pairs import stratified_folds
+from ..data.face_cache import CachedFaces, Preprocess, load_cached_faces
+from ..data.images import ImageSet
+from .protocol import Split, check_pairs_resolve, images_dir, split_for
 
 EVAL_FOLDS = 10
 

@@ -6,7 +6,7 @@ it, e.g. ``--epochs`` for a smaller budget) into ``DIR/fold-k``, and test on fol
 ``pairs.txt``. The accuracy of fold k is the 10-fold accuracy over its 600 pairs (threshold chosen on
 nine tenths of them, applied to the rest; each fold is its own model, so no threshold crosses folds).
 
-The options are ``train``'s training settings (:func:`facenet_ext.train.cli.add_training_options`);
+The options are ``train``'s training settings (:func:`facenet_ext.train.commands.train.add_training_options`);
 ``train``'s ``--quick``, ``--protocol``, ``--fold``, ``--holdout``, ``--resume`` and ``--overwrite`` have
 no place here (the folds and their state decide them).
 
@@ -25,13 +25,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from ..checkpoint import CheckpointError
+from ..loop import train
+from .train import add_training_options, config_from_args
 
 KEYS = ("accuracy_10fold", "auc", "val_at_far_1e-3")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .cli import add_training_options
-
     p.add_argument(
         "--data",
         required=True,
@@ -64,8 +67,6 @@ def parse_folds(text: str) -> list[int]:
 
 
 def fold_config(args: argparse.Namespace, fold: int):
-    from .cli import config_from_args
-
     ns = argparse.Namespace(**{**vars(args), "protocol": "view2", "fold": fold})
     return config_from_args(ns)
 
@@ -78,11 +79,8 @@ def fold_state(run: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from .checkpoint import CheckpointError
-    from .lfw_protocol import is_lfw_root
-    from .loop import train
+    # imported on use: it loads scikit-learn (about 4 s), which --help does not need
+    from ..lfw.protocol import is_lfw_root
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -133,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _record_fold(run_dir: Path, seconds: float | None, cache_dir) -> None:
     """The fold's ROC (for roc.png) and its wall time, beside its metrics."""
-    from .evaluate import evaluate_checkpoint
+    # imported on use: it loads scikit-learn (about 4 s), which --help does not need
+    from ..checkpoint_eval import evaluate_checkpoint
 
     report = evaluate_checkpoint(run_dir / "checkpoint.pt", out=run_dir, cache_dir=cache_dir)["report"]
     extra = {"wall_seconds_this_session": seconds, "roc": report["roc"]}
@@ -209,7 +208,8 @@ def _table(rows: list[dict], stats: dict) -> str:
 
 
 def _plot(rows: list[dict], path: Path) -> None:
-    from ..eval import plot_roc
+    # imported on use: it loads scikit-learn (about 4 s), which --help does not need
+    from ...eval import plot_roc
 
     curves = {
         f"fold {r['fold']} (AUC {r['model']['auc']:.3f})": (np.array(r["roc"]["far"]), np.array(r["roc"]["val"]))

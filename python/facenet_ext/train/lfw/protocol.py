@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._checks import check_choice
-from ..eval.lfw_pairs import Pairs, image_path, read_pairs
-from .config import PROTOCOLS
+from ..._checks import check_choice
+from ...eval.lfw_pairs import Pairs, image_path, read_pairs
+from ..config import PROTOCOLS
 
 PROTOCOL_FILES = ("pairs.txt", "people.txt")
 VIEW1_FILES = ("peopleDevTrain.txt", "pairsDevTest.txt")

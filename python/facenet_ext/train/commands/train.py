@@ -16,11 +16,15 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from ..losses import ArcFaceLoss, MagFaceLoss
-from ..paths import IMAGE_SUFFIXES
-from .config import LOSSES, MINING, MODELS, OPTIMIZERS, PROTOCOLS, SAMPLERS, SCHEDULES, TrainConfig
-from .degrade import DEGRADATIONS
-from .recipes import LFW, MAGFACE_LFW, QUICK, TRIPLET_LFW
+import torch
+
+from ...losses import ArcFaceLoss, MagFaceLoss
+from ...paths import IMAGE_SUFFIXES
+from ..checkpoint import CheckpointError
+from ..config import LOSSES, MINING, MODELS, OPTIMIZERS, PROTOCOLS, SAMPLERS, SCHEDULES, TrainConfig
+from ..data.degrade import DEGRADATIONS
+from ..loop import train
+from ..recipes import LFW, MAGFACE_LFW, QUICK, TRIPLET_LFW
 
 S = argparse.SUPPRESS
 
@@ -107,7 +111,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_training_options(p)
 
 
-# lfw-view2 always reads LFW: these options' unset defaults are LFW's alone (see face_cache.Preprocess).
+# lfw-view2 always reads LFW: these options' unset defaults are LFW's alone (see data.face_cache.Preprocess).
 LFW_UNSET_HELP = {
     "--image-size": "stored square side (default: 64)",
     "--channels": "1 or 3 (default: 1)",
@@ -290,7 +294,8 @@ def add_training_options(p: argparse.ArgumentParser, lfw_only: bool = False) -> 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Command line, then the --quick or --protocol preset, then TrainConfig's defaults (module doc).
     The data path is stored absolute, so a checkpoint can be evaluated from any directory."""
-    from .lfw_protocol import is_lfw_root  # imported on use: it loads scikit-learn, which --help does not need
+    # imported on use: it loads scikit-learn (about 4 s), which --help does not need
+    from ..lfw.protocol import is_lfw_root
 
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
     preset = {}
@@ -311,11 +316,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from .checkpoint import CheckpointError
-    from .loop import train
-
     if args.resume and args.out is None:
         print("facenet-ext train: --resume needs --out RUN (the run folder to continue)", file=sys.stderr)
         return 2

@@ -5,8 +5,13 @@ current directory or one of its parents); without LFW, a line saying it was skip
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
+
+from ... import paths
+from .demo_notes import note
+from .train import add_arguments, run
 
 # A short View 1 run for the demo: the LFW recipe for 60 steps (about a minute on 2 cores, after the
 # one-off image cache), so the line shows the pipeline, not the recipe's accuracy.
@@ -37,8 +42,6 @@ NO_LFW = (
 
 def format_line(metrics: dict, source: str) -> str:
     """The LFW line, with a note on its own line where a metric is below raw pixels (a short run)."""
-    from .demo_notes import note
-
     a, raw = metrics["after"], metrics["raw_pixels"]
     line = (
         f"LFW View 1 (1000 DevTest pairs, 10-fold): accuracy {a['accuracy_10fold']:.3f}, AUC {a['auc']:.3f}, "
@@ -53,10 +56,8 @@ def lfw_line(out: Path, runs: Path = Path("runs")) -> str | None:
     """The line, or :data:`NO_LFW` without the data, or None when the short run failed (it printed why).
     It reuses the newest finished View 1 run under ``runs`` or ``out``; without one it trains a short one
     into ``out/lfw-view1``."""
-    from ..paths import shared_data_dir
-
     try:
-        data = shared_data_dir()
+        data = paths.shared_data_dir()
     except FileNotFoundError:
         return NO_LFW
     if data is None or not (data / "lfw").is_dir():
@@ -64,10 +65,6 @@ def lfw_line(out: Path, runs: Path = Path("runs")) -> str | None:
     previous = latest_view1_run(runs, out)
     if previous is not None:
         return format_line(json.loads(previous.read_text()), f"from the last View 1 run, {previous.parent}")
-    import argparse
-
-    from .cli import add_arguments, run
-
     run_dir = out / "lfw-view1"
     print(
         f"LFW found at {data / 'lfw'}: a short View 1 run into {run_dir} (train --protocol view1 gives the full recipe)"

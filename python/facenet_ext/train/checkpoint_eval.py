@@ -1,114 +1,27 @@
-"""``python -m facenet_ext eval``: embed an image folder with a trained checkpoint and evaluate it.
-
-Verification on all pairs of the chosen identities (or on a ``pairs.txt`` in LFW's format), VAL at
-FAR = 1e-3 and 1e-2, 10-fold accuracy, ROC/AUC/EER, rank-1 identification and clustering, each next to
-the raw-pixel baseline, and the error-versus-reject curve of the feature magnitude as quality score
-(MagFace's; meaningful for ``--loss magface`` models); writes the files of ``OUTPUT_FILES``.
-``--write-pairs`` writes an LFW-style 10-fold pair list for the folder instead.
+"""Evaluate a trained checkpoint (what ``python -m facenet_ext eval`` runs, and ``lfw-view2`` per fold):
+embed an image folder, an LFW protocol run's test pairs or a ``pairs.txt`` list with the model and with
+raw pixels, and write the metrics, ROC, error-versus-reject curve and embeddings
+(:data:`facenet_ext.train.commands.evaluate.OUTPUT_FILES`). Loads scikit-learn (through
+:mod:`facenet_ext.eval`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-SPLITS = ("all", "heldout", "train")
-# What an evaluation writes into its --out folder, and what each file holds (the help lists them).
-OUTPUT_FILES = {
-    "eval.json": "the metrics of the model and of raw pixels, the error-versus-reject curve, and the model's ROC "
-    "when it ran on a pair list",
-    "roc.png": "the ROC of the model and of raw pixels",
-    "erc.png": "the error-versus-reject curve with the feature magnitude as quality score",
-    "embeddings.npz": "the normalised embeddings, feature magnitudes, labels, identities and image paths",
-}
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--checkpoint", help="RUN/checkpoint.pt written by `facenet_ext train` (required unless --write-pairs)"
-    )
-    p.add_argument(
-        "--data",
-        default=None,
-        help="image folder ROOT/<identity>/<image> (the image files train reads) or an LFW folder "
-        "(default: the checkpoint's training data)",
-    )
-    p.add_argument(
-        "--split",
-        choices=SPLITS,
-        default=None,
-        help="identities to evaluate: the checkpoint's held-out ones, its training ones, or all "
-        "(default: heldout when --data is the training data and no --pairs is given, else all)",
-    )
-    p.add_argument(
-        "--pairs",
-        default=None,
-        help="evaluate on these pairs (LFW pairs.txt format) instead of all pairs (default: all pairs of "
-        "the chosen identities; an LFW protocol run: its own test pairs)",
-    )
-    p.add_argument(
-        "--out", default=None, help=f"output folder for {', '.join(OUTPUT_FILES)} (default: the checkpoint's folder)"
-    )
-    p.add_argument(
-        "--write-pairs",
-        default=None,
-        metavar="FILE",
-        help="write an LFW-style 10-fold pairs file for --data and exit (nothing else is written)",
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the 10-fold split, the sampled different-identity pairs, the identification gallery "
-        "and --write-pairs' pairs (default 0)",
-    )
-    p.add_argument(
-        "--cache",
-        default=None,
-        metavar="DIR",
-        help="decoded-image cache for LFW runs and --crop-box (default $FACENET_EXT_CACHE, else "
-        "$XDG_CACHE_HOME/facenet_ext, else ~/.cache/facenet_ext)",
-    )
-    p.add_argument(
-        "--crop-box",
-        type=int,
-        default=None,
-        metavar="PIXELS",
-        help="another --data folder: cut this centred square from each image before resizing (frame its "
-        "faces as the training crop framed LFW's) (default: the largest centred square; an LFW "
-        "folder: the run's crop box)",
-    )
-    p.epilog = "Files written into --out: " + "; ".join(f"{name}: {what}" for name, what in OUTPUT_FILES.items()) + "."
-
-
-def run(args: argparse.Namespace) -> int:
-    from .checkpoint import CheckpointError
-
-    try:
-        if args.write_pairs:
-            return _write_pairs(args)
-        if not args.checkpoint:
-            raise ValueError("--checkpoint is required (or --write-pairs)")
-        result = evaluate_checkpoint(
-            args.checkpoint,
-            args.data,
-            split=args.split,
-            pairs_file=args.pairs,
-            out=args.out,
-            seed=args.seed,
-            cache_dir=args.cache,
-            crop_box=args.crop_box,
-        )
-    except (CheckpointError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
-        print(f"facenet-ext eval: {exc}", file=sys.stderr)
-        return 2
-    print(result["table"])
-    print(f"results in {result['out']}: {', '.join(OUTPUT_FILES)}")
-    return 0
+from .. import eval as fe
+from ..quality import error_versus_reject, plot_erc
+from .checkpoint import load_checkpoint
+from .config import TrainConfig
+from .data.face_cache import Preprocess, load_cached_faces
+from .data.images import load_digits_set, load_image_folder, split_identities
+from .embed import embed_features, metrics_table, raw_pixel_embeddings
+from .lfw.data import all_faces
+from .lfw.protocol import images_dir, is_lfw_root
+from .loop import build_model, load_sets, resolve_data
 
 
 def evaluate_checkpoint(
@@ -126,14 +39,6 @@ def evaluate_checkpoint(
     checkpoints: relative, resolved against the current directory, else the run folder). An LFW
     protocol run evaluates on its own test pairs unless ``data`` or ``pairs_file`` says otherwise.
     ``crop_box``: cut this centred square (source pixels) from each image of ``data`` before resizing."""
-    from .. import eval as fe
-    from ..quality import error_versus_reject, plot_erc
-    from .checkpoint import load_checkpoint
-    from .config import TrainConfig
-    from .embed import embed_features, metrics_table, raw_pixel_embeddings
-    from .images import load_digits_set, load_image_folder, split_identities
-    from .lfw_protocol import images_dir, is_lfw_root
-    from .loop import build_model, load_sets, resolve_data
 
     state = load_checkpoint(checkpoint)
     cfg = TrainConfig.from_dict(state["config"])
@@ -161,9 +66,6 @@ def evaluate_checkpoint(
         if folder is None:
             images = load_digits_set(cfg.image_size or 32)
         elif crop_box is not None:  # a centred box of each image first, e.g. to frame ORL's faces as LFW's
-            from .face_cache import Preprocess, load_cached_faces
-            from .lfw_data import all_faces
-
             images = all_faces(
                 load_cached_faces(
                     folder,
@@ -225,8 +127,6 @@ def evaluate_checkpoint(
 
 def _images_for_pairs(images, pairs, root):
     """The images a pairs file names, in the order index_pairs gives them, and the IndexPairs into them."""
-    from .. import eval as fe
-
     needed, index = fe.index_pairs(pairs)
     listing = fe.list_image_folder(root)
     row_of = {str(Path(p).resolve()): i for i, p in enumerate(images.paths)}
@@ -247,14 +147,3 @@ def _images_for_pairs(images, pairs, root):
         )
     subset = type(images)(images.images[rows], images.labels[rows], images.identities, [images.paths[r] for r in rows])
     return subset, index
-
-
-def _write_pairs(args: argparse.Namespace) -> int:
-    from .. import eval as fe
-
-    if not args.data:
-        raise ValueError("--write-pairs needs --data (the folder to draw pairs from)")
-    pairs = fe.make_pairs(fe.list_image_folder(args.data), seed=args.seed)
-    fe.write_pairs(pairs, args.write_pairs)
-    print(f"wrote {len(pairs)} pairs in {pairs.n_folds} folds to {args.write_pairs}")
-    return 0

@@ -1,4 +1,4 @@
-"""The pieces of the MagFace-on-LFW quality experiment (``benchmarks/exp_lfw_quality.py``):
+"""The pieces of the MagFace-on-LFW quality experiment (``experiments/lfw_quality.py``):
 the held-out people of a View 2 fold, a trained run's features, and one run's quality report.
 
 Held-out people are those of set ``fold`` of ``people.txt``: a View 2 run of that fold never trained on
@@ -8,6 +8,7 @@ that no single person's pairs swamp the error-versus-reject curves).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +16,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..quality import error_versus_reject, fnmr_at, quality_auc_by_kind, random_rejection, template_verification
-from .degrade import DEGRADATIONS, degrade
-from .images import ImageSet
+from ...quality import error_versus_reject, fnmr_at, quality_auc_by_kind, random_rejection, template_verification
+from ..checkpoint import load_checkpoint
+from ..config import TrainConfig
+from ..data.degrade import DEGRADATIONS, degrade
+from ..data.face_cache import Preprocess, load_cached_faces
+from ..data.images import ImageSet
+from ..embed import embed_features
+from ..loop import build_model, load_sets, subset_people
+from .data import all_faces
+from .protocol import images_dir, read_people
 
 ERC_FRACTIONS = tuple(i / 20 for i in range(11))  # 0 .. 50 % rejected, in steps of 5 %
 REPORT_FRACTIONS = (0.1, 0.2, 0.3)
@@ -42,10 +50,6 @@ def heldout_people(
 ) -> ImageSet:
     """Every image (capped per person) of the people in set ``fold`` of ``people.txt``, preprocessed as the
     run ``cfg`` was trained (crop box, size, channels), from the shared decoded-image cache."""
-    from .face_cache import Preprocess, load_cached_faces
-    from .lfw_data import all_faces
-    from .lfw_protocol import images_dir, read_people
-
     people = read_people(Path(root) / "people.txt")
     if not 0 <= fold < len(people.sets):
         raise ValueError(f"fold must be in 0..{len(people.sets) - 1}, got {fold}")
@@ -58,8 +62,6 @@ def training_people_sample(cfg, n: int = 1200, per_person: int = 3, seed: int = 
     """``n`` images (seeded) of the people the run ``cfg`` trained on (its classes: the same share of the
     people and minimum images per class), at most ``per_person`` each: the "seen people" control, which
     separates "the loss learned no quality score" from "the score does not carry over to new people"."""
-    from .loop import load_sets, subset_people
-
     _, train_set, _, _ = load_sets(cfg, cache_dir, progress=False)
     if cfg.people_fraction < 1:
         train_set = subset_people(train_set, cfg.people_fraction, cfg.seed)
@@ -81,12 +83,6 @@ def training_people_sample(cfg, n: int = 1200, per_person: int = 3, seed: int = 
 
 def load_run(run: str | Path):
     """(config, model in eval mode, metrics.json or None) of a run folder."""
-    import json
-
-    from .checkpoint import load_checkpoint
-    from .config import TrainConfig
-    from .loop import build_model
-
     state = load_checkpoint(Path(run) / "checkpoint.pt")
     cfg = TrainConfig.from_dict(state["config"])
     in_channels = int(next(v for k, v in state["model"].items() if k.endswith("weight") and v.dim() == 4).shape[1])
@@ -101,8 +97,6 @@ def load_run(run: str | Path):
 def features_of(model, cfg, images: Tensor) -> Tensor:
     """The run's unnormalised features of uint8 images, as its evaluation computes them (centre crop,
     mirror averaging when the run was trained with ``flip_eval``); their norm is the quality score."""
-    from .embed import embed_features
-
     return embed_features(model, images, input_size=cfg.input_size, flip=cfg.flip_eval)
 
 

@@ -1,7 +1,7 @@
 """MagFace's feature magnitude as a face-quality score for people never trained on,
 learned from LFW's identities.
 
-    python benchmarks/exp_lfw_quality.py --data DATA/lfw --out runs/lfw-quality \\
+    python experiments/lfw_quality.py --data DATA/lfw --out runs/lfw-quality \\
         [--fold 0] [--seeds 0,1,2] [--arcface-seeds 0] [--people-fractions 0.25,0.5] [--variant NAME:KEY=VALUE,...]
 
 Trains what is missing under OUT/runs (a finished run, one with metrics.json, is reused; an interrupted
@@ -41,8 +41,8 @@ import torch
 
 from facenet_ext.quality import plot_erc, plot_quality_grid, quality_auc_by_kind
 from facenet_ext.train.config import TrainConfig
-from facenet_ext.train.degrade import DEGRADATIONS
-from facenet_ext.train.lfw_quality import (
+from facenet_ext.train.data.degrade import DEGRADATIONS
+from facenet_ext.train.lfw.quality import (
     degraded_copy,
     features_of,
     heldout_people,

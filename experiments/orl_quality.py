@@ -1,7 +1,7 @@
 """Issue 8's experiment: does the feature magnitude flag degraded faces, and does rejecting by it lower
 the verification error? Triplet vs ArcFace vs MagFace checkpoints trained on ORL s1-s30.
 
-    python benchmarks/exp_orl_quality.py RUN_TRIPLET RUN_ARCFACE RUN_MAGFACE [--fraction 0.3] [--out DIR]
+    python experiments/orl_quality.py RUN_TRIPLET RUN_ARCFACE RUN_MAGFACE [--fraction 0.3] [--out DIR]
 
 Each RUN is a folder written by ``python -m facenet_ext train --data .../orl_faces --loss ...``. On the
 held-out identities (s31-s40) a copy is made in which a known, seeded ``--fraction`` of the images is
@@ -28,10 +28,10 @@ from facenet_ext.eval import evaluate_embeddings
 from facenet_ext.quality import error_versus_reject, plot_erc, quality_auc_by_kind, random_rejection, rank_auc
 from facenet_ext.train.checkpoint import load_checkpoint
 from facenet_ext.train.config import TrainConfig
-from facenet_ext.train.degrade import CLASSIC as DEGRADATIONS  # this experiment's three kinds (issue 16 added two)
-from facenet_ext.train.degrade import degrade
+from facenet_ext.train.data.degrade import CLASSIC as DEGRADATIONS  # this experiment's three kinds (issue 16 added two)
+from facenet_ext.train.data.degrade import degrade
+from facenet_ext.train.data.images import load_image_folder, split_identities
 from facenet_ext.train.embed import embed_features
-from facenet_ext.train.images import load_image_folder, split_identities
 from facenet_ext.train.loop import build_model
 
 

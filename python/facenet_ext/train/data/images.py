@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..image_folder import list_image_folder_for, natural_key
+from ...image_folder import list_image_folder_for, natural_key
 
 MAX_PIXELS = 50_000_000  # a decompression bomb guard; real face crops are far below it
 
@@ -71,7 +71,7 @@ def load_image_folder(
     Fewer than ``min_identities`` identities with images raise ``ValueError`` (checked on the listing
     before anything is decoded, and again after unreadable files are skipped); training with a
     fractional hold-out needs 4 (:data:`MIN_TRAIN_IDENTITIES`)."""
-    from PIL import Image
+    from PIL import Image  # imported on use: about 0.1 s that --help does not need
 
     root = Path(root).expanduser()
     listing = list_image_folder_for("load_image_folder", root)
@@ -95,7 +95,7 @@ def load_image_folder(
     if channels is None:
         channels = 1 if all(im.mode in ("L", "I", "I;16", "1", "F") for _, _, im in decoded) else 3
     mode = "L" if channels == 1 else "RGB"
-    arrays = [np.asarray(_square(im.convert(mode), image_size)) for _, _, im in decoded]
+    arrays = [np.asarray(center_square(im.convert(mode), image_size)) for _, _, im in decoded]
     images = torch.from_numpy(np.stack(arrays))
     images = images.unsqueeze(1) if channels == 1 else images.permute(0, 3, 1, 2)
     names = list(dict.fromkeys(identity for identity, _, _ in decoded))
@@ -109,7 +109,7 @@ def load_image_folder(
 def load_digits_set(image_size: int = 32) -> ImageSet:
     """scikit-learn's bundled 8x8 handwritten digits (1797 images, 10 classes), upsampled to
     ``image_size``: real images that need no download, so the trainer runs on a fresh machine."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # imported on use: scikit-learn takes about 4 s to load
 
     _check_size("image_size", image_size)
     digits = load_digits()
@@ -207,8 +207,10 @@ def random_crop_flip(x: Tensor, size: int, generator: torch.Generator, hflip: bo
     return torch.where(flip.view(-1, 1, 1, 1), out.flip(-1), out)
 
 
-def _square(im, size: int):
-    from PIL import Image
+def center_square(im, size: int):
+    """The centred ``size`` x ``size`` square of PIL image ``im``, resized (bilinear) so that its shorter
+    side is ``size`` first: how plain folders and the decoded-image cache fit an image to the model."""
+    from PIL import Image  # imported on use: about 0.1 s that --help does not need
 
     scale = size / min(im.width, im.height)
     w, h = max(size, round(im.width * scale)), max(size, round(im.height * scale))

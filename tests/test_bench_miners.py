@@ -1,9 +1,9 @@
 """pytest-benchmark versions of the key cases of ``bench_miners.py``, for tracking over time.
 
-    .venv/bin/python -m pytest benchmarks/ --benchmark-columns=median,iqr,rounds
+    .venv/bin/python -m pytest tests/test_bench_miners.py --benchmark-only --benchmark-columns=median,iqr,rounds
 
-Not part of the default test run (pyproject's testpaths is ["tests"]). CPU, 2 threads, B = 1800,
-K = 40, D = 128; the slow baselines run a fixed few rounds.
+Not part of the default test run (conftest.py skips timing benchmarks without --benchmark-only). CPU,
+2 threads, B = 1800, K = 40, D = 128; the slow baselines run a fixed few rounds.
 """
 
 import pytest

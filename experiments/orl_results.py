@@ -1,12 +1,12 @@
 """The numbers in RESULTS.md: the reference trainer on ORL (s1-s30 train, s31-s40 held out).
 
-    python benchmarks/orl_results.py --data ../shared/data --out results-orl [--seeds 0,1,2] [--epochs 40]
+    python experiments/orl_results.py --data ../shared/data --out results-orl [--seeds 0,1,2] [--epochs 40]
 
 For each loss (triplet with semi-hard mining, ArcFace, MagFace) and seed: one training run with the same
 network and budget (NN2 width 0.25 depth 2, 64x64 grayscale, P x K = 15 x 8, --epochs x one pass over the
 300 training images, --augment, Adam at 1e-3), then held-out metrics of raw pixels, the untrained and the
 trained network. Then, with the seed-0 runs: the cross-dataset evaluation on dlib's faces, and the
-degraded-copy quality experiment (benchmarks/exp_orl_quality.py). Writes OUT/summary.md and every run folder.
+degraded-copy quality experiment (experiments/orl_quality.py). Writes OUT/summary.md and every run folder.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from facenet_ext.train import TrainConfig, train
-from facenet_ext.train.evaluate import evaluate_checkpoint
+from facenet_ext.train.checkpoint_eval import evaluate_checkpoint
 
 LOSSES = ("triplet", "arcface", "magface")
 KEYS = ("val_at_far_1e-3", "accuracy_10fold", "auc", "eer", "knn_top1", "cluster_f1", "cluster_nmi")
@@ -102,7 +102,7 @@ def main() -> None:
         lines.append(f"| {loss}, trained on ORL | " + " | ".join(f"{report['model'][k]:.3f}" for k in KEYS) + " |")
 
     quality_runs = [str(out / f"{loss}-seed{seeds[0]}") for loss in LOSSES]
-    script = Path(__file__).with_name("exp_orl_quality.py")
+    script = Path(__file__).with_name("orl_quality.py")
     subprocess.run([sys.executable, str(script), *quality_runs, "--out", str(out / "quality")], check=True)
     lines += [
         "",
