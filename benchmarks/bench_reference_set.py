@@ -58,7 +58,7 @@ def naive_batch_hard(emb, labels, bank, bank_labels):
     return keep.nonzero().squeeze(1), far_pos[keep], near_neg[keep]
 
 
-def naive_semihard(emb, labels, bank, bank_labels):
+def naive_semi_hard(emb, labels, bank, bank_labels):
     """FaceNet's rule with the easiest-negative fallback, B x N at once: the negatives of each row sorted,
     each positive's first negative strictly farther found by searchsorted."""
     d = torch.cdist(emb, bank).square_()
@@ -85,7 +85,7 @@ def run_one(method: str, batch: int, n_ref: int, repeats: int) -> dict:
         ),
         "fx.batch_hard": lambda: fx.batch_hard_triplets(emb, labels, ref_emb=bank, ref_labels=bank_labels),
         "naive.batch_hard": lambda: naive_batch_hard(emb, labels, bank, bank_labels),
-        "naive.semihard": lambda: naive_semihard(emb, labels, bank, bank_labels),
+        "naive.semihard": lambda: naive_semi_hard(emb, labels, bank, bank_labels),
     }[method]
     base = reset_peak_rss()  # VmHWM from here on: not the start-up peak of the imports
     # Calls of a second or more are timed `repeats` times in all; faster ones after one warm-up call.

@@ -72,7 +72,7 @@ def main() -> None:
         record(
             "semihard mining only (from D)",
             B,
-            cuda_time(partial(ops.semihard_from_sq_dist, d, labels, labels, True, None, True, False)),
+            cuda_time(partial(ops.semi_hard_from_sq_dist, d, labels, labels, True, None, True, False)),
         )
         record(
             "fx.semi_hard_triplets (incl. distances)",

@@ -31,7 +31,7 @@ def test_sort_searchsorted_handles_singletons_and_lone_identity():
     emb = torch.randn(7, 4, dtype=torch.float64)
     for labels in (torch.tensor([0, 0, 1, 2, 2, 2, 3]), torch.zeros(7, dtype=torch.long)):
         ours = agreement._sorted_set(agreement.fx.semi_hard_triplets(emb, labels))
-        theirs = agreement._sorted_set(baselines.sort_searchsorted_semihard(emb, labels))
+        theirs = agreement._sorted_set(baselines.sort_searchsorted_semi_hard(emb, labels))
         assert torch.equal(ours, theirs)
 
 

@@ -42,6 +42,6 @@ def test_slow(benchmark, batch, key):
     benchmark.pedantic(BY_KEY[key].make(*batch), rounds=3, iterations=1, warmup_rounds=0)
 
 
-def test_semihard_16384(benchmark):
+def test_semi_hard_16384(benchmark):
     benchmark.group = "B=16384"
     benchmark.pedantic(BY_KEY["fx.semihard"].make(*Workload(batch=16384).make()), rounds=3, iterations=1)

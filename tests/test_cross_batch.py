@@ -385,7 +385,7 @@ def test_benchmark_baselines_agree_on_integer_embeddings():
     emb, labels = integer_set(30)
     ref, ref_labels = integer_set(60, identities=7)
     for naive, ours in (
-        (bench.naive_semihard, fx.semi_hard_triplets),
+        (bench.naive_semi_hard, fx.semi_hard_triplets),
         (bench.naive_batch_hard, fx.batch_hard_triplets),
     ):
         assert sorted(rows(naive(emb, labels, ref, ref_labels))) == rows(

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A right-sized first run on a lent GPU (README "CI and GPU verification"): at most ~5 minutes of device
+# A right-sized first run on a lent GPU (docs/gpu.md): at most ~5 minutes of device
 # time, in this order: environment, build for the device's arch, linkage dump, the crash repro, CUDA-CPU
 # parity on small exact cases with the op coverage check, the CUDA-graph tests, B = 1800 timings with
 # launch and sync counts, then compute-sanitizer on the parity cases (timings first: a sanitizer that

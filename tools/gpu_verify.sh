@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU verification on a lent machine (see README "GPU verification"): build with CUDA, run the test suite
+# GPU verification on a lent machine (see docs/gpu.md): build with CUDA, run the test suite
 # on CUDA, compute-sanitizer over the CUDA tests, then the GPU benchmarks. Logs go to $OUT (or ./gpu-out).
 # Wheels the machine lacks (pytorch-metric-learning) may be carried in .gpu/whl.
 set -uo pipefail

@@ -1,4 +1,4 @@
-"""The GPU build's crash repro (README "Known issues"), one device per process: run under `python -X
+"""The GPU build's crash repro (docs/limits.md "On a GPU"), one device per process: run under `python -X
 faulthandler` so a crash prints its native stack instead of dying silently.
 
     python -X faulthandler tools/smoke_repro.py cpu|cuda

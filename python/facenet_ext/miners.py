@@ -1,5 +1,5 @@
 """The public miners: FaceNet's semi-hard, batch-hard and all-semi-hard triplets, each one native call on a
-plain batch (or the reference-set and streaming paths of ``cross_batch``), and ``_mine``, the one path
+plain batch (or the reference-set and streaming paths of ``cross_batch``), and ``mine``, the one path
 every miner (and ``triplet_loss``, and ``facenet_ext.pml``) goes through."""
 
 from __future__ import annotations

@@ -114,7 +114,7 @@ def _check_sort(device):
     for batch in (small_batch(device), integer_batch(device)):
         for kw in ({}, {"margin": MARGIN}, {"margin": 1.0, "squared": False}):
             results.append(
-                _same_triplets(fx.semi_hard_triplets(*batch, **kw), bl.sort_searchsorted_semihard(*batch, **kw))
+                _same_triplets(fx.semi_hard_triplets(*batch, **kw), bl.sort_searchsorted_semi_hard(*batch, **kw))
             )
     ok = all(r[0] for r in results)
     detail = "float64 and small-integer (tied) batches, with and without margin: " + "; ".join(r[1] for r in results)
@@ -125,7 +125,7 @@ def _check_sort_loss(device):
     emb, labels = small_batch(device)
     ok, detail = _same_loss_and_grad(
         lambda e: fx.triplet_loss(e, labels, MARGIN),
-        lambda e: bl.torch_triplet_loss(e, bl.sort_searchsorted_semihard(e, labels), MARGIN),
+        lambda e: bl.torch_triplet_loss(e, bl.sort_searchsorted_semi_hard(e, labels), MARGIN),
         emb,
     )
     return "same loss", ok, detail

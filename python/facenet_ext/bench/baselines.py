@@ -8,7 +8,7 @@ from ours (docs/semantics.md).
 2. :func:`siamese_triplet_loop` — the per-label loop of the "siamese-triplet" tutorial's semi-hard selector.
 3. :func:`tf_addons_semihard_loss` — TF-Addons' ``triplet_semihard_loss``, vectorised with its tiled
    B² x B masks, ported to PyTorch.
-4. :func:`sort_searchsorted_semihard` — our exact semi-hard rule in pure PyTorch, O(B² log B).
+4. :func:`sort_searchsorted_semi_hard` — our exact semi-hard rule in pure PyTorch, O(B² log B).
 5. :func:`pml_semihard_miner`, :func:`pml_batch_hard_miner`, :func:`pml_triplet_loss` —
    pytorch-metric-learning's miners and loss (imported lazily: only the benchmark needs that package).
 """
@@ -167,7 +167,7 @@ def tf_addons_semihard_loss(emb: Tensor, labels: Tensor, margin: float = 1.0, *,
 # ---------------------------------------------------------------------------------------------------
 # 4. sort + searchsorted: our exact rule in pure PyTorch
 # ---------------------------------------------------------------------------------------------------
-def sort_searchsorted_semihard(
+def sort_searchsorted_semi_hard(
     emb: Tensor, labels: Tensor, margin: float | None = None, *, squared: bool = True
 ) -> Triplets:
     r"""``fx.semi_hard_triplets`` (fallback ``"easiest"``) in pure PyTorch, the fastest vectorised
@@ -204,7 +204,7 @@ def sort_searchsorted_semihard(
 
 def torch_triplet_loss(emb: Tensor, triplets: Triplets, margin: float = 0.2, *, squared: bool = True) -> Tensor:
     """Mean of [D_ap - D_an + margin]_+ over given triplets, by plain autograd: the loss that goes with
-    :func:`sort_searchsorted_semihard` (gathers T x D rows, as a pure-PyTorch pipeline would)."""
+    :func:`sort_searchsorted_semi_hard` (gathers T x D rows, as a pure-PyTorch pipeline would)."""
     a, p, n = triplets
     d_ap = (emb[a] - emb[p]).pow(2).sum(1)
     d_an = (emb[a] - emb[n]).pow(2).sum(1)
@@ -250,7 +250,7 @@ __all__ = [
     "facenet_loop",
     "siamese_triplet_loop",
     "tf_addons_semihard_loss",
-    "sort_searchsorted_semihard",
+    "sort_searchsorted_semi_hard",
     "torch_triplet_loss",
     "pml_semihard_miner",
     "pml_batch_hard_miner",

@@ -131,7 +131,7 @@ def _tf_addons(emb, labels):
 
 
 def _sort_loss(e, labels):
-    t = bl.sort_searchsorted_semihard(e, labels)
+    t = bl.sort_searchsorted_semi_hard(e, labels)
     return bl.torch_triplet_loss(e, t, MARGIN), t[0].numel()
 
 
@@ -202,7 +202,7 @@ METHODS: list[Method] = [
         "sort + searchsorted (PyTorch)",
         "baseline",
         "semi-hard mining",
-        _mine(bl.sort_searchsorted_semihard),
+        _mine(bl.sort_searchsorted_semi_hard),
         _b2_log_b,
         counterpart="fx.semihard",
         note="our exact rule (identical triplets), O(B^2 log B)",
