@@ -11,6 +11,7 @@
 #include "cuda/launch.cuh"
 #include "cuda/mine_embeddings.cuh"
 #include "cuda/label_groups.h"
+#include "shared/triplets.h"
 
 namespace fx {
 namespace {

@@ -4,6 +4,7 @@
 #pragma once
 #include "cuda/launch.cuh"
 #include "cuda/label_groups.h"
+#include "shared/triplets.h"
 #include "cuda/pairwise_sq_dist.h"
 #include "shared/tensors.h"
 
