@@ -58,6 +58,20 @@ def compare(emb, labels, margin, squared, reduction, tol):
     return stats
 
 
+def clear_of_the_kink(emb, labels, margin, squared, tol=1e-5):
+    """No listed triplet has D_ap - D_an + margin within ``tol`` of 0 (exactly, in float64, on the
+    dtype-rounded embeddings). At the hinge's kink the gradient jumps by a whole triplet's share, and the
+    two paths round the distances differently (the fused op decides "active" on its Gram distances, the
+    materialised loss on distances recomputed from the differences): both are right within rounding there,
+    and about one draw in 700 of the half-precision cases below lands a triplet that close."""
+    a, p, n = fx.all_semi_hard_triplets(emb, labels, margin, squared=squared)
+    x = emb.double()
+    d_ap, d_an = (x[a] - x[p]).square().sum(1), (x[a] - x[n]).square().sum(1)
+    if not squared:
+        d_ap, d_an = d_ap.sqrt(), d_an.sqrt()
+    return bool(((d_ap - d_an + margin).abs() >= tol).all())
+
+
 @devices()
 @dtypes(*ALL_FLOATS)
 @pytest.mark.parametrize("squared", [True, False], ids=["squared", "plain"])
@@ -65,7 +79,12 @@ def compare(emb, labels, margin, squared, reduction, tol):
 @pytest.mark.parametrize("batch, identities", [(60, 4), (97, 13), (31, 2)])
 def test_matches_the_materialised_path(device, dtype, squared, reduction, batch, identities):
     labels = torch.randint(identities, (batch,), device=device)
-    emb = F.normalize(torch.randn(batch, 16, dtype=torch.float64), dim=1).to(dtype).to(device)
+    for _ in range(20):
+        emb = F.normalize(torch.randn(batch, 16, dtype=torch.float64), dim=1).to(dtype).to(device)
+        if clear_of_the_kink(emb, labels, 0.3, squared):
+            break
+    else:
+        pytest.fail("20 draws in a row put a triplet at the hinge's kink")
     tol = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 1e-4, torch.bfloat16: 1e-4}[dtype]
     stats = compare(emb, labels, 0.3, squared, reduction, tol)
     assert stats["num_triplets"] > 0
