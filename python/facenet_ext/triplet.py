@@ -182,14 +182,6 @@ def _cross_batch(c: _Call):
     return _loss_over(c, rows, _padded(c, mined))
 
 
-_PATHS = (
-    _Path("the fused all-semi-hard loss (no triplet list)", _fused_applies, lambda c: _all_semi_hard_loss(c)),
-    _Path("triplets mined in the batch", lambda c: c.by_name and c.in_batch, _mined_in_batch),
-    _Path("explicit triplets", lambda c: c.in_batch, _explicit),
-    _Path("a reference set, memory bank or streamed mining", lambda c: True, _cross_batch),
-)
-
-
 def _padded(c: _Call, triplets) -> tuple:
     """``(a, p, n)``, or with ``capacity=`` ``(a, p, n, found)`` padded to it."""
     return tuple(triplets) if c.capacity is None else _ops.pad_triplets(*triplets, c.capacity)
@@ -286,3 +278,12 @@ def _all_semi_hard_loss(c: _Call):
         "mean_d_an": detached[2] / denom,
     }
     return out, stats
+
+
+# The paths in the order triplet_loss tries them: the first whose condition holds runs.
+_PATHS = (
+    _Path("the fused all-semi-hard loss (no triplet list)", _fused_applies, _all_semi_hard_loss),
+    _Path("triplets mined in the batch", lambda c: c.by_name and c.in_batch, _mined_in_batch),
+    _Path("explicit triplets", lambda c: c.in_batch, _explicit),
+    _Path("a reference set, memory bank or streamed mining", lambda c: True, _cross_batch),
+)
